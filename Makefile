@@ -1,0 +1,26 @@
+# Two entry points for a fresh machine: `make demo` (set up, run the mini benchmark sweep,
+# analyse) and `make test` (set up, run the test suite). Set-up is shared and runs once.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+
+.PHONY: setup demo test
+
+# torch and torchvision first, from their exact versions (see README, "Installing"), then the
+# rest under the tested constraints so pip never swaps torch.
+$(STAMP): pyproject.toml requirements/constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install -q -c requirements/constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python launch.py -m 'method=*' 'dataset=mini/*'
+	$(BIN)/python analyze.py results --out results/leaderboard
+
+test: $(STAMP)
+	$(BIN)/python -m pytest tests
