@@ -1,0 +1,158 @@
+"""The embedded mini benchmark: five small tasks shaped like VTAB-1k, plus the upstream task.
+
+Each task mirrors VTAB-1k's protocol (800 train, 200 val, a separate test split) and one of
+its three groups: Natural (real handwritten digits shipped with scikit-learn), Specialized
+(textures) and Structured (dSprites-style location and orientation, CLEVR-style counting).
+The upstream task used to pretrain the tiny backbone shares low-level statistics (edges,
+outlines, periodic fills, colour, noise) but none of the downstream labels.
+
+Images are uint8 arrays of shape (N, 3, 32, 32); labels are int64 arrays of shape (N,).
+Generation is pure numpy and deterministic for a given data seed.
+"""
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from bench.data import render as R
+
+SPLIT_SIZES = {"train": 800, "val": 200, "test": 1000}
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    group: str  # VTAB group: natural / specialized / structured (or upstream)
+    num_classes: int
+    draw: Callable[[np.random.Generator], tuple[np.ndarray, int]] | None  # one (image, label); None: own split logic
+
+
+# --- Specialized: textures ---------------------------------------------------------------
+TEXTURES = ("stripes", "checks", "dots", "noise", "blobs", "rings", "zigzag", "crosshatch")
+
+
+def _texture(rng):
+    label = int(rng.integers(len(TEXTURES)))
+    a, b = R.colour_pair(rng, 0.35)
+    return R.finish(R.mix(R.pattern(TEXTURES[label], rng), a, b), rng, rng.uniform(0, 0.08)), label
+
+
+# --- Structured: dSprites-style location and orientation, CLEVR-style count --------------
+def _dspr_loc(rng):
+    cx, cy = rng.uniform(5, 27, 2)
+    shape = ("square", "ellipse", "heart")[rng.integers(3)]
+    m = R.shape_mask(shape, cx, cy, rng.uniform(3.5, 6.5), rng.uniform(0, 2 * np.pi))
+    label = min(int((cx - 5) / 22 * 16), 15)  # x-centre in 16 bins over 5..27 px
+    return R.finish(np.repeat(m[..., None], 3, 2).astype(float), rng), label
+
+
+def _dspr_ori(rng):
+    angle = rng.uniform(0, 2 * np.pi)
+    shape = ("heart", "long_triangle", "arrow")[rng.integers(3)]  # no rotational symmetry
+    m = R.shape_mask(shape, *rng.uniform(9, 23, 2), rng.uniform(4.5, 7.0), angle)
+    label = min(int(angle / (np.pi / 4)), 7)  # 8 bins of 45 degrees
+    return R.finish(np.repeat(m[..., None], 3, 2).astype(float), rng), label
+
+
+def _count(rng):
+    n = int(rng.integers(1, 9))
+    grey = rng.uniform(0.3, 0.6)
+    canvas = R.mix(R.pattern("linear_gradient", rng) * 0.3, np.full(3, grey), np.full(3, grey + 0.3))
+    placed: list[tuple[float, float, float]] = []
+    while len(placed) < n:  # rejection-sample non-overlapping objects
+        r = rng.uniform(1.8, 2.6)
+        x, y = rng.uniform(r + 0.5, 31.5 - r, 2)
+        if all((x - px) ** 2 + (y - py) ** 2 > (r + pr + 0.8) ** 2 for px, py, pr in placed):
+            placed.append((x, y, r))
+            shape = ("circle", "square", "triangle")[rng.integers(3)]
+            m = R.shape_mask(shape, x, y, r, rng.uniform(0, 2 * np.pi))
+            canvas[m] = rng.uniform(size=3)
+    return R.finish(canvas, rng, 0.02), n - 1
+
+
+# --- Upstream (pretraining) task: shape x fill pattern -----------------------------------
+UP_SHAPES = ("circle", "star", "cross", "ring", "diamond", "crescent", "hexagon", "T")
+UP_FILLS = ("solid", "sine", "checks", "dots", "noise", "linear_gradient", "radial_gradient", "stripes")
+UP_BACKGROUNDS = ("solid", "sine", "noise", "blobs", "linear_gradient")
+
+
+def _upstream(rng):
+    s, f = int(rng.integers(len(UP_SHAPES))), int(rng.integers(len(UP_FILLS)))
+    bg = rng.uniform(size=3)
+    # a low-contrast patterned background, so the foreground object carries the label
+    canvas = R.mix(R.pattern(UP_BACKGROUNDS[rng.integers(len(UP_BACKGROUNDS))], rng) * rng.uniform(0.1, 0.35),
+                   bg, rng.uniform(size=3))
+    for _ in range(int(rng.integers(0, 4))):  # distractor discs
+        canvas[R.shape_mask("circle", *rng.uniform(0, 32, 2), rng.uniform(1, 2))] = rng.uniform(size=3)
+    r = rng.uniform(7, 11)
+    cx, cy = rng.uniform(r * 0.8, 32 - r * 0.8, 2)
+    m = R.shape_mask(UP_SHAPES[s], cx, cy, r, rng.uniform(0, 2 * np.pi))
+    while True:  # fill colours that differ from each other and stand out from the background
+        a, b = R.colour_pair(rng, 0.6)
+        if min(np.linalg.norm(a - bg), np.linalg.norm(b - bg)) > 0.4:
+            break
+    if UP_FILLS[f] == "linear_gradient":  # gradients span the object, not the canvas
+        t = rng.uniform(0, 2 * np.pi)
+        fill = np.clip(((R.X - cx) * np.cos(t) + (R.Y - cy) * np.sin(t)) / (2 * r) + 0.5, 0, 1)
+    elif UP_FILLS[f] == "radial_gradient":
+        fill = np.clip(np.hypot(R.X - cx, R.Y - cy) / r, 0, 1)
+    else:
+        fill = R.pattern(UP_FILLS[f], rng)
+    canvas[m] = R.mix(fill, a, b)[m]
+    return R.finish(canvas, rng, 0.02), s * len(UP_FILLS) + f
+
+
+TASKS = {
+    "digits": Task("digits", "natural", 10, None),
+    "textures": Task("textures", "specialized", len(TEXTURES), _texture),
+    "dspr_loc": Task("dspr_loc", "structured", 16, _dspr_loc),
+    "dspr_ori": Task("dspr_ori", "structured", 8, _dspr_ori),
+    "count": Task("count", "structured", 8, _count),
+    "upstream": Task("upstream", "upstream", len(UP_SHAPES) * len(UP_FILLS), _upstream),
+}
+_SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
+
+
+def _generate(task: Task, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    images = np.empty((n, 3, R.SIZE, R.SIZE), dtype=np.uint8)
+    labels = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        images[i], labels[i] = task.draw(rng)
+    return images, labels
+
+
+def _digits(split: str, data_seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 1,797 real 8x8 digits, upscaled x3, placed at a random offset, recoloured.
+
+    Split by a fixed permutation: 800 train, 200 val, the remaining 797 test.
+    """
+    from scipy.ndimage import zoom
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    order = np.random.default_rng([data_seed, 0]).permutation(len(d.target))
+    idx = {"train": order[:800], "val": order[800:1000], "test": order[1000:]}[split]
+    rng = np.random.default_rng([data_seed, 0, _SPLIT_IDS[split]])
+    images = np.empty((len(idx), 3, R.SIZE, R.SIZE), dtype=np.uint8)
+    for k, i in enumerate(idx):
+        glyph = np.clip(zoom(d.images[i] / 16.0, 3, order=1), 0, 1)  # (24, 24)
+        fg, bg = R.colour_pair(rng, 0.5)
+        img = np.tile(bg, (R.SIZE, R.SIZE, 1))
+        y, x = rng.integers(0, R.SIZE - 24 + 1, 2)
+        img[y:y + 24, x:x + 24] = bg * (1 - glyph[..., None]) + fg * glyph[..., None]
+        img = np.clip(img + rng.normal(0, 0.03, img.shape), 0, 1)
+        images[k] = (img * 255 + 0.5).astype(np.uint8).transpose(2, 0, 1)
+    return images, d.target[idx].astype(np.int64)
+
+
+def generate(task: str, split: str, data_seed: int = 0, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, 3, 32, 32) uint8 and labels (N,) int64 for one split of one task."""
+    if task not in TASKS:
+        raise KeyError(f"unknown mini task {task!r}; valid: {sorted(TASKS)}")
+    if split not in _SPLIT_IDS:
+        raise KeyError(f"unknown split {split!r}; valid: {sorted(_SPLIT_IDS)}")
+    if task == "digits":
+        return _digits(split, data_seed)
+    t = TASKS[task]
+    rng = np.random.default_rng([data_seed, list(TASKS).index(task), _SPLIT_IDS[split]])
+    return _generate(t, SPLIT_SIZES[split] if n is None else n, rng)
