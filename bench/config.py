@@ -1,0 +1,99 @@
+"""Typed run configuration: the one shape a run takes, whoever builds it (launch.py or Python).
+
+`from_dict` is strict: an unknown key is an error that lists the valid ones, so a typo in
+a YAML file or on the command line never silently falls back to a default.
+"""
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+PROTOCOLS = {
+    # name: (split trained on, split scored every epoch, split reported)
+    "val": ("train", "val", "test"),  # VPT-style: train on train800, monitor val200, report final test
+    "paper": ("trainval", "test", "test"),  # SSF code: train on train800val200, report final-epoch test
+}
+
+
+@dataclass
+class BackboneConfig:
+    name: str  # label used in records, paths and plots
+    arch: str  # timm model name, `arch.tag` form
+    pretrained: bool = True  # load pretrained weights (from `file` when given, else from the hub)
+    file: str | None = None  # local weights (.safetensors/.pth); relative paths are from the project root
+    kwargs: dict[str, Any] = field(default_factory=dict)  # extra timm.create_model arguments
+    pretrained_cfg: dict[str, Any] = field(default_factory=dict)  # timm pretrained_cfg overlay (mean, std, ...)
+
+
+@dataclass
+class DatasetConfig:
+    name: str  # the config path, e.g. mini/digits
+    benchmark: str  # mini, vtab, fgvc, ...
+    task: str  # task name inside the benchmark
+    group: str  # VTAB group: natural / specialized / structured
+    num_classes: int
+    image_size: int
+    data_seed: int = 0  # fixes generated data and split permutations; independent of the run seed
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 20
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4  # never applied to biases and other 1-D parameters
+    warmup_epochs: float = 2.0  # linear warm-up from warmup_lr, then cosine to min_lr (per step)
+    warmup_lr: float = 1e-6
+    min_lr: float = 1e-6
+    label_smoothing: float = 0.0
+    eval_batch_size: int = 500
+    device: str = "auto"  # auto: cuda when available, else cpu
+    num_threads: int = 0  # torch intra-op threads; 0 keeps torch's default
+    progress: bool = True  # tqdm bars per epoch and per evaluation
+
+
+@dataclass
+class RunConfig:
+    method: str
+    dataset: DatasetConfig
+    backbone: BackboneConfig
+    train: TrainConfig = field(default_factory=TrainConfig)
+    method_args: dict[str, Any] = field(default_factory=dict)  # validated by the method's own Config
+    protocol: str = "val"
+    seed: int = 0
+    variant: str = ""  # names a non-default setting (hyper-parameters); part of the run's identity
+    results_dir: str = "results"
+
+    def __post_init__(self):
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {self.protocol!r}; valid: {sorted(PROTOCOLS)}")
+
+
+def from_dict(cls, data: dict, where: str = ""):
+    """Build dataclass `cls` from a plain dict, recursing into nested dataclasses.
+
+    Raises:
+        ValueError: on an unknown or missing key, naming it and listing the valid keys.
+    """
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} in {where or cls.__name__}; valid: {sorted(fields)}")
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for name, value in data.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+            value = from_dict(hint, value, f"{where}.{name}" if where else name)
+        elif hint in (int, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = hint(value) if hint is float or float(value).is_integer() else value
+        kwargs[name] = value
+    missing = [n for n, f in fields.items() if n not in kwargs and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ValueError(f"missing key(s) {missing} in {where or cls.__name__}")
+    return cls(**kwargs)
+
+
+def to_dict(obj) -> dict:
+    return dataclasses.asdict(obj)

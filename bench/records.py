@@ -1,0 +1,71 @@
+"""The run record: one self-describing JSON file per run, its path, atomic writes, and loading.
+
+Torch-free on purpose: analyze.py imports this and must read thousands of records quickly.
+
+Layout (the path is the run's identity, never a timestamp, so a relaunch finds it again):
+    <results_dir>/runs/<backbone>/<dataset>/<method>[-<variant>]/<protocol>-seed<k>/record.json
+"""
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+RECORD = "record.json"
+SCHEMA = 1
+STATUSES = ("completed", "failed", "unsupported")
+
+
+def method_label(method: str, variant: str = "") -> str:
+    return f"{method}-{variant}" if variant else method
+
+
+def run_dir(results_dir: str | Path, backbone: str, dataset: str, method: str, variant: str, protocol: str,
+            seed: int) -> Path:
+    return Path(results_dir) / "runs" / backbone / dataset / method_label(method, variant) / f"{protocol}-seed{seed}"
+
+
+def write_json_atomic(path: Path, obj: dict) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename: readers see all or nothing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=1, default=str)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def find_records(root: str | Path) -> list[Path]:
+    return sorted(Path(root).rglob(RECORD))
+
+
+def load_records(root: str | Path) -> tuple[pd.DataFrame, list[str]]:
+    """All records under `root` as one DataFrame (one row per run; nested fields kept as objects).
+
+    Returns:
+        (frame, problems): `problems` names each file that was skipped (unreadable, not JSON,
+        or missing the identity fields) with the reason; the frame holds the rest.
+    """
+    rows, problems = [], []
+    for path in find_records(root):
+        try:
+            rec = json.loads(path.read_text())
+            missing = [k for k in ("status", "method", "dataset", "backbone", "seed") if k not in rec]
+            if missing:
+                raise ValueError(f"missing fields {missing}")
+        except (OSError, ValueError) as e:
+            problems.append(f"{path}: {e}")
+            continue
+        rec["path"] = str(path)
+        rows.append(rec)
+    for p in problems:
+        warnings.warn(f"skipped record {p}", stacklevel=2)
+    return pd.DataFrame(rows), problems

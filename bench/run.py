@@ -1,0 +1,126 @@
+"""One run, start to end: identity -> data -> model -> method -> train -> evaluate -> record.
+
+`run(cfg)` is the whole library seen from outside: launch.py calls it once per Hydra job,
+and tests or notebooks can call it directly with a `RunConfig`.
+"""
+import dataclasses
+import random
+import resource
+import time
+import traceback
+from datetime import datetime, timezone
+
+import numpy as np
+import torch
+
+import methods
+from bench import env, records
+from bench.config import PROTOCOLS, RunConfig
+from bench.data import load_split
+from bench.evaluate import top1
+from bench.models import build_backbone, data_config
+from bench.train import train
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _peak_memory_mb(device: torch.device) -> tuple[float, str]:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
+    # ru_maxrss is KiB on Linux; it is the process's peak, so in a multirun of several runs in
+    # one process it is the peak over all runs so far (the kind says so).
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process_peak_rss"
+
+
+def run(cfg: RunConfig) -> dict:
+    """Run one configuration and write its record; returns the record.
+
+    Invalid configuration (unknown method, bad method arguments) raises before anything is
+    written. Once the run has started, a failure writes a `failed` record and re-raises; a
+    method that does not apply to the backbone writes an `unsupported` record and returns.
+    """
+    method = methods.get_method(cfg.method)
+    method_cfg = methods.method_config(cfg.method, cfg.method_args)
+
+    # --- identity -------------------------------------------------------------------------
+    out_dir = records.run_dir(cfg.results_dir, cfg.backbone.name, cfg.dataset.name, cfg.method, cfg.variant,
+                              cfg.protocol, cfg.seed)
+    device = env.pick_device(cfg.train.device)
+    if cfg.train.num_threads > 0:
+        torch.set_num_threads(cfg.train.num_threads)
+    record = {
+        "schema": records.SCHEMA, "status": "running", "error": None,
+        "method": cfg.method, "variant": cfg.variant, "dataset": cfg.dataset.name,
+        "benchmark": cfg.dataset.benchmark, "group": cfg.dataset.group, "backbone": cfg.backbone.name,
+        "backbone_arch": cfg.backbone.arch, "protocol": cfg.protocol, "seed": cfg.seed,
+        "config": dataclasses.asdict(cfg) | {"method_args": dataclasses.asdict(method_cfg)},
+        "git": env.git_state(), "env": env.packages(), "hardware": env.hardware(device),
+        "started_at": _now(),
+    }
+    label = f"{cfg.backbone.name} {cfg.dataset.name} {records.method_label(cfg.method, cfg.variant)} seed{cfg.seed}"
+    t_start = time.perf_counter()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    try:
+        # --- data and model ---------------------------------------------------------------
+        random.seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        torch.manual_seed(cfg.seed)
+        model = build_backbone(cfg.backbone, cfg.dataset.num_classes)
+        dcfg = data_config(model)
+        train_split, monitor_split, report_split = PROTOCOLS[cfg.protocol]
+        splits = {s: load_split(cfg.dataset, s, dcfg["mean"], dcfg["std"])
+                  for s in {train_split, monitor_split, report_split}}
+        head_ids = {id(p) for p in model.get_classifier().parameters()}
+        model = method.apply(model, method_cfg).to(device)
+
+        tunable = [p for p in model.parameters() if p.requires_grad]
+        record["tunable_params"] = sum(p.numel() for p in tunable)
+        record["tunable_params_no_head"] = sum(p.numel() for p in tunable if id(p) not in head_ids)
+        record["total_params"] = sum(p.numel() for p in model.parameters())
+
+        # --- train, monitoring one split every epoch ----------------------------------------
+        bs, prog = cfg.train.eval_batch_size, cfg.train.progress
+        key = f"{monitor_split}_top1"
+        out = train(model, splits[train_split], cfg.train, seed=cfg.seed, device=device, desc=label,
+                    on_epoch=lambda e: {key: top1(model, splits[monitor_split], bs, device, f"{label} {monitor_split}", prog)})
+        history = out["history"]
+
+        # --- evaluate and record ------------------------------------------------------------
+        # The headline is the final epoch's score; with the `paper` protocol the monitored split is
+        # the test split, so the best epoch is selected on test: recorded, flagged, never the headline.
+        if monitor_split == report_split:
+            record[f"{report_split}_top1"] = history[-1][key]
+            record[f"{report_split}_top1_best_epoch_optimistic"] = max(h[key] for h in history)
+        else:
+            record[f"{monitor_split}_top1"] = history[-1][key]
+            record[f"{report_split}_top1"] = top1(model, splits[report_split], bs, device, f"{label} {report_split}", prog)
+        peak, kind = _peak_memory_mb(device)
+        record.update(status="completed", history=history, train_time_s=out["train_seconds"],
+                      train_images_per_s=out["images_seen"] / max(out["train_seconds"], 1e-9),
+                      peak_memory_mb=peak, peak_memory_kind=kind)
+    except methods.Unsupported as e:
+        record.update(status="unsupported", error={"type": "Unsupported", "message": str(e)})
+    except (Exception, KeyboardInterrupt) as e:
+        record.update(status="failed", error={"type": type(e).__name__, "message": str(e),
+                                              "traceback": traceback.format_exc()})
+        _finish(record, out_dir, t_start, label)
+        raise
+    _finish(record, out_dir, t_start, label)
+    return record
+
+
+def _finish(record: dict, out_dir, t_start: float, label: str) -> None:
+    record["wall_time_s"] = time.perf_counter() - t_start
+    record["finished_at"] = _now()
+    records.write_json_atomic(out_dir / records.RECORD, record)
+    if record["status"] == "completed":
+        extra = f" val {record['val_top1']:.1f}%" if "val_top1" in record else ""
+        print(f"[completed] {label}: test {record['test_top1']:.1f}%{extra} | tunable {record['tunable_params']:,}"
+              f" of {record['total_params']:,} params | {record['wall_time_s']:.1f}s"
+              f" ({record['train_images_per_s']:.0f} img/s)", flush=True)
+    else:
+        print(f"[{record['status']}] {label}: {record['error']['type']}: {record['error']['message']}", flush=True)
+    print(f"  record: {out_dir / records.RECORD}", flush=True)
