@@ -1,0 +1,14 @@
+"""VPT-Shallow: Visual Prompt Tuning (Jia et al., ECCV 2022) with prompts at the first layer only.
+
+The prompts are inserted after the class token before the first block and then flow
+through the network like the other tokens. Implementation shared with `vpt`.
+"""
+import torch.nn as nn
+
+from methods.vpt import Config, add_prompts
+
+__all__ = ["Config", "apply"]
+
+
+def apply(model: nn.Module, cfg: Config) -> nn.Module:
+    return add_prompts(model, cfg, deep=False, method="vpt_shallow")
