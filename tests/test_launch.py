@@ -1,0 +1,50 @@
+"""launch.py: group glob expansion, option validation, variant names, bad input from the CLI."""
+import pytest
+
+import launch
+from conftest import run_cli
+
+
+def test_glob_expands_nested_groups():
+    out = launch.expand_group_args(["method=ssf,vpt", "dataset=mini/*", "train.lr=0.1,0.2", "-m"])
+    assert out[0] == "method=ssf,vpt"
+    assert out[1] == "dataset=" + ",".join(launch.group_options("dataset"))
+    assert out[1].count("mini/") == 5
+    assert out[2:] == ["train.lr=0.1,0.2", "-m"]  # not a config group: untouched
+
+
+def test_glob_star_over_flat_group_and_mixed_items():
+    assert launch.expand_group_args(["method=*"]) == ["method=" + ",".join(launch.group_options("method"))]
+    assert launch.expand_group_args(["method=vpt*,ssf"]) == ["method=vpt,vpt_shallow,ssf"]
+    assert launch.expand_group_args(["dataset=mini/d*"]) == ["dataset=mini/digits,mini/dspr_loc,mini/dspr_ori"]
+    assert launch.expand_group_args(["hydra/launcher=submitit_local"]) == ["hydra/launcher=submitit_local"]
+
+
+@pytest.mark.parametrize("arg,bad", [("dataset=vtab/*", "'vtab/*'"), ("method=nope", "'nope'"),
+                                     ("method=ssf,lo?x", "'lo?x'")])
+def test_no_match_exits_2_listing_options(arg, bad, capsys):
+    with pytest.raises(SystemExit) as e:
+        launch.expand_group_args([arg])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert bad in err and "valid options:" in err
+    group = arg.split("=")[0]
+    assert all(o in err for o in launch.group_options(group))
+
+
+def test_variant_from_overrides():
+    assert launch.variant_from_overrides(["method=ssf", "dataset=mini/count", "seed=1"]) == ""
+    assert launch.variant_from_overrides(["train.lr=0.01", "method.r=8", "train.progress=false"]) == "r8_lr0.01"
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["-m", "method=ssf", "dataset=vtab/*"], "valid options: mini/count"),
+    (["method=bogus"], "valid options: adapter, bias, full"),
+    (["backbone=resnet_huge"], "valid options: "),
+    (["+method.rank=8", "method=lora"], "unknown key(s) ['rank'] in method 'lora'"),
+])
+def test_cli_bad_input_exits_nonzero_without_records(args, needle, tmp_path):
+    proc = run_cli("launch.py", *args, f"results_dir={tmp_path}", timeout=120)
+    assert proc.returncode != 0
+    assert needle in proc.stderr + proc.stdout
+    assert not list(tmp_path.rglob("record.json"))  # a run that did not start leaves no record

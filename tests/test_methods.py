@@ -1,0 +1,136 @@
+"""Contract tests for every registered method on the tiny ViT (CPU, random weights).
+
+After a few optimizer steps: exactly the intended parameters changed, every parameter the
+method added changed, and the tunable count equals the method's formula.
+"""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import methods
+from methods import METHODS, method_config
+
+D, L, MLP_HIDDEN, CLASSES = 96, 4, 192, 10  # tiny ViT: width, depth, MLP width; head classes
+HEAD = D * CLASSES + CLASSES
+
+
+def expected_tunable(name: str, model_before: torch.nn.Module) -> int:
+    """Each method's parameter formula for the tiny ViT (head included)."""
+    cfg = method_config(name, {})
+    if name == "full":
+        return sum(p.numel() for p in model_before.parameters())
+    if name == "linear":
+        return HEAD
+    if name == "bias":
+        return sum(p.numel() for n, p in model_before.named_parameters() if n.endswith(".bias") and "head" not in n) + HEAD
+    if name == "adapter":  # down (D*b + b) + up (b*D + D) per block
+        return L * (D * cfg.bottleneck + cfg.bottleneck + cfg.bottleneck * D + D) + HEAD
+    if name == "vpt":
+        return L * cfg.length * D + HEAD
+    if name == "vpt_shallow":
+        return cfg.length * D + HEAD
+    if name == "lora":  # A (r x D) + B (3D x r) on each qkv
+        return L * cfg.r * (D + 3 * D) + HEAD
+    if name == "ssf":  # scale + shift after patch conv, final norm, and per block norm1 qkv proj norm2 fc1 fc2
+        per_block = D + 3 * D + D + D + MLP_HIDDEN + D
+        return 2 * (D + D + L * per_block) + HEAD
+    raise AssertionError(f"no formula for method {name!r}: add one when adding a method")
+
+
+def intended(name: str, pname: str) -> bool:
+    """Should original (backbone) parameter `pname` train under method `name`?"""
+    if pname.startswith("head."):
+        return True
+    return {"full": True, "bias": pname.endswith(".bias")}.get(name, False)
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_only_intended_parameters_change(name, tiny_vit):
+    model = tiny_vit(CLASSES)
+    before = {id(p): (n, p.detach().clone()) for n, p in model.named_parameters()}
+    formula = expected_tunable(name, model)
+    model = METHODS[name].apply(model, method_config(name, {}))
+
+    tunable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert tunable == formula, f"{name}: {tunable} tunable parameters, formula says {formula}"
+
+    torch.manual_seed(1)
+    x, y = torch.randn(16, 3, 32, 32), torch.randint(0, CLASSES, (16,))
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(3):  # zero-initialised factors (LoRA B, adapter up) unblock their partners after step 1
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    added = 0
+    for pname, p in model.named_parameters():
+        if id(p) in before:
+            orig_name, orig = before[id(p)]
+            changed = not torch.equal(p.detach(), orig)
+            assert changed == intended(name, orig_name), \
+                f"{name}: backbone parameter {orig_name} {'changed' if changed else 'did not change'}"
+        else:
+            added += 1
+            assert p.requires_grad, f"{name}: added parameter {pname} is frozen"
+            assert p.grad is not None and p.grad.abs().sum() > 0, f"{name}: added parameter {pname} has no gradient"
+    if name not in ("full", "linear", "bias"):
+        assert added > 0, f"{name} added no parameters"
+
+
+@pytest.mark.parametrize("name", ["adapter", "lora"])
+def test_zero_init_methods_start_equal_to_backbone(name, tiny_vit):
+    model = tiny_vit(CLASSES).eval()
+    x = torch.randn(4, 3, 32, 32)
+    ref = model(x)
+    model = METHODS[name].apply(model, method_config(name, {})).eval()
+    torch.testing.assert_close(model(x), ref)
+
+
+def test_ssf_init_statistics(tiny_vit):
+    model = METHODS["ssf"].apply(tiny_vit(CLASSES), method_config("ssf", {}))
+    scales = torch.cat([p.detach() for n, p in model.named_parameters() if n.endswith("ssf.scale")])
+    shifts = torch.cat([p.detach() for n, p in model.named_parameters() if n.endswith("ssf.shift")])
+    assert abs(scales.mean() - 1) < 0.01 and abs(scales.std() - 0.02) < 0.005
+    assert abs(shifts.mean()) < 0.01 and abs(shifts.std() - 0.02) < 0.005
+
+
+@pytest.mark.parametrize("name", ["ssf", "lora"])
+def test_merge_matches_unmerged(name, tiny_vit):
+    backbone_params = sum(p.numel() for p in tiny_vit(CLASSES).parameters())
+    model = METHODS[name].apply(tiny_vit(CLASSES), method_config(name, {}))
+    with torch.no_grad():  # move the method's parameters away from their init
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(torch.randn_like(p) * 0.05)
+    model.eval()
+    x = torch.randn(4, 3, 32, 32)
+    ref = model(x)
+    merged = METHODS[name].merge(model)
+    torch.testing.assert_close(merged(x), ref, atol=1e-4, rtol=0)
+    assert sum(p.numel() for p in merged.parameters()) == backbone_params
+    if name == "ssf":
+        with pytest.raises(RuntimeError, match="already merged"):
+            METHODS[name].merge(merged)
+
+
+def test_vpt_prompts_are_prefix_tokens(tiny_vit):
+    model = METHODS["vpt"].apply(tiny_vit(CLASSES), method_config("vpt", {"length": 5}))
+    assert model.num_prefix_tokens == 1 + 5
+    tokens = model.forward_features(torch.randn(2, 3, 32, 32))
+    assert tokens.shape == (2, 1 + 5 + 16, D)  # CLS, prompts, 16 patches
+
+
+@pytest.mark.parametrize("name", ["vpt", "vpt_shallow", "adapter"])
+def test_unsupported_backbone_is_reported(name):
+    import timm
+
+    cnn = timm.create_model("resnet10t", pretrained=False, num_classes=CLASSES)
+    with pytest.raises(methods.Unsupported, match=name):
+        METHODS[name].apply(cnn, method_config(name, {}))
+
+
+def test_registry_rejects_unknown_names_and_arguments():
+    with pytest.raises(KeyError, match="valid: .*ssf"):
+        methods.get_method("ssf2")
+    with pytest.raises(ValueError, match="unknown key.*'rank'.*valid: .*'r'"):
+        method_config("lora", {"rank": 8})
