@@ -1,90 +1,308 @@
-"""Leaderboard tables as pure functions over the records DataFrame (torch-free).
+"""Tables as pure functions over the records DataFrame (torch-free).
 
-Rows are methods (method-variant labels), per backbone; columns are the benchmark's tasks,
-their mean and the tunable-parameter counts. A cell is the mean test top-1 over seeds; a
-row that lacks a task gets no mean (it is marked "4/5" in `tasks` instead of being averaged
-over what exists). Failed and unsupported runs stay visible in the markdown.
+Rows are methods (method-variant labels), per backbone; columns are a benchmark's tasks, their
+group means and averages, and the tunable-parameter counts. A cell is the mean test top-1 over
+seeds (each seed counted once). A row that lacks a task gets no mean: it is marked "17/19" in
+`tasks` instead of being averaged over what exists, and a group mean needs the whole group.
+Failed and unsupported runs stay visible in the rendered tables ("failed", "n/a").
+
+Two VTAB-1k averages exist in the literature and differ by 2-5 points for the same cells: the
+SSF paper's `mean` (plain mean of the 19 tasks) and the NOAH/Convpass/DyT `mean_of_groups`
+(mean of the Natural, Specialized and Structured means). Both are computed; `average` picks
+which the rendered tables show.
 """
 import math
 
 import pandas as pd
 
+from bench.benchmarks import short_name
 from bench.records import method_label
 
 # Canonical row order: the order the SSF paper's tables use; other methods follow, sorted.
 METHOD_ORDER = ("full", "linear", "bias", "adapter", "vpt_shallow", "vpt", "lora", "ssf")
+AVERAGES = ("both", "tasks", "groups")
+ROW_NAMES = ["backbone", "method"]
+INFO_COLUMNS = ("mean", "mean_of_groups", "tasks", "seeds", "tunable_params", "tunable_params_no_head")
+ROBUSTNESS = ("imagenet_a_top1", "imagenet_r_top1", "imagenet_c_mce")  # keys of a record's `robustness`
 
 
 def with_labels(df: pd.DataFrame) -> pd.DataFrame:
-    variant = df["variant"].fillna("") if "variant" in df else pd.Series("", index=df.index)
-    return df.assign(label=[method_label(m, v) for m, v in zip(df["method"], variant)])
+    """Add `label` (method-variant, as `records.method_label`), unless it is already there."""
+    if "label" in df:
+        return df
+    method = df["method"].astype(str)
+    if "variant" not in df:
+        return df.assign(label=method)
+    variant = df["variant"].fillna("").astype(str)
+    return df.assign(label=method.where(variant == "", method + "-" + variant))
+
+
+def base_method(label: str) -> str:
+    """`ssf-lr0.01` -> `ssf`: the registry name (method names never contain '-')."""
+    return label.split("-", 1)[0]
 
 
 def _row_key(label: str) -> tuple:
-    base = label.split("-", 1)[0]
+    base = base_method(label)
     return (METHOD_ORDER.index(base) if base in METHOD_ORDER else len(METHOD_ORDER), label)
 
 
-def leaderboard(df: pd.DataFrame, tasks: list[str] | None = None) -> pd.DataFrame:
-    """One benchmark, one protocol: mean test top-1 per (backbone, label) x dataset.
+def row_order(rows) -> list[tuple[str, str]]:
+    """(backbone, label) pairs sorted by backbone, then the papers' method order."""
+    return sorted(set(rows), key=lambda r: (r[0], _row_key(r[1])))
+
+
+def _completed(df: pd.DataFrame, column: str) -> pd.DataFrame:
+    if column not in df:
+        return df.iloc[:0].assign(**{column: math.nan})
+    values = pd.to_numeric(df[column], errors="coerce")
+    return df.assign(**{column: values})[(df["status"] == "completed") & values.notna()]
+
+
+def cell_stats(df: pd.DataFrame, metric: str = "test_top1") -> pd.DataFrame:
+    """Per (backbone, method, dataset) with a value: `mean`, `std` over seeds (NaN for one seed), `seeds`.
+
+    A seed counts once: records that repeat a run identity (the same run in two sweep folders)
+    are averaged first, so duplicates neither shrink the std nor inflate the seed count.
+    """
+    done = _completed(with_labels(df), metric)
+    per_seed = done.groupby(["backbone", "label", "dataset", "seed"])[metric].mean()
+    g = per_seed.groupby(level=[0, 1, 2])
+    stats = pd.DataFrame({"mean": g.mean(), "std": g.std(), "seeds": g.size()})
+    return stats.rename_axis(["backbone", "method", "dataset"])
+
+
+def leaderboard(df: pd.DataFrame, tasks: list[str] | None = None, groups: dict[str, list[str]] | None = None,
+                metric: str = "test_top1", mean: bool = True, stats: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One table of one protocol: mean `metric` per (backbone, label) x dataset, with averages.
 
     Args:
-        df: records (any statuses) of one benchmark and protocol.
+        df: records (any statuses) of one protocol.
         tasks: dataset names in column order; default: every dataset present, sorted.
+        groups: group name -> its datasets (VTAB's natural/specialized/structured); adds one
+            column per group and `mean_of_groups`.
+        metric: the record field tabulated (`test_top1`, `test_top1_best_epoch_optimistic`, ...).
+        mean: False where averaging the columns means nothing (CIFAR-100 next to ImageNet).
+        stats: `cell_stats(df, metric)` if the caller already has it.
     Returns:
-        DataFrame indexed by (backbone, method) with one column per task, `mean`, `tasks`
-        ("done/total"), `seeds` (min seeds over the row's cells), `tunable_params`,
-        `tunable_params_no_head` (means over the row's tasks).
+        DataFrame indexed by (backbone, method) with one column per task, one per group, `mean`
+        (plain mean over tasks), `mean_of_groups`, `tasks` ("done/total"), `seeds` (min seeds over
+        the row's cells), `tunable_params`, `tunable_params_no_head` (means over the row's
+        completed runs). `attrs` holds `tasks`, `groups` and `metric` for the renderers.
     """
     df = with_labels(df)
-    tasks = tasks or sorted(df["dataset"].unique())
-    done = df[df["status"] == "completed"]
-    cells = done.pivot_table(index=["backbone", "label"], columns="dataset", values="test_top1", aggfunc="mean")
-    cells = cells.reindex(columns=tasks)
-    seeds = done.groupby(["backbone", "label", "dataset"])["seed"].nunique().groupby(["backbone", "label"]).min()
-    params = done.groupby(["backbone", "label"])[["tunable_params", "tunable_params_no_head"]].mean()
-    rows = sorted({(b, lab) for b, lab in zip(df["backbone"], df["label"])}, key=lambda r: (r[0], _row_key(r[1])))
-    table = cells.reindex(pd.MultiIndex.from_tuples(rows, names=["backbone", "method"]))
-    n_done = table[tasks].notna().sum(axis=1)
-    table["mean"] = table[tasks].mean(axis=1).where(n_done == len(tasks))
-    table["tasks"] = [f"{n}/{len(tasks)}" for n in n_done]
-    table["seeds"] = [seeds.get(r, 0) for r in rows]
-    for col in params.columns:
-        table[col] = [params[col].get(r, math.nan) for r in rows]
+    tasks = list(tasks or sorted(df["dataset"].unique()))
+    groups = dict(groups or {})
+    stats = cell_stats(df, metric) if stats is None else stats
+    stats = stats[stats.index.get_level_values("dataset").isin(tasks)]
+    pairs = df[["backbone", "label"]].drop_duplicates().itertuples(index=False, name=None)
+    index = pd.MultiIndex.from_tuples(row_order(pairs), names=ROW_NAMES)
+    if stats.empty:
+        table = pd.DataFrame(math.nan, index=index, columns=tasks)
+    else:
+        table = stats["mean"].unstack("dataset").reindex(index=index, columns=tasks)
+    present = table[tasks].notna()
+    for name, members in groups.items():
+        table[name] = table[members].mean(axis=1).where(present[members].all(axis=1))
+    if mean:
+        table["mean"] = table[tasks].mean(axis=1).where(present.all(axis=1))
+        if groups:
+            table["mean_of_groups"] = table[list(groups)].mean(axis=1).where(table[list(groups)].notna().all(axis=1))
+    table["tasks"] = [f"{n}/{len(tasks)}" for n in present.sum(axis=1)]
+    seeds = stats["seeds"].groupby(level=[0, 1]).min()
+    table["seeds"] = [int(seeds.get(r, 0)) for r in index]
+    done = df[(df["status"] == "completed") & df["dataset"].isin(tasks)]
+    for col in ("tunable_params", "tunable_params_no_head"):
+        values = (pd.to_numeric(done[col], errors="coerce").groupby([done["backbone"], done["label"]]).mean()
+                  if col in done else pd.Series(dtype=float))
+        table[col] = [values.get(r, math.nan) for r in index]
+    table.attrs = {"tasks": tasks, "groups": list(groups), "metric": metric}
     return table
 
 
 def status_cells(df: pd.DataFrame) -> dict[tuple[str, str, str], str]:
     """(backbone, label, dataset) -> 'failed' / 'n/a' for cells with no completed run."""
     df = with_labels(df)
-    out = {}
-    for (b, lab, d), group in df.groupby(["backbone", "label", "dataset"]):
-        statuses = set(group["status"])
-        if "completed" not in statuses:
-            out[(b, lab, d)] = "n/a" if "unsupported" in statuses else "failed"
-    return out
+    keys = [df["backbone"], df["label"], df["dataset"]]
+    flags = pd.DataFrame({"done": df["status"] == "completed", "unsupported": df["status"] == "unsupported"})
+    cells = flags.groupby(keys).any()
+    cells = cells[~cells["done"]]
+    return {k: "n/a" if u else "failed" for k, u in zip(cells.index, cells["unsupported"])}
 
 
-def _fmt_params(n: float) -> str:
+def robustness_records(df: pd.DataFrame, metric: str = "test_top1") -> pd.DataFrame:
+    """ImageNet records reshaped for `leaderboard(..., metric="value", mean=False)`.
+
+    One pseudo-dataset per robustness metric (ImageNet-A / -R top-1, ImageNet-C mCE, lower is
+    better) next to `imagenet/imagenet`, the value in `value`; a record without the optional
+    `robustness` field gives NaN there (shown "—"), never a guess.
+    """
+    im = df[df["benchmark"] == "imagenet"]
+    if metric not in im:
+        im = im.assign(**{metric: math.nan})
+    rob = im["robustness"] if "robustness" in im else pd.Series(None, index=im.index, dtype=object)
+    parts = [im.assign(value=pd.to_numeric(im[metric], errors="coerce"))]
+    for key in ROBUSTNESS:
+        values = [r.get(key, math.nan) if isinstance(r, dict) else math.nan for r in rob]
+        parts.append(im.assign(dataset=key, value=pd.to_numeric(pd.Series(values, index=im.index), errors="coerce")))
+    return pd.concat(parts, ignore_index=True)
+
+
+def cost_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Per benchmark x protocol x backbone x method, from completed runs: what the method costs.
+
+    Parameters are means over the runs (head sizes differ by dataset); throughput, memory and
+    the inference ratio are medians (robust to a slow node). `inference_extra_params` and
+    `inference_images_per_s_ratio` (deployed model vs untouched backbone) are optional record
+    fields: NaN when no run recorded them. `peak_memory_kind` says what the memory number is
+    (CUDA allocator peak, or process RSS peak, which in a multirun covers the earlier runs too).
+    """
+    mean_cols = ("tunable_params", "tunable_params_no_head", "inference_extra_params")
+    median_cols = ("train_images_per_s", "peak_memory_mb", "inference_images_per_s_ratio")
+    df = with_labels(df)
+    df = df.assign(**{c: pd.to_numeric(df[c], errors="coerce") if c in df else math.nan
+                      for c in (*mean_cols, *median_cols)})
+    done = df[df["status"] == "completed"]
+    keys = ["benchmark", "protocol", "backbone", "label"]
+    g = done.groupby(keys)
+    out = pd.DataFrame({"runs": g.size()})
+    for c in mean_cols:
+        out[c] = g[c].mean()
+    for c in median_cols:
+        out[c] = g[c].median()
+    kinds = done["peak_memory_kind"] if "peak_memory_kind" in done else pd.Series(None, index=done.index)
+    out["peak_memory_kind"] = kinds.groupby([done[k] for k in keys]).agg(lambda s: "/".join(sorted(set(s.dropna()))))
+    out = out.rename_axis(["benchmark", "protocol", "backbone", "method"])
+    order = sorted(out.index, key=lambda r: (r[0], r[1], r[2], _row_key(r[3])))
+    return out.reindex(pd.MultiIndex.from_tuples(order, names=out.index.names) if order else out.index)
+
+
+# --- rendering -------------------------------------------------------------------------------
+
+def fmt_params(n: float) -> str:
     if n != n:  # NaN
         return "—"
+    if n == 0:
+        return "0"
     return f"{n / 1e6:.2f}M" if n >= 1e5 else f"{n / 1e3:.1f}K"
 
 
-def to_markdown(table: pd.DataFrame, marks: dict | None = None) -> str:
-    """GitHub markdown; accuracies with one decimal, params as K/M, missing cells as n/a / failed / —."""
+_fmt_params = fmt_params  # old name
+
+
+def fmt_value(v: float, digits: int = 1) -> str:
+    return "—" if v != v else f"{v:.{digits}f}"
+
+
+def fmt_cell(mean: float, std: float = math.nan, seeds: int | None = None) -> str:
+    """`55.0 ± 7.1 (2)`: mean ± std over seeds and the number of seeds; `70.0 (1)` for one seed."""
+    if seeds is None:
+        return fmt_value(mean)
+    spread = f" ± {std:.1f}" if std == std else ""
+    return f"{mean:.1f}{spread} ({seeds})"
+
+
+def layout(table: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """(task columns, group columns) of a leaderboard, from its attrs or, failing that, by elimination."""
+    if "tasks" in table.attrs:
+        return list(table.attrs["tasks"]), list(table.attrs.get("groups", []))
+    return [c for c in table.columns if c not in INFO_COLUMNS], []
+
+
+def mean_columns(table: pd.DataFrame, average: str = "both") -> list[str]:
+    """The average columns to show: `mean` (over tasks), `mean_of_groups`, or both where they exist."""
+    have = [c for c in ("mean", "mean_of_groups") if c in table.columns]
+    want = {"both": have, "tasks": ["mean"], "groups": ["mean_of_groups"]}[average]
+    return [c for c in want if c in have] or have[:1]
+
+
+def mean_header(table: pd.DataFrame, column: str) -> str:
+    tasks, groups = layout(table)
+    if column == "mean_of_groups":
+        return f"mean of {len(groups)} group means"
+    return f"mean of {len(tasks)} tasks" if groups else "mean"
+
+
+def table_rows(table: pd.DataFrame, marks: dict | None = None, stats: pd.DataFrame | None = None,
+               average: str = "both") -> tuple[list[str], list[list[str]], set[int]]:
+    """Header, formatted rows and the bold (headline average) column indices of a leaderboard.
+
+    Shared by the markdown and HTML renderers so both always show the same strings. With
+    `stats` (from `cell_stats`), each cell reads `mean ± std (seeds)`.
+    """
     marks = marks or {}
-    tasks = [c for c in table.columns if c not in ("mean", "tasks", "seeds", "tunable_params", "tunable_params_no_head")]
-    header = ["backbone", "method", *[t.split("/")[-1] for t in tasks], "mean", "tasks", "seeds",
-              "tunable (w/ head)", "tunable (no head)"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for (backbone, label), row in table.iterrows():
+    tasks, groups = layout(table)
+    means = mean_columns(table, average)
+    header = ["backbone", "method", *[short_name(t) for t in tasks], *[g.capitalize() for g in groups],
+              *[mean_header(table, m) for m in means], "tasks", "seeds", "tunable (w/ head)", "tunable (no head)"]
+    bold = set(range(2 + len(tasks) + len(groups), 2 + len(tasks) + len(groups) + len(means)))
+    lookup = stats.to_dict("index") if stats is not None and not stats.empty else {}
+    rows = []
+    for (backbone, label), row in zip(table.index, table.to_dict("records")):
         cells = []
         for t in tasks:
             v = row[t]
-            cells.append(f"{v:.1f}" if v == v else marks.get((backbone, label, t), "—"))
-        mean = f"**{row['mean']:.1f}**" if row["mean"] == row["mean"] else "—"
-        lines.append("| " + " | ".join([backbone, label, *cells, mean, row["tasks"], str(row["seeds"]),
-                                        _fmt_params(row["tunable_params"]),
-                                        _fmt_params(row["tunable_params_no_head"])]) + " |")
+            if v != v:
+                cells.append(marks.get((backbone, label, t), "—"))
+            elif stats is not None and (backbone, label, t) in lookup:
+                s = lookup[(backbone, label, t)]
+                cells.append(fmt_cell(s["mean"], s["std"], int(s["seeds"])))
+            else:
+                cells.append(fmt_value(v))
+        cells += [fmt_value(row[g]) for g in groups]
+        cells += [fmt_value(row[m]) for m in means]
+        rows.append([backbone, label, *cells, row["tasks"], str(row["seeds"]),
+                     fmt_params(row["tunable_params"]), fmt_params(row["tunable_params_no_head"])])
+    return header, rows, bold
+
+
+def markdown(header: list[str], rows: list[list[str]], bold: set[int] = frozenset()) -> str:
+    """GitHub markdown table from strings; bold columns wrapped in ** unless empty ("—")."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in rows:
+        cells = [f"**{c}**" if i in bold and c != "—" else c for i, c in enumerate(r)]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def to_markdown(table: pd.DataFrame, marks: dict | None = None, stats: pd.DataFrame | None = None,
+                average: str = "both") -> str:
+    """GitHub markdown; accuracies with one decimal, params as K/M, missing cells as n/a / failed / —."""
+    return markdown(*table_rows(table, marks, stats, average))
+
+
+def cost_rows(cost: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """Header and formatted rows of `cost_table`."""
+    header = ["benchmark", "protocol", "backbone", "method", "runs", "tunable (w/ head)", "tunable (no head)",
+              "extra params at inference", "train img/s", "peak train memory (MB)", "memory kind",
+              "inference img/s vs backbone"]
+    rows = []
+    for key, r in zip(cost.index, cost.to_dict("records")):
+        ratio = r["inference_images_per_s_ratio"]
+        extra = r["inference_extra_params"]
+        rows.append([*key, str(r["runs"]), fmt_params(r["tunable_params"]), fmt_params(r["tunable_params_no_head"]),
+                     "0" if extra == 0 else fmt_params(extra), fmt_value(r["train_images_per_s"], 0),
+                     fmt_value(r["peak_memory_mb"], 0), r["peak_memory_kind"] or "—",
+                     "—" if ratio != ratio else f"{ratio:.2f}×"])
+    return header, rows
+
+
+def status_summary(df: pd.DataFrame) -> pd.DataFrame:
+    """Runs per benchmark x protocol x backbone x method by status, with one error message each.
+
+    Failed and unsupported runs never reach a cell; this is where they are counted and explained.
+    """
+    df = with_labels(df)
+    keys = ["benchmark", "protocol", "backbone", "label"]
+    counts = pd.crosstab([df[k] for k in keys], df["status"])
+    for s in ("completed", "failed", "unsupported"):
+        if s not in counts:
+            counts[s] = 0
+    bad = df[df["status"] != "completed"]
+    errors = bad["error"] if "error" in bad else pd.Series(None, index=bad.index, dtype=object)
+    text = [f"{e.get('type', '')}: {e.get('message', '')}"[:200] if isinstance(e, dict) else "" for e in errors]
+    first = pd.Series(text, index=bad.index, dtype=object).groupby([bad[k] for k in keys]).first()
+    counts["error"] = [first.get(k, "") for k in counts.index]
+    counts = counts.rename_axis(["benchmark", "protocol", "backbone", "method"]).rename_axis(None, axis=1)
+    order = sorted(counts.index, key=lambda r: (r[0], r[1], r[2], _row_key(r[3])))
+    return counts.reindex(order)
