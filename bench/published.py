@@ -1,0 +1,174 @@
+"""Published results (results/reference/) next to ours: loading, leaderboard shape, comparison.
+
+Every published number comes from the shipped CSVs, which keep their sources; this module only
+renames their columns to our dataset names and derives what the papers did not print (VTAB
+group means and the mean of the group means, from the published cells; marked "derived").
+`published_rows.csv` says which of our methods each published row compares with and which
+pre-trained checkpoint it used (AugReg vs original IN-21k ViT-B/16 weights: not like-for-like).
+"""
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from bench.benchmarks import BENCHMARK_TASKS
+from bench.tables import ROW_NAMES, base_method, fmt_value, mean_columns
+
+REFERENCE_DIR = Path(__file__).resolve().parent.parent / "results" / "reference"
+FILES = {"vtab": "vtab1k_vitb16_in21k.csv", "fgvc": "fgvc_vitb16_in21k.csv"}
+ROWS_FILE = "published_rows.csv"
+# Published column -> our dataset name (NOAH/SSF folder names, the configs' paths).
+COLUMNS = {
+    "vtab": {"cifar100": "vtab/cifar", "caltech101": "vtab/caltech101", "dtd": "vtab/dtd",
+             "flowers102": "vtab/oxford_flowers102", "pets": "vtab/oxford_iiit_pet", "svhn": "vtab/svhn",
+             "sun397": "vtab/sun397", "patch_camelyon": "vtab/patch_camelyon", "eurosat": "vtab/eurosat",
+             "resisc45": "vtab/resisc45", "retinopathy": "vtab/diabetic_retinopathy",
+             "clevr_count": "vtab/clevr_count", "clevr_dist": "vtab/clevr_dist", "dmlab": "vtab/dmlab",
+             "kitti_dist": "vtab/kitti", "dsprites_loc": "vtab/dsprites_loc", "dsprites_ori": "vtab/dsprites_ori",
+             "smallnorb_azi": "vtab/smallnorb_azi", "smallnorb_ele": "vtab/smallnorb_ele"},
+    "fgvc": {"cub200": "fgvc/cub", "nabirds": "fgvc/nabirds", "oxford_flowers": "fgvc/oxford_flowers",
+             "stanford_dogs": "fgvc/stanford_dogs", "stanford_cars": "fgvc/stanford_cars"},
+}
+META = ("method", "checkpoint", "timm_arch", "evidence", "source")
+
+
+def family(arch: str | None) -> str:
+    """`vit_base_patch16_224.augreg_in21k` -> `vit_base_patch16_224` (the architecture, not the weights)."""
+    return (arch or "").split(".", 1)[0]
+
+
+def load_published(ref_dir: str | Path = REFERENCE_DIR) -> dict[str, pd.DataFrame]:
+    """benchmark -> published rows, indexed by the published row name, in file order.
+
+    Columns: our dataset names (accuracy %), `mean` (as published), `tunable_params` (count, from
+    the published millions; NaN where the sources disagree), and META. Missing files give no
+    entry; a file whose columns changed raises ValueError naming them.
+    """
+    ref_dir = Path(ref_dir)
+    rows_path = ref_dir / ROWS_FILE
+    meta = pd.read_csv(rows_path, dtype=str, keep_default_na=False) if rows_path.exists() else None
+    out = {}
+    for bench, name in FILES.items():
+        path = ref_dir / name
+        if not path.exists():
+            continue
+        pub = pd.read_csv(path, dtype={"method": str, "source": str})
+        missing = [c for c in (*COLUMNS[bench], "mean", "method", "tunable_params_M") if c not in pub.columns]
+        if missing:
+            raise ValueError(f"{path}: expected columns {missing}")
+        pub = pub.rename(columns=COLUMNS[bench]).set_index("method").rename_axis("row")
+        pub["tunable_params"] = pub.pop("tunable_params_M") * 1e6
+        rows = (meta[meta["benchmark"] == bench].set_index("row").drop(columns="benchmark")
+                if meta is not None else pd.DataFrame(index=pub.index, columns=list(META[:4])))
+        pub = pub.join(rows.reindex(pub.index).fillna(""))
+        for c in META:
+            pub[c] = pub[c].fillna("").astype(str) if c in pub else ""
+        out[bench] = pub
+    return out
+
+
+def published_family(pub: pd.DataFrame) -> str:
+    """The architecture all rows of a published table share (from the rows' timm names)."""
+    fams = {family(a) for a in pub["timm_arch"] if a}
+    return fams.pop() if len(fams) == 1 else ""
+
+
+def published_leaderboard(pub: pd.DataFrame, tasks: list[str], groups: dict[str, list[str]] | None = None,
+                          backbone: str = "published") -> pd.DataFrame:
+    """The published rows shaped like `tables.leaderboard` (same columns, `seeds` 0).
+
+    `mean` is the published mean; group means and `mean_of_groups` are derived from the
+    published cells (only where the whole group is published).
+    """
+    groups = dict(groups or {})
+    table = pub.reindex(columns=tasks).astype(float)
+    for name, members in groups.items():
+        table[name] = table[members].mean(axis=1).where(table[members].notna().all(axis=1))
+    table["mean"] = pub["mean"].astype(float)
+    if groups:
+        table["mean_of_groups"] = table[list(groups)].mean(axis=1).where(table[list(groups)].notna().all(axis=1))
+    table["tasks"] = [f"{n}/{len(tasks)}" for n in table[tasks].notna().sum(axis=1)]
+    table["seeds"] = 0
+    table["tunable_params"] = math.nan
+    table["tunable_params_no_head"] = pub["tunable_params"]  # the papers' counts leave the head out (Linear = 0)
+    table.index = pd.MultiIndex.from_tuples([(backbone, r) for r in pub.index], names=ROW_NAMES)
+    table.attrs = {"tasks": list(tasks), "groups": list(groups), "metric": "published"}
+    return table
+
+
+def compare(ours: pd.DataFrame, pub: pd.DataFrame, pub_table: pd.DataFrame, archs: dict[str, str]) -> pd.DataFrame:
+    """Our leaderboard joined to the published one, cell by cell.
+
+    Each published row is paired with every row of ours whose method is the published row's
+    `method` and whose backbone has the published architecture (any weights: `same_checkpoint`
+    says whether the timm tags match). A published row with no partner appears once, ours NaN.
+
+    Args:
+        ours: `tables.leaderboard` of one benchmark and protocol.
+        pub: `load_published()[benchmark]`.
+        pub_table: `published_leaderboard(pub, ...)` with the same task and group columns.
+        archs: our backbone name -> its `backbone_arch` (timm name with tag).
+    Returns:
+        Long frame: backbone, method, row (published), checkpoint, our_arch, same_checkpoint
+        (True/False, None when the published row names none), column, ours, published, diff
+        (ours - published), derived (the published value was computed, not printed).
+    """
+    tasks = list(pub_table.attrs["tasks"])
+    columns = tasks + [c for c in pub_table.columns if c not in tasks and c in ours.columns
+                       and c not in ("tasks", "seeds", "tunable_params", "tunable_params_no_head")]
+    derived = set(pub_table.attrs.get("groups", [])) | {"mean_of_groups"}
+    fam = published_family(pub)
+    records = []
+    for (_, row), prow in zip(pub_table.index, pub_table.to_dict("records")):
+        meta = pub.loc[row]
+        partners = [(b, lab) for b, lab in ours.index
+                    if meta["method"] and base_method(lab) == meta["method"] and family(archs.get(b)) == fam]
+        for b, lab in partners or [(None, None)]:
+            arch = archs.get(b) if b else None
+            same = None if not (meta["timm_arch"] and arch) else arch == meta["timm_arch"]
+            for c in columns:
+                mine = ours.at[(b, lab), c] if b else math.nan
+                mine = float(mine) if mine == mine and mine is not None else math.nan
+                records.append({"backbone": b, "method": lab, "row": row, "checkpoint": meta["checkpoint"],
+                                "our_arch": arch, "same_checkpoint": same, "column": c, "ours": mine,
+                                "published": prow[c], "diff": mine - prow[c], "derived": c in derived})
+    return pd.DataFrame(records)
+
+
+def comparison_rows(long: pd.DataFrame, table: pd.DataFrame, average: str = "both"
+                    ) -> tuple[list[str], list[list[str]], set[int]]:
+    """Wide rendering of `compare`: one row per (ours, published row); cells `ours / published (diff)`.
+
+    Tasks with one decimal, averages with two (the published precision); `table` is the
+    published leaderboard (for column order and names).
+    """
+    from bench.benchmarks import short_name
+    from bench.tables import layout, mean_header
+
+    tasks, groups = layout(table)
+    means = mean_columns(table, average)
+    columns = tasks + groups + means
+    header = ["backbone", "method", "published row", "published checkpoint", "same checkpoint",
+              *[short_name(t) for t in tasks], *[g.capitalize() + (" (derived)" if g in groups else "") for g in groups],
+              *[mean_header(table, m) + (" (derived)" if m == "mean_of_groups" else "") for m in means]]
+    bold = set(range(5 + len(tasks) + len(groups), len(header)))
+    rows = []
+    if long.empty:
+        return header, rows, bold
+    keys = ["row", "backbone", "method"]
+    for (row, b, lab), part in long.groupby(keys, sort=False, dropna=False):
+        cells = part.set_index("column")
+        same = cells["same_checkpoint"].iloc[0]
+        out = ["—" if b is None or b != b else b, "—" if lab is None or lab != lab else lab, row,
+               cells["checkpoint"].iloc[0] or "—", "?" if same is None or same != same else ("yes" if same else "no")]
+        for c in columns:
+            digits = 1 if c in tasks else 2
+            o, p, d = cells.at[c, "ours"], cells.at[c, "published"], cells.at[c, "diff"]
+            diff = "" if d != d else f" ({d:+.{digits}f})"
+            out.append(f"{fmt_value(o, digits)} / {fmt_value(p, digits)}{diff}")
+        rows.append(out)
+    return header, rows, bold
+
+
+def published_tasks(benchmark: str) -> list[str]:
+    return [t for t in BENCHMARK_TASKS.get(benchmark, []) if t in COLUMNS.get(benchmark, {}).values()]
