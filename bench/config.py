@@ -45,7 +45,12 @@ class TrainConfig:
     warmup_epochs: float = 2.0  # linear warm-up from warmup_lr, then cosine to min_lr (per step)
     warmup_lr: float = 1e-6
     min_lr: float = 1e-6
+    cooldown_epochs: int = 0  # extra epochs at min_lr after the cosine (timm's cooldown; SSF uses 10)
     label_smoothing: float = 0.0
+    mixup: float = 0.0  # mixup alpha (timm Mixup); 0 disables
+    cutmix: float = 0.0  # cutmix alpha; 0 disables
+    drop_path: float = 0.0  # stochastic depth rate of the backbone
+    ema_decay: float = 0.0  # model EMA decay (timm ModelEmaV3); 0 disables; evaluation then uses the EMA
     eval_batch_size: int = 500
     device: str = "auto"  # auto: cuda when available, else cpu
     num_threads: int = 0  # torch intra-op threads; 0 keeps torch's default

@@ -15,7 +15,7 @@ def weights_path(cfg: BackboneConfig) -> Path | None:
     return path if path.is_absolute() else PROJECT_ROOT / path
 
 
-def build_backbone(cfg: BackboneConfig, num_classes: int) -> nn.Module:
+def build_backbone(cfg: BackboneConfig, num_classes: int, drop_path: float = 0.0) -> nn.Module:
     """Create `cfg.arch` with a fresh `num_classes` head.
 
     Local weights go through timm's `pretrained_cfg_overlay=dict(file=...)`, which also drops
@@ -31,8 +31,11 @@ def build_backbone(cfg: BackboneConfig, num_classes: int) -> nn.Module:
             raise FileNotFoundError(f"backbone {cfg.name!r}: weights file {path} not found "
                                     f"(for the mini backbone, rebuild it with `python -m bench.pretrain`)")
         overlay["file"] = str(path)
+    kwargs = dict(cfg.kwargs)
+    if drop_path:
+        kwargs["drop_path_rate"] = drop_path
     return timm.create_model(cfg.arch, pretrained=cfg.pretrained, pretrained_cfg_overlay=overlay or None,
-                             num_classes=num_classes, **cfg.kwargs)
+                             num_classes=num_classes, **kwargs)
 
 
 def data_config(model: nn.Module) -> dict:

@@ -54,8 +54,9 @@ def main(argv=None) -> dict:
     tcfg = TrainConfig(epochs=args.epochs, batch_size=128, lr=2e-3, weight_decay=0.05,
                        warmup_epochs=0.05 * args.epochs, progress=not args.no_progress)
     device = torch.device("cpu")
-    out = train(model, sets["train"], tcfg, seed=args.seed, device=device, desc="pretrain",
-                on_epoch=lambda e: {"val_top1": top1(model, sets["val"], 500, device, progress=False)})
+    out = train(model, sets["train"], tcfg, num_classes=mini.TASKS["upstream"].num_classes, seed=args.seed,
+                device=device, desc="pretrain",
+                on_epoch=lambda e, m: {"val_top1": top1(m, sets["val"], 500, device, progress=False)})
     for h in out["history"]:
         print(f"epoch {h['epoch']}: train loss {h['train_loss']:.3f}  upstream val top-1 {h['val_top1']:.1f}%")
 

@@ -68,7 +68,7 @@ def run(cfg: RunConfig) -> dict:
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
-        model = build_backbone(cfg.backbone, cfg.dataset.num_classes)
+        model = build_backbone(cfg.backbone, cfg.dataset.num_classes, drop_path=cfg.train.drop_path)
         dcfg = data_config(model)
         train_split, monitor_split, report_split = PROTOCOLS[cfg.protocol]
         splits = {s: load_split(cfg.dataset, s, dcfg["mean"], dcfg["std"])
@@ -84,9 +84,10 @@ def run(cfg: RunConfig) -> dict:
         # --- train, monitoring one split every epoch ----------------------------------------
         bs, prog = cfg.train.eval_batch_size, cfg.train.progress
         key = f"{monitor_split}_top1"
-        out = train(model, splits[train_split], cfg.train, seed=cfg.seed, device=device, desc=label,
-                    on_epoch=lambda e: {key: top1(model, splits[monitor_split], bs, device, f"{label} {monitor_split}", prog)})
-        history = out["history"]
+        out = train(model, splits[train_split], cfg.train, num_classes=cfg.dataset.num_classes, seed=cfg.seed,
+                    device=device, desc=label,
+                    on_epoch=lambda e, m: {key: top1(m, splits[monitor_split], bs, device, f"{label} {monitor_split}", prog)})
+        history, model = out["history"], out["eval_model"]
 
         # --- evaluate and record ------------------------------------------------------------
         # The headline is the final epoch's score; with the `paper` protocol the monitored split is

@@ -2,8 +2,9 @@
 
 AdamW with timm's weight-decay param groups (no decay on biases, norms and other 1-D
 parameters, as the SSF code does), linear warm-up then cosine annealing from timm's
-scheduler, stepped per optimizer step. Only parameters with `requires_grad` are optimised,
-so a frozen backbone never gets weight gradients computed.
+scheduler, stepped per optimizer step, then `cooldown_epochs` at the minimum rate. Only
+parameters with `requires_grad` are optimised, so a frozen backbone never gets weight
+gradients computed. Mixup/cutmix (with label smoothing) and model EMA come from timm.
 """
 import math
 import time
@@ -12,58 +13,81 @@ from typing import Callable
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from timm.data import Mixup
+from timm.loss import SoftTargetCrossEntropy
 from timm.optim import param_groups_weight_decay
 from timm.scheduler import CosineLRScheduler
+from timm.utils import ModelEmaV3
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from bench.config import TrainConfig
 
 
-def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, seed: int, device: torch.device,
-          on_epoch: Callable[[int], dict] | None = None, desc: str = "train") -> dict:
-    """Train `model` in place on `data` for `cfg.epochs` epochs.
+def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, num_classes: int, seed: int,
+          device: torch.device, on_epoch: Callable[[int, nn.Module], dict] | None = None,
+          desc: str = "train") -> dict:
+    """Train `model` in place on `data` for `cfg.epochs + cfg.cooldown_epochs` epochs.
 
     Args:
-        on_epoch: called after each epoch with the epoch number (1-based); the dict it
-            returns (for example val top-1) is merged into that epoch's history entry.
+        on_epoch: called after each epoch with the epoch number (1-based) and the model to
+            evaluate (the EMA when enabled); the dict it returns (for example val top-1) is
+            merged into that epoch's history entry.
 
     Returns:
         dict with `history` (one entry per epoch: train_loss, lr, and on_epoch's keys),
-        `train_seconds` (time in optimizer steps, evaluation excluded) and `images_seen`.
+        `eval_model` (the EMA copy when enabled, else `model`), `train_seconds` (time in
+        optimizer steps, evaluation excluded) and `images_seen`.
     """
     # --- optimizer and schedule -----------------------------------------------------------
     groups = param_groups_weight_decay(model, cfg.weight_decay)
     if not any(p.requires_grad for g in groups for p in g["params"]):
         raise ValueError("no trainable parameters: the method froze everything")
     optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
-    loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=True,
+    mixup = None
+    if cfg.mixup > 0 or cfg.cutmix > 0:
+        mixup = Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, label_smoothing=cfg.label_smoothing,
+                      num_classes=num_classes)
+    soft_ce = SoftTargetCrossEntropy()
+    loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=True, drop_last=mixup is not None,  # mixup pairs need even batches
                         generator=torch.Generator().manual_seed(seed))
     steps_per_epoch = len(loader)
     scheduler = CosineLRScheduler(optimizer, t_initial=cfg.epochs * steps_per_epoch, lr_min=cfg.min_lr,
                                   warmup_t=math.ceil(cfg.warmup_epochs * steps_per_epoch),
                                   warmup_lr_init=cfg.warmup_lr, t_in_epochs=False)
 
+    ema = ModelEmaV3(model, decay=cfg.ema_decay) if cfg.ema_decay > 0 else None
+
     # --- loop -------------------------------------------------------------------------------
     history, step, train_seconds, images = [], 0, 0.0, 0
-    for epoch in range(1, cfg.epochs + 1):
+    total_epochs = cfg.epochs + cfg.cooldown_epochs
+    for epoch in range(1, total_epochs + 1):
         model.train()
-        loss_sum = torch.zeros((), device=device)  # summed on device: no host sync per step
+        loss_sum, seen = torch.zeros((), device=device), 0  # loss summed on device: no host sync per step
         t0 = time.perf_counter()
-        for x, y in tqdm(loader, desc=f"{desc} epoch {epoch}/{cfg.epochs}", leave=False, disable=not cfg.progress):
+        for x, y in tqdm(loader, desc=f"{desc} epoch {epoch}/{total_epochs}", leave=False, disable=not cfg.progress):
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            loss = F.cross_entropy(model(x), y, label_smoothing=cfg.label_smoothing)
+            if mixup is not None:
+                x, soft = mixup(x, y)  # soft: (B, num_classes) mixed, smoothed targets
+                loss = soft_ce(model(x), soft)
+            else:
+                loss = F.cross_entropy(model(x), y, label_smoothing=cfg.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             step += 1
             scheduler.step_update(step)
+            if ema is not None:
+                ema.update(model, step=step)
             loss_sum += loss.detach() * len(y)
-            images += len(y)
-        entry = {"epoch": epoch, "train_loss": loss_sum.item() / len(data),  # .item() syncs once per epoch
+            seen += len(y)
+        images += seen
+        entry = {"epoch": epoch, "train_loss": loss_sum.item() / max(seen, 1),  # .item() syncs once per epoch
                  "lr": optimizer.param_groups[0]["lr"]}
         train_seconds += time.perf_counter() - t0
         if on_epoch is not None:
-            entry.update(on_epoch(epoch))
+            entry.update(on_epoch(epoch, ema.module if ema is not None else model))
         history.append(entry)
-    return {"history": history, "train_seconds": train_seconds, "images_seen": images}
+    return {"history": history, "eval_model": ema.module if ema is not None else model,
+            "train_seconds": train_seconds, "images_seen": images}
+
