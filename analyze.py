@@ -1,21 +1,49 @@
-"""Aggregate run records into leaderboards and plots.
+"""Aggregate run records into leaderboards, comparisons with published results, cost tables and figures.
 
-    python analyze.py RESULTS_DIR [--out OUT_DIR]
+    python analyze.py RESULTS_DIR [--out OUT_DIR] [--benchmark vtab,fgvc] [--backbone 'vit_base*']
+                      [--method 'ssf*,full'] [--protocol paper] [--average both|tasks|groups]
+                      [--metric test_top1] [--formats csv,md,html,png,svg] [--quiet]
 
-Reads every record.json under RESULTS_DIR (never logs, never recomputing a metric), and for
-each benchmark x protocol writes `leaderboard_<benchmark>_<protocol>.csv` and `.md` and an
-accuracy-versus-tunable-parameters plot `accuracy_vs_params_<benchmark>_<protocol>.png`
-into OUT_DIR (default RESULTS_DIR/leaderboard), and prints the markdown tables.
-Records of different protocols are never averaged together.
+Reads every record.json under RESULTS_DIR (never logs, never recomputing a metric; a truncated
+or corrupt record is skipped, warned about and counted). For each protocol (`val`, `paper`:
+never averaged together) and each table (VTAB-1k, FGVC, CIFAR-100 + ImageNet, mini, and any
+other benchmark found) it writes into OUT_DIR (default RESULTS_DIR/leaderboard):
+
+    leaderboard_<table>_<protocol>.csv/.md   mean per cell, group means, both averages, params
+    cells_<table>_<protocol>.csv             mean, std and number of seeds per cell, or its status
+    published_<table>_<protocol>.csv/.md     ours / published / difference per cell (VTAB, FGVC)
+    robustness_<protocol>.csv/.md            ImageNet top-1, ImageNet-A/-R top-1, ImageNet-C mCE
+    cost.csv/.md, status.csv/.md             cost per method x backbone; runs by status
+    accuracy_vs_params_<table>_<protocol>, delta_to_full_<table>_<protocol>,
+    cost                                     figures (.png, .svg)
+    report.html                              everything above in one self-contained file
+
+and prints the markdown leaderboards.
 """
 import argparse
+import fnmatch
+import multiprocessing
+import os
 import sys
+import warnings
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from bench.benchmarks import BENCHMARK_TASKS
-from bench.plots import accuracy_vs_params
-from bench.records import load_records
-from bench.tables import leaderboard, status_cells, to_markdown
+import pandas as pd
+
+from bench.benchmarks import table_specs
+from bench.published import REFERENCE_DIR, compare, comparison_rows, load_published, published_leaderboard
+from bench.report import Report
+from bench.report_load import load_summaries
+from bench.tables import (AVERAGES, ROBUSTNESS, cell_stats, cost_rows, cost_table, leaderboard, markdown,
+                          mean_columns, robustness_records, status_cells, status_summary, table_rows, with_labels)
+
+FORMATS = ("csv", "md", "html", "png", "svg", "pdf")
+METRICS = ("test_top1", "test_top1_best_epoch_optimistic", "val_top1")
+AVERAGE_NOTE = ("Two VTAB-1k averages: 'mean of 19 tasks' is the SSF paper's (plain mean of the task accuracies); "
+                "'mean of 3 group means' (Natural, Specialized, Structured) is NOAH's, Convpass's and DyT's. "
+                "For the same cells they differ by 2-5 points; compare like with like. A row missing a task "
+                "has no mean (see 'tasks', e.g. 17/19); a group mean needs the whole group.")
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
@@ -24,35 +52,313 @@ def _write_text_atomic(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def _patterns(values: list[str] | None) -> list[str]:
+    return [p.strip() for v in values or [] for p in v.split(",") if p.strip()]
+
+
+def select(df, benchmarks=None, backbones=None, methods=None, protocols=None):
+    """Rows matching every given filter; each filter is a list of shell patterns (any may match).
+
+    A method pattern matches the method-variant label (`ssf-lr0.01`) or the method (`ssf`).
+    Adds the `label` column the tables use.
+    """
+    def match(column, patterns):
+        values = df[column].dropna().unique()
+        return df[column].isin([v for v in values if any(fnmatch.fnmatchcase(str(v), p) for p in patterns)])
+
+    df = with_labels(df)
+    keep = pd.Series(True, index=df.index)
+    for column, patterns in (("benchmark", benchmarks), ("backbone", backbones), ("protocol", protocols)):
+        if patterns:
+            keep &= match(column, patterns)
+    if methods:
+        keep &= match("label", methods) | match("method", methods)
+    return df[keep]
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 2)[2],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("results_dir", type=Path, help="folder searched recursively for record.json files")
     ap.add_argument("--out", type=Path, default=None, help="output folder (default: RESULTS_DIR/leaderboard)")
+    ap.add_argument("--benchmark", action="append", metavar="NAMES",
+                    help="keep only these benchmarks: comma-separated shell patterns, e.g. vtab,fgvc "
+                         "(benchmarks: mini, vtab, fgvc, cifar100, imagenet); repeatable")
+    ap.add_argument("--backbone", action="append", metavar="PATTERNS",
+                    help="keep only these backbones (record field `backbone`), e.g. 'vit_base*'; repeatable")
+    ap.add_argument("--method", action="append", metavar="PATTERNS",
+                    help="keep only these methods: matches the method (ssf) or the method-variant label "
+                         "(ssf-lr0.01), e.g. 'full,ssf*'; repeatable")
+    ap.add_argument("--protocol", action="append", metavar="NAMES",
+                    help="keep only these protocols (val, paper); each protocol always gets its own tables")
+    ap.add_argument("--average", choices=AVERAGES, default="both",
+                    help="which VTAB/mini average the markdown, HTML, comparison and figures show: 'tasks' = "
+                         "plain mean of the tasks (SSF paper), 'groups' = mean of the group means (NOAH, DyT), "
+                         "'both' (default; figures then use 'tasks'). The CSVs always hold both")
+    ap.add_argument("--metric", choices=METRICS, default="test_top1",
+                    help="record field tabulated (default test_top1, the final epoch's test top-1). "
+                         "test_top1_best_epoch_optimistic (paper protocol only) is the best epoch chosen on "
+                         "the test set, as the SSF, NOAH and V-PETL papers selected: optimistic, "
+                         "but like-for-like with their tables")
+    ap.add_argument("--formats", default="csv,md,html,png,svg", metavar="LIST",
+                    help=f"comma-separated outputs among {','.join(FORMATS)} (default csv,md,html,png,svg); "
+                         "figures are drawn only if png, svg, pdf or html is asked for")
+    ap.add_argument("--reference", type=Path, default=REFERENCE_DIR,
+                    help="folder of published tables with their sources (default: results/reference in this project)")
+    ap.add_argument("--no-published", action="store_true", help="skip the comparison with published results")
+    ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                    help="processes drawing figures, this one included (default: 2, or 1 on a 1-core machine)")
+    ap.add_argument("--quiet", action="store_true", help="print only the summary line, not the markdown tables")
     args = ap.parse_args(argv)
+    args.formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
+    bad = [f for f in args.formats if f not in FORMATS]
+    if bad:
+        ap.error(f"unknown format(s) {bad}; choose from {', '.join(FORMATS)}")
+    return args
 
+
+def _warm_up() -> None:
+    """Worker initializer: import matplotlib and load fonts while the parent is still loading records."""
+    from bench import plots
+
+    plots.warm_up()
+
+
+def start_workers(jobs: int) -> ProcessPoolExecutor | None:
+    """`jobs - 1` figure-drawing processes, started now so that their matplotlib import overlaps the
+    loading of the records; the main process draws too once its tables are done (see `finish`)."""
+    if jobs < 2:
+        return None
+    ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
+    pool = ProcessPoolExecutor(jobs - 1, mp_context=ctx, initializer=_warm_up)
+    pool.submit(int)  # starts the workers
+    return pool
+
+
+class Outputs:
+    """Writes the files of the requested formats and collects the HTML report alongside.
+
+    Figures are the slow part (0.1-0.3 s each, a score of them). With a worker pool they are queued
+    as they come; the worker takes them from the front, and the main process, once the tables are
+    written, takes the ones not yet started from the back.
+    """
+
+    def __init__(self, out: Path, formats: tuple[str, ...], quiet: bool, pool: ProcessPoolExecutor | None = None):
+        self.out, self.formats, self.quiet, self.pool = out, formats, quiet, pool
+        self.image_formats = tuple(f for f in formats if f in ("png", "svg", "pdf"))
+        self.figures = bool(self.image_formats) or "html" in formats
+        self.report = Report("PEFT benchmark results")
+        self.pending: list[tuple[str, object, tuple]] = []
+        self.images: dict[str, dict] = {}
+        self.failed: list[str] = []
+
+    def frame(self, name: str, df, index: bool = True) -> None:
+        if "csv" in self.formats:
+            _write_text_atomic(self.out / f"{name}.csv", df.to_csv(index=index))
+
+    def table(self, name: str, title: str, header, rows, bold=frozenset(), notes: list[str] = (),
+              echo: bool = False) -> None:
+        md = markdown(header, rows, bold)
+        if "md" in self.formats:
+            text = f"# {title}\n\n" + "".join(f"{n}\n\n" for n in notes) + md + "\n"
+            _write_text_atomic(self.out / f"{name}.md", text)
+        if echo and not self.quiet:
+            print(f"\n## {title}\n\n{md}")
+        self.report.heading(title, 3)
+        for n in notes:
+            self.report.note(n)
+        self.report.table(header, rows, bold)
+
+    def figure(self, name: str, kind: str, args: tuple, caption: str) -> None:
+        """Draw `plots.<kind>(*args)` as OUT/name.<format>, now or in a worker; the report gets it either way."""
+        from bench.plots import render
+
+        # The report embeds a PNG, or an SVG when only that was asked for; render one for it if needed.
+        extra = ("png",) if "html" in self.formats and not {"png", "svg"} & set(self.image_formats) else ()
+        job = (kind, args, self.out / name, self.image_formats + extra, self.image_formats)
+        if self.pool is None:
+            self.images[name] = self._result(name, lambda: render(*job))
+        else:
+            self.pending.append((name, self.pool.submit(render, *job), job))
+        self.report.figure(lambda: self.images.get(name, {}), caption)
+
+    def _result(self, name: str, get) -> dict:
+        try:
+            return get()
+        except Exception as e:  # a figure that cannot be drawn must not cost the tables
+            self.failed.append(f"{name}: {type(e).__name__}: {e}")
+            return {}
+
+    def finish(self) -> None:
+        """Draw the queued figures no worker has started, collect the others, write the report."""
+        from bench.plots import render
+
+        for name, future, job in reversed(self.pending):
+            if future.cancel():
+                self.images[name] = self._result(name, lambda: render(*job))
+        for name, future, _ in self.pending:
+            if name not in self.images:
+                self.images[name] = self._result(name, future.result)
+        if self.pool is not None:
+            self.pool.shutdown()
+        if "html" in self.formats:
+            _write_text_atomic(self.out / "report.html", self.report.render())
+        for f in self.failed:
+            print(f"warning: figure not drawn: {f}", file=sys.stderr)
+
+
+def _archs(df) -> dict[str, str]:
+    """backbone -> its timm arch (the most frequent, should a name have been reused)."""
+    if "backbone_arch" not in df:
+        return {}
+    arch = df.dropna(subset=["backbone_arch"]).groupby("backbone")["backbone_arch"]
+    return {b: s.value_counts().index[0] for b, s in arch}
+
+
+def _cells_frame(stats, marks):
+    """Long per-cell CSV: mean, std, seeds of completed cells plus the status of cells without a value."""
+    done = stats.reset_index().assign(status="completed")
+    missing = pd.DataFrame([{"backbone": b, "method": m, "dataset": d, "status": s}
+                            for (b, m, d), s in marks.items()], columns=["backbone", "method", "dataset", "status"])
+    return pd.concat([done, missing], ignore_index=True) if len(missing) else done
+
+
+def leaderboards(df, protocol: str, published: dict, archs: dict, args, out: Outputs) -> None:
+    """Every table of one protocol: leaderboards, cells, published comparison, robustness, figures."""
+    out.report.heading(f"{protocol} protocol")
+    for spec in table_specs(list(df["benchmark"].unique())):
+        recs = df[df["benchmark"].isin(spec.benchmarks)]
+        stem = f"{spec.name}_{protocol}"
+        unknown = sorted(set(recs["dataset"]) - set(spec.tasks)) if spec.tasks else []
+        if unknown:  # a dataset name the papers' table does not have: say so rather than drop it silently
+            print(f"warning: {stem}: records of datasets outside the table ignored: {', '.join(unknown)}",
+                  file=sys.stderr)
+        title = f"{spec.name} ({protocol} protocol), {args.metric} %"
+        stats, marks = cell_stats(recs, args.metric), status_cells(recs)
+        table = leaderboard(recs, list(spec.tasks) or None, spec.groups, args.metric, spec.mean, stats)
+        out.frame(f"leaderboard_{stem}", table)
+        out.frame(f"cells_{stem}", _cells_frame(stats, marks), index=False)
+        notes = [AVERAGE_NOTE] if spec.groups else []
+        notes.append("Cells: mean ± std over seeds (number of seeds). n/a: method unsupported on this backbone; "
+                     "failed: every run failed (see the status table).")
+        out.table(f"leaderboard_{stem}", title, *table_rows(table, marks, stats, args.average), notes=notes, echo=True)
+
+        pub_table = None
+        if spec.name in published:
+            pub = published[spec.name]
+            pub_table = published_leaderboard(pub, list(spec.tasks), spec.groups)
+            long = compare(table, pub, pub_table, archs)
+            out.frame(f"published_{stem}", long, index=False)
+            checkpoints = [f"{row}: {pub.at[row, 'checkpoint'] or 'not stated'}"
+                           + (f" ({pub.at[row, 'timm_arch']})" if pub.at[row, 'timm_arch'] else "")
+                           for row in pub.index]
+            out.table(f"published_{stem}", f"{spec.name}: ours ({protocol} protocol, {args.metric}) vs published",
+                      *comparison_rows(long, pub_table, args.average),
+                      notes=["Each cell: ours / published (ours minus published). Published rows are ViT-B/16 "
+                             "pre-trained on ImageNet-21k, but not all on the same weights: 'same checkpoint' says "
+                             "whether our backbone's timm tag is the row's. Published numbers: results/reference "
+                             "(sources there). Derived columns are computed from the published cells. The papers "
+                             "picked the best epoch on the test set; --metric test_top1_best_epoch_optimistic "
+                             "reproduces that selection.",
+                             "Published checkpoints: " + "; ".join(checkpoints)])
+        if out.figures:
+            cols = [mean_columns(table, args.average)[0]] if spec.mean else list(table.attrs["tasks"])
+            out.figure(f"accuracy_vs_params_{stem}", "accuracy_vs_params", (table, title, pub_table, cols),
+                       f"{spec.name}, {protocol} protocol: accuracy against tunable parameters without the head "
+                       "(symlog). Filled: ours; hollow: published.")
+            if spec.mean and len(table.attrs["tasks"]) > 1:
+                out.figure(f"delta_to_full_{stem}", "delta_heatmap",
+                           (table, f"{title}: minus full fine-tuning", "full", args.average),
+                           f"{spec.name}, {protocol} protocol: difference to full fine-tuning of the same backbone, "
+                           "per task and average (points).")
+
+    if (df["benchmark"] == "imagenet").any():
+        rob = robustness_records(df, args.metric)
+        table = leaderboard(rob, ["imagenet/imagenet", *ROBUSTNESS], metric="value", mean=False)
+        out.frame(f"robustness_{protocol}", table)
+        header, rows, bold = table_rows(table, status_cells(rob), cell_stats(rob, "value"))
+        header[2:6] = ["ImageNet top-1", "ImageNet-A top-1", "ImageNet-R top-1", "ImageNet-C mCE (lower is better)"]
+        out.table(f"robustness_{protocol}", f"Robustness ({protocol} protocol): models fine-tuned on ImageNet-1k",
+                  header, rows, bold, notes=["— where the record has no robustness evaluation."], echo=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     if not args.results_dir.is_dir():
         print(f"error: results folder {args.results_dir} does not exist", file=sys.stderr)
         return 2
-    df, problems = load_records(args.results_dir)
+    draws = any(f in args.formats for f in ("png", "svg", "pdf", "html"))
+    pool = start_workers(args.jobs) if draws else None
+    try:
+        return run(args, pool)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+
+
+def run(args, pool) -> int:
+    """Load, select, tabulate, draw and report (main() handles the workers' lifetime)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        df, problems = load_summaries(args.results_dir)
+    for w in caught[:20]:
+        print(f"warning: {w.message}", file=sys.stderr)
+    if len(caught) > 20:
+        print(f"warning: ... and {len(caught) - 20} more skipped records", file=sys.stderr)
     if df.empty:
         print(f"error: no readable record.json under {args.results_dir}"
               + (f" ({len(problems)} unreadable)" if problems else ""), file=sys.stderr)
         return 2
-    out = args.out or args.results_dir / "leaderboard"
-    out.mkdir(parents=True, exist_ok=True)
+    n_all = len(df)
+    df = select(df, _patterns(args.benchmark), _patterns(args.backbone), _patterns(args.method),
+                _patterns(args.protocol))
+    if df.empty:
+        print(f"error: none of the {n_all} records under {args.results_dir} matches the filters", file=sys.stderr)
+        return 2
+    out_dir = args.out or args.results_dir / "leaderboard"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    out = Outputs(out_dir, args.formats, args.quiet, pool)
     counts = df["status"].value_counts().to_dict()
-    print(f"{len(df)} records ({', '.join(f'{v} {k}' for k, v in counts.items())}); "
-          f"{len(problems)} unreadable skipped")
+    summary = (f"{len(df)} records ({', '.join(f'{v} {k}' for k, v in counts.items())}); "
+               f"{len(problems)} unreadable skipped" + (f"; {n_all - len(df)} filtered out" if n_all > len(df) else ""))
+    print(summary)
 
-    for (benchmark, protocol), part in df.groupby(["benchmark", "protocol"]):
-        stem = f"{benchmark}_{protocol}"
-        table = leaderboard(part, BENCHMARK_TASKS.get(benchmark))
-        _write_text_atomic(out / f"leaderboard_{stem}.csv", table.to_csv())
-        md = to_markdown(table, status_cells(part))
-        _write_text_atomic(out / f"leaderboard_{stem}.md", f"# {benchmark} ({protocol} protocol), test top-1 %\n\n{md}\n")
-        accuracy_vs_params(table, f"{benchmark} ({protocol} protocol)", out / f"accuracy_vs_params_{stem}.png")
-        print(f"\n## {benchmark} ({protocol} protocol): test top-1 %, mean over seeds\n\n{md}")
-    print(f"\nwrote tables and plots to {out}")
+    published = {}
+    if not args.no_published:
+        try:
+            published = load_published(args.reference)
+        except (OSError, ValueError) as e:
+            print(f"warning: published tables not used: {e}", file=sys.stderr)
+    archs = _archs(df)
+
+    out.report.heading("Summary")
+    out.report.items([summary, f"metric: {args.metric}; averaging shown: {args.average}",
+                      *[f"skipped: {p}" for p in problems[:50]]])
+    for protocol in sorted(df["protocol"].unique()):
+        leaderboards(df[df["protocol"] == protocol], protocol, published, archs, args, out)
+
+    out.report.heading("Cost")
+    cost = cost_table(df)
+    out.frame("cost", cost)
+    out.table("cost", "Cost per method and backbone", *cost_rows(cost),
+              notes=["From completed records: parameters are means over runs, throughput, memory and the inference "
+                     "ratio medians. Extra parameters at inference and the inference ratio (deployed model vs the "
+                     "untouched backbone) are shown only where the records hold them."], echo=True)
+    if out.figures:
+        out.figure("cost", "cost_figure", (cost_table(df, by=("protocol", "backbone")), "Cost per method and backbone"),
+                   "Training throughput, peak training memory and deployed inference speed per method and backbone: "
+                   "medians over all benchmarks' runs of a backbone (which fixes the input size); one bar per protocol.")
+
+    status = status_summary(df)
+    out.frame("status", status)
+    shown = status[(status["failed"] > 0) | (status["unsupported"] > 0)]
+    out.report.heading("Failed and unsupported runs")
+    out.table("status", "Runs by status (rows with a failed or unsupported run)",
+              ["benchmark", "protocol", "backbone", "method", "completed", "failed", "unsupported", "first error"],
+              [[*k, str(r["completed"]), str(r["failed"]), str(r["unsupported"]), r["error"]]
+               for k, r in zip(shown.index, shown.to_dict("records"))])
+    out.finish()
+    print(f"\nwrote {', '.join(args.formats)} outputs to {out_dir}")
     return 0
 
 

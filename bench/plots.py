@@ -1,30 +1,228 @@
-"""Figures from leaderboard tables (matplotlib, headless). Torch-free."""
+"""Figures from the tables (matplotlib, headless, torch-free).
+
+Each figure function takes tables (never records) and returns a Figure, or None when there is
+nothing to draw; `render` builds one and writes it in the requested formats. Tunable parameters
+are on a symlog axis: log above 1,000, linear below, so linear probing (0 parameters outside the
+head) still has a place.
+
+Speed matters (analyze.py draws a score of figures within its 3 s budget for 10,000 records):
+margins are computed from label lengths instead of `tight_layout` (which draws the figure once
+more), tick labels are plain text (no mathtext parsing), and SVG keeps text as text.
+"""
+import io
 from pathlib import Path
 
 import pandas as pd
 
+from bench.benchmarks import short_name
+from bench.tables import base_method, layout, mean_columns, mean_header
 
-def accuracy_vs_params(table: pd.DataFrame, title: str, path: Path) -> Path:
-    """Mean test top-1 against tunable parameters (log x), one labelled point per row with a mean."""
+_CHAR_IN = 0.55 / 72  # width of one character per point of font size, in inches (DejaVu Sans, roughly)
+
+
+def _plt():
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    rows = table.dropna(subset=["mean", "tunable_params"])
-    for backbone, group in rows.groupby(level="backbone"):
-        ax.scatter(group["tunable_params"], group["mean"], label=backbone, s=36, zorder=3)
-        for (_, label), r in group.iterrows():
-            ax.annotate(label, (r["tunable_params"], r["mean"]), textcoords="offset points", xytext=(5, 3), fontsize=8)
-    ax.set_xscale("log")
-    ax.set_xlabel("tunable parameters, head included (log scale)")
-    ax.set_ylabel("mean test top-1 (%)")
+    plt.rcParams.update({"svg.fonttype": "none", "font.size": 7, "axes.titlesize": 8, "figure.titlesize": 8,
+                         "svg.hashsalt": "peft-bench"})  # reproducible SVG ids
+    return plt
+
+
+def warm_up() -> None:
+    """Import matplotlib and load its fonts by drawing a small figure: the first figure of a
+    process costs several times the next ones, so worker processes do this while they wait."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(2, 2))
+    ax.text(0.5, 0.5, "warm-up 0123456789")
+    ax.set_title("x")
+    save(fig, None, ("png", "svg"))
+
+
+def save(fig, stem: Path | None, render: tuple[str, ...] = ("png", "svg"), write: tuple[str, ...] | None = None
+         ) -> dict[str, bytes]:
+    """Render `fig` in each of `render` (png, svg, pdf), write `stem.<fmt>` for those in `write`
+    (default: all rendered), close it; returns {format: bytes} for embedding in the HTML report."""
+    write = render if write is None else write
+    out = {}
+    for fmt in render:
+        buf = io.BytesIO()
+        fig.savefig(buf, format=fmt, dpi=100, metadata={"Software": None} if fmt == "png" else None)
+        out[fmt] = buf.getvalue()
+        if stem is not None and fmt in write:
+            tmp = stem.with_name(f".{stem.name}.{fmt}.tmp")
+            tmp.write_bytes(out[fmt])
+            tmp.replace(stem.with_name(f"{stem.name}.{fmt}"))
+    _plt().close(fig)
+    return out
+
+
+def render(kind: str, args: tuple, stem: Path | None, formats: tuple[str, ...], write: tuple[str, ...]
+           ) -> dict[str, bytes]:
+    """Build figure `kind` (a function of this module) from `args` and save it: one picklable job,
+    so analyze.py can hand figures to worker processes."""
+    fig = FIGURES[kind](*args)
+    return {} if fig is None else save(fig, stem, formats, write)
+
+
+def _params_label(x: float, _pos=None) -> str:
+    if x == 0:
+        return "0"
+    for unit, scale in (("M", 1e6), ("K", 1e3)):
+        if x >= scale:
+            return f"{x / scale:g}{unit}"
+    return f"{x:g}"
+
+
+def _symlog_params(ax, values, label: str) -> None:
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator
+
+    top = max([v for v in values if v == v] + [1e3])
+    ticks = [0] + [10.0 ** k for k in range(3, len(str(int(top))) + 1)]
+    ax.set_xscale("symlog", linthresh=1e3, linscale=0.5)
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_major_formatter(FuncFormatter(_params_label))
+    ax.set_xlim(-300, top * 8)  # room for the labels right of the largest point
+    ax.set_xlabel(label)
+    ax.grid(True, alpha=0.3)
+
+
+def accuracy_vs_params(table: pd.DataFrame, title: str, published: pd.DataFrame | None = None,
+                       columns: list[str] | None = None, params: str = "tunable_params_no_head"):
+    """Accuracy against tunable parameters, one panel per column (default: the table's first average).
+
+    Our rows are filled markers, one colour per backbone; published rows (a leaderboard-shaped
+    table from bench.published) are hollow black markers. Rows without the value or the
+    parameter count are not placed, and the figure says which published ones were left out.
+    """
+    plt = _plt()
+    columns = columns or [c for c in ("mean", "mean_of_groups") if c in table.columns][:1] or layout(table)[0][:1]
+    fig, axes = plt.subplots(1, len(columns), figsize=(5.2 * len(columns), 3.9), squeeze=False)
+    left_out = []
+    for ax, col in zip(axes[0], columns):
+        rows = table.dropna(subset=[col, params])
+        xs = list(rows[params])
+        for backbone, group in rows.groupby(level="backbone", sort=False):
+            ax.scatter(group[params], group[col], label=f"ours: {backbone}", s=22, zorder=3)
+            for (_, label), x, y in zip(group.index, group[params], group[col]):
+                ax.annotate(label, (x, y), textcoords="offset points", xytext=(3, 2), fontsize=5)
+        if published is not None and col in published:
+            placed = published.dropna(subset=[col, params])
+            left_out = [r for _, r in published.index.difference(placed.index, sort=False)]
+            xs += list(placed[params])
+            ax.scatter(placed[params], placed[col], facecolors="none", edgecolors="black", s=26, zorder=4,
+                       label="published (ViT-B/16 IN-21k)")
+            for (_, label), x, y in zip(placed.index, placed[params], placed[col]):
+                ax.annotate(label, (x, y), textcoords="offset points", xytext=(3, -6), fontsize=5, color="0.35")
+        _symlog_params(ax, xs, "tunable parameters without head (symlog)")
+        name = mean_header(table, col) if col in ("mean", "mean_of_groups") else short_name(col)
+        ax.set_ylabel(f"{name}, top-1 (%)")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=5, loc="lower right")
+    fig.suptitle(title)
+    if left_out:
+        fig.text(0.01, 0.01, "published, not placed (no agreed parameter count): " + ", ".join(left_out),
+                 fontsize=5, color="0.35")
+    fig.subplots_adjust(left=0.09 / len(columns) ** 0.5, right=0.98, bottom=0.15, top=0.9, wspace=0.2)
+    return fig
+
+
+def reference_rows(table: pd.DataFrame, reference: str = "full") -> dict[str, tuple[str, str]]:
+    """backbone -> the (backbone, label) row the others are compared with: `full`, else its first variant."""
+    out = {}
+    for b, lab in table.index:
+        if base_method(lab) == reference and (b not in out or lab == reference):
+            out[b] = (b, lab)
+    return out
+
+
+def delta_heatmap(table: pd.DataFrame, title: str, reference: str = "full", average: str = "both"):
+    """Each method's difference to full fine-tuning of the same backbone, per task and average.
+
+    Red is worse than full fine-tuning, blue better, white equal; grey cells have no value.
+    None when no backbone has a full fine-tuning row or no other method.
+    """
+    tasks, groups = layout(table)
+    columns = tasks + groups + mean_columns(table, average)
+    refs = reference_rows(table, reference)
+    rows = [r for r in table.index if r[0] in refs and r != refs[r[0]]]
+    if not rows:
+        return None
+    values = (table.loc[rows, columns].to_numpy(dtype=float)
+              - table.loc[[refs[b] for b, _ in rows], columns].to_numpy(dtype=float))
+    plt = _plt()
+    finite = values[~pd.isna(values)]
+    vmax = max(1.0, float(abs(finite).max())) if finite.size else 1.0
+    names = [f"{b} / {lab}" if len(refs) > 1 else lab for b, lab in rows]
+    xnames = [mean_header(table, c) if c in ("mean", "mean_of_groups") else c.capitalize() if c in groups
+              else short_name(c) for c in columns]
+    left = 0.2 + max(map(len, names)) * 6 * _CHAR_IN
+    bottom = 0.25 + max(map(len, xnames)) * 6 * _CHAR_IN * 0.8
+    w, h = left + 0.32 * len(columns) + 1.0, bottom + 0.2 * len(rows) + 0.35
+    fig, ax = plt.subplots(figsize=(w, h))
+    fig.subplots_adjust(left=left / w, right=1 - 0.9 / w, bottom=bottom / h, top=1 - 0.3 / h)
+    cmap = plt.get_cmap("RdBu").with_extremes(bad="0.85")
+    im = ax.imshow(values, cmap=cmap, vmin=-vmax, vmax=vmax, aspect="auto", interpolation="nearest")
+    ax.set_xticks(range(len(columns)), xnames, rotation=60, ha="right", rotation_mode="anchor", fontsize=6)
+    ax.set_yticks(range(len(rows)), names, fontsize=6)
+    if values.size <= 150:  # beyond that the numbers are unreadable, and slow to draw (2 ms a text here)
+        for i, j in zip(*(~pd.isna(values)).nonzero()):
+            v = values[i, j]
+            ax.text(j, i, f"{v:+.1f}", ha="center", va="center", fontsize=4.5,
+                    color="white" if abs(v) > 0.6 * vmax else "black")
+    for x in (len(tasks) - 0.5, len(tasks) + len(groups) - 0.5):
+        ax.axvline(x, color="black", linewidth=0.6)
+    cax = fig.add_axes((1 - 0.8 / w, bottom / h, 0.1 / w, 1 - (bottom + 0.3) / h))
+    fig.colorbar(im, cax=cax, label="top-1 minus full fine-tuning (points)")
     ax.set_title(title)
-    ax.grid(True, which="both", alpha=0.3)
-    if rows.index.get_level_values("backbone").nunique() > 1:
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
-    return path
+    return fig
+
+
+def cost_figure(cost: pd.DataFrame, title: str):
+    """Training throughput, peak training memory and (when recorded) deployed inference speed per method.
+
+    `cost` is `tables.cost_table(df, by=("protocol", "backbone"))`: one bar per backbone x method,
+    one per protocol where there are several (never merged; the second paler). None if empty.
+    """
+    if cost.empty:
+        return None
+    plt = _plt()
+    from matplotlib.ticker import MaxNLocator
+
+    panels = [("train_images_per_s", "training images/s"), ("peak_memory_mb", "peak training memory (MB)")]
+    if cost["inference_images_per_s_ratio"].notna().any():
+        panels.append(("inference_images_per_s_ratio", "inference images/s vs untouched backbone"))
+    rows = list(dict.fromkeys(k[1:] for k in cost.index))
+    protocols = list(dict.fromkeys(cost.index.get_level_values("protocol")))
+    labels = [f"{bb} / {m}" for bb, m in rows]
+    left = 0.2 + max(map(len, labels)) * 6 * _CHAR_IN
+    w, h = left + 2.3 * len(panels), 0.9 + 0.13 * len(rows) * len(protocols)
+    fig, axes = plt.subplots(1, len(panels), figsize=(w, h), sharey=True, squeeze=False)
+    fig.subplots_adjust(left=left / w, right=0.98, bottom=0.45 / h, top=1 - 0.45 / h, wspace=0.08)
+    palette = {bb: f"C{i}" for i, bb in enumerate(dict.fromkeys(r[0] for r in rows))}
+    height = 0.8 / len(protocols)
+    for ax, (col, name) in zip(axes[0], panels):
+        for p_i, protocol in enumerate(protocols):
+            sub = cost.xs(protocol, level="protocol")[col]
+            values = [sub.get(r, float("nan")) for r in rows]
+            ys = [i - 0.4 + height * (p_i + 0.5) for i in range(len(rows))]
+            ax.barh(ys, [0 if v != v else v for v in values], height=height, alpha=1.0 - 0.45 * p_i,
+                    color=[palette[r[0]] for r in rows], label=f"{protocol} protocol")
+        ax.set_xlabel(name)
+        ax.xaxis.set_major_locator(MaxNLocator(4))
+        ax.grid(True, axis="x", alpha=0.3)
+        if col == "inference_images_per_s_ratio":
+            ax.axvline(1.0, color="black", linewidth=0.6)
+    axes[0][0].set_yticks(range(len(rows)), labels, fontsize=6)
+    axes[0][0].invert_yaxis()
+    if len(protocols) > 1:
+        axes[0][-1].legend(fontsize=5, loc="lower right")
+    kinds = sorted({k for k in cost["peak_memory_kind"] if k})
+    fig.suptitle(title + (f" (memory: {', '.join(kinds)})" if kinds else ""))
+    return fig
+
+
+FIGURES = {"accuracy_vs_params": accuracy_vs_params, "delta_heatmap": delta_heatmap, "cost_figure": cost_figure}
