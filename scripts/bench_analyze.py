@@ -1,0 +1,153 @@
+"""Time analyze.py on N synthetic run records (a benchmark, not a test; default 10,000).
+
+    python scripts/bench_analyze.py [--n 10000] [--repeat 3] [--dir DIR] [-- ANALYZE_ARGS...]
+
+Writes N records shaped like bench/run.py's (nested config, environment and per-epoch history
+included, so the files are as large as real ones) over VTAB-1k, FGVC, CIFAR-100, ImageNet
+(with robustness fields) and the mini benchmark, several backbones, methods, variants, both
+protocols and several seeds, with some failed, unsupported and truncated records. Then runs
+`python analyze.py DIR --out DIR/leaderboard` as a fresh process `--repeat` times (interpreter
+start and imports included, as a user would see it) and prints each time and the median.
+The accuracies are random: the numbers mean nothing, only the time does. Target: <= 3 s on
+2 CPU cores.
+"""
+import argparse
+import itertools
+import json
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.benchmarks import BENCHMARK_GROUPS, BENCHMARK_TASKS  # noqa: E402
+from bench.records import RECORD, SCHEMA, run_dir  # noqa: E402
+
+BACKBONES = {  # name -> (timm arch, benchmarks it runs)
+    "vit_base_augreg": ("vit_base_patch16_224.augreg_in21k", ("vtab", "fgvc", "cifar100", "imagenet")),
+    "vit_base_orig": ("vit_base_patch16_224.orig_in21k", ("vtab", "fgvc", "cifar100", "imagenet")),
+    "swin_base": ("swin_base_patch4_window7_224.ms_in22k", ("vtab", "fgvc", "cifar100", "imagenet")),
+    "vit_tiny_mini": ("vit_tiny_patch16_224", ("mini",)),
+}
+METHODS = {  # label -> (method, variant, tunable params without head, inference extra params)
+    "full": ("full", "", 85_800_000, 0), "linear": ("linear", "", 0, 0), "bias": ("bias", "", 100_000, 0),
+    "adapter": ("adapter", "", 160_000, 160_000), "vpt_shallow": ("vpt_shallow", "", 80_000, 80_000),
+    "vpt": ("vpt", "", 530_000, 530_000), "lora": ("lora", "", 290_000, 0), "ssf": ("ssf", "", 200_000, 0),
+    "ssf-lr0.01": ("ssf", "lr0.01", 200_000, 0), "lora-r8": ("lora", "r8", 580_000, 0),
+}
+EPOCHS = {"vtab": 100, "fgvc": 100, "cifar100": 100, "imagenet": 30, "mini": 20}
+
+
+def _group(benchmark: str, dataset: str) -> str | None:
+    return next((g for g, ts in BENCHMARK_GROUPS.get(benchmark, {}).items() if dataset in ts), None)
+
+
+def synthetic_record(rng: random.Random, backbone: str, dataset: str, label: str, protocol: str, seed: int) -> dict:
+    """One record as bench/run.py writes it; random but plausible values."""
+    benchmark = dataset.split("/")[0]
+    arch = BACKBONES[backbone][0]
+    method, variant, extra, infer_extra = METHODS[label]
+    rec = {
+        "schema": SCHEMA, "status": "running", "error": None, "method": method, "variant": variant,
+        "dataset": dataset, "benchmark": benchmark, "group": _group(benchmark, dataset), "backbone": backbone,
+        "backbone_arch": arch, "protocol": protocol, "seed": seed,
+        "config": {"method": method, "dataset": {"name": dataset, "benchmark": benchmark, "num_classes": 100},
+                   "backbone": {"name": backbone, "arch": arch, "pretrained": True, "kwargs": {}},
+                   "train": {"epochs": EPOCHS[benchmark], "batch_size": 64, "lr": 0.005, "weight_decay": 5e-5,
+                             "warmup_epochs": 10.0, "label_smoothing": 0.0}, "method_args": {},
+                   "protocol": protocol, "seed": seed, "variant": variant, "results_dir": "results"},
+        "git": {"commit": "0" * 40, "dirty": False},
+        "env": {"python": "3.11.7", "torch": "2.14.1", "timm": "1.0.31", "peft": "0.21.2", "numpy": "2.4.6"},
+        "hardware": {"device": "cuda", "gpu": "NVIDIA H100", "torch_threads": 16, "host": "node"},
+        "started_at": "2026-01-01T00:00:00+00:00",
+    }
+    if method == "vpt" and backbone.startswith("swin"):
+        rec.update(status="unsupported", error={"type": "Unsupported", "message": "prompts need a ViT"})
+    elif rng.random() < 0.02:
+        rec.update(status="failed", error={"type": "RuntimeError", "message": "CUDA out of memory",
+                                           "traceback": "Traceback (most recent call last):\n  ...\n" * 5})
+    else:
+        head = 100 * 768
+        acc = rng.uniform(20, 95)
+        monitor = "test" if protocol == "paper" else "val"
+        history = [{"epoch": e + 1, "train_loss": rng.uniform(0.1, 3), "lr": 1e-3, f"{monitor}_top1": acc - rng.random()}
+                   for e in range(EPOCHS[benchmark])]
+        rec.update(tunable_params=extra + head + (0 if method != "full" else 0), tunable_params_no_head=extra,
+                   total_params=86_000_000 + infer_extra, test_top1=acc, status="completed", history=history,
+                   train_time_s=600.0, train_images_per_s=rng.uniform(100, 900), peak_memory_mb=rng.uniform(3e3, 2e4),
+                   peak_memory_kind="cuda_max_allocated", inference_extra_params=infer_extra,
+                   inference_images_per_s_ratio=1.0 if infer_extra == 0 else rng.uniform(0.8, 0.98))
+        if protocol == "paper":
+            rec["test_top1_best_epoch_optimistic"] = acc + rng.random()
+        else:
+            rec["val_top1"] = acc + rng.uniform(-3, 3)
+        if benchmark == "imagenet":
+            rec["robustness"] = {"imagenet_a_top1": rng.uniform(5, 40), "imagenet_r_top1": rng.uniform(30, 60),
+                                 "imagenet_c_mce": rng.uniform(40, 70)}
+    rec.update(wall_time_s=700.0, finished_at="2026-01-01T01:00:00+00:00")
+    return rec
+
+
+def generate(root: Path, n: int, seed: int = 0) -> int:
+    """Write n records under root (plus n // 2000 + 1 truncated ones); returns how many were written."""
+    rng = random.Random(seed)
+    cells = [(b, d, lab, p) for b, (_, benches) in BACKBONES.items() for bench in benches
+             for d in BENCHMARK_TASKS[bench] for lab in METHODS for p in ("val", "paper")]
+    written = 0
+    for s in itertools.count():
+        for b, d, lab, p in cells:
+            if written == n:
+                break
+            method, variant = METHODS[lab][:2]
+            path = run_dir(root, b, d, method, variant, p, s) / RECORD
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(synthetic_record(rng, b, d, lab, p, s), indent=1) + "\n")  # no fsync: speed
+            written += 1
+        else:
+            continue
+        break
+    for k in range(n // 2000 + 1):  # truncated records: analyze.py must skip and count them
+        bad = root / "runs" / "corrupt" / f"r{k}" / RECORD
+        bad.parent.mkdir(parents=True, exist_ok=True)
+        bad.write_text('{"schema": 1, "status": "compl')
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=10_000, help="number of records (default 10,000)")
+    ap.add_argument("--repeat", type=int, default=3, help="timed analyze.py runs (default 3)")
+    ap.add_argument("--dir", type=Path, default=None,
+                    help="folder for the records; reused if it already holds records (default: a temporary one)")
+    ap.add_argument("analyze_args", nargs="*", help="extra arguments passed to analyze.py (after --)")
+    args = ap.parse_args(argv)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = args.dir or Path(tmp)
+        if not any(root.glob("runs/*")):
+            t = time.perf_counter()
+            n = generate(root, args.n)
+            print(f"generated {n} records in {root} ({time.perf_counter() - t:.1f} s)")
+        out = root / "leaderboard"
+        cmd = [sys.executable, str(ROOT / "analyze.py"), str(root), "--out", str(out), "--quiet", *args.analyze_args]
+        times = []
+        for _ in range(args.repeat):
+            t = time.perf_counter()
+            proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+            times.append(time.perf_counter() - t)
+            if proc.returncode != 0:
+                print(proc.stdout[-2000:], proc.stderr[-3000:], sep="\n")
+                return proc.returncode
+        print(proc.stdout.strip().splitlines()[0] if proc.stdout.strip() else "")
+        print(f"analyze.py: {' '.join(f'{t:.2f}' for t in times)} s; median {statistics.median(times):.2f} s "
+              f"(target <= 3 s on 2 CPU cores; {len(list(out.iterdir()))} files written)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
