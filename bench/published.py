@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.benchmarks import BENCHMARK_TASKS
 from bench.tables import ROW_NAMES, base_method, fmt_value, mean_columns
 
 REFERENCE_DIR = Path(__file__).resolve().parent.parent / "results" / "reference"
@@ -118,20 +117,21 @@ def compare(ours: pd.DataFrame, pub: pd.DataFrame, pub_table: pd.DataFrame, arch
                        and c not in ("tasks", "seeds", "tunable_params", "tunable_params_no_head")]
     derived = set(pub_table.attrs.get("groups", [])) | {"mean_of_groups"}
     fam = published_family(pub)
+    mine = dict(zip(ours.index, ours.to_dict("records")))
     records = []
     for (_, row), prow in zip(pub_table.index, pub_table.to_dict("records")):
         meta = pub.loc[row]
-        partners = [(b, lab) for b, lab in ours.index
+        partners = [(b, lab) for b, lab in mine
                     if meta["method"] and base_method(lab) == meta["method"] and family(archs.get(b)) == fam]
         for b, lab in partners or [(None, None)]:
             arch = archs.get(b) if b else None
             same = None if not (meta["timm_arch"] and arch) else arch == meta["timm_arch"]
+            values = mine.get((b, lab), {})
             for c in columns:
-                mine = ours.at[(b, lab), c] if b else math.nan
-                mine = float(mine) if mine == mine and mine is not None else math.nan
+                o = float(values.get(c, math.nan))
                 records.append({"backbone": b, "method": lab, "row": row, "checkpoint": meta["checkpoint"],
-                                "our_arch": arch, "same_checkpoint": same, "column": c, "ours": mine,
-                                "published": prow[c], "diff": mine - prow[c], "derived": c in derived})
+                                "our_arch": arch, "same_checkpoint": same, "column": c, "ours": o,
+                                "published": prow[c], "diff": o - prow[c], "derived": c in derived})
     return pd.DataFrame(records)
 
 
@@ -155,20 +155,18 @@ def comparison_rows(long: pd.DataFrame, table: pd.DataFrame, average: str = "bot
     rows = []
     if long.empty:
         return header, rows, bold
-    keys = ["row", "backbone", "method"]
-    for (row, b, lab), part in long.groupby(keys, sort=False, dropna=False):
-        cells = part.set_index("column")
-        same = cells["same_checkpoint"].iloc[0]
+    groups: dict[tuple, dict] = {}
+    for r in long.to_dict("records"):
+        groups.setdefault((r["row"], r["backbone"], r["method"]), {})[r["column"]] = r
+    for (row, b, lab), cells in groups.items():
+        first = next(iter(cells.values()))
+        same = first["same_checkpoint"]
         out = ["—" if b is None or b != b else b, "—" if lab is None or lab != lab else lab, row,
-               cells["checkpoint"].iloc[0] or "—", "?" if same is None or same != same else ("yes" if same else "no")]
+               first["checkpoint"] or "—", "?" if same is None or same != same else ("yes" if same else "no")]
         for c in columns:
             digits = 1 if c in tasks else 2
-            o, p, d = cells.at[c, "ours"], cells.at[c, "published"], cells.at[c, "diff"]
+            o, p, d = cells[c]["ours"], cells[c]["published"], cells[c]["diff"]
             diff = "" if d != d else f" ({d:+.{digits}f})"
             out.append(f"{fmt_value(o, digits)} / {fmt_value(p, digits)}{diff}")
         rows.append(out)
     return header, rows, bold
-
-
-def published_tasks(benchmark: str) -> list[str]:
-    return [t for t in BENCHMARK_TASKS.get(benchmark, []) if t in COLUMNS.get(benchmark, {}).values()]

@@ -96,7 +96,9 @@ def declare_dtypes(df: pd.DataFrame) -> pd.DataFrame:
     nan = pd.Series(float("nan"), index=df.index)
     none = pd.Series(None, index=df.index, dtype=object)
     cols = {c: pd.to_numeric(df[c] if c in df else nan, errors="coerce").astype("float64") for c in NUMERIC}
-    text = {c: (df[c] if c in df else none).map(_text) for c in TEXT}
+    # pandas >= 3 infers a string dtype (str or missing) for all-text columns; only others need a pass.
+    text = {c: df[c] if c in df and isinstance(df[c].dtype, pd.StringDtype) else (df[c] if c in df else none).map(_text)
+            for c in TEXT}
     text["variant"] = text["variant"].fillna("")
     text["protocol"] = text["protocol"].fillna("unknown")
     text["benchmark"] = text["benchmark"].fillna(text["dataset"].str.split("/").str[0])

@@ -148,14 +148,23 @@ def robustness_records(df: pd.DataFrame, metric: str = "test_top1") -> pd.DataFr
     return pd.concat(parts, ignore_index=True)
 
 
-def cost_table(df: pd.DataFrame) -> pd.DataFrame:
-    """Per benchmark x protocol x backbone x method, from completed runs: what the method costs.
+def _joined(df: pd.DataFrame, keys: list[str], values, index: pd.Index) -> pd.Series:
+    """The distinct non-missing `values` of each `keys` group, sorted and joined by '/' ("" if none)."""
+    v = df[keys].assign(value=values).dropna(subset=["value"]).drop_duplicates().sort_values("value")
+    return v.groupby(keys)["value"].agg("/".join).reindex(index).fillna("")
+
+
+def cost_table(df: pd.DataFrame, by: tuple[str, ...] = ("benchmark", "protocol", "backbone")) -> pd.DataFrame:
+    """Per benchmark x protocol x backbone x method (or `by` x method), from completed runs: what the method costs.
 
     Parameters are means over the runs (head sizes differ by dataset); throughput, memory and
     the inference ratio are medians (robust to a slow node). `inference_extra_params` and
     `inference_images_per_s_ratio` (deployed model vs untouched backbone) are optional record
     fields: NaN when no run recorded them. `peak_memory_kind` says what the memory number is
-    (CUDA allocator peak, or process RSS peak, which in a multirun covers the earlier runs too).
+    (CUDA allocator peak, or process RSS peak, which in a multirun covers the earlier runs too);
+    `hardware` where the runs ran (GPU name, else device type): throughput means nothing without it.
+    `by=("protocol", "backbone")` pools the benchmarks: a backbone fixes the input size, so its
+    throughput and memory hardly depend on the dataset.
     """
     mean_cols = ("tunable_params", "tunable_params_no_head", "inference_extra_params")
     median_cols = ("train_images_per_s", "peak_memory_mb", "inference_images_per_s_ratio")
@@ -163,17 +172,20 @@ def cost_table(df: pd.DataFrame) -> pd.DataFrame:
     df = df.assign(**{c: pd.to_numeric(df[c], errors="coerce") if c in df else math.nan
                       for c in (*mean_cols, *median_cols)})
     done = df[df["status"] == "completed"]
-    keys = ["benchmark", "protocol", "backbone", "label"]
+    keys = [*by, "label"]
     g = done.groupby(keys)
     out = pd.DataFrame({"runs": g.size()})
     for c in mean_cols:
         out[c] = g[c].mean()
     for c in median_cols:
         out[c] = g[c].median()
-    kinds = done["peak_memory_kind"] if "peak_memory_kind" in done else pd.Series(None, index=done.index)
-    out["peak_memory_kind"] = kinds.groupby([done[k] for k in keys]).agg(lambda s: "/".join(sorted(set(s.dropna()))))
-    out = out.rename_axis(["benchmark", "protocol", "backbone", "method"])
-    order = sorted(out.index, key=lambda r: (r[0], r[1], r[2], _row_key(r[3])))
+    out["peak_memory_kind"] = _joined(done, keys, done["peak_memory_kind"] if "peak_memory_kind" in done else None,
+                                      out.index)
+    hardware = done["hardware"] if "hardware" in done else [None] * len(done)
+    out["hardware"] = _joined(done, keys, [h.get("gpu") or h.get("device") if isinstance(h, dict) else None
+                                           for h in hardware], out.index)
+    out = out.rename_axis([*by, "method"])
+    order = sorted(out.index, key=lambda r: (*r[:-1], _row_key(r[-1])))
     return out.reindex(pd.MultiIndex.from_tuples(order, names=out.index.names) if order else out.index)
 
 
@@ -273,9 +285,9 @@ def to_markdown(table: pd.DataFrame, marks: dict | None = None, stats: pd.DataFr
 
 def cost_rows(cost: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     """Header and formatted rows of `cost_table`."""
-    header = ["benchmark", "protocol", "backbone", "method", "runs", "tunable (w/ head)", "tunable (no head)",
+    header = [*cost.index.names, "runs", "tunable (w/ head)", "tunable (no head)",
               "extra params at inference", "train img/s", "peak train memory (MB)", "memory kind",
-              "inference img/s vs backbone"]
+              "inference img/s vs backbone", "hardware"]
     rows = []
     for key, r in zip(cost.index, cost.to_dict("records")):
         ratio = r["inference_images_per_s_ratio"]
@@ -283,7 +295,7 @@ def cost_rows(cost: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
         rows.append([*key, str(r["runs"]), fmt_params(r["tunable_params"]), fmt_params(r["tunable_params_no_head"]),
                      "0" if extra == 0 else fmt_params(extra), fmt_value(r["train_images_per_s"], 0),
                      fmt_value(r["peak_memory_mb"], 0), r["peak_memory_kind"] or "—",
-                     "—" if ratio != ratio else f"{ratio:.2f}×"])
+                     "—" if ratio != ratio else f"{ratio:.2f}×", r["hardware"] or "—"])
     return header, rows
 
 
@@ -294,7 +306,7 @@ def status_summary(df: pd.DataFrame) -> pd.DataFrame:
     """
     df = with_labels(df)
     keys = ["benchmark", "protocol", "backbone", "label"]
-    counts = pd.crosstab([df[k] for k in keys], df["status"])
+    counts = df.groupby([*keys, "status"]).size().unstack(fill_value=0)
     for s in ("completed", "failed", "unsupported"):
         if s not in counts:
             counts[s] = 0
