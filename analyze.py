@@ -347,7 +347,8 @@ def run(args, pool) -> int:
     if out.figures:
         out.figure("cost", "cost_figure", (cost_table(df, by=("protocol", "backbone")), "Cost per method and backbone"),
                    "Training throughput, peak training memory and deployed inference speed per method and backbone: "
-                   "medians over all benchmarks' runs of a backbone (which fixes the input size); one bar per protocol.")
+                   "medians over all benchmarks' runs of a backbone (which fixes the input size); "
+                   "one bar per protocol.")
 
     status = status_summary(df)
     out.frame("status", status)

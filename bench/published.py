@@ -149,7 +149,7 @@ def comparison_rows(long: pd.DataFrame, table: pd.DataFrame, average: str = "bot
     means = mean_columns(table, average)
     columns = tasks + groups + means
     header = ["backbone", "method", "published row", "published checkpoint", "same checkpoint",
-              *[short_name(t) for t in tasks], *[g.capitalize() + (" (derived)" if g in groups else "") for g in groups],
+              *[short_name(t) for t in tasks], *[f"{g.capitalize()} (derived)" for g in groups],
               *[mean_header(table, m) + (" (derived)" if m == "mean_of_groups" else "") for m in means]]
     bold = set(range(5 + len(tasks) + len(groups), len(header)))
     rows = []

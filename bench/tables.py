@@ -16,7 +16,6 @@ import math
 import pandas as pd
 
 from bench.benchmarks import short_name
-from bench.records import method_label
 
 # Canonical row order: the order the SSF paper's tables use; other methods follow, sorted.
 METHOD_ORDER = ("full", "linear", "bias", "adapter", "vpt_shallow", "vpt", "lora", "ssf")
@@ -27,7 +26,7 @@ ROBUSTNESS = ("imagenet_a_top1", "imagenet_r_top1", "imagenet_c_mce")  # keys of
 
 
 def with_labels(df: pd.DataFrame) -> pd.DataFrame:
-    """Add `label` (method-variant, as `records.method_label`), unless it is already there."""
+    """Add `label` (method-variant, as `bench.records.method_label`), unless it is already there."""
     if "label" in df:
         return df
     method = df["method"].astype(str)
