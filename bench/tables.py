@@ -161,7 +161,8 @@ def cost_table(df: pd.DataFrame, by: tuple[str, ...] = ("benchmark", "protocol",
     `inference_images_per_s_ratio` (deployed model vs untouched backbone) are optional record
     fields: NaN when no run recorded them. `peak_memory_kind` says what the memory number is
     (CUDA allocator peak, or process RSS peak, which in a multirun covers the earlier runs too);
-    `hardware` where the runs ran (GPU name, else device type): throughput means nothing without it.
+    `merged` whether the deployed model was merged into the backbone (optional field
+    `deployed_merged`); `hardware` where the runs ran (GPU name, else device type): throughput means nothing without it.
     `by=("protocol", "backbone")` pools the benchmarks: a backbone fixes the input size, so its
     throughput and memory hardly depend on the dataset.
     """
@@ -180,6 +181,9 @@ def cost_table(df: pd.DataFrame, by: tuple[str, ...] = ("benchmark", "protocol",
         out[c] = g[c].median()
     out["peak_memory_kind"] = _joined(done, keys, done["peak_memory_kind"] if "peak_memory_kind" in done else None,
                                       out.index)
+    merged = done["deployed_merged"] if "deployed_merged" in done else [None] * len(done)
+    out["merged"] = _joined(done, keys, [None if m is None or m != m else "yes" if m else "no" for m in merged],
+                            out.index)
     hardware = done["hardware"] if "hardware" in done else [None] * len(done)
     out["hardware"] = _joined(done, keys, [h.get("gpu") or h.get("device") if isinstance(h, dict) else None
                                            for h in hardware], out.index)
@@ -285,14 +289,14 @@ def to_markdown(table: pd.DataFrame, marks: dict | None = None, stats: pd.DataFr
 def cost_rows(cost: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     """Header and formatted rows of `cost_table`."""
     header = [*cost.index.names, "runs", "tunable (w/ head)", "tunable (no head)",
-              "extra params at inference", "train img/s", "peak train memory (MB)", "memory kind",
+              "merged for inference", "extra params at inference", "train img/s", "peak train memory (MB)", "memory kind",
               "inference img/s vs backbone", "hardware"]
     rows = []
     for key, r in zip(cost.index, cost.to_dict("records")):
         ratio = r["inference_images_per_s_ratio"]
         extra = r["inference_extra_params"]
         rows.append([*key, str(r["runs"]), fmt_params(r["tunable_params"]), fmt_params(r["tunable_params_no_head"]),
-                     "0" if extra == 0 else fmt_params(extra), fmt_value(r["train_images_per_s"], 0),
+                     r["merged"] or "—", "0" if extra == 0 else fmt_params(extra), fmt_value(r["train_images_per_s"], 0),
                      fmt_value(r["peak_memory_mb"], 0), r["peak_memory_kind"] or "—",
                      "—" if ratio != ratio else f"{ratio:.2f}×", r["hardware"] or "—"])
     return header, rows
