@@ -15,9 +15,9 @@ def train_head(model: nn.Module) -> None:
         p.requires_grad_(True)
 
 
-def head_module_names(model: nn.Module) -> set[str]:
-    head = model.get_classifier()
-    return {name for name, m in model.named_modules() if m is head or any(m is c for c in head.modules())}
+def is_head(name: str, module: nn.Module, classifier: nn.Module) -> bool:
+    """Part of the classification head? timm names it `head` (with ConvNeXt's pre-logits norm inside)."""
+    return name == "head" or name.startswith("head.") or module is classifier
 
 
 def find_modules(model: nn.Module, predicate, what: str, method: str) -> list[tuple[str, nn.Module]]:
@@ -26,8 +26,8 @@ def find_modules(model: nn.Module, predicate, what: str, method: str) -> list[tu
     Raises:
         Unsupported: when nothing matches, naming the backbone class, the method and `what`.
     """
-    skip = head_module_names(model)
-    found = [(n, m) for n, m in model.named_modules() if n not in skip and predicate(n, m)]
+    classifier = model.get_classifier()
+    found = [(n, m) for n, m in model.named_modules() if n and not is_head(n, m, classifier) and predicate(n, m)]
     if not found:
         raise Unsupported(f"{method}: no {what} found in backbone {type(model).__name__}")
     return found
