@@ -12,6 +12,10 @@ PROTOCOLS = {
     # name: (split trained on, split scored every epoch, split reported)
     "val": ("train", "val", "test"),  # VPT-style: train on train800, monitor val200, report final test
     "paper": ("trainval", "test", "test"),  # SSF code: train on train800val200, report final-epoch test
+    # The val protocol's second stage (scripts/select_and_retrain.py): the lr x wd point with the
+    # best final-epoch val200 score, retrained on train800val200 with several seeds; headline =
+    # final-epoch test, as VPT's tune_vtab.py does it (anchors.md section 2).
+    "val_retrain": ("trainval", "test", "test"),
 }
 
 
@@ -34,6 +38,24 @@ class DatasetConfig:
     num_classes: int
     image_size: int
     data_seed: int = 0  # fixes generated data and split permutations; independent of the run seed
+    # --- real data on disk (bench/data/real.py); the generated mini benchmark ignores these ---
+    format: str = "generated"  # on-disk format; bench/data/real.py:FORMATS lists the valid ones
+    root: str = ""  # this dataset's folder, relative to data_root (or absolute)
+    data_root: str = ""  # folder holding every dataset; empty: $BENCH_DATA_ROOT, else ./data
+    image_dir: str = ""  # fgvc_json: folder inside root that the JSON paths are relative to
+    splits: dict[str, int] = field(default_factory=dict)  # expected images per split; 0 = any number
+    resize: str = "squash"  # evaluation pixels: squash (resize to image_size) | crop (resize image_size/crop_pct, centre crop)
+    crop_pct: float = 0.9
+    interpolation: str = "bicubic"
+    train_aug: str = "none"  # none (as evaluation) | simple (random-resized crop + flip) | timm (timm's train transform)
+    auto_augment: str = ""  # train_aug=timm: timm auto-augment policy, e.g. rand-m9-mstd0.5-inc1
+    re_prob: float = 0.0  # train_aug=timm: random-erasing probability
+    cache: str = "none"  # decoded, resized pixels: none | memory | disk (memory-mapped file under cache_dir)
+    cache_dir: str = ""  # empty: $BENCH_CACHE_DIR, else <data_root>/.cache
+    cache_short_side: int = 0  # augmented training from the cache: images stored with this shorter side; 0 = decode each epoch
+    num_workers: int = 0  # decoding threads for the cache, DataLoader workers for the rest
+    on_bad_image: str = "error"  # error | skip (replace by the next readable image, warn and count)
+    robustness: dict[str, str] = field(default_factory=dict)  # evaluations after training: name -> folder under data_root
 
 
 @dataclass
@@ -68,6 +90,8 @@ class RunConfig:
     seed: int = 0
     variant: str = ""  # names a non-default setting (hyper-parameters); part of the run's identity
     results_dir: str = "results"
+    save_weights: bool = True  # trained parameters (tunable ones only) next to the record, for export
+    deploy_iters: int = 5  # timed forward passes of the deployed model and the untouched backbone; 0 skips
 
     def __post_init__(self):
         if self.protocol not in PROTOCOLS:

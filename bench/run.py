@@ -17,6 +17,7 @@ import methods
 from bench import env, records
 from bench.config import PROTOCOLS, RunConfig
 from bench.data import load_split
+from bench.deploy import deployable, images_per_s, n_params
 from bench.evaluate import top1
 from bench.models import build_backbone, data_config
 from bench.train import train
@@ -98,6 +99,9 @@ def run(cfg: RunConfig) -> dict:
         else:
             record[f"{monitor_split}_top1"] = history[-1][key]
             record[f"{report_split}_top1"] = top1(model, splits[report_split], bs, device, f"{label} {report_split}", prog)
+        if cfg.save_weights:
+            save_trained(model, out_dir / records.WEIGHTS)
+        record.update(deploy(model, method, cfg, splits[report_split], record[f"{report_split}_top1"], device, label))
         peak, kind = _peak_memory_mb(device)
         record.update(status="completed", history=history, train_time_s=out["train_seconds"],
                       train_images_per_s=out["images_seen"] / max(out["train_seconds"], 1e-9),
@@ -111,6 +115,39 @@ def run(cfg: RunConfig) -> dict:
         raise
     _finish(record, out_dir, t_start, label)
     return record
+
+
+def deploy(model, method, cfg: RunConfig, data, top1_trained: float, device, label: str) -> dict:
+    """Record the deployable model: merged or not, its test top-1, extra parameters, inference speed."""
+    model.eval()  # before copying: the deployed copy must not run drop-path or dropout
+    deployed, merged = deployable(model, method)
+    deployed.eval()
+    backbone = build_backbone(dataclasses.replace(cfg.backbone, pretrained=False), cfg.dataset.num_classes).to(device)
+    batch = next(iter(torch.utils.data.DataLoader(data, batch_size=min(cfg.train.eval_batch_size, 256))))[0].to(device)
+    with torch.inference_mode():
+        diff = (model(batch) - deployed(batch)).abs().max().item()
+    out = {"deployed_merged": merged, "backbone_params": n_params(backbone), "inference_params": n_params(deployed),
+           "deployed_max_abs_logit_diff": diff,
+           # an unmerged deployed model is the trained model itself: its score is the one just measured
+           "deployed_test_top1": top1(deployed, data, cfg.train.eval_batch_size, device, f"{label} deployed",
+                                      cfg.train.progress) if merged else top1_trained}
+    out["inference_extra_params"] = out["inference_params"] - out["backbone_params"]
+    if cfg.deploy_iters > 0:
+        speed = images_per_s({"deployed": deployed, "backbone": backbone}, batch, iters=cfg.deploy_iters)
+        out.update(inference_images_per_s=speed["deployed"], backbone_inference_images_per_s=speed["backbone"],
+                   inference_images_per_s_ratio=speed["deployed"] / speed["backbone"])
+    return out
+
+
+def save_trained(model: torch.nn.Module, path) -> None:
+    """The tunable parameters (head included), atomically; `bench.export` rebuilds the rest."""
+    from safetensors.torch import save_file
+
+    tensors = {n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(tensors, str(tmp))
+    tmp.replace(path)
 
 
 def _finish(record: dict, out_dir, t_start: float, label: str) -> None:
