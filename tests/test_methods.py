@@ -31,6 +31,9 @@ def expected_tunable(name: str, model_before: torch.nn.Module) -> int:
         return cfg.length * D + HEAD
     if name == "lora":  # A (r x D) + B (3D x r) on each qkv
         return L * cfg.r * (D + 3 * D) + HEAD
+    if name == "peft":  # the preset: IA3 scales qkv's 3D outputs and fc2's MLP_HIDDEN inputs (feed-forward)
+        assert cfg.tuner == "ia3"
+        return L * (3 * D + MLP_HIDDEN) + HEAD
     if name == "ssf":  # scale + shift after patch conv, final norm, and per block norm1 qkv proj norm2 fc1 fc2
         per_block = D + 3 * D + D + D + MLP_HIDDEN + D
         return 2 * (D + D + L * per_block) + HEAD

@@ -1,0 +1,186 @@
+"""Every method on every backbone family (tiny timm variants, random weights, CPU):
+parameter formulas, what trains, exact merging, export into plain timm."""
+import dataclasses
+import json
+
+import pytest
+import timm
+import torch
+import torch.nn.functional as F
+import yaml
+
+import methods
+from bench import PROJECT_ROOT
+from bench.config import BackboneConfig, from_dict
+from bench.deploy import deployable, n_params
+from bench.models import build_backbone
+from conftest import run_cli
+from methods import METHODS, method_config
+
+FAMILIES = ["tiny_vit", "tiny_swin", "tiny_convnext", "tiny_mixer"]
+HEAD = 490  # 48 features x 10 classes + 10 (Swin, ConvNeXt, Mixer tiny variants)
+
+# Tunable parameters (head included), worked out by hand from each tiny config's dimensions;
+# None: the method does not apply (an `unsupported` run).
+FORMULAS = {
+    # Swin: stage dims 24, 48; qkv 3C, fc1 4C; patch-merging norm 4C = 96
+    "tiny_swin": {
+        "ssf": 2 * (24 + 24 + (24 + 72 + 24 + 24 + 96 + 24) + 96 + (48 + 144 + 48 + 48 + 192 + 48) + 48) + HEAD,
+        "adapter": (24 * 8 + 8 + 8 * 24 + 24) + (48 * 8 + 8 + 8 * 48 + 48) + HEAD,
+        "lora": 4 * (24 + 72) + 4 * (48 + 144) + HEAD,
+        "vpt": None, "vpt_shallow": None,
+    },
+    # ConvNeXt: stage dims 16, 24, 32, 48, one block each (dw conv, norm, fc1 4C, fc2), SSF on the last stage's output
+    "tiny_convnext": {
+        "ssf": 2 * (16 + 16 + sum(d + d + 4 * d + d for d in (16, 24, 32, 48))
+                    + sum(p + d for p, d in ((16, 24), (24, 32), (32, 48))) + 48) + HEAD,
+        "adapter": sum(d * 8 + 8 + 8 * d + d for d in (16, 24, 32, 48)) + HEAD,
+        "lora": sum(4 * (d + 4 * d) + 4 * (4 * d + d) for d in (16, 24, 32, 48)) + HEAD,
+        "vpt": None, "vpt_shallow": None,
+    },
+    # Mixer: width 48, 16 tokens, token MLP 16->24->16, channel MLP 48->192->48, 2 blocks
+    "tiny_mixer": {
+        "ssf": 2 * (48 + 2 * (48 + 24 + 16 + 48 + 192 + 48) + 48) + HEAD,
+        "adapter": 2 * (48 * 8 + 8 + 8 * 48 + 48) + HEAD,
+        "lora": 2 * (4 * (16 + 24) + 4 * (24 + 16) + 4 * (48 + 192) + 4 * (192 + 48)) + HEAD,
+        "vpt": None, "vpt_shallow": None,
+    },
+}
+
+
+def backbone_cfg(name: str) -> BackboneConfig:
+    return from_dict(BackboneConfig, yaml.safe_load((PROJECT_ROOT / f"conf/backbone/{name}.yaml").read_text()))
+
+
+def make(family: str, seed: int = 0):
+    torch.manual_seed(seed)
+    return build_backbone(backbone_cfg(family), num_classes=10)
+
+
+def train_steps(model, steps: int = 3):
+    torch.manual_seed(1)
+    x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(steps):
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    return model
+
+
+@pytest.mark.parametrize("family", list(FORMULAS))
+@pytest.mark.parametrize("name", ["ssf", "adapter", "lora", "vpt", "vpt_shallow", "linear", "bias", "full"])
+def test_formula_and_what_trains(family, name):
+    model = make(family)
+    before = {id(p): (n, p.detach().clone()) for n, p in model.named_parameters()}
+    classifier = {id(p) for p in model.get_classifier().parameters()}
+    total, biases = n_params(model), sum(p.numel() for n, p in model.named_parameters() if n.endswith(".bias"))
+    # bias: every bias (the classifier's 10 included once) plus the classifier's weights
+    expected = {"full": total, "linear": HEAD, "bias": biases - 10 + HEAD, **FORMULAS[family]}[name]
+    if expected is None:
+        with pytest.raises(methods.Unsupported, match=name):
+            METHODS[name].apply(model, method_config(name, {}))
+        return
+    model = train_steps(METHODS[name].apply(model, method_config(name, {})))
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == expected
+    for pname, p in model.named_parameters():
+        if id(p) in before:
+            orig_name, orig = before[id(p)]
+            should = name == "full" or id(p) in classifier or (name == "bias" and orig_name.endswith(".bias"))
+            assert (not torch.equal(p.detach(), orig)) == should, f"{family}/{name}: {orig_name}"
+        else:
+            assert p.grad is not None and p.grad.abs().sum() > 0, f"{family}/{name}: added {pname} never trained"
+
+
+# ssf and lora on every family; two peft tuners on the ViT, whose module names their arguments use
+MERGEABLE = [(f, m, {}) for f in FAMILIES for m in ("ssf", "lora")] + [
+    ("tiny_vit", "peft", {"tuner": "ia3"}),
+    ("tiny_vit", "peft", {"tuner": "loha", "args": {"r": 2, "target_modules": ["qkv"]}}),
+    ("tiny_mixer", "peft", {"tuner": "ia3", "args": {"target_modules": ["fc1", "fc2"], "feedforward_modules": ["fc2"]}}),
+]
+
+
+@pytest.mark.parametrize("family,name,args", MERGEABLE, ids=[f"{f}-{m}-{a.get('tuner', '')}" for f, m, a in MERGEABLE])
+def test_merge_is_exact(family, name, args):
+    backbone = make(family)
+    keys = set(backbone.state_dict())
+    model = train_steps(METHODS[name].apply(make(family), method_config(name, args))).eval()
+    x = torch.randn(4, 3, 32, 32)
+    ref = model(x)
+    merged, ok = deployable(model, METHODS[name])
+    assert ok
+    torch.testing.assert_close(merged(x), ref, atol=1e-4, rtol=0)
+    extra = 2 * 48 if (name == "ssf" and family == "tiny_convnext") else 0  # last-stage SSF stays (after a residual sum)
+    assert n_params(merged) == n_params(backbone) + extra
+    assert {k for k in merged.state_dict() if "ssf" not in k} == keys  # same structure as the untouched backbone
+    with pytest.raises(RuntimeError, match="already merged"):
+        METHODS[name].merge(merged)
+
+
+def test_unknown_peft_tuner_and_missing_targets():
+    with pytest.raises(ValueError, match="unknown tuner 'nope'; valid: .*ia3"):
+        METHODS["peft"].apply(make("tiny_vit"), method_config("peft", {"tuner": "nope"}))
+    with pytest.raises(ValueError, match="lora: backbone VisionTransformer: .*not found"):
+        METHODS["lora"].apply(make("tiny_vit"), method_config("lora", {"target_modules": ["q_proj"]}))
+
+
+@pytest.fixture(scope="module")
+def family_sweep(tmp_path_factory):
+    """Every method config x every tiny family through launch.py: one epoch, then analyze.py."""
+    results = tmp_path_factory.mktemp("families")
+    proc = run_cli("launch.py", "-m", "method=*", "backbone=tiny_*", "dataset=mini/count", "train.epochs=1",
+                   "train.progress=false", "deploy_iters=1", f"results_dir={results}", timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return results
+
+
+def test_sweep_finishes_with_unsupported_records(family_sweep):
+    recs = [json.loads(p.read_text()) for p in family_sweep.rglob("record.json")]
+    n_methods = len(METHODS)
+    assert len(recs) == n_methods * len(FAMILIES)
+    status = {(r["backbone"], r["method"]): r["status"] for r in recs}
+    for fam in ("tiny_swin", "tiny_convnext", "tiny_mixer"):
+        assert status[(fam, "vpt")] == status[(fam, "vpt_shallow")] == "unsupported"
+    unsupported = {k for k, v in status.items() if v == "unsupported"}
+    assert all(v == "completed" for k, v in status.items() if k not in unsupported)
+    assert status[("tiny_vit", "peft")] == "completed"
+    for r in recs:
+        if r["status"] == "completed":
+            assert abs(r["deployed_test_top1"] - r["test_top1"]) <= 0.2, r["method"]  # one image of 1,000 may flip
+            assert r["deployed_max_abs_logit_diff"] < 1e-3
+            merged_plain = r["method"] in ("ssf", "lora", "peft", "bias", "linear", "full") and not (
+                r["method"] == "ssf" and r["backbone"] == "tiny_convnext")
+            assert (r["inference_extra_params"] == 0) == merged_plain, (r["backbone"], r["method"])
+
+
+def test_export_loads_in_plain_timm(family_sweep, tmp_path):
+    for family in ("tiny_vit", "tiny_swin"):
+        for method in ("ssf", "lora"):
+            run_dir = next(family_sweep.rglob(f"runs/{family}/mini/count/{method}-*/val-seed0"))
+            out = tmp_path / f"{family}_{method}.safetensors"
+            proc = run_cli("-m", "bench.export", str(run_dir), "--out", str(out))
+            assert proc.returncode == 0, proc.stderr
+            assert "plain timm state_dict" in proc.stdout
+            cfg = backbone_cfg(family)
+            plain = timm.create_model(cfg.arch, pretrained=True, num_classes=8, **cfg.kwargs,
+                                      pretrained_cfg_overlay=dict(file=str(out), num_classes=8)).eval()
+            from bench.export import rebuild, run_config
+            from safetensors.torch import load_file
+            rec_cfg = run_config(json.loads((run_dir / "record.json").read_text()))
+            trained, _ = rebuild(rec_cfg)
+            trained.load_state_dict(load_file(str(run_dir / "trained.safetensors")), strict=False)
+            x = torch.randn(3, 3, 32, 32)
+            torch.testing.assert_close(plain(x), trained.eval()(x), atol=1e-4, rtol=0)
+
+
+def test_export_of_unmergeable_methods_round_trips(family_sweep, tmp_path):
+    from bench.export import load_deployed
+    for method in ("vpt", "adapter"):
+        run_dir = next(family_sweep.rglob(f"runs/tiny_vit/mini/count/{method}-*/val-seed0"))
+        out = tmp_path / f"{method}.safetensors"
+        proc = run_cli("-m", "bench.export", str(run_dir), "--out", str(out))
+        assert proc.returncode == 0 and "keeps extra modules" in proc.stdout, proc.stderr
+        model = load_deployed(out)
+        assert dataclasses.is_dataclass(method_config(method, {}))
+        assert n_params(model) > n_params(make("tiny_vit"))
+        assert model(torch.randn(2, 3, 32, 32)).shape == (2, 8)
