@@ -2,7 +2,7 @@
 
     python analyze.py RESULTS_DIR [--out OUT_DIR] [--benchmark vtab,fgvc] [--backbone 'vit_base*']
                       [--method 'ssf*,full'] [--protocol paper] [--average both|tasks|groups]
-                      [--metric test_top1] [--formats csv,md,html,png,svg] [--quiet]
+                      [--metric test_top1] [--formats csv,md,html,png,svg] [--jobs 2] [--quiet]
 
 Reads every record.json under RESULTS_DIR (never logs, never recomputing a metric; a truncated
 or corrupt record is skipped, warned about and counted). For each protocol (`val`, `paper`:
@@ -107,7 +107,8 @@ def parse_args(argv):
                     help="folder of published tables with their sources (default: results/reference in this project)")
     ap.add_argument("--no-published", action="store_true", help="skip the comparison with published results")
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
-                    help="processes drawing figures, this one included (default: 2, or 1 on a 1-core machine)")
+                    help="processes drawing figures in parallel with the tables (default: 2, or 1 on a 1-core "
+                         "machine: 1 draws them in this process, after the tables)")
     ap.add_argument("--quiet", action="store_true", help="print only the summary line, not the markdown tables")
     args = ap.parse_args(argv)
     args.formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
@@ -125,12 +126,12 @@ def _warm_up() -> None:
 
 
 def start_workers(jobs: int) -> ProcessPoolExecutor | None:
-    """`jobs - 1` figure-drawing processes, started now so that their matplotlib import overlaps the
-    loading of the records; the main process draws too once its tables are done (see `finish`)."""
+    """`jobs` figure-drawing processes (None for 1: draw in this one), started now so that their
+    matplotlib import and font loading overlap the loading of the records."""
     if jobs < 2:
         return None
     ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
-    pool = ProcessPoolExecutor(jobs - 1, mp_context=ctx, initializer=_warm_up)
+    pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_warm_up)
     pool.submit(int)  # starts the workers
     return pool
 
@@ -138,9 +139,8 @@ def start_workers(jobs: int) -> ProcessPoolExecutor | None:
 class Outputs:
     """Writes the files of the requested formats and collects the HTML report alongside.
 
-    Figures are the slow part (0.1-0.3 s each, a score of them). With a worker pool they are queued
-    as they come; the worker takes them from the front, and the main process, once the tables are
-    written, takes the ones not yet started from the back.
+    Figures are the slow part (0.1-0.3 s each, a score of them). With a worker pool they are
+    queued as soon as their table exists and drawn while the main process goes on with the tables.
     """
 
     def __init__(self, out: Path, formats: tuple[str, ...], quiet: bool, pool: ProcessPoolExecutor | None = None):
@@ -148,7 +148,7 @@ class Outputs:
         self.image_formats = tuple(f for f in formats if f in ("png", "svg", "pdf"))
         self.figures = bool(self.image_formats) or "html" in formats
         self.report = Report("PEFT benchmark results")
-        self.pending: list[tuple[str, object, tuple]] = []
+        self.pending: list[tuple[str, object]] = []
         self.images: dict[str, dict] = {}
         self.failed: list[str] = []
 
@@ -179,7 +179,7 @@ class Outputs:
         if self.pool is None:
             self.images[name] = self._result(name, lambda: render(*job))
         else:
-            self.pending.append((name, self.pool.submit(render, *job), job))
+            self.pending.append((name, self.pool.submit(render, *job)))
         self.report.figure(lambda: self.images.get(name, {}), caption)
 
     def _result(self, name: str, get) -> dict:
@@ -190,15 +190,9 @@ class Outputs:
             return {}
 
     def finish(self) -> None:
-        """Draw the queued figures no worker has started, collect the others, write the report."""
-        from bench.plots import render
-
-        for name, future, job in reversed(self.pending):
-            if future.cancel():
-                self.images[name] = self._result(name, lambda: render(*job))
-        for name, future, _ in self.pending:
-            if name not in self.images:
-                self.images[name] = self._result(name, future.result)
+        """Collect the figures from the workers, write the report."""
+        for name, future in self.pending:
+            self.images[name] = self._result(name, future.result)
         if self.pool is not None:
             self.pool.shutdown()
         if "html" in self.formats:
