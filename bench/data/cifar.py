@@ -1,0 +1,37 @@
+"""CIFAR-100 (full 50k/10k) in torchvision's `cifar-100-python` format (anchors.md 1.3-1.4).
+
+    <root>/cifar-100-python/train, test     pickles with `data` (N x 3072 uint8, channel-major) and `fine_labels`
+
+SSF loads it as timm's `torch/cifar100` and evaluates on the 10k test set. The images are
+already decoded (32x32), so nothing is cached here beyond what bench/data/real.py does for
+evaluation pixels.
+"""
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+from bench.data.files import README, DataError, dataset_root, missing
+
+FILES = {"trainval": "train", "test": "test"}
+EXPECTED = "cifar-100-python/train and cifar-100-python/test (torchvision's pickles)"
+
+
+def load(cfg, split: str) -> tuple[np.ndarray, np.ndarray, Path]:
+    """Images (N, 32, 32, 3) uint8, labels (N,) int64 and the file they came from."""
+    path = dataset_root(cfg) / "cifar-100-python" / FILES[split]
+    if not path.is_file():
+        raise missing(cfg, path, EXPECTED)
+    try:
+        with open(path, "rb") as f:
+            d = pickle.load(f, encoding="latin1")
+        d = {k.decode() if isinstance(k, bytes) else k: v for k, v in d.items()}
+        data = np.asarray(d["data"], dtype=np.uint8)
+        labels = np.asarray(d["fine_labels"], dtype=np.int64)
+    except (pickle.UnpicklingError, EOFError, KeyError, AttributeError, ValueError, TypeError) as e:
+        raise DataError(f"dataset {cfg.name!r}: {path}: not a cifar-100-python pickle with 'data' and 'fine_labels' "
+                        f"({type(e).__name__}: {e}); see {README}") from None
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(data) != len(labels):
+        raise DataError(f"dataset {cfg.name!r}: {path}: 'data' has shape {data.shape} for {len(labels)} labels, "
+                        f"expected (N, 3072); see {README}")
+    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels, path

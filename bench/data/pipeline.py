@@ -1,0 +1,82 @@
+"""Pixel pipelines as the SSF code has them (anchors.md 1.3), built from the dataset config.
+
+- Evaluation, and training without augmentation, is deterministic, so its uint8 pixels can be
+  cached: `squash` resizes to image_size x image_size (VTAB-1k: `--no-aug --direct-resize`,
+  bicubic); `crop` resizes the shorter side to image_size / crop_pct and centre-crops (timm's
+  default evaluation transform, used for FGVC, CIFAR-100 and ImageNet).
+- `simple` training augmentation is SSF's `--simple-aug`: random-resized crop (scale 0.08-1)
+  and horizontal flip (FGVC). `timm` is timm's full training transform: random-resized crop,
+  flip, the configured auto-augment policy and random erasing (CIFAR-100, ImageNet).
+  Training interpolation is timm train.py's default, `random` (bilinear or bicubic) *(analysis)*.
+- Normalisation uses the backbone's own mean and std. Mixup, cutmix and label smoothing are
+  applied per batch by the training loop (timm's Mixup), not here.
+"""
+import math
+
+import numpy as np
+import torch
+from PIL import Image
+from torchvision import transforms as T
+
+VALID = {"resize": ("squash", "crop"), "train_aug": ("none", "simple", "timm"), "interpolation": ("bicubic", "bilinear")}
+_PIL = {"bicubic": T.InterpolationMode.BICUBIC, "bilinear": T.InterpolationMode.BILINEAR}
+
+
+def validate(cfg) -> None:
+    for key, valid in VALID.items():
+        if getattr(cfg, key) not in valid:
+            raise ValueError(f"dataset {cfg.name!r}: {key}={getattr(cfg, key)!r}; valid: {list(valid)}")
+
+
+def eval_pixels(cfg):
+    """PIL image -> PIL image of image_size x image_size (deterministic; what the cache stores)."""
+    s, mode = cfg.image_size, _PIL[cfg.interpolation]
+    if cfg.resize == "squash":
+        return T.Resize((s, s), interpolation=mode)
+    # timm's evaluation transform: Resize(floor(size / crop_pct)) then CenterCrop(size)
+    return T.Compose([T.Resize(math.floor(s / cfg.crop_pct), interpolation=mode), T.CenterCrop(s)])
+
+
+def to_uint8(img: Image.Image) -> np.ndarray:
+    """PIL image -> (3, H, W) uint8."""
+    return np.array(img.convert("RGB"), dtype=np.uint8).transpose(2, 0, 1)  # a writable copy
+
+
+def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
+    """uint8 (..., 3, H, W) -> float, scaled to [0, 1] then normalised per channel (as ToTensor + Normalize)."""
+    m = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
+    return (x.float().div_(255) - m) / s
+
+
+class ToNormalized:
+    """PIL image -> normalised float tensor (a class, not a lambda: DataLoader workers may pickle it)."""
+
+    def __init__(self, mean, std):
+        self.mean, self.std = tuple(mean), tuple(std)
+
+    def __call__(self, img: Image.Image) -> torch.Tensor:
+        return normalize(torch.from_numpy(to_uint8(img)), self.mean, self.std)
+
+
+def eval_transform(cfg, mean, std):
+    """PIL image -> normalised float tensor, deterministic."""
+    return T.Compose([eval_pixels(cfg), ToNormalized(mean, std)])
+
+
+def train_transform(cfg, mean, std):
+    """PIL image -> normalised float tensor with the configured training augmentation."""
+    if cfg.train_aug == "none":
+        return eval_transform(cfg, mean, std)
+    if cfg.train_aug == "simple":
+        from timm.data.transforms import RandomResizedCropAndInterpolation
+
+        return T.Compose([RandomResizedCropAndInterpolation(cfg.image_size, scale=(0.08, 1.0), interpolation="random"),
+                          T.RandomHorizontalFlip(), ToNormalized(mean, std)])
+    from timm.data import create_transform
+
+    # timm train.py defaults (anchors.md 1.3: "full timm augmentation by default"): hflip 0.5,
+    # random erasing in `pixel` mode, one erasing, `random` interpolation.
+    return create_transform(cfg.image_size, is_training=True, auto_augment=cfg.auto_augment or None,
+                            interpolation="random", re_prob=cfg.re_prob, re_mode="pixel", re_count=1,
+                            mean=tuple(mean), std=tuple(std))

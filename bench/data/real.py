@@ -1,0 +1,185 @@
+"""Real datasets on disk: format registry, validated split listings, and ready-to-train Datasets.
+
+`listing(cfg, split)` is the one place a split is read and validated (split present in the
+format, size as configured, labels in range, every listed image present); `load_split` and the
+`check` command both go through it, so a broken dataset fails the same way in both, before any
+training starts. `load_split` then picks the pixel source: the decode cache for deterministic
+pixels (VTAB-1k, FGVC evaluation), the variable-size cache or the files for augmented training.
+"""
+import hashlib
+from dataclasses import dataclass
+from functools import partial
+from typing import Callable
+
+import numpy as np
+from PIL import Image
+
+from bench.data import cache, cifar, fgvc, folders, vtab
+from bench.data.datasets import ImageDataset, PixelDataset, open_rgb
+from bench.data.files import (README, DataError, Listing, check_exists, check_labels, check_size, dataset_root)
+from bench.data.pipeline import eval_pixels, eval_transform, to_uint8, train_transform, validate
+
+ALL = ("train", "val", "trainval", "test")
+OFFICIAL = ("trainval", "test")
+
+
+@dataclass(frozen=True)
+class Format:
+    splits: tuple[str, ...]  # the splits this format has
+    list: Callable | None  # (cfg, split) -> Listing; None: images come as arrays (CIFAR)
+    listed_files: bool = True  # paths come from a list file, so each must be checked to exist
+
+
+FORMATS = {
+    "vtab_txt": Format(ALL, vtab.list_split),
+    "fgvc_json": Format(ALL, fgvc.list_json),
+    "cub": Format(OFFICIAL, partial(fgvc.list_official, one_based=True)),
+    "nabirds": Format(OFFICIAL, partial(fgvc.list_official, one_based=False)),
+    "stanford_dogs": Format(OFFICIAL, fgvc.list_dogs),
+    "class_folders": Format(OFFICIAL, folders.list_split, listed_files=False),
+    "cifar100_python": Format(OFFICIAL, None, listed_files=False),
+}
+CACHE_MODES = ("none", "memory", "disk")
+BAD_IMAGE_MODES = ("error", "skip")
+
+
+def get_format(cfg) -> Format:
+    if cfg.format not in FORMATS:
+        raise ValueError(f"dataset {cfg.name!r}: unknown format {cfg.format!r}; valid: {sorted(FORMATS)}")
+    return FORMATS[cfg.format]
+
+
+def require_split(cfg, split: str) -> Format:
+    fmt = get_format(cfg)
+    if split not in fmt.splits:
+        raise DataError(f"dataset {cfg.name!r}: format {cfg.format!r} has no {split!r} split (it has "
+                        f"{list(fmt.splits)}). The `val` protocol needs train and val splits: use protocol=paper, "
+                        f"or for FGVC the VPT JSON splits (dataset.format=fgvc_json); see {README}")
+    return fmt
+
+
+def listing(cfg, split: str, check_files: bool = True) -> Listing:
+    """The validated listing of one split.
+
+    Raises:
+        DataError: missing files, malformed lines, labels out of range, a wrong split size or a
+            missing image, each naming the file (and line).
+    """
+    fmt = require_split(cfg, split)
+    if fmt.list is None:
+        images, labels, path = cifar.load(cfg, split)
+        lst = Listing([f"{path}[{i}]" for i in range(len(labels))], labels, None, [path])
+    else:
+        lst = fmt.list(cfg, split)
+    check_size(cfg, split, len(lst), ", ".join(map(str, lst.sources)) or str(dataset_root(cfg)))
+    check_labels(cfg, lst)
+    if check_files and fmt.listed_files:
+        check_exists(cfg, lst)
+    return lst
+
+
+def manifest(lst: Listing) -> str:
+    """sha1 of the split's listing (paths relative to nothing: as listed, with labels) for the record."""
+    h = hashlib.sha1()
+    for p, y in zip(lst.paths, lst.labels.tolist()):
+        h.update(f"{p}\0{y}\n".encode())
+    return h.hexdigest()
+
+
+# --- picklable pixel sources (DataLoader workers may pickle the dataset) ---------------------
+class _Files:
+    def __init__(self, paths: list[str]):
+        self.paths = paths
+
+    def __call__(self, i: int) -> Image.Image:
+        return open_rgb(self.paths[i])
+
+
+class _Arrays:
+    def __init__(self, images: np.ndarray, index: np.ndarray | None = None):
+        self.images, self.index = images, index
+
+    def __call__(self, i: int) -> Image.Image:
+        j = i if self.index is None else self.index[i]
+        return Image.fromarray(np.asarray(self.images[j]))
+
+
+class _Flat:
+    def __init__(self, flat, offsets, shapes, index):
+        self.flat, self.offsets, self.shapes, self.index = flat, offsets, shapes, index
+
+    def __call__(self, i: int) -> Image.Image:
+        j = self.index[i]
+        h, w, c = self.shapes[j]
+        return Image.fromarray(np.asarray(self.flat[self.offsets[j]:self.offsets[j] + h * w * c]).reshape(h, w, c))
+
+
+class _Origin:
+    def __init__(self, lst: Listing, index: np.ndarray | None = None):
+        self.lst, self.index = lst, index
+
+    def __call__(self, i: int) -> str:
+        return self.lst.origin(i if self.index is None else int(self.index[i]))
+
+
+def _shrink(img: Image.Image, short: int) -> np.ndarray:
+    """(H, W, 3) uint8 with the shorter side reduced to `short` (never enlarged)."""
+    w, h = img.size
+    if min(w, h) > short:
+        scale = short / min(w, h)
+        img = img.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BICUBIC)
+    return np.asarray(img, dtype=np.uint8)
+
+
+def load_split(cfg, split: str, mean, std, train: bool | None = None):
+    """One split as a Dataset of (normalised float image, label); `train` (default: the train
+    and trainval splits) applies the configured training augmentation."""
+    validate(cfg)
+    for key, valid in (("cache", CACHE_MODES), ("on_bad_image", BAD_IMAGE_MODES)):
+        if getattr(cfg, key) not in valid:
+            raise ValueError(f"dataset {cfg.name!r}: {key}={getattr(cfg, key)!r}; valid: {list(valid)}")
+    augment = (split in ("train", "trainval") if train is None else train) and cfg.train_aug != "none"
+    lst = listing(cfg, split)
+    desc = f"{cfg.name} {split}"
+    info = {"split": split, "images": len(lst), "sources": [str(s) for s in lst.sources], "sha1": manifest(lst)}
+    images = cifar.load(cfg, split)[0] if cfg.format == "cifar100_python" else None
+    source = _Arrays(images) if images is not None else _Files(lst.paths)
+    skip = cfg.on_bad_image == "skip"
+    settings = {"format": cfg.format, "split": split, "image_size": cfg.image_size, "resize": cfg.resize,
+                "crop_pct": cfg.crop_pct, "interpolation": cfg.interpolation}
+    if images is not None:  # the arrays' file stands in for the per-image stats of the cache key
+        st = lst.sources[0].stat()
+        settings["source"] = [str(lst.sources[0]), st.st_size, st.st_mtime_ns]
+
+    if not augment:
+        if cfg.cache == "none":
+            ds = ImageDataset(source, lst.labels, eval_transform(cfg, mean, std), _Origin(lst), cfg.name, skip,
+                              cfg.num_workers)
+        else:
+            to_pixels = eval_pixels(cfg)
+            pixels, ok = cache.fixed(cfg, lst, lambda i: to_uint8(to_pixels(source(i))),
+                                     (3, cfg.image_size, cfg.image_size), settings, desc)
+            ds = PixelDataset(pixels, lst.labels, mean, std, np.flatnonzero(ok), cfg.num_workers, int((~ok).sum()))
+    elif cfg.cache != "none" and cfg.cache_short_side > 0 and images is None:
+        flat, offsets, shapes, ok = cache.variable(
+            cfg, lst, lambda i: _shrink(source(i), cfg.cache_short_side),
+            settings | {"short_side": cfg.cache_short_side}, desc)
+        keep = np.flatnonzero(ok)
+        ds = ImageDataset(_Flat(flat, offsets, shapes, keep), lst.labels[keep], train_transform(cfg, mean, std),
+                          _Origin(lst, keep), cfg.name, skip, cfg.num_workers, int((~ok).sum()))
+    else:
+        ds = ImageDataset(source, lst.labels, train_transform(cfg, mean, std), _Origin(lst), cfg.name, skip,
+                          cfg.num_workers)
+    ds.info = info
+    return ds
+
+
+def describe(cfg, datasets: dict) -> dict:
+    """What a run read, for its record: format, root, per split the image count, the files it was
+    listed from and a sha1 of the listing, and how many unreadable images were skipped."""
+    splits = {s: dict(getattr(d, "info", {"images": len(d)})) for s, d in datasets.items()}
+    return {"format": cfg.format, "root": str(dataset_root(cfg)) if cfg.format != "generated" else None,
+            "splits": splits, "bad_images_skipped": sum(getattr(d, "bad_images", 0) for d in datasets.values())}
+
+
+__all__ = ["FORMATS", "DataError", "describe", "listing", "load_split"]
