@@ -1,0 +1,75 @@
+"""End to end through launch.py: a run on the VTAB-1k fixture tree, and both protocols on the mini benchmark."""
+import json
+
+import launch
+from conftest import run_cli
+from fixtures_data import vtab_tree
+
+ONE_EPOCH = ["train.epochs=1", "train.cooldown_epochs=0", "train.warmup_epochs=0", "train.progress=false",
+             "deploy_iters=0"]
+
+
+def records(root, protocol=None):
+    recs = [json.loads(p.read_text()) for p in sorted(root.rglob("record.json"))]
+    return [r for r in recs if protocol is None or r["protocol"] == protocol]
+
+
+def test_one_epoch_on_the_vtab_fixture_writes_a_completed_record(tmp_path, monkeypatch):
+    vtab_tree(tmp_path / "data", "dtd", classes=3)
+    monkeypatch.setenv("BENCH_DATA_ROOT", str(tmp_path / "data"))
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
+    proc = run_cli("launch.py", "method=ssf", "dataset=vtab/dtd", "protocol=paper", *ONE_EPOCH,
+                   "dataset.image_size=32", "dataset.num_classes=3", "dataset.splits={train:6,val:2,trainval:8,test:5}",
+                   "variant=fixture", f"results_dir={tmp_path / 'results'}", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (rec,) = records(tmp_path / "results")
+    assert rec["status"] == "completed", rec.get("error")
+    assert (rec["dataset"], rec["benchmark"], rec["group"], rec["protocol"]) == ("vtab/dtd", "vtab", "natural", "paper")
+    assert 0 <= rec["test_top1"] <= 100 and "test_top1_best_epoch_optimistic" in rec and len(rec["history"]) == 1
+    assert rec["config"]["dataset"]["format"] == "vtab_txt" and rec["config"]["train"]["lr"] == 5e-3  # SSF's dtd row
+    assert any((tmp_path / "cache").iterdir())  # the decoded pixels were cached
+
+
+def test_a_broken_dataset_stops_the_run_before_training(tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCH_DATA_ROOT", str(tmp_path / "nowhere"))
+    proc = run_cli("launch.py", "method=linear", "dataset=vtab/kitti", *ONE_EPOCH, f"results_dir={tmp_path}", timeout=300)
+    assert proc.returncode != 0
+    assert "vtab-1k/kitti" in proc.stderr and "Preparing the datasets" in proc.stderr
+    for rec in records(tmp_path):
+        assert rec["status"] == "failed" and "history" not in rec
+
+
+def test_paper_protocol_on_the_mini_benchmark(tmp_path):
+    proc = run_cli("launch.py", "method=linear", "dataset=mini/count", "protocol=paper", *ONE_EPOCH,
+                   f"results_dir={tmp_path}", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (rec,) = records(tmp_path, "paper")
+    assert rec["status"] == "completed" and "val_top1" not in rec
+    assert rec["test_top1"] == rec["history"][-1]["test_top1"]  # headline: the final epoch
+    assert rec["test_top1_best_epoch_optimistic"] >= rec["test_top1"]  # recorded, flagged, never the headline
+
+
+def test_val_protocol_grid_then_select_and_retrain_on_the_mini_benchmark(tmp_path):
+    results = tmp_path / "results"
+    grid = run_cli("launch.py", "-m", "method=linear", "dataset=mini/count", "protocol=val", *ONE_EPOCH,
+                   "train.lr=0.03,0.0003", "train.weight_decay=0.0001", f"results_dir={results}", timeout=300)
+    assert grid.returncode == 0, grid.stderr[-3000:]
+    points = records(results, "val")
+    assert len(points) == 2
+    best = max(points, key=lambda r: (r["val_top1"], -r["config"]["train"]["lr"]))["config"]["train"]["lr"]
+    proc = run_cli("scripts/select_and_retrain.py", "method=linear", "dataset=mini/count", *ONE_EPOCH,
+                   f"results_dir={results}", "--seeds", "0,1", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (path,) = (results / "selection" / "vit_tiny_mini" / "mini" / "count").glob("linear*/val.json")
+    sel = json.loads(path.read_text())
+    assert sel["selected"] == {"lr": best, "weight_decay": 0.0001} and len(sel["grid"]) == 2
+    retrained = records(results, "val_retrain")
+    assert sorted(r["seed"] for r in retrained) == [0, 1]
+    for r in retrained:
+        assert r["status"] == "completed" and r["config"]["train"]["lr"] == best
+        assert r["variant"] == launch.variant_from_overrides(ONE_EPOCH)  # the grid's, without lr and weight decay
+        assert r["test_top1"] == r["history"][-1]["test_top1"]
+    # nothing left to select from: a clear error, not a silent no-op
+    empty = run_cli("scripts/select_and_retrain.py", "method=bias", "dataset=mini/count", f"results_dir={results}",
+                    "--dry-run", timeout=120)
+    assert empty.returncode == 2 and "no completed `val` grid runs" in empty.stderr
