@@ -1,13 +1,13 @@
 """Aggregate run records into leaderboards, comparisons with published results, cost tables and figures.
 
-    python analyze.py RESULTS_DIR [--out OUT_DIR] [--benchmark vtab,fgvc] [--backbone 'vit_base*']
+    python analyze.py RESULTS_DIR [RESULTS_DIR ...] [--out OUT_DIR] [--benchmark vtab,fgvc] [--backbone 'vit_base*']
                       [--method 'ssf*,full'] [--protocol paper] [--average both|tasks|groups]
                       [--metric test_top1] [--formats csv,md,html,png,svg] [--jobs 2] [--quiet]
 
-Reads every record.json under RESULTS_DIR (never logs, never recomputing a metric; a truncated
+Reads every record.json under the RESULTS_DIRs (never logs, never recomputing a metric; a truncated
 or corrupt record is skipped, warned about and counted). For each protocol (`val`, `paper`:
 never averaged together) and each table (VTAB-1k, FGVC, CIFAR-100 + ImageNet, mini, and any
-other benchmark found) it writes into OUT_DIR (default RESULTS_DIR/leaderboard):
+other benchmark found) it writes into OUT_DIR (default: the first RESULTS_DIR's leaderboard/):
 
     leaderboard_<table>_<protocol>.csv/.md   mean per cell, group means, both averages, params
     cells_<table>_<protocol>.csv             mean, std and number of seeds per cell, or its status
@@ -79,8 +79,11 @@ def select(df, benchmarks=None, backbones=None, methods=None, protocols=None):
 def parse_args(argv):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 2)[2],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("results_dir", type=Path, help="folder searched recursively for record.json files")
-    ap.add_argument("--out", type=Path, default=None, help="output folder (default: RESULTS_DIR/leaderboard)")
+    ap.add_argument("results_dirs", type=Path, nargs="+", metavar="RESULTS_DIR",
+                    help="folder searched recursively for record.json files; several folders (sweeps) are read "
+                         "together")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="output folder (default: the first RESULTS_DIR's leaderboard/)")
     ap.add_argument("--benchmark", action="append", metavar="NAMES",
                     help="keep only these benchmarks: comma-separated shell patterns, e.g. vtab,fgvc "
                          "(benchmarks: mini, vtab, fgvc, cifar100, imagenet); repeatable")
@@ -278,8 +281,9 @@ def leaderboards(df, protocol: str, published: dict, archs: dict, args, out: Out
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if not args.results_dir.is_dir():
-        print(f"error: results folder {args.results_dir} does not exist", file=sys.stderr)
+    missing = [d for d in args.results_dirs if not d.is_dir()]
+    if missing:
+        print(f"error: results folder {', '.join(map(str, missing))} does not exist", file=sys.stderr)
         return 2
     draws = any(f in args.formats for f in ("png", "svg", "pdf", "html"))
     pool = start_workers(args.jobs) if draws else None
@@ -294,22 +298,25 @@ def run(args, pool) -> int:
     """Load, select, tabulate, draw and report (main() handles the workers' lifetime)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        df, problems = load_summaries(args.results_dir)
+        loaded = [load_summaries(d) for d in args.results_dirs]
+    df = pd.concat([f for f, _ in loaded], ignore_index=True) if len(loaded) > 1 else loaded[0][0]
+    problems = [p for _, ps in loaded for p in ps]
+    where = ", ".join(map(str, args.results_dirs))
     for w in caught[:20]:
         print(f"warning: {w.message}", file=sys.stderr)
     if len(caught) > 20:
         print(f"warning: ... and {len(caught) - 20} more skipped records", file=sys.stderr)
     if df.empty:
-        print(f"error: no readable record.json under {args.results_dir}"
+        print(f"error: no readable record.json under {where}"
               + (f" ({len(problems)} unreadable)" if problems else ""), file=sys.stderr)
         return 2
     n_all = len(df)
     df = select(df, _patterns(args.benchmark), _patterns(args.backbone), _patterns(args.method),
                 _patterns(args.protocol))
     if df.empty:
-        print(f"error: none of the {n_all} records under {args.results_dir} matches the filters", file=sys.stderr)
+        print(f"error: none of the {n_all} records under {where} matches the filters", file=sys.stderr)
         return 2
-    out_dir = args.out or args.results_dir / "leaderboard"
+    out_dir = args.out or args.results_dirs[0] / "leaderboard"
     out_dir.mkdir(parents=True, exist_ok=True)
     out = Outputs(out_dir, args.formats, args.quiet, pool)
     counts = df["status"].value_counts().to_dict()

@@ -315,3 +315,14 @@ def test_analysis_path_is_torch_free():
 def test_every_table_spec_has_known_tasks():
     for spec in TABLES:
         assert spec.tasks and all(g in spec.tasks for members in spec.groups.values() for g in members)
+
+
+def test_cli_reads_several_sweep_folders_together(tmp_path):
+    write(tmp_path / "sweep1", rec("ssf", "fgvc/cub", 50.0))
+    write(tmp_path / "sweep2", rec("full", "fgvc/cub", 60.0))
+    proc = run_cli("analyze.py", str(tmp_path / "sweep1"), str(tmp_path / "sweep2"), "--formats", "csv", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    table = pd.read_csv(tmp_path / "sweep1" / "leaderboard" / "leaderboard_fgvc_paper.csv")
+    assert dict(zip(table["method"], table["fgvc/cub"])) == {"full": 60.0, "ssf": 50.0}
+    proc = run_cli("analyze.py", str(tmp_path / "sweep1"), str(tmp_path / "nope"))
+    assert proc.returncode == 2 and "does not exist" in proc.stderr
