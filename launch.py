@@ -15,7 +15,7 @@ CONF = Path(__file__).resolve().parent / "conf"
 # Overrides that are part of a run's identity already, or do not change its result: not in the variant.
 NOT_VARIANT = {"method", "dataset", "backbone", "train", "seed", "protocol", "results_dir", "variant",
                "train.progress", "train.num_threads", "train.device", "train.eval_batch_size", "save_weights",
-               "deploy_iters"}
+               "deploy_iters", "train.compile", "train.fused_adamw", "train.linear_fast_path", "train.tf32"}
 
 
 def group_options(group: str) -> list[str]:

@@ -27,6 +27,7 @@ class BackboneConfig:
     file: str | None = None  # local weights (.safetensors/.pth); relative paths are from the project root
     kwargs: dict[str, Any] = field(default_factory=dict)  # extra timm.create_model arguments
     pretrained_cfg: dict[str, Any] = field(default_factory=dict)  # timm pretrained_cfg overlay (mean, std, ...)
+    channels_last: bool = False  # NHWC inputs and weights on CUDA: faster for convolutional backbones
 
 
 @dataclass
@@ -74,6 +75,11 @@ class TrainConfig:
     drop_path: float = 0.0  # stochastic depth rate of the backbone
     ema_decay: float = 0.0  # model EMA decay (timm ModelEmaV3); 0 disables; evaluation then uses the EMA
     eval_batch_size: int = 500
+    amp: str = "auto"  # auto: bf16 autocast on CUDA, off elsewhere | bf16 | off
+    tf32: bool = True  # TF32 matmuls and convolutions on CUDA
+    fused_adamw: bool | None = None  # None: fused on CUDA, PyTorch's default elsewhere
+    compile: bool = False  # torch.compile the model for training
+    linear_fast_path: bool = True  # linear probing: extract frozen features once, train the head on them
     device: str = "auto"  # auto: cuda when available, else cpu
     num_threads: int = 0  # torch intra-op threads; 0 keeps torch's default
     progress: bool = True  # tqdm bars per epoch and per evaluation

@@ -8,8 +8,8 @@ from conftest import run_cli
 def test_glob_expands_nested_groups():
     out = launch.expand_group_args(["method=ssf,vpt", "dataset=mini/*", "train.lr=0.1,0.2", "-m"])
     assert out[0] == "method=ssf,vpt"
-    assert out[1] == "dataset=" + ",".join(launch.group_options("dataset"))
-    assert out[1].count("mini/") == 5
+    mini = [o for o in launch.group_options("dataset") if o.startswith("mini/")]
+    assert out[1] == "dataset=" + ",".join(mini) and len(mini) == 5
     assert out[2:] == ["train.lr=0.1,0.2", "-m"]  # not a config group: untouched
 
 
@@ -20,7 +20,7 @@ def test_glob_star_over_flat_group_and_mixed_items():
     assert launch.expand_group_args(["hydra/launcher=submitit_local"]) == ["hydra/launcher=submitit_local"]
 
 
-@pytest.mark.parametrize("arg,bad", [("dataset=vtab/*", "'vtab/*'"), ("method=nope", "'nope'"),
+@pytest.mark.parametrize("arg,bad", [("dataset=nope/*", "'nope/*'"), ("method=nope", "'nope'"),
                                      ("method=ssf,lo?x", "'lo?x'")])
 def test_no_match_exits_2_listing_options(arg, bad, capsys):
     with pytest.raises(SystemExit) as e:
@@ -38,7 +38,7 @@ def test_variant_from_overrides():
 
 
 @pytest.mark.parametrize("args,needle", [
-    (["-m", "method=ssf", "dataset=vtab/*"], "valid options: mini/count"),
+    (["-m", "method=ssf", "dataset=nope/*"], "mini/count"),
     (["method=bogus"], "valid options: adapter, bias, full"),
     (["backbone=resnet_huge"], "valid options: "),
     (["+method.rank=8", "method=lora"], "unknown key(s) ['rank'] in method 'lora'"),
