@@ -1,0 +1,255 @@
+"""Method x backbone speed benchmark on synthetic data (no downloads).
+
+    python scripts/bench_methods.py                      # CPU: tiny backbones of every family, 32 px
+    python scripts/bench_methods.py --gpu-check          # GPU: ViT-B/16 at 224 px in bf16, every method
+    python scripts/bench_methods.py --backbones tiny_vit --methods ssf,lora --steps 30
+
+For each method x backbone it measures, in one process:
+- training images/s through our loop (`bench.train.train`: DataLoader, scheduler, autocast, ...)
+  and through a minimal bare PyTorch loop on the same model and batch, and their ratio;
+- peak memory of our loop: CUDA max allocated, or on CPU the peak RSS increase over the
+  loop's start (sampled every 2 ms; CPU has no allocator counter);
+- the deployed model's (merged where the method folds) inference images/s over the
+  untouched backbone's, measured round-robin on the same batch;
+- on CUDA, the FLOPs of one training step (torch.utils.flop_counter) and the achieved
+  FLOP/s as a fraction of the device's peak (--peak-tflops, default from the device name).
+Then, unless --no-linear-probe, the linear-probe fast path against the epoch loop on a mini
+task: time from the start of training to the final test score (`fit_time_s`), and test top-1.
+Writes a CSV (--out) and prints a markdown table. Numbers vary run to run on a shared
+machine: compare rows of one run, not across runs.
+"""
+import argparse
+import copy
+import csv
+import dataclasses
+import os
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import psutil  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+import yaml  # noqa: E402
+from torch.utils.data import TensorDataset  # noqa: E402
+
+import methods  # noqa: E402
+from bench import PROJECT_ROOT  # noqa: E402
+from bench.config import BackboneConfig, TrainConfig, from_dict  # noqa: E402
+from bench.deploy import deployable, images_per_s  # noqa: E402
+from bench.models import build_backbone  # noqa: E402
+from bench.train import autocast_dtype, train  # noqa: E402
+
+PEAK_TFLOPS_BF16 = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0}  # dense, vendor specs
+
+
+def backbone_cfg(name: str, image_size: int | None) -> BackboneConfig:
+    cfg = from_dict(BackboneConfig, yaml.safe_load((PROJECT_ROOT / f"conf/backbone/{name}.yaml").read_text()))
+    cfg.pretrained = False  # speed does not depend on the weights: nothing to download
+    if image_size and "img_size" in cfg.kwargs:
+        cfg.kwargs["img_size"] = image_size
+    return cfg
+
+
+class RssPeak:
+    """Peak RSS increase (MB) over the block, sampled by a thread."""
+
+    def __enter__(self):
+        self.proc, self.base, self.peak, self.stop = psutil.Process(), psutil.Process().memory_info().rss, 0, False
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+        self.thread.start()
+        return self
+
+    def _poll(self):
+        while not self.stop:
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+            time.sleep(0.002)
+
+    def __exit__(self, *exc):
+        self.stop = True
+        self.thread.join()
+        self.mb = max(self.peak - self.base, 0) / 2**20
+
+
+def bare_loop(model, x, y, steps: int, amp, device) -> float:
+    """Images/s of the simplest correct loop: AdamW on the trainable parameters, CE, nothing else."""
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4,
+                            fused=device.type == "cuda" or None)
+    model.train()
+
+    def step():
+        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            loss = F.cross_entropy(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    for _ in range(2):  # warm-up
+        step()
+    sync(device)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    sync(device)
+    return steps * len(x) / (time.perf_counter() - t0)
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def step_flops(model, x, y, amp, device) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+            loss = F.cross_entropy(model(x), y)
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
+
+
+def bench_one(backbone: str, method: str, args, device) -> dict:
+    cfg = backbone_cfg(backbone, args.image_size)
+    size = cfg.kwargs.get("img_size", args.image_size or 224)
+    torch.manual_seed(0)
+    model = build_backbone(cfg, num_classes=args.classes)
+    untouched = copy.deepcopy(model).to(device)
+    try:
+        model = methods.get_method(method).apply(model, methods.method_config(method, {}))
+    except methods.Unsupported as e:
+        return {"backbone": backbone, "method": method, "status": f"unsupported: {e}"}
+    model.to(device)
+    tcfg = TrainConfig(epochs=1, batch_size=args.batch, lr=1e-4, warmup_epochs=0, progress=False,
+                       linear_fast_path=False, amp=args.amp)
+    amp = autocast_dtype(tcfg, device)
+    g = torch.Generator().manual_seed(0)
+    n = args.batch * args.steps
+    data = TensorDataset(torch.randn(n, 3, size, size, generator=g), torch.randint(0, args.classes, (n,), generator=g))
+    warm = TensorDataset(*data[: args.batch * 2])
+    channels_last = cfg.channels_last and device.type == "cuda"
+    train(model, warm, tcfg, num_classes=args.classes, seed=0, device=device, channels_last=channels_last)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    with RssPeak() as rss:
+        out = train(model, data, tcfg, num_classes=args.classes, seed=0, device=device, channels_last=channels_last)
+    ours = out["images_seen"] / out["train_seconds"]
+    x, y = data.tensors[0][: args.batch].to(device), data.tensors[1][: args.batch].to(device)
+    bare = bare_loop(model, x, y, args.steps, amp, device)
+    row = {"backbone": backbone, "method": method, "status": "ok", "device": device_name(device),
+           "image_size": size, "batch": args.batch, "amp": str(amp).replace("torch.", "") if amp else "fp32",
+           "tunable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+           "train_img_s_ours": round(ours, 1), "train_img_s_bare": round(bare, 1), "ours_over_bare": round(ours / bare, 3),
+           "peak_mem_mb": round(torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else rss.mb, 1),
+           "peak_mem_kind": "cuda_max_allocated" if device.type == "cuda" else "cpu_rss_increase_sampled"}
+    deployed, merged = deployable(model.eval(), methods.get_method(method))
+    with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
+        speed = images_per_s({"deployed": deployed, "backbone": untouched}, x, iters=args.infer_iters)
+    row.update(merged=merged, infer_img_s=round(speed["deployed"], 1), infer_img_s_backbone=round(speed["backbone"], 1),
+               infer_ratio=round(speed["deployed"] / speed["backbone"], 3))
+    if device.type == "cuda":
+        flops = step_flops(model.train(), x, y, amp, device)
+        achieved = flops * ours / args.batch  # FLOP/s of our loop
+        peak = args.peak_tflops or next((v for k, v in PEAK_TFLOPS_BF16.items() if k in row["device"]), None)
+        row.update(train_tflop_per_step=round(flops / 1e12, 3), achieved_tflops=round(achieved / 1e12, 1),
+                   mfu=round(achieved / (peak * 1e12), 3) if peak else None)
+    return row
+
+
+def device_name(device) -> str:
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{torch.get_num_threads()} threads"
+
+
+def linear_probe_check(args) -> dict:
+    """The fast path against the epoch loop on one mini task: wall time of the whole run, test top-1."""
+    import tempfile
+
+    from bench.config import DatasetConfig, RunConfig
+    from bench.run import run
+
+    backbone = from_dict(BackboneConfig, yaml.safe_load((PROJECT_ROOT / "conf/backbone/vit_tiny_mini.yaml").read_text()))
+    times: dict[bool, list[float]] = {True: [], False: []}
+    accs: dict[bool, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for rep in range(args.lp_repeats + 1):  # the first round warms the process up and is not counted
+            for fast in (True, False):
+                cfg = RunConfig(method="linear", dataset=DatasetConfig("mini/count", "mini", "count", "structured", 8, 32),
+                                backbone=backbone, results_dir=tmp, deploy_iters=0, save_weights=False,
+                                train=TrainConfig(epochs=20, lr=1e-2, progress=False, linear_fast_path=fast))
+                rec = run(cfg)
+                if rep:
+                    times[fast].append(rec["fit_time_s"])
+                accs[fast] = rec["test_top1"]
+    tf, tl = statistics.median(times[True]), statistics.median(times[False])
+    return {"task": "mini/count", "epochs": 20, "loop_fit_s": round(tl, 3), "fast_fit_s": round(tf, 3),
+            "speedup": round(tl / tf, 1), "loop_test_top1": accs[False], "fast_test_top1": accs[True],
+            "diff_points": round(accs[True] - accs[False], 2)}
+
+
+def markdown(rows: list[dict], cols: list[str]) -> str:
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(str(r.get(c, "")) for c in cols) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--backbones", default="tiny_vit,tiny_swin,tiny_convnext,tiny_mixer")
+    ap.add_argument("--methods", default=",".join(sorted(methods.METHODS)))
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=20, help="timed training steps per loop")
+    ap.add_argument("--infer-iters", type=int, default=20)
+    ap.add_argument("--classes", type=int, default=100)
+    ap.add_argument("--image-size", type=int, default=None, help="override img_size for ViT/Swin/Mixer configs")
+    ap.add_argument("--amp", default="auto", help="auto (bf16 on CUDA), bf16, off")
+    ap.add_argument("--peak-tflops", type=float, default=None, help="device peak for MFU (default: from its name)")
+    ap.add_argument("--gpu-check", action="store_true", help="ViT-B/16, 224 px, bf16, every method (needs CUDA)")
+    ap.add_argument("--no-linear-probe", action="store_true")
+    ap.add_argument("--lp-repeats", type=int, default=3)
+    ap.add_argument("--out", type=Path, default=None, help="CSV path (default results/bench/methods_<device>.csv)")
+    args = ap.parse_args(argv)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if args.gpu_check:
+        if device.type != "cuda":
+            print("error: --gpu-check needs a CUDA device", file=sys.stderr)
+            return 2
+        args.backbones, args.batch, args.image_size = "vit_base_patch16_224.augreg_in21k", 64, 224
+    rows = []
+    for b in args.backbones.split(","):
+        for m in args.methods.split(","):
+            row = bench_one(b, m, args, device)
+            rows.append(row)
+            print(f"{b} {m}: {row.get('status')} ours {row.get('train_img_s_ours', '-')} img/s, "
+                  f"ours/bare {row.get('ours_over_bare', '-')}, deployed/backbone {row.get('infer_ratio', '-')}", flush=True)
+    out = args.out or PROJECT_ROOT / "results" / "bench" / f"methods_{device.type}.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    with open(out.with_suffix(".tmp"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+    out.with_suffix(".tmp").replace(out)
+    ok = [r for r in rows if r["status"] == "ok"]
+    cols = ["backbone", "method", "train_img_s_ours", "train_img_s_bare", "ours_over_bare", "peak_mem_mb",
+            "merged", "infer_ratio"] + (["achieved_tflops", "mfu"] if device.type == "cuda" else [])
+    print(f"\n{device_name(device)}, batch {args.batch}, {args.steps} timed steps\n")
+    print(markdown(ok, cols))
+    skipped = [f"{r['backbone']}/{r['method']}" for r in rows if r["status"] != "ok"]
+    if skipped:
+        print(f"\nunsupported: {', '.join(skipped)}")
+    if not args.no_linear_probe and device.type == "cpu":
+        lp = linear_probe_check(args)
+        print(f"\nlinear-probe fast path vs epoch loop (fit = training + every evaluation; median of "
+              f"{args.lp_repeats} runs each):\n\n" + markdown([lp], list(lp)))
+    print(f"\nwrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
