@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from bench.data import cache, cifar, fgvc, folders, vtab
-from bench.data.datasets import ImageDataset, PixelDataset, open_rgb
+from bench.data.datasets import FloatDataset, ImageDataset, PixelDataset, open_rgb
 from bench.data.files import (README, DataError, Listing, check_exists, check_labels, check_size, dataset_root)
 from bench.data.pipeline import eval_pixels, eval_transform, to_uint8, train_transform, validate
 
@@ -40,6 +40,10 @@ FORMATS = {
     "cifar100_python": Format(OFFICIAL, None, listed_files=False),
 }
 CACHE_MODES = ("none", "memory", "disk")
+# A cached, un-augmented split up to this size as float32 is normalised once and kept as one
+# tensor (VTAB-1k's train800val200 at 224 x 224: 0.6 GB), so training and evaluation slice
+# batches out of it; larger splits (most VTAB test sets) stay memory-mapped uint8.
+FLOAT_TENSOR_BYTES = 2 * 2**30
 BAD_IMAGE_MODES = ("error", "skip")
 
 
@@ -160,6 +164,8 @@ def load_split(cfg, split: str, mean, std, train: bool | None = None):
             pixels, ok = cache.fixed(cfg, lst, lambda i: to_uint8(to_pixels(source(i))),
                                      (3, cfg.image_size, cfg.image_size), settings, desc)
             ds = PixelDataset(pixels, lst.labels, mean, std, np.flatnonzero(ok), cfg.num_workers, int((~ok).sum()))
+            if len(ds) * 4 * int(np.prod(pixels.shape[1:])) <= FLOAT_TENSOR_BYTES:
+                ds = FloatDataset(ds)
     elif cfg.cache != "none" and cfg.cache_short_side > 0 and images is None:
         flat, offsets, shapes, ok = cache.variable(
             cfg, lst, lambda i: _shrink(source(i), cfg.cache_short_side),
