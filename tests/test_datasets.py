@@ -167,3 +167,29 @@ def test_mini_benchmark_is_unchanged():
     cfg = DatasetConfig("mini/count", "mini", "count", "structured", 8, 32)
     x, y = load_split(cfg, "val", MEAN, STD).tensors
     assert x.shape == (200, 3, 32, 32) and int(y.max()) < 8
+
+
+def test_large_splits_stay_memory_mapped_and_batch_like_single_items(tmp_path, monkeypatch):
+    from bench.data import real
+    from bench.data.datasets import PixelDataset
+
+    monkeypatch.setattr(real, "FLOAT_TENSOR_BYTES", 0)  # as if the split were too large to hold as floats
+    vtab_tree(tmp_path, "dtd")
+    ds = load_split(config("vtab/dtd", tmp_path, splits=VTAB_SPLITS, image_size=8), "test", MEAN, STD)
+    assert isinstance(ds, PixelDataset) and isinstance(ds.pixels, np.memmap)
+    batch = ds.__getitems__([4, 0, 2])
+    for (x, y), i in zip(batch, [4, 0, 2]):
+        assert torch.equal(x, ds[i][0]) and y == ds[i][1]
+
+
+@pytest.mark.parametrize("cache", ["disk", "none"])
+def test_unreadable_images_can_be_skipped_and_counted(tmp_path, cache):
+    root = vtab_tree(tmp_path, "dtd")
+    (root / "images/test/000001.jpg").write_bytes(b"broken")
+    cfg = config("vtab/dtd", tmp_path, splits=VTAB_SPLITS, image_size=8, cache=cache, on_bad_image="skip")
+    with pytest.warns(UserWarning, match="000001.jpg"):
+        ds = load_split(cfg, "test", MEAN, STD)
+        if cache == "none":  # decoded lazily: the broken image is met, replaced by the next one, counted
+            assert ds[1][1] == labels(ds)[2]
+    assert describe(cfg, {"test": ds})["bad_images_skipped"] == 1
+    assert len(ds) == (4 if cache == "disk" else 5)
