@@ -75,6 +75,7 @@ def test_describe_names_format_counts_and_listing_hash(tmp_path):
     assert info["format"] == "vtab_txt" and info["root"] == str(tmp_path / "vtab-1k" / "dtd")
     assert info["splits"]["test"]["images"] == 5 and len(info["splits"]["test"]["sha1"]) == 40
     assert info["splits"]["trainval"]["sources"] == [str(tmp_path / "vtab-1k/dtd/train800val200.txt")]
+    assert info["splits"]["trainval"]["image_types"] == {".jpg": 8}
     assert info["bad_images_skipped"] == 0
 
 

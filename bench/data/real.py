@@ -7,6 +7,8 @@ training starts. `load_split` then picks the pixel source: the decode cache for 
 pixels (VTAB-1k, FGVC evaluation), the variable-size cache or the files for augmented training.
 """
 import hashlib
+import os
+from collections import Counter
 from dataclasses import dataclass
 from functools import partial
 from typing import Callable
@@ -145,7 +147,9 @@ def load_split(cfg, split: str, mean, std, train: bool | None = None):
     augment = (split in ("train", "trainval") if train is None else train) and cfg.train_aug != "none"
     lst = listing(cfg, split)
     desc = f"{cfg.name} {split}"
-    info = {"split": split, "images": len(lst), "sources": [str(s) for s in lst.sources], "sha1": manifest(lst)}
+    suffixes = Counter(os.path.splitext(q)[1].lower() for q in lst.paths) if cfg.format != "cifar100_python" else {}
+    info = {"split": split, "images": len(lst), "sources": [str(s) for s in lst.sources], "sha1": manifest(lst),
+            "image_types": dict(suffixes)}  # JPEG vs PNG changes results (anchors.md 0, 5)
     images = cifar.load(cfg, split)[0] if cfg.format == "cifar100_python" else None
     source = _Arrays(images) if images is not None else _Files(lst.paths)
     skip = cfg.on_bad_image == "skip"
