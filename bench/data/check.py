@@ -51,6 +51,12 @@ def _decode(listing: Listing, workers: int) -> list[str]:
         return [p for p in pool.map(one, range(len(listing))) if p]
 
 
+def _exists(cfg: DatasetConfig) -> bool:
+    from bench.data.vtab import task_root
+
+    return (task_root(cfg) if cfg.format == "vtab_txt" else dataset_root(cfg)).exists()
+
+
 def check_dataset(cfg: DatasetConfig, decode: bool = True, workers: int = 4) -> tuple[list[str], list[str]]:
     """(problems, one 'split n' summary per split)."""
     from bench.data.real import get_format, listing
@@ -65,6 +71,8 @@ def check_dataset(cfg: DatasetConfig, decode: bool = True, workers: int = 4) -> 
             lst = listing(cfg, split)
         except DataError as e:
             problems.append(str(e))
+            if not _exists(cfg):
+                break  # the whole dataset is missing: one message, not one per split
             continue
         sizes.append(f"{split} {len(lst)}")
         if decode and cfg.format != "cifar100_python":

@@ -70,7 +70,7 @@ def check_labels(cfg, listing: Listing) -> None:
         i = int(bad[0])
         raise DataError(f"dataset {cfg.name!r}: {listing.origin(i)}: label {int(listing.labels[i])} out of range "
                         f"for {cfg.num_classes} classes (valid: 0..{cfg.num_classes - 1}); "
-                        f"{len(bad)} such entries; see {README}")
+                        f"{len(bad)} label(s) out of range in this split; see {README}")
 
 
 def check_exists(cfg, listing: Listing) -> None:
