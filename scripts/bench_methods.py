@@ -5,8 +5,9 @@
     python scripts/bench_methods.py --backbones tiny_vit --methods ssf,lora --steps 30
 
 For each method x backbone it measures, in one process:
-- training images/s through our loop (`bench.train.train`: DataLoader, scheduler, autocast, ...)
-  and through a minimal bare PyTorch loop on the same model and batch, and their ratio;
+- training images/s through our loop (`bench.train.train`: batching, scheduler, autocast, ...)
+  and through a minimal bare PyTorch loop on the same model and batch, and their ratio
+  (medians over --rounds alternating rounds);
 - peak memory of our loop: CUDA max allocated, or on CPU the peak RSS increase over the
   loop's start (sampled every 2 ms; CPU has no allocator counter);
 - the deployed model's (merged where the method folds) inference images/s over the
@@ -42,7 +43,7 @@ import methods  # noqa: E402
 from bench import PROJECT_ROOT  # noqa: E402
 from bench.config import BackboneConfig, TrainConfig, from_dict  # noqa: E402
 from bench.deploy import deployable, images_per_s  # noqa: E402
-from bench.models import build_backbone  # noqa: E402
+from bench.models import build_backbone, data_config  # noqa: E402
 from bench.train import autocast_dtype, train  # noqa: E402
 
 PEAK_TFLOPS_BF16 = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0}  # dense, vendor specs
@@ -117,9 +118,9 @@ def step_flops(model, x, y, amp, device) -> int:
 
 def bench_one(backbone: str, method: str, args, device) -> dict:
     cfg = backbone_cfg(backbone, args.image_size)
-    size = cfg.kwargs.get("img_size", args.image_size or 224)
     torch.manual_seed(0)
     model = build_backbone(cfg, num_classes=args.classes)
+    size = data_config(model)["input_size"][-1]
     untouched = copy.deepcopy(model).to(device)
     try:
         model = methods.get_method(method).apply(model, methods.method_config(method, {}))
@@ -137,11 +138,14 @@ def bench_one(backbone: str, method: str, args, device) -> dict:
     train(model, warm, tcfg, num_classes=args.classes, seed=0, device=device, channels_last=channels_last)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    with RssPeak() as rss:
-        out = train(model, data, tcfg, num_classes=args.classes, seed=0, device=device, channels_last=channels_last)
-    ours = out["images_seen"] / out["train_seconds"]
     x, y = data.tensors[0][: args.batch].to(device), data.tensors[1][: args.batch].to(device)
-    bare = bare_loop(model, x, y, args.steps, amp, device)
+    ours_runs, bare_runs = [], []
+    for _ in range(args.rounds):  # alternate the two loops so machine noise hits both alike
+        with RssPeak() as rss:
+            out = train(model, data, tcfg, num_classes=args.classes, seed=0, device=device, channels_last=channels_last)
+        ours_runs.append(out["images_seen"] / out["train_seconds"])
+        bare_runs.append(bare_loop(model, x, y, args.steps, amp, device))
+    ours, bare = statistics.median(ours_runs), statistics.median(bare_runs)
     row = {"backbone": backbone, "method": method, "status": "ok", "device": device_name(device),
            "image_size": size, "batch": args.batch, "amp": str(amp).replace("torch.", "") if amp else "fp32",
            "tunable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
@@ -204,6 +208,7 @@ def main(argv=None) -> int:
     ap.add_argument("--methods", default=",".join(sorted(methods.METHODS)))
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--steps", type=int, default=20, help="timed training steps per loop")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds of our loop and the bare loop (medians)")
     ap.add_argument("--infer-iters", type=int, default=20)
     ap.add_argument("--classes", type=int, default=100)
     ap.add_argument("--image-size", type=int, default=None, help="override img_size for ViT/Swin/Mixer configs")
