@@ -50,13 +50,18 @@ def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
 
 
 class ToNormalized:
-    """PIL image -> normalised float tensor (a class, not a lambda: DataLoader workers may pickle it)."""
+    """PIL image -> normalised float tensor (a class, not a lambda: DataLoader workers may pickle it).
+
+    One image is normalised in numpy, single-threaded: torch's intra-op threads cost more than
+    they save on one image, and much more on a busy machine.
+    """
 
     def __init__(self, mean, std):
-        self.mean, self.std = tuple(mean), tuple(std)
+        self.scale = (1.0 / (255.0 * np.asarray(std, dtype=np.float32))).reshape(-1, 1, 1)
+        self.shift = (np.asarray(mean, dtype=np.float32) / np.asarray(std, dtype=np.float32)).reshape(-1, 1, 1)
 
     def __call__(self, img: Image.Image) -> torch.Tensor:
-        return normalize(torch.from_numpy(to_uint8(img)), self.mean, self.std)
+        return torch.from_numpy(to_uint8(img).astype(np.float32) * self.scale - self.shift)
 
 
 def eval_transform(cfg, mean, std):
