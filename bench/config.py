@@ -75,6 +75,7 @@ class TrainConfig:
     drop_path: float = 0.0  # stochastic depth rate of the backbone
     ema_decay: float = 0.0  # model EMA decay (timm ModelEmaV3); 0 disables; evaluation then uses the EMA
     eval_batch_size: int = 500
+    checkpoint_every: int = 1  # epochs between checkpoints (<run dir>/last.pt) that a relaunch resumes from; 0: never
     amp: str = "auto"  # auto: bf16 autocast on CUDA, off elsewhere | bf16 | off
     tf32: bool = True  # TF32 matmuls and convolutions on CUDA
     fused_adamw: bool | None = None  # None: fused on CUDA, PyTorch's default elsewhere

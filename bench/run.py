@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 import methods
-from bench import env, linear_probe, records
+from bench import checkpoint, env, linear_probe, records
 from bench.config import PROTOCOLS, RunConfig
 from bench.data import load_split
 from bench.deploy import deployable, images_per_s, n_params
@@ -93,6 +93,7 @@ def run(cfg: RunConfig) -> dict:
         extract_s = time.perf_counter() - t0
         out = train(trainee, data[train_split], cfg.train, num_classes=cfg.dataset.num_classes, seed=cfg.seed,
                     device=device, desc=label, channels_last=cfg.backbone.channels_last and device.type == "cuda",
+                    checkpoint=out_dir / checkpoint.CHECKPOINT, checkpoint_config=_checkpoint_config(record["config"]),
                     on_epoch=lambda e, m: {key: top1(m, data[monitor_split], bs, device, f"{label} {monitor_split}", prog, amp)})
         history, trainee = out["history"], out["eval_model"]
         if fast:
@@ -100,6 +101,7 @@ def run(cfg: RunConfig) -> dict:
         else:
             model = trainee
         record["linear_fast_path"] = fast
+        record["resumed_from_epoch"] = out["resumed_from_epoch"]
 
         # --- evaluate and record ------------------------------------------------------------
         # The headline is the final epoch's score; with the `paper` protocol the monitored split is
@@ -127,7 +129,15 @@ def run(cfg: RunConfig) -> dict:
         _finish(record, out_dir, t_start, label)
         raise
     _finish(record, out_dir, t_start, label)
+    if record["status"] == "completed":
+        (out_dir / checkpoint.CHECKPOINT).unlink(missing_ok=True)  # the record is the result now
     return record
+
+
+def _checkpoint_config(config: dict) -> dict:
+    """What a checkpoint must match to be resumed: the run's config without display-only settings."""
+    train = {k: v for k, v in config["train"].items() if k not in ("progress", "num_threads", "eval_batch_size")}
+    return {k: v for k, v in config.items() if k not in ("results_dir", "deploy_iters")} | {"train": train}
 
 
 def deploy(model, method, cfg: RunConfig, data, top1_trained: float, device, label: str) -> dict:

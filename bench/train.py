@@ -12,6 +12,7 @@ never waits for the host.
 """
 import math
 import time
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -25,6 +26,7 @@ from timm.utils import ModelEmaV3
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
+from bench import checkpoint as ckpt
 from bench.config import TrainConfig
 
 
@@ -39,18 +41,21 @@ def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None
 
 def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, num_classes: int, seed: int,
           device: torch.device, on_epoch: Callable[[int, nn.Module], dict] | None = None,
-          desc: str = "train", channels_last: bool = False) -> dict:
+          desc: str = "train", channels_last: bool = False, checkpoint: Path | None = None,
+          checkpoint_config: dict | None = None) -> dict:
     """Train `model` in place on `data` for `cfg.epochs + cfg.cooldown_epochs` epochs.
 
     Args:
         on_epoch: called after each epoch with the epoch number (1-based) and the model to
             evaluate (the EMA when enabled); the dict it returns (for example val top-1) is
             merged into that epoch's history entry.
+        checkpoint: file to resume from when it exists (and was written with the same
+            `checkpoint_config`), and to write every `cfg.checkpoint_every` epochs.
 
     Returns:
         dict with `history` (one entry per epoch: train_loss, lr, and on_epoch's keys),
         `eval_model` (the EMA copy when enabled, else `model`), `train_seconds` (time in
-        optimizer steps, evaluation excluded) and `images_seen`.
+        optimizer steps, evaluation excluded), `images_seen` and `resumed_from_epoch` (0: fresh).
     """
     # --- optimizer and schedule -----------------------------------------------------------
     groups = param_groups_weight_decay(model, cfg.weight_decay)
@@ -79,10 +84,26 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, num_classes: int
 
     ema = ModelEmaV3(model, decay=cfg.ema_decay) if cfg.ema_decay > 0 else None
 
+    # --- resume --------------------------------------------------------------------------
+    history, step, train_seconds, images, start = [], 0, 0.0, 0, 1
+    trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    state = ckpt.load(checkpoint, checkpoint_config) if checkpoint is not None else None
+    if state is not None:
+        with torch.no_grad():
+            for n, p in trainable.items():
+                p.copy_(state["params"][n])
+        optimizer.load_state_dict(state["optimizer"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
+        history, step, train_seconds, images = state["history"], state["step"], state["train_seconds"], state["images"]
+        start = state["epoch"] + 1
+        scheduler.step_update(step)
+        ckpt.set_rng_state(state["rng"], generator)
+        print(f"[checkpoint] {desc}: resumed after epoch {state['epoch']} from {checkpoint}", flush=True)
+
     # --- loop -------------------------------------------------------------------------------
-    history, step, train_seconds, images = [], 0, 0.0, 0
     total_epochs = cfg.epochs + cfg.cooldown_epochs
-    for epoch in range(1, total_epochs + 1):
+    for epoch in range(start, total_epochs + 1):
         model.train()
         loss_sum, seen = torch.zeros((), device=device), 0  # loss summed on device: no host sync per step
         t0 = time.perf_counter()
@@ -112,8 +133,15 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, num_classes: int
         if on_epoch is not None:
             entry.update(on_epoch(epoch, ema.module if ema is not None else model))
         history.append(entry)
+        if checkpoint is not None and cfg.checkpoint_every > 0 and epoch % cfg.checkpoint_every == 0 \
+                and epoch < total_epochs:
+            ckpt.save(checkpoint, {
+                "config": checkpoint_config, "epoch": epoch, "step": step, "history": history,
+                "train_seconds": train_seconds, "images": images, "rng": ckpt.rng_state(generator),
+                "params": {n: p.detach().cpu() for n, p in trainable.items()},
+                "optimizer": optimizer.state_dict(), "ema": ema.state_dict() if ema is not None else None})
     return {"history": history, "eval_model": ema.module if ema is not None else model,
-            "train_seconds": train_seconds, "images_seen": images}
+            "train_seconds": train_seconds, "images_seen": images, "resumed_from_epoch": start - 1}
 
 
 def batches(data: Dataset, batch_size: int, generator: torch.Generator | None = None, drop_last: bool = False):

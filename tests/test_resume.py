@@ -1,0 +1,59 @@
+"""Checkpoint and resume: an interrupted run, relaunched, ends with exactly the same metrics."""
+import dataclasses
+import json
+
+import pytest
+import yaml
+
+import bench.train
+from bench import PROJECT_ROOT, checkpoint
+from bench.config import BackboneConfig, DatasetConfig, RunConfig, TrainConfig, from_dict
+from bench.run import run
+
+
+def config(tmp_path, method="ssf", **train):
+    backbone = from_dict(BackboneConfig, yaml.safe_load((PROJECT_ROOT / "conf/backbone/vit_tiny_mini.yaml").read_text()))
+    return RunConfig(method=method, dataset=DatasetConfig("mini/count", "mini", "count", "structured", 8, 32),
+                     backbone=backbone, results_dir=str(tmp_path), deploy_iters=0,
+                     train=TrainConfig(epochs=3, lr=1e-2, progress=False, **train))
+
+
+class Interrupt(Exception):
+    pass
+
+
+@pytest.mark.parametrize("method,train", [("ssf", {}), ("full", {"mixup": 0.8, "cutmix": 1.0, "ema_decay": 0.9})])
+def test_interrupted_run_resumes_to_identical_metrics(tmp_path, monkeypatch, method, train):
+    ref = run(config(tmp_path / "ref", method, **train))
+
+    cfg = config(tmp_path / "cut", method, **train)
+    real_save = checkpoint.save
+
+    def save_then_die(path, state):  # the process "dies" right after the epoch-2 checkpoint
+        real_save(path, state)
+        if state["epoch"] == 2:
+            raise Interrupt()
+
+    monkeypatch.setattr(bench.train.ckpt, "save", save_then_die)
+    with pytest.raises(Interrupt):
+        run(cfg)
+    run_dir = next((tmp_path / "cut").rglob("record.json")).parent
+    assert json.loads((run_dir / "record.json").read_text())["status"] == "failed"
+    assert (run_dir / checkpoint.CHECKPOINT).is_file()
+    monkeypatch.setattr(bench.train.ckpt, "save", real_save)
+
+    resumed = run(cfg)
+    assert resumed["resumed_from_epoch"] == 2 and ref["resumed_from_epoch"] == 0
+    assert resumed["history"] == ref["history"]  # losses, learning rates and val scores, bit for bit
+    assert resumed["test_top1"] == ref["test_top1"] and resumed["status"] == "completed"
+    assert not (run_dir / checkpoint.CHECKPOINT).exists()  # removed once the record is complete
+
+
+def test_checkpoint_of_another_configuration_is_ignored(tmp_path):
+    cfg = config(tmp_path)
+    first = run(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=2)))
+    run_dir = next(tmp_path.rglob("record.json")).parent
+    checkpoint.save(run_dir / checkpoint.CHECKPOINT, {"config": {"other": 1}, "epoch": 1})
+    again = run(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=2)))
+    assert again["resumed_from_epoch"] == 0 and again["history"] == first["history"]  # ignored: a fresh run
+    assert not (run_dir / checkpoint.CHECKPOINT).exists()
