@@ -172,10 +172,10 @@ def delta_heatmap(table: pd.DataFrame, title: str, reference: str = "full", aver
     plt = _plt()
     finite = values[~pd.isna(values)]
     vmax = max(1.0, float(abs(finite).max())) if finite.size else 1.0
-    names = [f"{b} / {lab}" if len(refs) > 1 else lab for b, lab in rows]
+    names = [lab for _, lab in rows]
     xnames = [mean_header(table, c) if c in ("mean", "mean_of_groups") else c.capitalize() if c in groups
               else short_name(c) for c in columns]
-    left = 0.2 + max(map(len, names)) * 6 * _CHAR_IN
+    left = 0.2 + max(map(len, names)) * 6 * _CHAR_IN + (0.2 if len(refs) > 1 else 0)
     bottom = 0.25 + max(map(len, xnames)) * 6 * _CHAR_IN * 0.8
     w, h = left + 0.32 * len(columns) + 1.0, bottom + 0.2 * len(rows) + 0.35
     fig, ax = plt.subplots(figsize=(w, h))
@@ -184,6 +184,8 @@ def delta_heatmap(table: pd.DataFrame, title: str, reference: str = "full", aver
     im = ax.imshow(values, cmap=cmap, vmin=-vmax, vmax=vmax, aspect="auto", interpolation="nearest")
     ax.set_xticks(range(len(columns)), xnames, rotation=60, ha="right", rotation_mode="anchor", fontsize=6)
     ax.set_yticks(range(len(rows)), names, fontsize=6)
+    if len(refs) > 1:
+        _backbone_blocks(ax, [b for b, _ in rows], left)
     if values.size <= 150:  # beyond that the numbers are unreadable, and slow to draw (2 ms a text here)
         for i, j in zip(*(~pd.isna(values)).nonzero()):
             v = values[i, j]
@@ -195,6 +197,21 @@ def delta_heatmap(table: pd.DataFrame, title: str, reference: str = "full", aver
     fig.colorbar(im, cax=cax, label="top-1 minus full fine-tuning (points)")
     ax.set_title(title)
     return fig
+
+
+def _backbone_blocks(ax, backbones: list[str], left_in: float, names: bool = True) -> None:
+    """Name each run of rows sharing a backbone once, at the far left, with a line between runs:
+    the row labels then carry the method only (long labels cost draw time and width)."""
+    start = 0
+    for i in range(1, len(backbones) + 1):
+        if i == len(backbones) or backbones[i] != backbones[start]:
+            if names:
+                ax.annotate(backbones[start], xy=(0, (start + i - 1) / 2), xycoords=("axes fraction", "data"),
+                            xytext=(-(left_in - 0.12) * 72, 0), textcoords="offset points", rotation=90,
+                            ha="center", va="center", fontsize=6, annotation_clip=False)
+            if i < len(backbones):
+                ax.axhline(i - 0.5, color="black", linewidth=0.6)
+            start = i
 
 
 def _bars(ax, ys, widths, height, colors, alpha, label):
@@ -223,8 +240,9 @@ def cost_figure(cost: pd.DataFrame, title: str):
         panels.append(("inference_images_per_s_ratio", "inference images/s vs untouched backbone"))
     rows = list(dict.fromkeys(k[1:] for k in cost.index))
     protocols = list(dict.fromkeys(cost.index.get_level_values("protocol")))
-    labels = [f"{bb} / {m}" for bb, m in rows]
-    left = 0.2 + max(map(len, labels)) * 6 * _CHAR_IN
+    labels = [m for _, m in rows]
+    multi = len({bb for bb, _ in rows}) > 1
+    left = 0.2 + max(map(len, labels)) * 6 * _CHAR_IN + (0.2 if multi else 0)
     w, h = left + 2.3 * len(panels), 0.9 + 0.13 * len(rows) * len(protocols)
     fig, axes = plt.subplots(1, len(panels), figsize=(w, h), sharey=True, squeeze=False)
     fig.subplots_adjust(left=left / w, right=0.98, bottom=0.45 / h, top=1 - 0.45 / h, wspace=0.08)
@@ -243,7 +261,10 @@ def cost_figure(cost: pd.DataFrame, title: str):
         if col == "inference_images_per_s_ratio":
             ax.axvline(1.0, color="black", linewidth=0.6)
     axes[0][0].set_yticks(range(len(rows)), labels, fontsize=6)
-    axes[0][0].invert_yaxis()
+    axes[0][0].set_ylim(len(rows) - 0.5, -0.5)  # first row on top
+    if multi:
+        for k, ax in enumerate(axes[0]):
+            _backbone_blocks(ax, [bb for bb, _ in rows], left, names=k == 0)
     if len(protocols) > 1:
         axes[0][-1].legend(fontsize=5, loc="lower right")
     kinds = sorted({k for k in cost["peak_memory_kind"] if k})
