@@ -15,7 +15,8 @@ CONF = Path(__file__).resolve().parent / "conf"
 # Overrides that are part of a run's identity already, or do not change its result: not in the variant.
 NOT_VARIANT = {"method", "dataset", "backbone", "train", "seed", "protocol", "results_dir", "variant",
                "train.progress", "train.num_threads", "train.device", "train.eval_batch_size", "save_weights",
-               "deploy_iters", "train.compile", "train.fused_adamw", "train.linear_fast_path", "train.tf32"}
+               "deploy_iters", "train.compile", "train.fused_adamw", "train.linear_fast_path", "train.tf32",
+               "dataset.data_root", "dataset.cache", "dataset.cache_dir", "dataset.num_workers"}
 
 
 def group_options(group: str) -> list[str]:
@@ -72,7 +73,8 @@ def to_run_config(cfg: dict, overrides: list[str]):
     d = dict(cfg)
     method = dict(d.pop("method"))
     d["method"], d["method_args"] = method.pop("name"), method
-    d["variant"] = d.get("variant") or variant_from_overrides(overrides)
+    explicit = any(o.lstrip("+~").partition("=")[0] == "variant" for o in overrides)  # `variant=` names it empty
+    d["variant"] = d.get("variant") or ("" if explicit else variant_from_overrides(overrides))
     return from_dict(RunConfig, d)
 
 

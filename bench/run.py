@@ -16,7 +16,7 @@ import torch
 import methods
 from bench import checkpoint, env, linear_probe, records
 from bench.config import PROTOCOLS, RunConfig
-from bench.data import load_split
+from bench.data import describe, load_split, preflight
 from bench.deploy import deployable, images_per_s, n_params
 from bench.evaluate import top1
 from bench.models import build_backbone, data_config
@@ -69,6 +69,7 @@ def run(cfg: RunConfig) -> dict:
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
+        preflight(cfg.dataset, PROTOCOLS[cfg.protocol])  # a broken dataset fails here, before any model is built
         model = build_backbone(cfg.backbone, cfg.dataset.num_classes, drop_path=cfg.train.drop_path)
         dcfg = data_config(model)
         train_split, monitor_split, report_split = PROTOCOLS[cfg.protocol]
@@ -113,6 +114,11 @@ def run(cfg: RunConfig) -> dict:
             record[f"{monitor_split}_top1"] = history[-1][key]
             record[f"{report_split}_top1"] = top1(trainee, data[report_split], bs, device, f"{label} {report_split}", prog, amp)
         record["fit_time_s"] = time.perf_counter() - t0  # training start to final score, evaluations included
+        record["data"] = describe(cfg.dataset, splits)
+        if cfg.dataset.robustness:
+            from bench.data import robustness
+            record["robustness"] = robustness.evaluate(model, cfg.dataset, dcfg["mean"], dcfg["std"], device,
+                                                       cfg.train.eval_batch_size, cfg.train.progress)
         if cfg.save_weights:
             save_trained(model, out_dir / records.WEIGHTS)
         record.update(deploy(model, method, cfg, splits[report_split], record[f"{report_split}_top1"], device, label))

@@ -152,7 +152,8 @@ def batches(data: Dataset, batch_size: int, generator: torch.Generator | None = 
     """
     if not isinstance(data, TensorDataset):
         yield from DataLoader(data, batch_size=batch_size, shuffle=generator is not None, drop_last=drop_last,
-                              generator=generator)
+                              generator=generator, num_workers=getattr(data, "num_workers", 0),
+                              pin_memory=torch.cuda.is_available())
         return
     n = len(data)
     order = torch.randperm(n, generator=generator) if generator is not None else None
