@@ -227,6 +227,9 @@ def main(argv=None) -> int:
             return 2
         args.backbones, args.batch, args.image_size = "vit_base_patch16_224.augreg_in21k", 64, 224
     rows = []
+    # A fresh process runs its first steps several times slower (allocator, thread pools): one
+    # untimed configuration first, so the first row is measured like the others.
+    bench_one(args.backbones.split(",")[0], "full", argparse.Namespace(**{**vars(args), "rounds": 1}), device)
     for b in args.backbones.split(","):
         for m in args.methods.split(","):
             row = bench_one(b, m, args, device)
