@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.data.files import README, DataError, Listing, dataset_root, missing
+from bench.data.files import README, DataError, Listing, dataset_root, missing, numbered_lines
 
 JSON_FILES = {"train": ("train.json",), "val": ("val.json",), "trainval": ("train.json", "val.json"),
               "test": ("test.json",)}
@@ -74,16 +74,12 @@ def _read_pairs(cfg, path: Path) -> dict[str, tuple[str, int]]:
     if not path.is_file():
         raise missing(cfg, path, OFFICIAL_EXPECTED)
     out = {}
-    with open(path, encoding="utf-8") as f:
-        for n, raw in enumerate(f, 1):
-            line = raw.strip()
-            if not line:
-                continue
-            key, sep, value = line.partition(" ")
-            if not sep or not value.strip():
-                raise DataError(f"dataset {cfg.name!r}: {path}:{n}: malformed line {line!r}; expected "
-                                f"'<image id> <value>'; see {README}")
-            out[key] = (value.strip(), n)
+    for n, line in numbered_lines(path):
+        key, sep, value = line.partition(" ")
+        if not sep or not value.strip():
+            raise DataError(f"dataset {cfg.name!r}: {path}:{n}: malformed line {line!r}; expected "
+                            f"'<image id> <value>'; see {README}")
+        out[key] = (value.strip(), n)
     return out
 
 

@@ -22,6 +22,15 @@ class DataError(ValueError):
     """A dataset on disk is missing or malformed. The message names the file (and line)."""
 
 
+def numbered_lines(path: Path):
+    """(line number, stripped line) for every non-empty line of a text listing."""
+    with open(path, encoding="utf-8") as f:
+        for n, raw in enumerate(f, 1):
+            line = raw.strip()
+            if line:
+                yield n, line
+
+
 @dataclass
 class Listing:
     """One split: absolute image paths, int64 labels, and where each entry was read from."""

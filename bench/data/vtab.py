@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.data.files import README, DataError, Listing, dataset_root, missing
+from bench.data.files import README, DataError, Listing, dataset_root, missing, numbered_lines
 
 SPLIT_FILES = {"train": "train800.txt", "val": "val200.txt", "trainval": "train800val200.txt", "test": "test.txt"}
 FOLDER_ALIASES = {"cifar": ("cifar100",)}  # our (NOAH's) folder name -> other names in the wild
@@ -31,23 +31,19 @@ def task_root(cfg) -> Path:
 def read_split_file(cfg, path: Path, base: Path) -> Listing:
     """Parse one split file; every malformed line is an error naming the file and line."""
     paths, labels, where = [], [], []
-    with open(path, encoding="utf-8") as f:
-        for n, raw in enumerate(f, 1):
-            line = raw.strip()
-            if not line:
-                continue
-            rel, sep, label = line.rpartition(" ")
-            if not sep or not rel.strip():
-                raise DataError(f"dataset {cfg.name!r}: {path}:{n}: malformed line {line!r}; expected "
-                                f"'<relative image path> <integer label>'; see {README}")
-            try:
-                y = int(label)
-            except ValueError:
-                raise DataError(f"dataset {cfg.name!r}: {path}:{n}: label {label!r} is not an integer "
-                                f"(line {line!r}); see {README}") from None
-            paths.append(str(base / rel.strip()))
-            labels.append(y)
-            where.append(f"{path}:{n}")
+    for n, line in numbered_lines(path):
+        rel, sep, label = line.rpartition(" ")
+        if not sep or not rel.strip():
+            raise DataError(f"dataset {cfg.name!r}: {path}:{n}: malformed line {line!r}; expected "
+                            f"'<relative image path> <integer label>'; see {README}")
+        try:
+            y = int(label)
+        except ValueError:
+            raise DataError(f"dataset {cfg.name!r}: {path}:{n}: label {label!r} is not an integer "
+                            f"(line {line!r}); see {README}") from None
+        paths.append(str(base / rel.strip()))
+        labels.append(y)
+        where.append(f"{path}:{n}")
     return Listing(paths, np.asarray(labels, dtype=np.int64), where, [path])
 
 
