@@ -44,13 +44,19 @@ def write_json_atomic(path: Path, obj: dict) -> None:
         raise
 
 
-def find_records(root: str | Path) -> list[Path]:
-    return sorted(Path(root).rglob(RECORD))
+def find_records(root: str | Path) -> list[str]:
+    """Every record.json under `root`, sorted, as strings (os.walk: a third of Path.rglob's time)."""
+    return sorted(os.path.join(d, RECORD) for d, _, files in os.walk(root) if RECORD in files)
 
 
-def load_records(root: str | Path) -> tuple[pd.DataFrame, list[str]]:
+IDENTITY = ("status", "method", "dataset", "backbone", "seed")  # a record without these is not one
+
+
+def load_records(root: str | Path, parse=json.loads) -> tuple[pd.DataFrame, list[str]]:
     """All records under `root` as one DataFrame (one row per run; nested fields kept as objects).
 
+    Args:
+        parse: bytes -> dict; `bench.report_load.parse_summary` skips the per-epoch history.
     Returns:
         (frame, problems): `problems` names each file that was skipped (unreadable, not JSON,
         or missing the identity fields) with the reason; the frame holds the rest.
@@ -58,14 +64,15 @@ def load_records(root: str | Path) -> tuple[pd.DataFrame, list[str]]:
     rows, problems = [], []
     for path in find_records(root):
         try:
-            rec = json.loads(path.read_text())
-            missing = [k for k in ("status", "method", "dataset", "backbone", "seed") if k not in rec]
+            with open(path, "rb") as f:
+                rec = parse(f.read())
+            missing = [k for k in IDENTITY if k not in rec]
             if missing:
                 raise ValueError(f"missing fields {missing}")
         except (OSError, ValueError) as e:
             problems.append(f"{path}: {e}")
             continue
-        rec["path"] = str(path)
+        rec["path"] = path
         rows.append(rec)
     for p in problems:
         warnings.warn(f"skipped record {p}", stacklevel=2)

@@ -1,7 +1,7 @@
 """Load the records' summary fields for analyze.py: fast, torch-free, with declared dtypes.
 
-Same contract as `bench.records.load_records` (same files, same identity check, same
-`(frame, problems)` result and warnings), minus the per-epoch `history`. On a 100-epoch record
+`bench.records.load_records` (the one loader: same files, identity check, `(frame, problems)`
+result and warnings) with a parser that drops the per-epoch `history`. On a 100-epoch record
 the history is about 90 % of the bytes, and parsing it made reading 10,000 records take 2 s on
 2 cores, most of the 3 s budget; no table or figure reads it. So the history is cut from the
 text before `json.loads` and the rest parsed. If the cut text does not parse, or what was cut
@@ -11,15 +11,12 @@ file), the whole text is parsed instead, so a truncated or corrupt record is rep
 history of an otherwise complete file goes unnoticed, since the history is never read.
 """
 import json
-import os
-import warnings
 from pathlib import Path
 
 import pandas as pd
 
-from bench.records import RECORD
+from bench.records import load_records
 
-IDENTITY = ("status", "method", "dataset", "backbone", "seed")  # as bench.records.load_records
 NUMERIC = ("tunable_params", "tunable_params_no_head", "total_params", "test_top1", "val_top1",
            "test_top1_best_epoch_optimistic", "train_images_per_s", "peak_memory_mb", "wall_time_s",
            "inference_extra_params", "inference_images_per_s_ratio")
@@ -50,11 +47,6 @@ def parse_summary(data: bytes) -> dict:
     return rec
 
 
-def find_records(root: str | Path) -> list[str]:
-    """As bench.records.find_records (sorted), as strings, through os.walk: a third of Path.rglob's time here."""
-    return sorted(os.path.join(d, RECORD) for d, _, files in os.walk(root) if RECORD in files)
-
-
 def load_summaries(root: str | Path) -> tuple[pd.DataFrame, list[str]]:
     """Every record under `root` (without history) as one DataFrame with declared dtypes.
 
@@ -63,22 +55,8 @@ def load_summaries(root: str | Path) -> tuple[pd.DataFrame, list[str]]:
         identity fields) with the reason. Numeric fields are float64 (NaN when absent), text
         fields strings, `variant` "" when absent; `benchmark` falls back to the dataset's prefix.
     """
-    rows, problems = [], []
-    for path in find_records(root):
-        try:
-            with open(path, "rb") as f:
-                rec = parse_summary(f.read())
-            missing = [k for k in IDENTITY if k not in rec]
-            if missing:
-                raise ValueError(f"missing fields {missing}")
-        except (OSError, ValueError) as e:
-            problems.append(f"{path}: {e}")
-            continue
-        rec["path"] = path
-        rows.append(rec)
-    for p in problems:
-        warnings.warn(f"skipped record {p}", stacklevel=2)
-    return declare_dtypes(pd.DataFrame(rows)), problems
+    df, problems = load_records(root, parse=parse_summary)
+    return declare_dtypes(df), problems
 
 
 def _text(v) -> str | None:
