@@ -6,8 +6,14 @@ argument holding `*`, `?` or `[` is expanded over that config group's options, n
 folders included (Hydra's own `glob()` does not see nested groups and silently launches
 nothing); a pattern that matches nothing, or an option that does not exist, exits with
 status 2 and lists the valid options.
+
+Sweeps are idempotent: the default sweeper (hydra_plugins/bench_sweeper) submits only the runs
+of the grid that are not finished, and a run whose record is completed is skipped here as well.
+`--rerun` forces every run again; `--status` prints where each run of the grid stands (completed /
+failed / running or pending / missing) and submits nothing.
 """
 import fnmatch
+import os
 import sys
 from pathlib import Path
 
@@ -16,7 +22,9 @@ CONF = Path(__file__).resolve().parent / "conf"
 NOT_VARIANT = {"method", "dataset", "backbone", "train", "seed", "protocol", "results_dir", "variant",
                "train.progress", "train.num_threads", "train.device", "train.eval_batch_size", "save_weights",
                "deploy_iters", "train.compile", "train.fused_adamw", "train.linear_fast_path", "train.tf32",
-               "dataset.data_root", "dataset.cache", "dataset.cache_dir", "dataset.num_workers"}
+               "dataset.data_root", "dataset.cache", "dataset.cache_dir", "dataset.num_workers",
+               "train.checkpoint_every"}
+FLAGS = {"--rerun": "hydra.sweeper.rerun=true", "--status": "hydra.sweeper.status=true"}  # launch.py's own
 
 
 def group_options(group: str) -> list[str]:
@@ -36,8 +44,9 @@ def expand_group_args(argv: list[str]) -> list[str]:
     for arg in argv:
         key, sep, value = arg.partition("=")
         group = key.lstrip("+~")
-        if arg.startswith("-") or not sep or "(" in value or not group or not (CONF / group).is_dir():
-            out.append(arg)  # not a config group of ours (flags, values, hydra/..., sweep functions)
+        if (arg.startswith("-") or not sep or "(" in value or not group or group.startswith("hydra")
+                or not (CONF / group).is_dir()):
+            out.append(arg)  # not a group of ours: flags, values, hydra/... (Hydra's own options), sweep functions
             continue
         options, chosen = group_options(group), []
         for item in value.split(","):
@@ -78,6 +87,50 @@ def to_run_config(cfg: dict, overrides: list[str]):
     return from_dict(RunConfig, d)
 
 
+def run_dir_of(cfg: dict, overrides: list[str]) -> tuple[Path, dict]:
+    """The run folder of a composed config (a plain dict, no `hydra` key) and its identity's parts."""
+    from bench.records import method_label, run_dir
+
+    rc = to_run_config(cfg, overrides)
+    identity = {"backbone": rc.backbone.name, "dataset": rc.dataset.name,
+                "method": method_label(rc.method, rc.variant), "run": f"{rc.protocol}-seed{rc.seed}"}
+    return run_dir(rc.results_dir, rc.backbone.name, rc.dataset.name, rc.method, rc.variant, rc.protocol,
+                   rc.seed), identity
+
+
+def job_threads(num_threads: int, launcher_cpus: int | None, environ=os.environ) -> int:
+    """torch threads for one job: train.num_threads if set, else the CPUs the launcher gave the job (Slurm's
+    allocation, submitit_local's cpus_per_task, 1 for submitit_local without it), else 0 (torch's default:
+    all cores, right for the sequential launcher)."""
+    if num_threads > 0:
+        return num_threads
+    if launcher_cpus:
+        return int(launcher_cpus)
+    for key in ("SLURM_CPUS_PER_TASK", "SLURM_CPUS_ON_NODE"):
+        if environ.get(key, "").isdigit():
+            return int(environ[key])
+    return 1 if environ.get("SUBMITIT_EXECUTOR") == "local" else 0
+
+
+def job_info(hydra_cfg) -> dict:
+    """What job.json says about this job: Slurm ids, log files (bench.sweep checks the job is alive)."""
+    env, info = os.environ, {"output_dir": hydra_cfg.runtime.output_dir}
+    if env.get("SLURM_JOB_ID"):
+        info["slurm_job_id"] = env["SLURM_JOB_ID"]
+        if env.get("SLURM_ARRAY_JOB_ID"):
+            info["slurm_array_task"] = f"{env['SLURM_ARRAY_JOB_ID']}_{env.get('SLURM_ARRAY_TASK_ID')}"
+    if env.get("SUBMITIT_EXECUTOR"):
+        try:
+            import submitit
+
+            info["log"] = str(submitit.JobEnvironment().paths.stdout)
+        except Exception:  # the log path is a convenience; never fail a run over it
+            pass
+    elif hydra_cfg.job.get("name"):
+        info["log"] = str(Path(hydra_cfg.runtime.output_dir) / f"{hydra_cfg.job.name}.log")
+    return info
+
+
 def main() -> None:
     import hydra
     from hydra.core.hydra_config import HydraConfig
@@ -85,12 +138,31 @@ def main() -> None:
 
     @hydra.main(version_base=None, config_path=str(CONF), config_name="config")
     def task(cfg: DictConfig) -> float | None:
+        from bench import sweep
+        from bench.records import RECORD
+
+        hc = HydraConfig.get()
+        overrides = list(hc.overrides.task)
+        d = OmegaConf.to_container(cfg, resolve=True)
+        d["train"]["num_threads"] = job_threads(d["train"].get("num_threads", 0), hc.launcher.get("cpus_per_task"))
+        out_dir, _ = run_dir_of(d, overrides)
+        rec, _ = sweep.read_record(out_dir / RECORD)
+        if rec and rec["status"] in ("completed", "unsupported") and not hc.sweeper.get("rerun", False):
+            print(f"[skipped] {out_dir}: {rec['status']} already (--rerun runs it again)", flush=True)
+            return rec.get("test_top1")
+        rc = to_run_config(d, overrides)
         from bench.run import run  # imported here: bad command lines fail before torch loads
+        from methods import method_config
 
-        overrides = list(HydraConfig.get().overrides.task)
-        return run(to_run_config(OmegaConf.to_container(cfg, resolve=True), overrides)).get("test_top1")
+        method_config(rc.method, rc.method_args)  # a bad method argument fails before the run folder is touched
+        sweep.write_job(out_dir, "running", **job_info(hc))
+        return run(rc).get("test_top1")
 
-    sys.argv = [sys.argv[0], *expand_group_args(sys.argv[1:])]
+    argv = [a for a in sys.argv[1:] if a not in FLAGS]
+    argv += [FLAGS[a] for a in FLAGS if a in sys.argv[1:]]
+    if "--status" in sys.argv[1:] and not {"-m", "--multirun"} & set(argv):
+        argv.append("--multirun")  # the status of a grid: the sweeper expands it and launches nothing
+    sys.argv = [sys.argv[0], *expand_group_args(argv)]
     task()
 
 

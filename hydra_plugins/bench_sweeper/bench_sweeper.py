@@ -1,0 +1,121 @@
+"""Idempotent sweeps: Hydra's basic sweeper that skips finished runs before submitting anything.
+
+`hydra/sweeper=bench` (conf/hydra/sweeper/bench.yaml, the default in conf/config.yaml) expands the
+grid exactly as Hydra's basic sweeper does, composes every job to find its run folder (the run's
+identity, launch.run_dir_of), asks bench.sweep where each run stands, and hands the launcher only
+the runs to do: failed, unfinished (they resume from their checkpoint) and never started. Completed
+and unsupported runs are skipped, and so are runs whose job is still running or pending in another
+sweep, so relaunching a finished sweep submits nothing and allocates no GPU. `rerun: true`
+(`launch.py --rerun`) submits every run; `status: true` (`launch.py --status`) prints the grid's
+status table and submits nothing.
+
+Hydra finds this module because hydra_plugins/ is a namespace package: the project root (on
+sys.path when launch.py runs) adds to it, next to the installed hydra_submitit_launcher.
+"""
+import copy
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from hydra._internal.config_loader_impl import ConfigLoaderImpl
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+
+class BenchSweeper(BasicSweeper):
+    def __init__(self, max_batch_size: Optional[int] = None, params: Optional[Dict[str, str]] = None,
+                 rerun: bool = False, status: bool = False) -> None:
+        super().__init__(max_batch_size=max_batch_size, params=params)
+        self.rerun, self.status = rerun, status
+
+    def _jobs(self, arguments: List[str]) -> List[List[str]]:
+        self._parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        self._composed: Dict[tuple, DictConfig] = {}
+        overrides = self._parser.parse_overrides(self._parse_config() + list(arguments))
+        return [job for batch in self.split_arguments(overrides, None) for job in batch]
+
+    def _compose(self, job: List[str]) -> DictConfig:
+        """The job's task config, as its launcher will compose it (validating its overrides on the way).
+
+        Composing a job costs ~0.1 s here (the recipe layers), too slow for grids of thousands of runs.
+        Only overrides that pick config group options change the defaults list; the others are applied to
+        the composed config afterwards, by Hydra's own function. So each distinct choice of options is
+        composed once, and each job applies its value overrides (train.lr=..., seed=...) to a copy.
+        Whatever this shortcut cannot do (an unusual override) falls back to composing the job whole.
+        """
+        loader = self.hydra_context.config_loader
+        parsed = self._parser.parse_overrides(list(job))
+        group = [o for o in parsed if loader.repository.group_exists(o.key_or_group) and not isinstance(o.value(), dict)]
+        key = tuple(o.input_line for o in group)
+        try:
+            if key not in self._composed:
+                base = loader.load_sweep_config(self.config, list(key))
+                with open_dict(base):
+                    del base["hydra"]
+                self._composed[key] = base
+            cfg = copy.deepcopy(self._composed[key])
+            ConfigLoaderImpl._apply_overrides_to_config([o for o in parsed if o not in group], cfg)
+            return cfg
+        except Exception:
+            cfg = loader.load_sweep_config(self.config, list(job))  # the exact path; raises what Hydra raises
+            with open_dict(cfg):
+                del cfg["hydra"]
+            return cfg
+
+    def sweep(self, arguments: List[str]) -> Any:
+        import launch
+        from bench import sweep
+
+        assert self.config is not None and self.launcher is not None and self.hydra_context is not None
+        jobs = self._jobs(arguments)
+        tic = time.perf_counter()
+        inspector, states = sweep.Inspector(), []
+        for job in jobs:
+            run_dir, identity = launch.run_dir_of(OmegaConf.to_container(self._compose(job), resolve=True), job)
+            states.append(inspector.inspect(run_dir, identity))
+        compose_s = time.perf_counter() - tic
+        if self.status:
+            print(sweep.report(states, inspector.warnings, f"{len(states)} runs in the grid"), flush=True)
+            return []
+        todo, line = sweep.plan(states, rerun=self.rerun)
+        print(line + f" (checked in {compose_s:.1f} s)", flush=True)
+        for w in inspector.warnings:
+            print(f"[sweep] warning: {w}", flush=True)
+        if not todo:
+            return []
+
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        target = str(self.config.hydra.launcher.get("_target_", ""))
+        launcher = "slurm" if target.endswith("SlurmLauncher") else "local" if target.endswith("LocalLauncher") \
+            else target.rsplit(".", 1)[-1]
+        chosen = {id(s) for s in todo}
+        keep = [i for i, s in enumerate(states) if id(s) in chosen]
+        size = self.max_batch_size if self.max_batch_size and self.max_batch_size > 0 else len(keep)
+        returns = []
+        for b, start in enumerate(range(0, len(keep), size)):
+            batch = keep[start:start + size]
+            previous = {}
+            for k, i in enumerate(batch):  # before submitting: a relaunch sees these as pending
+                job_file = states[i].run_dir / sweep.JOB
+                previous[job_file] = job_file.read_bytes() if job_file.is_file() else None
+                sweep.write_job(states[i].run_dir, "submitted", launcher=launcher, sweep_dir=str(sweep_dir.resolve()),
+                                job_num=start + k, array_index=k, array_size=len(batch), batch=b)
+            try:
+                results = self.launcher.launch([jobs[i] for i in batch], initial_job_idx=start)
+            except Exception as e:
+                if "sbatch: error" not in str(e):
+                    raise
+                # Slurm refused the submission (resources it can never give, unknown partition or account, ...):
+                # nothing runs, so the runs' job.json go back to what they were, and the error is Slurm's own.
+                for job_file, content in previous.items():
+                    job_file.unlink(missing_ok=True) if content is None else job_file.write_bytes(content)
+                print(f"[sweep] Slurm refused the submission of {len(batch)} run(s):\n{e}", file=sys.stderr, flush=True)
+                raise SystemExit(1)
+            for r in results:
+                _ = r.return_value  # re-raises a failed job's exception, as the basic sweeper does
+            returns.append(results)
+        return returns
