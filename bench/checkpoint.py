@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-CHECKPOINT = "last.pt"  # the one name: bench.train writes it, bench.run resumes from it
+from bench.records import CHECKPOINT  # noqa: F401  (the one name, defined where torch-free code can read it)
 
 
 def save(path: Path, state: dict) -> None:

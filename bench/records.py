@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 RECORD = "record.json"
+CHECKPOINT = "last.pt"  # an unfinished run's checkpoint: bench.train writes it, a relaunch resumes from it
 WEIGHTS = "trained.safetensors"  # the run's trained (tunable) parameters, written by bench.run, read by bench.export
 SCHEMA = 1
 STATUSES = ("completed", "failed", "unsupported")

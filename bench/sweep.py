@@ -27,9 +27,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.records import RECORD, STATUSES, write_json_atomic
+from bench.records import CHECKPOINT, RECORD, STATUSES, write_json_atomic
 
-CHECKPOINT = "last.pt"  # = bench.checkpoint.CHECKPOINT (that module imports torch; a test keeps them equal)
 JOB = "job.json"
 COLUMNS = ("completed", "failed", "running", "missing", "unsupported")
 HEADERS = {"running": "running/pending"}
