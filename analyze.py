@@ -32,6 +32,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.benchmarks import table_specs
+from bench.records import atomic_file
 from bench.published import REFERENCE_DIR, compare, comparison_rows, load_published, published_leaderboard
 from bench.report import Report
 from bench.report_load import load_summaries
@@ -47,9 +48,8 @@ AVERAGE_NOTE = ("Two VTAB-1k averages: 'mean of 19 tasks' is the SSF paper's (pl
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    with atomic_file(path) as tmp:
+        tmp.write_text(text)
 
 
 def _patterns(values: list[str] | None) -> list[str]:

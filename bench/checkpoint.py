@@ -6,23 +6,18 @@ so far, and every random number generator state (torch, the shuffling generator,
 Python). It is written atomically (temporary file, then rename), so a run killed at any
 moment leaves either the previous checkpoint or the new one, never half of one.
 """
-import os
 import random
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from bench.records import CHECKPOINT  # noqa: F401  (the one name, defined where torch-free code can read it)
+from bench.records import CHECKPOINT, atomic_file  # noqa: F401  (CHECKPOINT: the one name, readable torch-free)
 
 
 def save(path: Path, state: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(state, tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    tmp.replace(path)
+    with atomic_file(path) as tmp:
+        torch.save(state, tmp)
 
 
 def load(path: Path, config: dict) -> dict | None:

@@ -82,10 +82,8 @@ def export(run_dir: Path, out: Path) -> dict:
             "plain_timm": plain, "arch": cfg.backbone.arch, "backbone": cfg.backbone.name,
             "backbone_kwargs": cfg.backbone.kwargs, "num_classes": cfg.dataset.num_classes,
             "config": record["config"]}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    save_file(state, str(tmp), metadata={"method": cfg.method, "plain_timm": str(plain)})
-    tmp.replace(out)
+    with records.atomic_file(out) as tmp:
+        save_file(state, str(tmp), metadata={"method": cfg.method, "plain_timm": str(plain)})
     if not plain:
         records.write_json_atomic(out.with_name(out.name + ".json"), meta)
     return meta

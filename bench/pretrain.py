@@ -24,6 +24,7 @@ from bench.config import BackboneConfig, TrainConfig, from_dict
 from bench.data import mini
 from bench.evaluate import top1
 from bench.models import build_backbone
+from bench.records import atomic_file
 from bench.train import train
 
 BACKBONE_YAML = PROJECT_ROOT / "conf" / "backbone" / "vit_tiny_mini.yaml"
@@ -61,11 +62,9 @@ def main(argv=None) -> dict:
         print(f"epoch {h['epoch']}: train loss {h['train_loss']:.3f}  upstream val top-1 {h['val_top1']:.1f}%")
 
     path = Path(args.out)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp),
-              metadata={"arch": cfg.arch, "upstream_classes": "64"})
-    tmp.replace(path)
+    with atomic_file(path) as tmp:
+        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp),
+                  metadata={"arch": cfg.arch, "upstream_classes": "64"})
     summary = {"weights": path.name, "arch": cfg.arch, "kwargs": cfg.kwargs, "upstream_images": args.images,
                "epochs": args.epochs, "seed": args.seed, "threads": torch.get_num_threads(),
                "history": out["history"], "generate_seconds": round(gen_s, 1),

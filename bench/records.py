@@ -5,6 +5,7 @@ Torch-free on purpose: analyze.py imports this and must read thousands of record
 Layout (the path is the run's identity, never a timestamp, so a relaunch finds it again):
     <results_dir>/runs/<backbone>/<dataset>/<method>[-<variant>]/<protocol>-seed<k>/record.json
 """
+import contextlib
 import json
 import os
 import tempfile
@@ -29,20 +30,31 @@ def run_dir(results_dir: str | Path, backbone: str, dataset: str, method: str, v
     return Path(results_dir) / "runs" / backbone / dataset / method_label(method, variant) / f"{protocol}-seed{seed}"
 
 
-def write_json_atomic(path: Path, obj: dict) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename: readers see all or nothing."""
+@contextlib.contextmanager
+def atomic_file(path: Path):
+    """Yield a temporary path beside `path`; on success fsync it and rename it onto `path`.
+
+    Readers see the old file or the new one, never half of one; a failure leaves no temporary.
+    Every file the project persists (records, checkpoints, weights, exports, tables) goes through here.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1, default=str)
-            f.write("\n")
-            f.flush()
+        yield Path(tmp)
+        with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: Path, obj: dict) -> None:
+    with atomic_file(path) as tmp, open(tmp, "w") as f:
+        json.dump(obj, f, indent=1, default=str)
+        f.write("\n")
 
 
 def find_records(root: str | Path) -> list[str]:

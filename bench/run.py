@@ -173,10 +173,8 @@ def save_trained(model: torch.nn.Module, path) -> None:
     from safetensors.torch import save_file
 
     tensors = {n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp))
-    tmp.replace(path)
+    with records.atomic_file(path) as tmp:
+        save_file(tensors, str(tmp))
 
 
 def _finish(record: dict, out_dir, t_start: float, label: str) -> None:
