@@ -23,7 +23,7 @@ NOT_VARIANT = {"method", "dataset", "backbone", "train", "seed", "protocol", "re
                "train.progress", "train.num_threads", "train.device", "train.eval_batch_size", "save_weights",
                "deploy_iters", "train.compile", "train.fused_adamw", "train.linear_fast_path", "train.tf32",
                "dataset.data_root", "dataset.cache", "dataset.cache_dir", "dataset.num_workers",
-               "train.checkpoint_every"}
+               "train.checkpoint_every", "train.checkpoint_interval_s"}
 FLAGS = {"--rerun": "hydra.sweeper.rerun=true", "--status": "hydra.sweeper.status=true"}  # launch.py's own
 
 

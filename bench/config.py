@@ -76,6 +76,8 @@ class TrainConfig:
     ema_decay: float = 0.0  # model EMA decay (timm ModelEmaV3); 0 disables; evaluation then uses the EMA
     eval_batch_size: int = 500
     checkpoint_every: int = 1  # epochs between checkpoints (<run dir>/last.pt) that a relaunch resumes from; 0: never
+    checkpoint_interval_s: float = 60.0  # ...and at least this many seconds apart (wall clock): a ViT-B full
+    # fine-tuning checkpoint is ~1 GB, one per 1-second epoch would double the run; 0: every checkpoint_every epochs
     amp: str = "auto"  # auto: bf16 autocast on CUDA, off elsewhere | bf16 | off
     tf32: bool = True  # TF32 matmuls and convolutions on CUDA
     fused_adamw: bool | None = None  # None: fused on CUDA, PyTorch's default elsewhere

@@ -103,6 +103,7 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, num_classes: int
 
     # --- loop -------------------------------------------------------------------------------
     total_epochs = cfg.epochs + cfg.cooldown_epochs
+    saved_at = time.perf_counter()  # checkpoints: every checkpoint_every epochs, checkpoint_interval_s apart
     for epoch in range(start, total_epochs + 1):
         model.train()
         loss_sum, seen = torch.zeros((), device=device), 0  # loss summed on device: no host sync per step
@@ -134,7 +135,8 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, num_classes: int
             entry.update(on_epoch(epoch, ema.module if ema is not None else model))
         history.append(entry)
         if checkpoint is not None and cfg.checkpoint_every > 0 and epoch % cfg.checkpoint_every == 0 \
-                and epoch < total_epochs:
+                and epoch < total_epochs and time.perf_counter() - saved_at >= cfg.checkpoint_interval_s:
+            saved_at = time.perf_counter()
             ckpt.save(checkpoint, {
                 "config": checkpoint_config, "epoch": epoch, "step": step, "history": history,
                 "train_seconds": train_seconds, "images": images, "rng": ckpt.rng_state(generator),

@@ -15,7 +15,7 @@ def config(tmp_path, method="ssf", **train):
     backbone = from_dict(BackboneConfig, yaml.safe_load((PROJECT_ROOT / "conf/backbone/vit_tiny_mini.yaml").read_text()))
     return RunConfig(method=method, dataset=DatasetConfig("mini/count", "mini", "count", "structured", 8, 32),
                      backbone=backbone, results_dir=str(tmp_path), deploy_iters=0,
-                     train=TrainConfig(epochs=3, lr=1e-2, progress=False, **train))
+                     train=TrainConfig(epochs=3, lr=1e-2, progress=False, **{"checkpoint_interval_s": 0} | train))
 
 
 class Interrupt(Exception):
@@ -57,3 +57,11 @@ def test_checkpoint_of_another_configuration_is_ignored(tmp_path):
     again = run(dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=2)))
     assert again["resumed_from_epoch"] == 0 and again["history"] == first["history"]  # ignored: a fresh run
     assert not (run_dir / checkpoint.CHECKPOINT).exists()
+
+
+@pytest.mark.parametrize("interval,epochs_saved", [(0, [1, 2]), (3600, [])])
+def test_checkpoints_are_at_least_the_interval_apart(tmp_path, monkeypatch, interval, epochs_saved):
+    saved = []
+    monkeypatch.setattr(bench.train.ckpt, "save", lambda path, state: saved.append(state["epoch"]))
+    run(config(tmp_path, "linear", checkpoint_interval_s=interval, linear_fast_path=False))
+    assert saved == epochs_saved  # never after the last epoch: the record replaces the checkpoint

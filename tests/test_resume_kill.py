@@ -15,7 +15,7 @@ from conftest import ROOT
 
 # ~1 s per epoch on one thread here; one thread everywhere, so Slurm jobs (cpus_per_task=1) compute the same numbers
 RESUME_RUN = ["method=ssf", "dataset=mini/count", "train.epochs=6", "train.progress=false", "deploy_iters=0",
-              "save_weights=false", "train.num_threads=1"]
+              "save_weights=false", "train.num_threads=1", "train.checkpoint_interval_s=0"]
 RUN_PATH = ("runs", "vit_tiny_mini", "mini", "count", "ssf-epochs6", "val-seed0")
 _REFERENCE: dict = {}
 
