@@ -21,7 +21,7 @@ CONF = Path(__file__).resolve().parent / "conf"
 # Overrides that are part of a run's identity already, or do not change its result: not in the variant.
 NOT_VARIANT = {"method", "dataset", "backbone", "train", "seed", "protocol", "results_dir", "variant",
                "train.progress", "train.num_threads", "train.device", "train.eval_batch_size", "save_weights",
-               "deploy_iters", "train.compile", "train.fused_adamw", "train.linear_fast_path", "train.tf32",
+               "deploy_iters", "train.compile", "train.fused_adamw", "train.linear_fast_path", "train.tf32", "train.data_on_device",
                "dataset.data_root", "dataset.cache", "dataset.cache_dir", "dataset.num_workers",
                "train.checkpoint_every", "train.checkpoint_interval_s"}
 FLAGS = {"--rerun": "hydra.sweeper.rerun=true", "--status": "hydra.sweeper.status=true"}  # launch.py's own

@@ -54,6 +54,7 @@ class DatasetConfig:
     cache: str = "none"  # decoded, resized pixels: none | memory | disk (memory-mapped file under cache_dir)
     cache_dir: str = ""  # empty: $BENCH_CACHE_DIR, else <data_root>/.cache
     cache_short_side: int = 0  # augmented training from the cache: images stored with this shorter side; 0 = decode each epoch
+    batch_aug: bool = False  # train_aug=simple per batch on the fixed-size cache (on the GPU with the data), not per image
     num_workers: int = 0  # decoding threads for the cache, DataLoader workers for the rest
     on_bad_image: str = "error"  # error | skip (replace by the next readable image, warn and count)
     robustness: dict[str, str] = field(default_factory=dict)  # evaluations after training: name -> folder under data_root
@@ -83,6 +84,7 @@ class TrainConfig:
     fused_adamw: bool | None = None  # None: fused on CUDA, PyTorch's default elsewhere
     compile: bool = False  # torch.compile the model for training
     linear_fast_path: bool = True  # linear probing: extract frozen features once, train the head on them
+    data_on_device: str = "auto"  # in-memory and cached splits held on the device: auto (CUDA, if they fit) | on | off
     device: str = "auto"  # auto: cuda when available, else cpu
     num_threads: int = 0  # torch intra-op threads; 0 keeps torch's default
     progress: bool = True  # tqdm bars per epoch and per evaluation

@@ -17,6 +17,7 @@ import methods
 from bench import checkpoint, env, linear_probe, records
 from bench.config import PROTOCOLS, RunConfig
 from bench.data import describe, load_split, preflight
+from bench.data.device import to_device
 from bench.deploy import deployable, images_per_s, n_params
 from bench.evaluate import top1
 from bench.models import build_backbone, data_config
@@ -75,6 +76,7 @@ def run(cfg: RunConfig) -> dict:
         train_split, monitor_split, report_split = PROTOCOLS[cfg.protocol]
         splits = {s: load_split(cfg.dataset, s, dcfg["mean"], dcfg["std"])
                   for s in {train_split, monitor_split, report_split}}
+        splits = to_device(splits, device, cfg.train.data_on_device)  # batches gathered where the model runs
         head_ids = {id(p) for p in model.get_classifier().parameters()}
         model = method.apply(model, method_cfg).to(device)
 
@@ -142,7 +144,9 @@ def run(cfg: RunConfig) -> dict:
 
 def _checkpoint_config(config: dict) -> dict:
     """What a checkpoint must match to be resumed: the run's config without display-only settings."""
-    train = {k: v for k, v in config["train"].items() if k not in ("progress", "num_threads", "eval_batch_size")}
+    train = {k: v for k, v in config["train"].items()
+             if k not in ("progress", "num_threads", "eval_batch_size", "data_on_device", "checkpoint_every",
+                          "checkpoint_interval_s")}
     return {k: v for k, v in config.items() if k not in ("results_dir", "deploy_iters")} | {"train": train}
 
 

@@ -149,8 +149,10 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, num_classes: int
 def batches(data: Dataset, batch_size: int, generator: torch.Generator | None = None, drop_last: bool = False):
     """(x, y) batches of `data`, shuffled with `generator` when given.
 
-    In-memory TensorDatasets are sliced directly (one gather per batch instead of a Python
-    call and a collate per image); anything else goes through a DataLoader.
+    In-memory TensorDatasets (on the CPU or on the device) are sliced directly (one gather per
+    batch instead of a Python call and a collate per image), then passed through the dataset's
+    `batch_transform(x, generator)` when it has one (bench/data/device.py); anything else goes
+    through a DataLoader.
     """
     if not isinstance(data, TensorDataset):
         yield from DataLoader(data, batch_size=batch_size, shuffle=generator is not None, drop_last=drop_last,
@@ -158,9 +160,16 @@ def batches(data: Dataset, batch_size: int, generator: torch.Generator | None = 
                               pin_memory=torch.cuda.is_available())
         return
     n = len(data)
-    order = torch.randperm(n, generator=generator) if generator is not None else None
+    where = data.tensors[0].device  # the split may be held on the GPU (bench/data/device.py)
+    order = torch.randperm(n, generator=generator).to(where) if generator is not None else None
     stop = n - n % batch_size if drop_last else n
     for i in range(0, stop, batch_size):
-        idx = order[i:i + batch_size] if order is not None else slice(i, i + batch_size)
-        yield tuple(t[idx] for t in data.tensors)
+        if order is None:
+            x, *rest = (t[i:i + batch_size] for t in data.tensors)
+        else:  # index_select: ~6x faster than t[idx] on CPU (22 vs 130 us for 64 images at 32 px)
+            idx = order[i:i + batch_size]
+            x, *rest = (t.index_select(0, idx) for t in data.tensors)
+        if hasattr(data, "batch_transform"):  # uint8 pixels: normalised (and augmented) per batch, where they are
+            x = data.batch_transform(x, generator)
+        yield (x, *rest)
 

@@ -6,6 +6,10 @@ cache (decode + bicubic squash to 224 + write), reopening it, one epoch read fro
 and one epoch decoded from the JPEGs (what every epoch costs with `dataset.cache=none`). Epochs
 are read the way the training loop reads them (`bench.train.batches`, batch 64): a small cached
 split is one float tensor sliced per batch, anything else goes through a DataLoader.
+Then one augmented epoch (random-resized crop + flip, `train_aug=simple`) both ways: per image
+in the loader (PIL, from the variable-size cache with the shorter side at 448 px) and per batch
+(`dataset.batch_aug`: roi_align crops of the fixed-size cache), on the CPU and, when there is
+one, on the GPU with the split held there (`train.data_on_device`).
 """
 import argparse
 import os
@@ -37,10 +41,12 @@ def build(root: Path, n: int) -> None:
     (root / "train800val200.txt").write_text("\n".join(lines) + "\n")
 
 
-def epoch(ds) -> float:
+def epoch(ds, device=torch.device("cpu")) -> float:
     t0 = time.perf_counter()
-    for _ in batches(ds, 64, generator=torch.Generator().manual_seed(0)):
-        pass
+    for x, _ in batches(ds, 64, generator=torch.Generator().manual_seed(0)):
+        x.to(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
     return time.perf_counter() - t0
 
 
@@ -67,6 +73,20 @@ def main() -> None:
         rows.append(("one epoch from the cache", epoch(ds)))
         plain = load_split(DatasetConfig(**cfg, cache="none"), "trainval", mean, std)
         rows.append(("one epoch decoding the JPEGs (cache=none)", epoch(plain)))
+        aug = DatasetConfig(**cfg, cache="disk", train_aug="simple", cache_short_side=448)
+        per_image = load_split(aug, "trainval", mean, std, train=True)
+        epoch(per_image)  # builds the 448-px cache: not timed
+        rows.append(("one augmented epoch, per image (PIL crop + flip from the 448-px cache)", epoch(per_image)))
+        per_batch = load_split(DatasetConfig(**cfg, cache="disk", train_aug="simple", batch_aug=True), "trainval",
+                               mean, std, train=True)
+        rows.append(("one augmented epoch, per batch (batch_aug, roi_align on the CPU)", epoch(per_batch)))
+        if torch.cuda.is_available():
+            gpu = torch.device("cuda")
+            on_gpu = per_batch.to(gpu)
+            epoch(on_gpu, gpu)  # CUDA kernels load: not timed
+            rows.append((f"one augmented epoch, per batch, split on the GPU ({torch.cuda.get_device_name()})",
+                         epoch(on_gpu, gpu)))
+            rows.append(("one augmented epoch, per image, batches copied to the GPU", epoch(per_image, gpu)))
         size = sum(f.stat().st_size for f in (tmp / "cache").rglob("*") if f.is_file())
         print(f"cache on disk: {size / 2**20:.0f} MiB for {args.n} images; cpus: {os.cpu_count()}, "
               f"torch threads: {torch.get_num_threads()}")

@@ -4,7 +4,8 @@
 format, size as configured, labels in range, every listed image present); `load_split` and the
 `check` command both go through it, so a broken dataset fails the same way in both, before any
 training starts. `load_split` then picks the pixel source: the decode cache for deterministic
-pixels (VTAB-1k, FGVC evaluation), the variable-size cache or the files for augmented training.
+pixels (VTAB-1k, FGVC evaluation), the variable-size cache or the files for augmented training,
+or with `batch_aug` the fixed-size cache, augmented a batch at a time.
 """
 import hashlib
 import os
@@ -18,6 +19,7 @@ from PIL import Image
 
 from bench.data import cache, cifar, fgvc, folders, vtab
 from bench.data.datasets import FloatDataset, ImageDataset, PixelDataset, open_rgb
+from bench.data.device import as_batches
 from bench.data.files import (README, DataError, Listing, check_exists, check_labels, check_size, dataset_root)
 from bench.data.pipeline import eval_pixels, eval_transform, to_uint8, train_transform, validate
 
@@ -159,7 +161,16 @@ def load_split(cfg, split: str, mean, std, train: bool | None = None):
         st = lst.sources[0].stat()
         settings["source"] = [str(lst.sources[0]), st.st_size, st.st_mtime_ns]
 
-    if not augment:
+    if augment and cfg.batch_aug:  # fixed-size pixels, augmented a batch at a time (bench/data/device.py)
+        if cfg.train_aug != "simple" or cfg.cache == "none":
+            raise ValueError(f"dataset {cfg.name!r}: batch_aug=true needs train_aug=simple (got {cfg.train_aug!r}) "
+                             f"and a pixel cache, cache=memory or disk (got {cfg.cache!r})")
+        to_pixels = eval_pixels(cfg)
+        pixels, ok = cache.fixed(cfg, lst, lambda i: to_uint8(to_pixels(source(i))),
+                                 (3, cfg.image_size, cfg.image_size), settings, desc)
+        ds = as_batches(PixelDataset(pixels, lst.labels, mean, std, np.flatnonzero(ok), cfg.num_workers,
+                                     int((~ok).sum())), augment="simple")
+    elif not augment:
         if cfg.cache == "none":
             ds = ImageDataset(source, lst.labels, eval_transform(cfg, mean, std), _Origin(lst), cfg.name, skip,
                               cfg.num_workers)

@@ -1,0 +1,157 @@
+"""Splits held as tensors where the model runs, normalised and augmented a whole batch at a time.
+
+A small cached split fits on any GPU: VTAB-1k's 1,000 training images at 224 px are 150 MB as
+uint8. Held there, a training step gathers its batch on the device instead of copying a float
+batch from host memory (64 x 3 x 224 x 224 x 4 bytes = 38.5 MB per step), the uint8 -> float
+normalisation runs on the device, and `train_aug=simple` (random-resized crop + horizontal
+flip) runs for the whole batch in one `roi_align` call with per-image random boxes, so the
+loader cannot become the bottleneck of a small dataset.
+
+`BatchDataset` is a TensorDataset (the training loop slices it like any in-memory split) whose
+`batch_transform` turns a gathered uint8 batch into normalised floats; `to_device` moves the
+splits a run uses to its device when they fit.
+"""
+import math
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, TensorDataset
+from torchvision.ops import roi_align
+
+from bench.data.datasets import FloatDataset, PixelDataset
+
+AUGMENTS = ("none", "simple")
+SCALE, RATIO = (0.08, 1.0), (3 / 4, 4 / 3)  # torchvision's RandomResizedCrop defaults, as SSF's --simple-aug
+ATTEMPTS = 10  # as torchvision: ten tries at a box inside the image, then a centre crop
+
+
+class BatchDataset(TensorDataset):
+    """uint8 pixels (N, 3, S, S) and int64 labels, normalised (and augmented) per batch.
+
+    Args:
+        augment: `none`, or `simple`: random-resized crop (scale 0.08-1, ratio 3/4-4/3, resampled
+            to S x S bilinearly by roi_align; a crop is never larger than S x S, so this only enlarges) then a flip with
+            probability 0.5, per image. Random numbers come from the loop's generator (on the
+            CPU), so a run is reproducible and resumes exactly.
+    """
+
+    def __init__(self, pixels: torch.Tensor, labels: torch.Tensor, mean, std, augment: str = "none",
+                 num_workers: int = 0, bad_images: int = 0):
+        if augment not in AUGMENTS:
+            raise ValueError(f"batch augmentation {augment!r}; valid: {list(AUGMENTS)}")
+        super().__init__(pixels, labels)
+        self.mean, self.std, self.augment = tuple(mean), tuple(std), augment
+        self.labels, self.num_workers, self._bad = labels.cpu().numpy(), num_workers, bad_images
+
+    @property
+    def bad_images(self) -> int:
+        return self._bad
+
+    def to(self, device: torch.device) -> "BatchDataset":
+        out = BatchDataset(self.tensors[0].to(device), self.tensors[1].to(device), self.mean, self.std, self.augment,
+                           self.num_workers, self._bad)
+        out.info = getattr(self, "info", None) or {"images": len(self)}
+        return out
+
+    def batch_transform(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """uint8 (B, 3, S, S) -> normalised float (B, 3, S, S); augmented when training (a generator given)."""
+        x = x.float()
+        if self.augment == "simple" and generator is not None:
+            x = random_resized_crop_flip(x, generator)
+        m = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1) * 255
+        s = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1) * 255
+        return (x - m) / s  # as ToTensor (/255) then Normalize
+
+
+def crop_boxes(n: int, h: int, w: int, generator: torch.Generator) -> torch.Tensor:
+    """(n, 4) boxes x1, y1, x2, y2 in pixels, drawn as torchvision's RandomResizedCrop.get_params."""
+    area = h * w * torch.empty(n, ATTEMPTS).uniform_(*SCALE, generator=generator)
+    log_r = torch.empty(n, ATTEMPTS).uniform_(math.log(RATIO[0]), math.log(RATIO[1]), generator=generator)
+    ratio = log_r.exp()
+    cw, ch = (area * ratio).sqrt().round(), (area / ratio).sqrt().round()
+    fits = (cw > 0) & (cw <= w) & (ch > 0) & (ch <= h)
+    first = fits.float().argmax(1)  # the first attempt that fits
+    pick = torch.arange(n)
+    cw, ch, ok = cw[pick, first], ch[pick, first], fits.any(1)
+    # no attempt fits: a centre crop of the whole image at the nearest allowed ratio (torchvision's fallback)
+    fw, fh = w, h
+    if w / h < RATIO[0]:
+        fh = round(w / RATIO[0])
+    elif w / h > RATIO[1]:
+        fw = round(h * RATIO[1])
+    cw = torch.where(ok, cw, torch.full_like(cw, fw))
+    ch = torch.where(ok, ch, torch.full_like(ch, fh))
+    u = torch.rand(n, 2, generator=generator)
+    x1 = torch.where(ok, (u[:, 0] * (w - cw + 1)).floor(), ((w - cw) / 2).round())
+    y1 = torch.where(ok, (u[:, 1] * (h - ch + 1)).floor(), ((h - ch) / 2).round())
+    return torch.stack([x1, y1, x1 + cw, y1 + ch], 1)
+
+
+def random_resized_crop_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """float (B, C, H, W) -> (B, C, H, W): per-image random-resized crop back to H x W, then flip w.p. 0.5."""
+    b, _, h, w = x.shape
+    boxes = crop_boxes(b, h, w, generator)
+    flip = torch.rand(b, generator=generator) < 0.5
+    out = resample(x, boxes)
+    return torch.where(flip.to(x.device).view(-1, 1, 1, 1), out.flip(-1), out)
+
+
+def resample(x: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+    """Crop box i (x1, y1, x2, y2 in pixels) of image i and resize it bilinearly to the image's size."""
+    b, _, h, w = x.shape
+    rois = torch.cat([torch.arange(b, dtype=x.dtype)[:, None], boxes.to(x.dtype)], 1).to(x.device)  # (B, 5)
+    # aligned=True: pixel i covers [i, i + 1), so the box (0, 0, W, H) is the whole image; one sample
+    # per output pixel, at its centre: plain bilinear interpolation (a crop is never larger than
+    # the output, so nothing is shrunk and nothing aliases)
+    return roi_align(x, rois, output_size=(h, w), spatial_scale=1.0, sampling_ratio=1, aligned=True)
+
+
+def as_batches(ds: PixelDataset, augment: str = "none") -> BatchDataset:
+    """A fixed-size pixel split (memory-mapped or in memory) read into one uint8 tensor."""
+    pixels = torch.from_numpy(np.ascontiguousarray(ds.pixels[ds.index]))
+    out = BatchDataset(pixels, torch.from_numpy(ds.labels.copy()), ds.mean, ds.std, augment, ds.num_workers,
+                       ds.bad_images)
+    out.info = getattr(ds, "info", {"images": len(out)})
+    return out
+
+
+def nbytes(ds: Dataset) -> int | None:
+    """Bytes the split takes as device tensors; None: it cannot be held there (decoded per image)."""
+    if isinstance(ds, PixelDataset):
+        return len(ds) * int(np.prod(ds.pixels.shape[1:])) + 8 * len(ds)
+    if isinstance(ds, TensorDataset):
+        return sum(t.numel() * t.element_size() for t in ds.tensors)
+    return None
+
+
+def to_device(splits: dict[str, Dataset], device: torch.device, mode: str) -> dict[str, Dataset]:
+    """The splits a run uses, moved to `device` where they can be held there.
+
+    mode: `auto` moves them on CUDA when together they take at most half the free device memory;
+    `on` always (on the CPU: memory-mapped caches are read into memory); `off` never.
+    """
+    if mode not in ("auto", "on", "off"):
+        raise ValueError(f"train.data_on_device={mode!r}; valid: auto, on, off")
+    sizes = {s: nbytes(d) for s, d in splits.items()}
+    movable = {s for s, n in sizes.items() if n is not None}
+    if mode == "off" or not movable or (mode == "auto" and device.type != "cuda"):
+        return splits
+    if mode == "auto" and sum(sizes[s] for s in movable) > torch.cuda.mem_get_info(device)[0] // 2:
+        return splits
+    out = dict(splits)
+    for s in movable:
+        d = as_batches(splits[s]) if isinstance(splits[s], PixelDataset) else splits[s]
+        if isinstance(d, BatchDataset):
+            out[s] = d.to(device)
+        else:  # an in-memory float split (FloatDataset, the mini benchmark)
+            moved = TensorDataset(*(t.to(device) for t in d.tensors))
+            for attr in ("labels", "num_workers", "info"):
+                if hasattr(d, attr):
+                    setattr(moved, attr, getattr(d, attr))
+            moved.bad_images = getattr(d, "bad_images", 0)
+            out[s] = moved
+    return out
+
+
+__all__ = ["AUGMENTS", "BatchDataset", "FloatDataset", "as_batches", "nbytes", "random_resized_crop_flip",
+           "to_device"]

@@ -1,0 +1,39 @@
+"""The benchmark scripts run end to end on tiny settings and write what they print (their numbers go in the README)."""
+import csv
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from bench import PROJECT_ROOT
+
+
+def test_method_benchmark_writes_its_csv_and_times_a_vtab_sized_run(tmp_path):
+    out = tmp_path / "methods.csv"
+    proc = subprocess.run(
+        [sys.executable, "scripts/bench_methods.py", "--backbones", "tiny_vit,tiny_swin", "--methods", "ssf,vpt,linear",
+         "--steps", "2", "--rounds", "2", "--min-loop-s", "0", "--infer-iters", "2", "--no-linear-probe",
+         "--vtab-run", "--vtab-images", "64", "--vtab-epochs", "2", "--vtab-test", "100", "--out", str(out)],
+        cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = list(csv.DictReader(out.open()))
+    assert [(r["backbone"], r["method"]) for r in rows] == [(b, m) for b in ("tiny_vit", "tiny_swin")
+                                                          for m in ("ssf", "vpt", "linear")]
+    ok = [r for r in rows if r["status"] == "ok"]
+    assert len(ok) == 5 and rows[4]["status"].startswith("unsupported")  # VPT is ViT-only
+    for r in ok:
+        assert float(r["train_img_s_ours"]) > 0 and float(r["train_img_s_bare"]) > 0 and float(r["ours_over_bare"]) > 0
+        assert float(r["infer_ratio"]) > 0 and int(r["steps"]) >= 2
+    assert {r["merged"] for r in ok if r["method"] == "ssf"} == {"True"}
+    (job,) = csv.DictReader((tmp_path / "methods_vtab_run.csv").open())
+    assert job["backbone"] == "tiny_vit" and float(job["train_s"]) > 0 and float(job["total_s"]) >= float(job["train_s"])
+    assert float(job["train_img_s"]) > 0 and 0 <= float(job["test_top1_random_labels"]) <= 100
+    assert "| tiny_vit | ssf |" in proc.stdout and "VTAB-1k-sized SSF run" in proc.stdout
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU: --gpu-check would run")
+def test_gpu_check_refuses_without_a_gpu():
+    proc = subprocess.run([sys.executable, "scripts/bench_methods.py", "--gpu-check"], cwd=PROJECT_ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "--gpu-check needs a CUDA device" in proc.stderr
