@@ -41,6 +41,10 @@ class BatchDataset(TensorDataset):
             raise ValueError(f"batch augmentation {augment!r}; valid: {list(AUGMENTS)}")
         super().__init__(pixels, labels)
         self.mean, self.std, self.augment = tuple(mean), tuple(std), augment
+        # (1, 3, 1, 1) on the pixels' device, made once: a tensor built per batch from a list would be
+        # a blocking host-to-device copy, a GPU sync every step
+        self._shift = torch.tensor(self.mean, device=pixels.device).view(1, -1, 1, 1) * 255
+        self._scale = torch.tensor(self.std, device=pixels.device).view(1, -1, 1, 1) * 255
         self.labels, self.num_workers, self._bad = labels.cpu().numpy(), num_workers, bad_images
 
     @property
@@ -54,13 +58,14 @@ class BatchDataset(TensorDataset):
         return out
 
     def batch_transform(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        """uint8 (B, 3, S, S) -> normalised float (B, 3, S, S); augmented when training (a generator given)."""
+        """uint8 (B, 3, S, S) -> normalised float (B, 3, S, S); augmented when training (a generator given).
+
+        No host-device synchronisation: the random boxes and flips are drawn on the CPU and
+        copied with non_blocking, everything else stays on the pixels' device."""
         x = x.float()
         if self.augment == "simple" and generator is not None:
             x = random_resized_crop_flip(x, generator)
-        m = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1) * 255
-        s = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1) * 255
-        return (x - m) / s  # as ToTensor (/255) then Normalize
+        return (x - self._shift) / self._scale  # as ToTensor (/255) then Normalize
 
 
 def crop_boxes(n: int, h: int, w: int, generator: torch.Generator) -> torch.Tensor:
@@ -93,13 +98,14 @@ def random_resized_crop_flip(x: torch.Tensor, generator: torch.Generator) -> tor
     boxes = crop_boxes(b, h, w, generator)
     flip = torch.rand(b, generator=generator) < 0.5
     out = resample(x, boxes)
-    return torch.where(flip.to(x.device).view(-1, 1, 1, 1), out.flip(-1), out)
+    return torch.where(flip.to(x.device, non_blocking=True).view(-1, 1, 1, 1), out.flip(-1), out)
 
 
 def resample(x: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     """Crop box i (x1, y1, x2, y2 in pixels) of image i and resize it bilinearly to the image's size."""
     b, _, h, w = x.shape
-    rois = torch.cat([torch.arange(b, dtype=x.dtype)[:, None], boxes.to(x.dtype)], 1).to(x.device)  # (B, 5)
+    # (B, 5): image index, box; drawn on the CPU, copied without waiting for the GPU
+    rois = torch.cat([torch.arange(b, dtype=x.dtype)[:, None], boxes.to(x.dtype)], 1).to(x.device, non_blocking=True)
     # aligned=True: pixel i covers [i, i + 1), so the box (0, 0, W, H) is the whole image; one sample
     # per output pixel, at its centre: plain bilinear interpolation (a crop is never larger than
     # the output, so nothing is shrunk and nothing aliases)
