@@ -6,7 +6,7 @@
 
 For each method x backbone it measures, in one process:
 - training images/s through our loop (`bench.train.train`: batching, scheduler, autocast, ...)
-  and through a minimal bare PyTorch loop on the same model and batch, and their ratio
+  and through a minimal bare PyTorch loop on the same model and batches, and their ratio
   (medians over --rounds alternating rounds, each loop at least --steps steps and --min-loop-s
   seconds; the ratio is of the two medians, and `ours_over_bare_best` of the best round of
   each, since noise only ever slows a loop down);
