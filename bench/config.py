@@ -81,7 +81,7 @@ class TrainConfig:
     # fine-tuning checkpoint is ~1 GB, one per 1-second epoch would double the run; 0: every checkpoint_every epochs
     amp: str = "auto"  # auto: bf16 autocast on CUDA, off elsewhere | bf16 | off
     tf32: bool = True  # TF32 matmuls and convolutions on CUDA
-    fused_adamw: bool | None = None  # None: fused on CUDA, PyTorch's default elsewhere
+    fused_adamw: bool | None = None  # None: fused on CUDA and CPU, PyTorch's default elsewhere
     compile: bool = False  # torch.compile the model for training
     linear_fast_path: bool = True  # linear probing: extract frozen features once, train the head on them
     data_on_device: str = "auto"  # in-memory and cached splits held on the device: auto (CUDA, if they fit) | on | off
