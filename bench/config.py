@@ -84,7 +84,7 @@ class TrainConfig:
     fused_adamw: bool | None = None  # None: fused on CUDA and CPU, PyTorch's default elsewhere
     compile: bool = False  # torch.compile the model for training
     linear_fast_path: bool = True  # linear probing: extract frozen features once, train the head on them
-    data_on_device: str = "auto"  # in-memory and cached splits held on the device: auto (CUDA, if they fit) | on | off
+    data_on_device: str = "auto"  # in-memory and cached splits held on the device: auto (CUDA, within 1/4 of free memory) | on | off
     device: str = "auto"  # auto: cuda when available, else cpu
     num_threads: int = 0  # torch intra-op threads; 0 keeps torch's default
     progress: bool = True  # tqdm bars per epoch and per evaluation

@@ -7,7 +7,8 @@ import torch
 from torch.utils.data import TensorDataset
 
 from bench.data.datasets import FloatDataset, PixelDataset
-from bench.data.device import BatchDataset, as_batches, crop_boxes, random_resized_crop_flip, resample, to_device
+from bench.data.device import (BatchDataset, as_batches, crop_boxes, nbytes, random_resized_crop_flip, resample,
+                               to_device, within)
 from bench.train import batches
 from fixtures_data import config, fgvc_json_tree, vtab_tree
 
@@ -79,6 +80,15 @@ def test_to_device_moves_what_it_can_and_names_bad_modes():
     assert isinstance(moved["train"], TensorDataset) and moved["train"].bad_images == 0
     with pytest.raises(ValueError, match="valid: auto, on, off"):
         to_device({"test": px}, cpu, "sometimes")
+    assert nbytes(px) == 10 * 3 * 8 * 8 + 8 * 10  # uint8 pixels + int64 labels
+
+
+def test_auto_holds_the_small_splits_first_within_the_budget():
+    gb = 2**30
+    vtab = {"trainval": 1 * gb // 7, "test": 11 * gb}  # VTAB-1k dSprites: 1,000 train, 73,728 test images
+    assert within(vtab, 80 * gb // 4) == ["trainval", "test"]  # an 80 GB GPU holds both
+    assert within(vtab, 24 * gb // 4) == ["trainval"]  # a 24 GB GPU: the test split stays on the host
+    assert within({"train": 3, "val": 2, "test": 4}, 6) == ["val", "train"]
 
 
 def test_batch_aug_needs_simple_augmentation_and_a_cache(tmp_path, monkeypatch):
