@@ -15,8 +15,8 @@ from bench.train import batches
 def applies(cfg: RunConfig) -> bool:
     """Is the fast path exactly equivalent to the epoch loop for this run?"""
     t = cfg.train
-    no_aug = getattr(cfg.dataset, "train_aug", "none") in ("none", "")
-    return cfg.method == "linear" and t.linear_fast_path and t.mixup == 0 and t.cutmix == 0 and t.drop_path == 0 and no_aug
+    return (cfg.method == "linear" and t.linear_fast_path and t.mixup == 0 and t.cutmix == 0 and t.drop_path == 0
+            and cfg.dataset.train_aug == "none")
 
 
 @torch.inference_mode()
@@ -29,5 +29,5 @@ def features(model: nn.Module, data: Dataset, batch_size: int, device: torch.dev
         with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
             f = model.forward_head(model.forward_features(x.to(device)), pre_logits=True)  # (B, num_features)
         feats.append(f.float().cpu())
-        labels.append(y)
+        labels.append(y.cpu())  # a split held on the GPU has its labels there too: one device for both
     return TensorDataset(torch.cat(feats), torch.cat(labels))

@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import Dataset, TensorDataset
 from torchvision.ops import roi_align
 
-from bench.data.datasets import FloatDataset, PixelDataset
+from bench.data.datasets import PixelDataset
 
 AUGMENTS = ("none", "simple")
 SCALE, RATIO = (0.08, 1.0), (3 / 4, 4 / 3)  # torchvision's RandomResizedCrop defaults, as SSF's --simple-aug
@@ -29,10 +29,10 @@ class BatchDataset(TensorDataset):
     """uint8 pixels (N, 3, S, S) and int64 labels, normalised (and augmented) per batch.
 
     Args:
-        augment: `none`, or `simple`: random-resized crop (scale 0.08-1, ratio 3/4-4/3, resampled
-            to S x S bilinearly by roi_align; a crop is never larger than S x S, so this only enlarges) then a flip with
-            probability 0.5, per image. Random numbers come from the loop's generator (on the
-            CPU), so a run is reproducible and resumes exactly.
+        augment: `none`, or `simple`: random-resized crop (scale 0.08-1, ratio 3/4-4/3,
+            resampled to S x S bilinearly by roi_align; a crop is never larger than S x S, so
+            this only enlarges) then a flip with probability 0.5, per image. Random numbers come
+            from the loop's generator (on the CPU), so a run is reproducible and resumes exactly.
     """
 
     def __init__(self, pixels: torch.Tensor, labels: torch.Tensor, mean, std, augment: str = "none",
@@ -52,10 +52,8 @@ class BatchDataset(TensorDataset):
         return self._bad
 
     def to(self, device: torch.device) -> "BatchDataset":
-        out = BatchDataset(self.tensors[0].to(device), self.tensors[1].to(device), self.mean, self.std, self.augment,
-                           self.num_workers, self._bad)
-        out.info = getattr(self, "info", None) or {"images": len(self)}
-        return out
+        return _keep_info(self, BatchDataset(self.tensors[0].to(device), self.tensors[1].to(device), self.mean,
+                                             self.std, self.augment, self.num_workers, self._bad))
 
     def batch_transform(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """uint8 (B, 3, S, S) -> normalised float (B, 3, S, S); augmented when training (a generator given).
@@ -115,10 +113,15 @@ def resample(x: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
 def as_batches(ds: PixelDataset, augment: str = "none") -> BatchDataset:
     """A fixed-size pixel split (memory-mapped or in memory) read into one uint8 tensor."""
     pixels = torch.from_numpy(np.ascontiguousarray(ds.pixels[ds.index]))
-    out = BatchDataset(pixels, torch.from_numpy(ds.labels.copy()), ds.mean, ds.std, augment, ds.num_workers,
-                       ds.bad_images)
-    out.info = getattr(ds, "info", {"images": len(out)})
-    return out
+    return _keep_info(ds, BatchDataset(pixels, torch.from_numpy(ds.labels.copy()), ds.mean, ds.std, augment,
+                                       ds.num_workers, ds.bad_images))
+
+
+def _keep_info(src: Dataset, dst: Dataset) -> Dataset:
+    """Carry the split's description for the record (`bench.data.describe`) over to its new form."""
+    if hasattr(src, "info"):
+        dst.info = src.info
+    return dst
 
 
 def nbytes(ds: Dataset) -> int | None:
@@ -162,14 +165,11 @@ def to_device(splits: dict[str, Dataset], device: torch.device, mode: str) -> di
         if isinstance(d, BatchDataset):
             out[s] = d.to(device)
         else:  # an in-memory float split (FloatDataset, the mini benchmark)
-            moved = TensorDataset(*(t.to(device) for t in d.tensors))
-            for attr in ("labels", "num_workers", "info"):
-                if hasattr(d, attr):
-                    setattr(moved, attr, getattr(d, attr))
-            moved.bad_images = getattr(d, "bad_images", 0)
+            moved = _keep_info(d, TensorDataset(*(t.to(device) for t in d.tensors)))
+            moved.bad_images = getattr(d, "bad_images", 0)  # for the record (bench.data.describe)
             out[s] = moved
     return out
 
 
-__all__ = ["AUGMENTS", "BatchDataset", "FloatDataset", "as_batches", "nbytes", "random_resized_crop_flip",
-           "to_device"]
+__all__ = ["AUGMENTS", "BatchDataset", "as_batches", "crop_boxes", "nbytes", "random_resized_crop_flip", "resample",
+           "to_device", "within"]

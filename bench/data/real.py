@@ -161,25 +161,25 @@ def load_split(cfg, split: str, mean, std, train: bool | None = None):
         st = lst.sources[0].stat()
         settings["source"] = [str(lst.sources[0]), st.st_size, st.st_mtime_ns]
 
+    def cached_pixels() -> PixelDataset:
+        """The split's deterministic evaluation pixels from the fixed-size cache (unreadable ones left out)."""
+        to_pixels = eval_pixels(cfg)
+        pixels, ok = cache.fixed(cfg, lst, lambda i: to_uint8(to_pixels(source(i))),
+                                 (3, cfg.image_size, cfg.image_size), settings, desc)
+        return PixelDataset(pixels, lst.labels, mean, std, np.flatnonzero(ok), cfg.num_workers, int((~ok).sum()))
+
     if augment and cfg.batch_aug:  # fixed-size pixels, augmented a batch at a time (bench/data/device.py)
         if cfg.train_aug != "simple" or cfg.cache == "none":
             raise ValueError(f"dataset {cfg.name!r}: batch_aug=true needs train_aug=simple (got {cfg.train_aug!r}) "
                              f"and a pixel cache, cache=memory or disk (got {cfg.cache!r})")
-        to_pixels = eval_pixels(cfg)
-        pixels, ok = cache.fixed(cfg, lst, lambda i: to_uint8(to_pixels(source(i))),
-                                 (3, cfg.image_size, cfg.image_size), settings, desc)
-        ds = as_batches(PixelDataset(pixels, lst.labels, mean, std, np.flatnonzero(ok), cfg.num_workers,
-                                     int((~ok).sum())), augment="simple")
+        ds = as_batches(cached_pixels(), augment="simple")
     elif not augment:
         if cfg.cache == "none":
             ds = ImageDataset(source, lst.labels, eval_transform(cfg, mean, std), _Origin(lst), cfg.name, skip,
                               cfg.num_workers)
         else:
-            to_pixels = eval_pixels(cfg)
-            pixels, ok = cache.fixed(cfg, lst, lambda i: to_uint8(to_pixels(source(i))),
-                                     (3, cfg.image_size, cfg.image_size), settings, desc)
-            ds = PixelDataset(pixels, lst.labels, mean, std, np.flatnonzero(ok), cfg.num_workers, int((~ok).sum()))
-            if len(ds) * 4 * int(np.prod(pixels.shape[1:])) <= FLOAT_TENSOR_BYTES:
+            ds = cached_pixels()
+            if len(ds) * 4 * int(np.prod(ds.pixels.shape[1:])) <= FLOAT_TENSOR_BYTES:
                 ds = FloatDataset(ds)
     elif cfg.cache != "none" and cfg.cache_short_side > 0 and images is None:
         flat, offsets, shapes, ok = cache.variable(
