@@ -137,3 +137,13 @@ def from_dict(cls, data: dict, where: str = ""):
 
 def to_dict(obj) -> dict:
     return dataclasses.asdict(obj)
+
+
+def backbone_config(name: str) -> BackboneConfig:
+    """conf/backbone/<name>.yaml as a BackboneConfig, without Hydra (benchmarks, pretraining, tests)."""
+    import yaml
+
+    from bench import PROJECT_ROOT
+
+    path = PROJECT_ROOT / "conf" / "backbone" / f"{name}.yaml"
+    return from_dict(BackboneConfig, yaml.safe_load(path.read_text()), str(path))

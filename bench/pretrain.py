@@ -15,19 +15,17 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 from safetensors.torch import save_file
 from torch.utils.data import TensorDataset
 
 from bench import PROJECT_ROOT
-from bench.config import BackboneConfig, TrainConfig, from_dict
+from bench.config import TrainConfig, backbone_config
 from bench.data import mini
 from bench.evaluate import top1
 from bench.models import build_backbone
 from bench.records import atomic_file
 from bench.train import train
 
-BACKBONE_YAML = PROJECT_ROOT / "conf" / "backbone" / "vit_tiny_mini.yaml"
 
 
 def main(argv=None) -> dict:
@@ -40,7 +38,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
 
-    cfg = from_dict(BackboneConfig, yaml.safe_load(BACKBONE_YAML.read_text()))
+    cfg = backbone_config("vit_tiny_mini")
     cfg.pretrained = False
     torch.manual_seed(args.seed)
     model = build_backbone(cfg, num_classes=mini.TASKS["upstream"].num_classes)

@@ -39,12 +39,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import psutil  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-import yaml  # noqa: E402
 from torch.utils.data import TensorDataset  # noqa: E402
 
 import methods  # noqa: E402
 from bench import PROJECT_ROOT  # noqa: E402
-from bench.config import BackboneConfig, TrainConfig, from_dict  # noqa: E402
+from bench.config import BackboneConfig, TrainConfig, backbone_config  # noqa: E402
 from bench.deploy import deployable, images_per_s  # noqa: E402
 from bench.records import atomic_file  # noqa: E402
 from bench.models import build_backbone, data_config  # noqa: E402
@@ -54,7 +53,7 @@ PEAK_TFLOPS_BF16 = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, 
 
 
 def backbone_cfg(name: str, image_size: int | None) -> BackboneConfig:
-    cfg = from_dict(BackboneConfig, yaml.safe_load((PROJECT_ROOT / f"conf/backbone/{name}.yaml").read_text()))
+    cfg = backbone_config(name)
     cfg.pretrained = False  # speed does not depend on the weights: nothing to download
     if image_size and "img_size" in cfg.kwargs:
         cfg.kwargs["img_size"] = image_size
@@ -149,9 +148,9 @@ def bench_one(backbone: str, method: str, args, device) -> dict:
     # Enough steps that each timed loop lasts --min-loop-s: short loops are at the mercy of
     # the machine's bursts of noise.
     calibrate = TensorDataset(x.repeat(args.steps, 1, 1, 1), y.repeat(args.steps))
-    speed = bare_loop(model, calibrate, args.batch, args.steps, amp, device)
-    del calibrate
-    steps = max(args.steps, math.ceil(args.min_loop_s * speed / args.batch))
+    bare_speed = bare_loop(model, calibrate, args.batch, args.steps, amp, device)
+    del calibrate  # on a GPU: 20 batches of 224-px images, not needed again
+    steps = max(args.steps, math.ceil(args.min_loop_s * bare_speed / args.batch))
     n = args.batch * steps
     # held on the device, as `train.data_on_device` holds a cached split in a run (a no-op on the CPU)
     data = TensorDataset(torch.randn(n, 3, size, size, generator=g).to(device),
@@ -218,7 +217,7 @@ def linear_probe_check(args) -> list[dict]:
     from bench.config import DatasetConfig, RunConfig
     from bench.run import run
 
-    backbone = from_dict(BackboneConfig, yaml.safe_load((PROJECT_ROOT / "conf/backbone/vit_tiny_mini.yaml").read_text()))
+    backbone = backbone_config("vit_tiny_mini")
     task = DatasetConfig("mini/count", "mini", "count", "structured", 8, 32)
     rows = []
     for epochs in args.lp_epochs:
@@ -227,7 +226,8 @@ def linear_probe_check(args) -> list[dict]:
         with tempfile.TemporaryDirectory() as tmp:
             for rep in range(args.lp_repeats + 1):  # the first round warms the process up and is not counted
                 for fast in (True, False):
-                    cfg = RunConfig(method="linear", dataset=task, backbone=backbone, results_dir=tmp, deploy_iters=0, save_weights=False,
+                    cfg = RunConfig(method="linear", dataset=task, backbone=backbone, results_dir=tmp, deploy_iters=0,
+                                    save_weights=False,
                                     train=TrainConfig(epochs=epochs, lr=1e-2, progress=False, linear_fast_path=fast))
                     rec = run(cfg)
                     if rep:
@@ -264,7 +264,7 @@ def vtab_sized_run(args, device) -> dict:
 
     train_set, test_set = split(args.vtab_images), split(args.vtab_test)
     tcfg = TrainConfig(epochs=args.vtab_epochs, batch_size=64, lr=1e-3, warmup_epochs=min(10, args.vtab_epochs),
-                       progress=False, linear_fast_path=False, amp=args.amp, checkpoint_every=0)
+                       progress=False, linear_fast_path=False, amp=args.amp)
     sync(device)
     t1 = time.perf_counter()
     out = train(model, train_set, tcfg, num_classes=100, seed=0, device=device)
@@ -279,7 +279,6 @@ def vtab_sized_run(args, device) -> dict:
 
 
 def write_csv(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
         w.writeheader()

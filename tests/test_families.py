@@ -7,11 +7,9 @@ import pytest
 import timm
 import torch
 import torch.nn.functional as F
-import yaml
 
 import methods
-from bench import PROJECT_ROOT
-from bench.config import BackboneConfig, from_dict
+from bench.config import BackboneConfig, backbone_config
 from bench.deploy import deployable, n_params
 from bench.models import build_backbone
 from conftest import run_cli
@@ -49,7 +47,7 @@ FORMULAS = {
 
 
 def backbone_cfg(name: str) -> BackboneConfig:
-    return from_dict(BackboneConfig, yaml.safe_load((PROJECT_ROOT / f"conf/backbone/{name}.yaml").read_text()))
+    return backbone_config(name)
 
 
 def make(family: str, seed: int = 0):

@@ -2,10 +2,8 @@
 import json
 
 import torch
-import yaml
 
-from bench import PROJECT_ROOT
-from bench.config import BackboneConfig, from_dict
+from bench.config import backbone_config
 from bench.models import build_backbone
 from bench.pretrain import main as pretrain
 
@@ -16,7 +14,7 @@ def test_pretrain_writes_loadable_weights(tmp_path):
     assert out.is_file() and json.loads(out.with_suffix(".json").read_text())["epochs"] == 1
     assert 0 <= summary["history"][0]["val_top1"] <= 100
 
-    cfg = from_dict(BackboneConfig, yaml.safe_load((PROJECT_ROOT / "conf/backbone/vit_tiny_mini.yaml").read_text()))
+    cfg = backbone_config("vit_tiny_mini")
     cfg.file = str(out)
     model = build_backbone(cfg, num_classes=7)  # a different head: dropped, backbone loaded exactly
     from safetensors.torch import load_file
@@ -28,6 +26,6 @@ def test_pretrain_writes_loadable_weights(tmp_path):
 
 
 def test_shipped_backbone_matches_its_config():
-    cfg = from_dict(BackboneConfig, yaml.safe_load((PROJECT_ROOT / "conf/backbone/vit_tiny_mini.yaml").read_text()))
+    cfg = backbone_config("vit_tiny_mini")
     model = build_backbone(cfg, num_classes=10)
     assert sum(p.numel() for p in model.parameters()) == 320_554

@@ -3,16 +3,15 @@ import dataclasses
 import json
 
 import pytest
-import yaml
 
 import bench.train
-from bench import PROJECT_ROOT, checkpoint
-from bench.config import BackboneConfig, DatasetConfig, RunConfig, TrainConfig, from_dict
+from bench import checkpoint
+from bench.config import DatasetConfig, RunConfig, TrainConfig, backbone_config
 from bench.run import run
 
 
 def config(tmp_path, method="ssf", **train):
-    backbone = from_dict(BackboneConfig, yaml.safe_load((PROJECT_ROOT / "conf/backbone/vit_tiny_mini.yaml").read_text()))
+    backbone = backbone_config("vit_tiny_mini")
     return RunConfig(method=method, dataset=DatasetConfig("mini/count", "mini", "count", "structured", 8, 32),
                      backbone=backbone, results_dir=str(tmp_path), deploy_iters=0,
                      train=TrainConfig(epochs=3, lr=1e-2, progress=False, **{"checkpoint_interval_s": 0} | train))

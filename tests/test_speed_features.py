@@ -4,11 +4,9 @@ import dataclasses
 
 import pytest
 import torch
-import yaml
 from torch.utils.data import TensorDataset
 
-from bench import PROJECT_ROOT
-from bench.config import BackboneConfig, DatasetConfig, RunConfig, TrainConfig, from_dict
+from bench.config import DatasetConfig, RunConfig, TrainConfig, backbone_config
 from bench.run import run
 from bench.train import autocast_dtype, train
 
@@ -46,7 +44,7 @@ def test_autocast_resolution():
 
 
 def test_linear_fast_path_matches_epoch_loop(tmp_path):
-    backbone = from_dict(BackboneConfig, yaml.safe_load((PROJECT_ROOT / "conf/backbone/vit_tiny_mini.yaml").read_text()))
+    backbone = backbone_config("vit_tiny_mini")
     cfg = RunConfig(method="linear", dataset=DatasetConfig("mini/dspr_ori", "mini", "dspr_ori", "structured", 8, 32),
                     backbone=backbone, train=TrainConfig(epochs=5, lr=1e-2, progress=False),
                     results_dir=str(tmp_path), deploy_iters=0, save_weights=False)
