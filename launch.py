@@ -21,9 +21,9 @@ CONF = Path(__file__).resolve().parent / "conf"
 # Overrides that are part of a run's identity already, or do not change its result: not in the variant.
 NOT_VARIANT = {"method", "dataset", "backbone", "train", "seed", "protocol", "results_dir", "variant",
                "train.progress", "train.num_threads", "train.device", "train.eval_batch_size", "save_weights",
-               "deploy_iters", "train.compile", "train.fused_adamw", "train.linear_fast_path", "train.tf32", "train.data_on_device",
-               "dataset.data_root", "dataset.cache", "dataset.cache_dir", "dataset.num_workers",
-               "train.checkpoint_every", "train.checkpoint_interval_s"}
+               "deploy_iters", "train.compile", "train.fused_adamw", "train.linear_fast_path", "train.tf32",
+               "train.data_on_device", "train.checkpoint_every", "train.checkpoint_interval_s",
+               "dataset.data_root", "dataset.cache", "dataset.cache_dir", "dataset.num_workers"}
 FLAGS = {"--rerun": "hydra.sweeper.rerun=true", "--status": "hydra.sweeper.status=true"}  # launch.py's own
 
 
@@ -87,15 +87,21 @@ def to_run_config(cfg: dict, overrides: list[str]):
     return from_dict(RunConfig, d)
 
 
+def run_path(rc) -> Path:
+    """The run folder of a RunConfig (bench.records.run_dir of its identity)."""
+    from bench.records import run_dir
+
+    return run_dir(rc.results_dir, rc.backbone.name, rc.dataset.name, rc.method, rc.variant, rc.protocol, rc.seed)
+
+
 def run_dir_of(cfg: dict, overrides: list[str]) -> tuple[Path, dict]:
     """The run folder of a composed config (a plain dict, no `hydra` key) and its identity's parts."""
-    from bench.records import method_label, run_dir
+    from bench.records import method_label
 
     rc = to_run_config(cfg, overrides)
     identity = {"backbone": rc.backbone.name, "dataset": rc.dataset.name,
                 "method": method_label(rc.method, rc.variant), "run": f"{rc.protocol}-seed{rc.seed}"}
-    return run_dir(rc.results_dir, rc.backbone.name, rc.dataset.name, rc.method, rc.variant, rc.protocol,
-                   rc.seed), identity
+    return run_path(rc), identity
 
 
 def job_threads(num_threads: int, launcher_cpus: int | None, environ=os.environ) -> int:
@@ -145,12 +151,12 @@ def main() -> None:
         overrides = list(hc.overrides.task)
         d = OmegaConf.to_container(cfg, resolve=True)
         d["train"]["num_threads"] = job_threads(d["train"].get("num_threads", 0), hc.launcher.get("cpus_per_task"))
-        out_dir, _ = run_dir_of(d, overrides)
+        rc = to_run_config(d, overrides)
+        out_dir = run_path(rc)
         rec, _ = sweep.read_record(out_dir / RECORD)
         if rec and rec["status"] in ("completed", "unsupported") and not hc.sweeper.get("rerun", False):
             print(f"[skipped] {out_dir}: {rec['status']} already (--rerun runs it again)", flush=True)
             return rec.get("test_top1")
-        rc = to_run_config(d, overrides)
         from bench.run import run  # imported here: bad command lines fail before torch loads
         from methods import method_config
 
