@@ -27,12 +27,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.records import CHECKPOINT, RECORD, STATUSES, write_json_atomic
+from bench.records import CHECKPOINT, IDENTITY, RECORD, STATUSES, write_json_atomic
 
 JOB = "job.json"
 COLUMNS = ("completed", "failed", "running", "missing", "unsupported")
 HEADERS = {"running": "running/pending"}
-IDENTITY = ("status", "method", "dataset", "backbone", "seed")
 # squeue states of a job that may still run the run. A requeued job passes through COMPLETING to PENDING, and a
 # cancelled one may train on in COMPLETING for KillWait seconds (submitit ignores SIGTERM): both count as live,
 # so a relaunch never starts a second job on the same run folder.
@@ -194,11 +193,9 @@ def identity_from_path(run_dir: Path, results_dir: Path) -> dict:
 
 
 def find_runs(results_dir: Path) -> list[Path]:
-    """Every run folder under results_dir/runs: one holding a record, a checkpoint or a job.json."""
-    found = set()
-    for name in (RECORD, CHECKPOINT, JOB):
-        found.update(p.parent for p in (Path(results_dir) / "runs").rglob(name))
-    return sorted(found)
+    """Every run folder under results_dir/runs: one holding a record, a checkpoint or a job.json (one walk)."""
+    marks = {RECORD, CHECKPOINT, JOB}
+    return sorted(Path(d) for d, _, files in os.walk(Path(results_dir) / "runs") if marks.intersection(files))
 
 
 def table(states: list[RunState]) -> str:
