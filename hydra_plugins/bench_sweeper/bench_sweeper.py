@@ -51,18 +51,19 @@ class BenchSweeper(BasicSweeper):
         key = tuple(o.input_line for o in group)
         try:
             if key not in self._composed:
-                base = loader.load_sweep_config(self.config, list(key))
-                with open_dict(base):
-                    del base["hydra"]
-                self._composed[key] = base
+                self._composed[key] = self._load(list(key))
             cfg = copy.deepcopy(self._composed[key])
             ConfigLoaderImpl._apply_overrides_to_config([o for o in parsed if o not in group], cfg)
             return cfg
         except Exception:
-            cfg = loader.load_sweep_config(self.config, list(job))  # the exact path; raises what Hydra raises
-            with open_dict(cfg):
-                del cfg["hydra"]
-            return cfg
+            return self._load(list(job))  # the exact path; raises what Hydra raises
+
+    def _load(self, overrides: List[str]) -> DictConfig:
+        """Hydra's composition of the task config for `overrides`, without its `hydra` node."""
+        cfg = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
+        with open_dict(cfg):
+            del cfg["hydra"]
+        return cfg
 
     def sweep(self, arguments: List[str]) -> Any:
         import launch
