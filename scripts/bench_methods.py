@@ -45,6 +45,7 @@ import methods  # noqa: E402
 from bench import PROJECT_ROOT  # noqa: E402
 from bench.config import BackboneConfig, TrainConfig, backbone_config  # noqa: E402
 from bench.deploy import deployable, images_per_s  # noqa: E402
+from bench import tables  # noqa: E402
 from bench.records import atomic_file  # noqa: E402
 from bench.models import build_backbone, data_config  # noqa: E402
 from bench.train import autocast_dtype, train  # noqa: E402
@@ -286,9 +287,8 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 
 
 def markdown(rows: list[dict], cols: list[str]) -> str:
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(str(r.get(c, "")) for c in cols) + " |" for r in rows]
-    return "\n".join(lines)
+    """The `cols` of each row dict as a markdown table (bench.tables.markdown, as analyze.py prints them)."""
+    return tables.markdown(cols, [[str(r.get(c, "")) for c in cols] for r in rows])
 
 
 def main(argv=None) -> int:
