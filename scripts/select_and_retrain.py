@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 import launch  # noqa: E402
 from bench.records import RECORD, method_label, write_json_atomic  # noqa: E402
+from bench.sweep import read_record  # noqa: E402
 
 VPT_SEEDS = "42,44,82,100,800"  # KMnP/vpt:tune_vtab.py (anchors.md section 2)
 GRID_KEYS = ("train.lr", "train.weight_decay")
@@ -108,11 +109,8 @@ def grid_points(results_dir: str, backbone: str, dataset: str, expected: dict) -
     points = defaultdict(list)
     folder = Path(results_dir) / "runs" / backbone / dataset
     for path in sorted(folder.glob(f"{expected['method']}*/val-seed*/{RECORD}")):
-        try:
-            rec = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if rec.get("status") != "completed" or rec.get("protocol") != "val" or "val_top1" not in rec:
+        rec, _ = read_record(path)  # None for a corrupt or unreadable record: not a grid point
+        if rec is None or rec.get("status") != "completed" or rec.get("protocol") != "val" or "val_top1" not in rec:
             continue
         if matches(rec.get("config", {}), expected):
             t = rec["config"]["train"]
