@@ -7,6 +7,12 @@ folders included (Hydra's own `glob()` does not see nested groups and silently l
 nothing); a pattern that matches nothing, or an option that does not exist, exits with
 status 2 and lists the valid options.
 
+A recipe (`recipe=noah`; each benchmark has a default, conf/recipe/layers/<benchmark>.yaml) that does
+not define the benchmark or a method of the command line stops here too, naming the valid recipes
+and what each covers (bench.recipes). A run whose recipe is not its benchmark's default carries the
+recipe's name at the front of its variant (`adapter-noah`), so its folder, label and table row are
+its own: runs of different recipes are never averaged together.
+
 Sweeps are idempotent: the default sweeper (hydra_plugins/bench_sweeper) submits only the runs
 of the grid that are not finished, and a run whose record is completed is skipped here as well.
 `--rerun` forces every run again; `--status` prints where each run of the grid stands (completed /
@@ -19,7 +25,7 @@ from pathlib import Path
 
 CONF = Path(__file__).resolve().parent / "conf"
 # Overrides that are part of a run's identity already, or do not change its result: not in the variant.
-NOT_VARIANT = {"method", "dataset", "backbone", "train", "seed", "protocol", "results_dir", "variant",
+NOT_VARIANT = {"method", "dataset", "backbone", "train", "seed", "protocol", "results_dir", "variant", "recipe", "grid",
                "train.progress", "train.num_threads", "train.device", "train.eval_batch_size", "save_weights",
                "deploy_iters", "train.compile", "train.fused_adamw", "train.linear_fast_path", "train.tf32",
                "train.data_on_device", "train.checkpoint_every", "train.checkpoint_interval_s",
@@ -28,8 +34,15 @@ FLAGS = {"--rerun": "hydra.sweeper.rerun=true", "--status": "hydra.sweeper.statu
 
 
 def group_options(group: str) -> list[str]:
-    """Options of config group `group` (a folder under conf/), nested ones as `sub/name`."""
+    """Options of config group `group` (a folder under conf/), nested ones as `sub/name`.
+
+    `recipe` options are its top-level files only: the folders under conf/recipe/ are its layers.
+    """
     root = CONF / group
+    if group == "recipe":
+        from bench.recipes import names
+
+        return names()
     return sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.yaml")
                   if not p.name.startswith("_"))
 
@@ -64,6 +77,26 @@ def expand_group_args(argv: list[str]) -> list[str]:
     return out
 
 
+def check_recipes(argv: list[str]) -> None:
+    """Stop (exit 2) on a recipe that is unknown or does not define a benchmark or method asked for."""
+    import yaml
+
+    from bench.recipes import check
+
+    chosen = {k: [v] for e in yaml.safe_load((CONF / "config.yaml").read_text())["defaults"]
+              if isinstance(e, dict) for k, v in e.items() if k in ("method", "dataset")}
+    chosen["recipe"] = []
+    for arg in argv:
+        key, sep, value = arg.lstrip("+~").partition("=")
+        if sep and key in chosen and "(" not in value:
+            chosen[key] = value.split(",")
+    try:
+        check(chosen["recipe"], chosen["method"], chosen["dataset"])
+    except ValueError as e:
+        sys.stderr.write(f"error: {e}\n")
+        raise SystemExit(2)
+
+
 def variant_from_overrides(overrides: list[str]) -> str:
     """A readable name for the non-default settings of a run: ['train.lr=0.01', 'method.r=8'] -> 'lr0.01_r8'."""
     parts = []
@@ -79,11 +112,21 @@ def to_run_config(cfg: dict, overrides: list[str]):
     """The composed config (a plain dict) as a `RunConfig`; `overrides` name the variant if unset."""
     from bench.config import RunConfig, from_dict
 
+    from bench.recipes import default_for
+
     d = dict(cfg)
     method = dict(d.pop("method"))
+    keys = {o.lstrip("+~").partition("=")[0] for o in overrides}
+    recipe = d.get("recipe") or {}
+    # the recipe's method arguments over the method's file, under the command line's method.*
+    method |= {k: v for k, v in (recipe.get("method_args") or {}).items() if f"method.{k}" not in keys}
     d["method"], d["method_args"] = method.pop("name"), method
-    explicit = any(o.lstrip("+~").partition("=")[0] == "variant" for o in overrides)  # `variant=` names it empty
-    d["variant"] = d.get("variant") or ("" if explicit else variant_from_overrides(overrides))
+    explicit = "variant" in keys  # `variant=` names it empty
+    variant = d.get("variant") or ("" if explicit else variant_from_overrides(overrides))
+    name = recipe.get("name", "")
+    if name and name != default_for(d["dataset"]["benchmark"]) and variant != name and not variant.startswith(name + "_"):
+        variant = "_".join(p for p in (name, variant) if p)  # a non-default recipe names its runs
+    d["variant"] = variant
     return from_dict(RunConfig, d)
 
 
@@ -168,7 +211,9 @@ def main() -> None:
     argv += [FLAGS[a] for a in FLAGS if a in sys.argv[1:]]
     if "--status" in sys.argv[1:] and not {"-m", "--multirun"} & set(argv):
         argv.append("--multirun")  # the status of a grid: the sweeper expands it and launches nothing
-    sys.argv = [sys.argv[0], *expand_group_args(argv)]
+    argv = expand_group_args(argv)
+    check_recipes(argv)
+    sys.argv = [sys.argv[0], *argv]
     task()
 
 

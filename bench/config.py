@@ -48,6 +48,7 @@ class DatasetConfig:
     resize: str = "squash"  # evaluation pixels: squash (resize to image_size) | crop (resize image_size/crop_pct, centre crop)
     crop_pct: float = 0.9
     interpolation: str = "bicubic"
+    norm: str = "backbone"  # pixel normalisation: backbone (its data config) | imagenet | inception (0.5) | none ([0, 1])
     train_aug: str = "none"  # none (as evaluation) | simple (random-resized crop + flip) | timm (timm's train transform)
     auto_augment: str = ""  # train_aug=timm: timm auto-augment policy, e.g. rand-m9-mstd0.5-inc1
     re_prob: float = 0.0  # train_aug=timm: random-erasing probability
@@ -60,16 +61,33 @@ class DatasetConfig:
     robustness: dict[str, str] = field(default_factory=dict)  # evaluations after training: name -> folder under data_root
 
 
+SCHED_UNITS = ("step", "epoch")
+OPTIMIZERS = ("adamw", "sgd")
+WD_POLICIES = ("timm", "all", "vpt")
+
+
 @dataclass
 class TrainConfig:
     epochs: int = 20
     batch_size: int = 64
     lr: float = 1e-3
-    weight_decay: float = 1e-4  # never applied to biases and other 1-D parameters
-    warmup_epochs: float = 2.0  # linear warm-up from warmup_lr, then cosine to min_lr (per step)
+    weight_decay: float = 1e-4  # which parameters it reaches: wd_policy
+    warmup_epochs: float = 2.0  # linear warm-up from warmup_lr, then cosine to min_lr
     warmup_lr: float = 1e-6
     min_lr: float = 1e-6
     cooldown_epochs: int = 0  # extra epochs at min_lr after the cosine (timm's cooldown; SSF uses 10)
+    # --- schedule and batch semantics (README: Recipes) ---
+    sched_unit: str = "step"  # step: the schedule moves every optimizer step | epoch: held within an epoch (timm t_in_epochs)
+    sched_lag: int = 0  # sched_unit=epoch: epoch e (0-based) trains at the schedule's value at max(e - lag, 0);
+    # 0: SSF (scheduler.step(epoch + 1) after each epoch), 1: NOAH, PETL_Vision (scheduler.step(epoch))
+    warmup_prefix: bool = False  # the cosine starts after the warm-up (VPT) instead of counting it (timm's default)
+    drop_last: bool = False  # drop the last partial training batch (always with mixup: pairs need even batches)
+    optimizer: str = "adamw"  # adamw | sgd
+    momentum: float = 0.9  # sgd
+    wd_policy: str = "timm"  # timm: no decay on biases and other 1-D parameters (SSF, NOAH) | all: every trainable
+    # parameter (PETL_Vision) | vpt: every trainable parameter but the classifier's bias (VPT's SGD)
+    lr_base_batch: int = 0  # > 0: lr scaled by batch_size / lr_base_batch (VPT: 256); 0: lr as given
+    head_init: str = "timm"  # timm: the backbone's own head init | vpt: Kaiming-normal (fan_out) weights, bias -log(99)
     label_smoothing: float = 0.0
     mixup: float = 0.0  # mixup alpha (timm Mixup); 0 disables
     cutmix: float = 0.0  # cutmix alpha; 0 disables
@@ -91,11 +109,29 @@ class TrainConfig:
 
 
 @dataclass
+class RecipeConfig:
+    """Where a run's training settings come from (conf/recipe/<name>.yaml): what the published
+    rows it reproduces were trained with, so a comparison can say whether it is like for like."""
+    name: str = ""
+    title: str = ""
+    source: str = ""  # the official code the settings were read from
+    checkpoint: str = ""  # the backbone (timm name) the recipe's published numbers used; "" = any
+    selection: str = ""  # how the recipe's published numbers were selected (best epoch on test, val grid, ...)
+    benchmarks: list[str] = field(default_factory=list)  # benchmarks it defines
+    methods: list[str] = field(default_factory=list)  # methods it defines; ["*"]: every method
+    retrain_seeds: list[int] = field(default_factory=list)  # the val protocol's retrain seeds (select_and_retrain)
+    method_args: dict[str, Any] = field(default_factory=dict)  # the method's arguments under this recipe
+    # (set by its method layer; applied over the method's config file, under the command line's method.*)
+    differences: list[str] = field(default_factory=list)  # where our runs of it deliberately differ from the official code
+
+
+@dataclass
 class RunConfig:
     method: str
     dataset: DatasetConfig
     backbone: BackboneConfig
     train: TrainConfig = field(default_factory=TrainConfig)
+    recipe: RecipeConfig = field(default_factory=RecipeConfig)
     method_args: dict[str, Any] = field(default_factory=dict)  # validated by the method's own Config
     protocol: str = "val"
     seed: int = 0

@@ -1,8 +1,10 @@
 """Backbones: `timm.create_model` plus local weight files. Nothing method-specific here."""
+import math
 from pathlib import Path
 
 import timm
 import torch.nn as nn
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, IMAGENET_INCEPTION_MEAN, IMAGENET_INCEPTION_STD
 from timm.models import register_model
 from timm.models.mlp_mixer import _create_mixer
 
@@ -50,3 +52,41 @@ def build_backbone(cfg: BackboneConfig, num_classes: int, drop_path: float = 0.0
 def data_config(model: nn.Module) -> dict:
     """Input size, mean and std the backbone expects (timm's resolved data config)."""
     return timm.data.resolve_model_data_config(model)
+
+
+NORMS = {"imagenet": (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD),
+         "inception": (IMAGENET_INCEPTION_MEAN, IMAGENET_INCEPTION_STD),
+         "none": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))}  # pixels in [0, 1] (PETL_Vision: normalized=False)
+
+
+def normalization(norm: str, dcfg: dict) -> tuple[tuple, tuple]:
+    """(mean, std) for `dataset.norm`: the backbone's own (its timm data config), or a recipe's fixed pair.
+
+    NOAH normalises with ImageNet's mean/std (VPT runs: 0.5, `--inception`) whatever the checkpoint's
+    own statistics are, and PETL_Vision not at all; a recipe says which (README: Recipes).
+    """
+    if norm == "backbone":
+        return tuple(dcfg["mean"]), tuple(dcfg["std"])
+    if norm not in NORMS:
+        raise ValueError(f"dataset.norm={norm!r}; valid: backbone, {', '.join(NORMS)}")
+    return NORMS[norm]
+
+
+HEAD_INITS = ("timm", "vpt")
+
+
+def init_head(model: nn.Module, kind: str) -> None:
+    """Re-initialise the classifier as a recipe's code does; `timm` keeps the backbone's own init.
+
+    vpt: KMnP/vpt:src/models/mlp.py initialises its Linear head with Kaiming-normal weights
+    (fan_out, std sqrt(2 / num_classes)) and the bias at -log((1 - 0.01) / 0.01).
+    """
+    if kind == "timm":
+        return
+    if kind not in HEAD_INITS:
+        raise ValueError(f"train.head_init={kind!r}; valid: {', '.join(HEAD_INITS)}")
+    head = model.get_classifier()
+    if not isinstance(head, nn.Linear):
+        raise ValueError(f"train.head_init=vpt needs a Linear classifier; {type(model).__name__} has {type(head).__name__}")
+    nn.init.kaiming_normal_(head.weight, a=0, mode="fan_out")
+    nn.init.constant_(head.bias, -math.log((1 - 0.01) / 0.01))

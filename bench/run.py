@@ -20,8 +20,8 @@ from bench.data import describe, load_split, preflight
 from bench.data.device import to_device
 from bench.deploy import deployable, images_per_s, n_params
 from bench.evaluate import top1
-from bench.models import build_backbone, data_config
-from bench.train import autocast_dtype, batches, train
+from bench.models import build_backbone, data_config, init_head, normalization
+from bench.train import autocast_dtype, base_lr, batches, train
 
 
 def _now() -> str:
@@ -57,6 +57,9 @@ def run(cfg: RunConfig) -> dict:
         "method": cfg.method, "variant": cfg.variant, "dataset": cfg.dataset.name,
         "benchmark": cfg.dataset.benchmark, "group": cfg.dataset.group, "backbone": cfg.backbone.name,
         "backbone_arch": cfg.backbone.arch, "protocol": cfg.protocol, "seed": cfg.seed,
+        "recipe": cfg.recipe.name, "recipe_checkpoint": cfg.recipe.checkpoint,
+        "same_checkpoint_as_recipe": (cfg.backbone.arch == cfg.recipe.checkpoint) if cfg.recipe.checkpoint else None,
+        "effective_lr": base_lr(cfg.train),
         "config": dataclasses.asdict(cfg) | {"method_args": dataclasses.asdict(method_cfg)},
         "git": env.git_state(), "env": env.packages(), "hardware": env.hardware(device),
         "started_at": _now(),
@@ -72,9 +75,11 @@ def run(cfg: RunConfig) -> dict:
         torch.manual_seed(cfg.seed)
         preflight(cfg.dataset, PROTOCOLS[cfg.protocol])  # a broken dataset fails here, before any model is built
         model = build_backbone(cfg.backbone, cfg.dataset.num_classes, drop_path=cfg.train.drop_path)
-        dcfg = data_config(model)
+        init_head(model, cfg.train.head_init)
+        mean, std = normalization(cfg.dataset.norm, data_config(model))
+        record["normalization"] = {"mean": list(mean), "std": list(std)}
         train_split, monitor_split, report_split = PROTOCOLS[cfg.protocol]
-        splits = {s: load_split(cfg.dataset, s, dcfg["mean"], dcfg["std"])
+        splits = {s: load_split(cfg.dataset, s, mean, std)
                   for s in {train_split, monitor_split, report_split}}
         splits = to_device(splits, device, cfg.train.data_on_device)  # batches gathered where the model runs
         head_ids = {id(p) for p in model.get_classifier().parameters()}
@@ -105,6 +110,7 @@ def run(cfg: RunConfig) -> dict:
             model = trainee
         record["linear_fast_path"] = fast
         record["resumed_from_epoch"] = out["resumed_from_epoch"]
+        record["optimizer_steps"] = out["steps"]
 
         # --- evaluate and record ------------------------------------------------------------
         # The headline is the final epoch's score; with the `paper` protocol the monitored split is
@@ -119,7 +125,7 @@ def run(cfg: RunConfig) -> dict:
         record["data"] = describe(cfg.dataset, splits)
         if cfg.dataset.robustness:
             from bench.data import robustness
-            record["robustness"] = robustness.evaluate(model, cfg.dataset, dcfg["mean"], dcfg["std"], device,
+            record["robustness"] = robustness.evaluate(model, cfg.dataset, mean, std, device,
                                                        cfg.train.eval_batch_size, cfg.train.progress)
         if cfg.save_weights:
             save_trained(model, out_dir / records.WEIGHTS)

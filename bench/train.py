@@ -1,10 +1,13 @@
 """The training loop: one readable function.
 
-AdamW with timm's weight-decay param groups (no decay on biases, norms and other 1-D
-parameters, as the SSF code does), linear warm-up then cosine annealing from timm's
-scheduler, stepped per optimizer step, then `cooldown_epochs` at the minimum rate. Only
-parameters with `requires_grad` are optimised, so a frozen backbone never gets weight
-gradients computed. Mixup/cutmix (with label smoothing) and model EMA come from timm.
+The optimizer (AdamW or SGD), which parameters get weight decay (`wd_policy`), and the
+schedule are the recipe's (README: Recipes). The schedule is timm's warm-up + cosine
+(`CosineLRScheduler`), then `cooldown_epochs` at the minimum rate, and it moves either every
+optimizer step (`sched_unit=step`, the mini benchmark) or once per epoch, held within it
+(`sched_unit=epoch`: timm's `t_in_epochs`, as the official SSF, NOAH, VPT and PETL_Vision
+loops step it; `sched_lag` says at which epoch boundary). Only parameters with
+`requires_grad` are optimised, so a frozen backbone never gets weight gradients computed.
+Mixup/cutmix (with label smoothing) and model EMA come from timm.
 
 Speed: bf16 autocast and TF32 on CUDA, fused AdamW (CUDA and CPU), optional channels-last and
 torch.compile; the loss is summed on the device and read once per epoch, so the inner loop
@@ -27,7 +30,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
 from bench import checkpoint as ckpt
-from bench.config import TrainConfig
+from bench.config import OPTIMIZERS, SCHED_UNITS, WD_POLICIES, TrainConfig
 
 
 def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
@@ -37,6 +40,76 @@ def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None
     if cfg.amp == "off" or (cfg.amp == "auto" and device.type != "cuda"):
         return None
     return torch.bfloat16
+
+
+def base_lr(cfg: TrainConfig) -> float:
+    """The peak learning rate: `lr`, scaled by batch_size / lr_base_batch when that is set (VPT's rule)."""
+    return cfg.lr * cfg.batch_size / cfg.lr_base_batch if cfg.lr_base_batch > 0 else cfg.lr
+
+
+def param_groups(model: nn.Module, cfg: TrainConfig) -> list[dict]:
+    """The trainable parameters in weight-decay groups, as `cfg.wd_policy` says.
+
+    timm: no decay on biases, norms and other 1-D parameters (timm's `param_groups_weight_decay`,
+    which the SSF and NOAH code use); all: one group, everything decayed (PETL_Vision's plain
+    AdamW); vpt: everything decayed except the classifier's bias (VPT's SGD groups).
+    """
+    if cfg.wd_policy not in WD_POLICIES:
+        raise ValueError(f"train.wd_policy={cfg.wd_policy!r}; valid: {', '.join(WD_POLICIES)}")
+    if cfg.wd_policy == "timm":
+        return param_groups_weight_decay(model, cfg.weight_decay)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if cfg.wd_policy == "all":
+        return [{"params": trainable, "weight_decay": cfg.weight_decay}]
+    head = model.get_classifier() if hasattr(model, "get_classifier") else model  # the fast path trains the head alone
+    spare = {id(head.bias)} if getattr(head, "bias", None) is not None else set()
+    return [{"params": [p for p in trainable if id(p) not in spare], "weight_decay": cfg.weight_decay},
+            {"params": [p for p in trainable if id(p) in spare], "weight_decay": 0.0}]
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    groups = param_groups(model, cfg)
+    if not any(p.requires_grad for g in groups for p in g["params"]):
+        raise ValueError("no trainable parameters: the method froze everything")
+    groups = [g for g in groups if g["params"]]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=base_lr(cfg), momentum=cfg.momentum)
+    if cfg.optimizer != "adamw":
+        raise ValueError(f"train.optimizer={cfg.optimizer!r}; valid: {', '.join(OPTIMIZERS)}")
+    # fused AdamW: one kernel per parameter group; on the CPU it was 3-12 % faster per step than
+    # the per-tensor default on the tiny backbones (a one-off timing on this project's machine)
+    fused = cfg.fused_adamw if cfg.fused_adamw is not None else (device.type in ("cuda", "cpu") or None)
+    return torch.optim.AdamW(groups, lr=base_lr(cfg), fused=fused)
+
+
+def steps_per_epoch(n: int, cfg: TrainConfig, drop_last: bool) -> int:
+    """Optimizer steps in one epoch of `n` images (1,000 at batch 64: 15 with drop_last, 16 without)."""
+    return n // cfg.batch_size if drop_last else math.ceil(n / cfg.batch_size)
+
+
+def make_schedule(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps: int) -> CosineLRScheduler:
+    """timm's warm-up + cosine schedule in the recipe's unit (optimizer steps or epochs).
+
+    With `sched_unit=epoch` the loop calls `scheduler.step(t)` at the start of every epoch and
+    never per step, so the rate is constant within an epoch, as in the official loops (timm's
+    `t_in_epochs=True`): SSF's epoch 0 runs entirely at warmup_lr. Past `epochs` (cooldown) the
+    rate is `min_lr`. `warmup_prefix` starts the cosine after the warm-up (VPT's schedule:
+    linear from 0, cosine over the remaining epochs).
+    """
+    if cfg.sched_unit not in SCHED_UNITS:
+        raise ValueError(f"train.sched_unit={cfg.sched_unit!r}; valid: {', '.join(SCHED_UNITS)}")
+    per_step = cfg.sched_unit == "step"
+    t_initial = cfg.epochs * steps if per_step else cfg.epochs
+    warmup = math.ceil(cfg.warmup_epochs * steps) if per_step else cfg.warmup_epochs
+    if cfg.warmup_prefix:
+        t_initial -= warmup
+    return CosineLRScheduler(optimizer, t_initial=max(t_initial, 1), lr_min=cfg.min_lr, warmup_t=warmup,
+                             warmup_lr_init=cfg.warmup_lr, warmup_prefix=cfg.warmup_prefix, t_in_epochs=not per_step)
+
+
+def schedule_epoch(cfg: TrainConfig, epoch: int) -> int:
+    """The schedule's epoch for 1-based loop epoch `epoch` under `sched_unit=epoch` (see `sched_lag`)."""
+    return max(epoch - 1 - cfg.sched_lag, 0)
 
 
 def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, num_classes: int, seed: int,
@@ -55,16 +128,11 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, num_classes: int
     Returns:
         dict with `history` (one entry per epoch: train_loss, lr, and on_epoch's keys),
         `eval_model` (the EMA copy when enabled, else `model`), `train_seconds` (time in
-        optimizer steps, evaluation excluded), `images_seen` and `resumed_from_epoch` (0: fresh).
+        optimizer steps, evaluation excluded), `images_seen`, `steps` (optimizer steps in all)
+        and `resumed_from_epoch` (0: fresh).
     """
     # --- optimizer and schedule -----------------------------------------------------------
-    groups = param_groups_weight_decay(model, cfg.weight_decay)
-    if not any(p.requires_grad for g in groups for p in g["params"]):
-        raise ValueError("no trainable parameters: the method froze everything")
-    # fused AdamW: one kernel per parameter group; on the CPU it was 3-12 % faster per step than
-    # the per-tensor default on the tiny backbones (a one-off timing on this project's machine)
-    fused = cfg.fused_adamw if cfg.fused_adamw is not None else (device.type in ("cuda", "cpu") or None)
-    optimizer = torch.optim.AdamW(groups, lr=cfg.lr, fused=fused)
+    optimizer = make_optimizer(model, cfg, device)
     amp = autocast_dtype(cfg, device)
     if device.type == "cuda" and cfg.tf32:
         torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
@@ -78,11 +146,13 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, num_classes: int
                       num_classes=num_classes)
     soft_ce = SoftTargetCrossEntropy()
     generator = torch.Generator().manual_seed(seed)
-    drop_last = mixup is not None  # mixup pairs need even batches
-    steps_per_epoch = len(data) // cfg.batch_size if drop_last else math.ceil(len(data) / cfg.batch_size)
-    scheduler = CosineLRScheduler(optimizer, t_initial=cfg.epochs * steps_per_epoch, lr_min=cfg.min_lr,
-                                  warmup_t=math.ceil(cfg.warmup_epochs * steps_per_epoch),
-                                  warmup_lr_init=cfg.warmup_lr, t_in_epochs=False)
+    drop_last = cfg.drop_last or mixup is not None  # mixup pairs need even batches
+    n_steps = steps_per_epoch(len(data), cfg, drop_last)
+    if n_steps == 0:
+        raise ValueError(f"train.batch_size={cfg.batch_size} is larger than the {len(data)} training images "
+                         "with train.drop_last=true: no optimizer step would run")
+    scheduler = make_schedule(optimizer, cfg, n_steps)
+    per_epoch = cfg.sched_unit == "epoch"
 
     ema = ModelEmaV3(model, decay=cfg.ema_decay) if cfg.ema_decay > 0 else None
 
@@ -99,7 +169,8 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, num_classes: int
             ema.load_state_dict(state["ema"])
         history, step, train_seconds, images = state["history"], state["step"], state["train_seconds"], state["images"]
         start = state["epoch"] + 1
-        scheduler.step_update(step)
+        if not per_epoch:
+            scheduler.step_update(step)
         ckpt.set_rng_state(state["rng"], generator)
         print(f"[checkpoint] {desc}: resumed after epoch {state['epoch']} from {checkpoint}", flush=True)
 
@@ -107,10 +178,12 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, num_classes: int
     total_epochs = cfg.epochs + cfg.cooldown_epochs
     saved_at = time.perf_counter()  # checkpoints: every checkpoint_every epochs, checkpoint_interval_s apart
     for epoch in range(start, total_epochs + 1):
+        if per_epoch:
+            scheduler.step(schedule_epoch(cfg, epoch))  # held for the whole epoch
         model.train()
         loss_sum, seen = torch.zeros((), device=device), 0  # loss summed on device: no host sync per step
         t0 = time.perf_counter()
-        for x, y in tqdm(batches(data, cfg.batch_size, generator, drop_last), total=steps_per_epoch,
+        for x, y in tqdm(batches(data, cfg.batch_size, generator, drop_last), total=n_steps,
                          desc=f"{desc} epoch {epoch}/{total_epochs}", leave=False, disable=not cfg.progress):
             x = x.to(device, non_blocking=True, memory_format=memory_format)
             y = y.to(device, non_blocking=True)
@@ -124,7 +197,8 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, num_classes: int
             loss.backward()
             optimizer.step()
             step += 1
-            scheduler.step_update(step)
+            if not per_epoch:
+                scheduler.step_update(step)
             if ema is not None:
                 ema.update(model, step=step)
             loss_sum += loss.detach() * len(y)
@@ -145,7 +219,7 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, num_classes: int
                 "params": {n: p.detach().cpu() for n, p in trainable.items()},
                 "optimizer": optimizer.state_dict(), "ema": ema.state_dict() if ema is not None else None})
     return {"history": history, "eval_model": ema.module if ema is not None else model,
-            "train_seconds": train_seconds, "images_seen": images, "resumed_from_epoch": start - 1}
+            "train_seconds": train_seconds, "images_seen": images, "steps": step, "resumed_from_epoch": start - 1}
 
 
 def batches(data: Dataset, batch_size: int, generator: torch.Generator | None = None, drop_last: bool = False):

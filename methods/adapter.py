@@ -5,6 +5,10 @@ The up-projection starts at zero, so the adapted model starts equal to the backb
 down-projection starts random (PyTorch's Kaiming-uniform Linear init). Zeroing all four
 tensors, as the VPT and V-PETL code does, leaves the down-projection with zero gradient
 forever: with GELU(0) = 0 only the up-projection's bias would ever train.
+
+`init=noah, act=quick_gelu` is NOAH's adapter exactly (ZhangYuanhan-AI/NOAH:
+model/module/adapter_super.py): both projections Xavier-uniform with N(0, 1e-6) biases, so the
+model does not start equal to the backbone, and QuickGELU, x * sigmoid(1.702 x).
 """
 from dataclasses import dataclass
 
@@ -16,21 +20,45 @@ from methods._common import find_modules, freeze, train_head
 MLP_NAMES = ("mlp", "mlp_channels")  # the block MLP in ViT / Swin / ConvNeXt, Mixer's channel MLP
 
 
+INITS = ("zero_up", "noah")
+ACTS = ("gelu", "quick_gelu")
+
+
 @dataclass
 class Config:
     bottleneck: int = 8
     scale: float = 1.0  # multiplies the adapter's output before the residual add
+    init: str = "zero_up"  # zero_up: starts equal to the backbone | noah: Xavier-uniform, N(0, 1e-6) biases
+    act: str = "gelu"  # gelu | quick_gelu (NOAH)
+
+    def __post_init__(self):
+        if self.bottleneck < 1:
+            raise ValueError(f"method.bottleneck={self.bottleneck}: must be a positive integer")
+        if self.init not in INITS:
+            raise ValueError(f"method.init={self.init!r}; valid: {', '.join(INITS)}")
+        if self.act not in ACTS:
+            raise ValueError(f"method.act={self.act!r}; valid: {', '.join(ACTS)}")
+
+
+class QuickGELU(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.sigmoid(1.702 * x)
 
 
 class Adapter(nn.Module):
-    def __init__(self, dim: int, bottleneck: int, scale: float):
+    def __init__(self, dim: int, bottleneck: int, scale: float, init: str = "zero_up", act: str = "gelu"):
         super().__init__()
         self.down = nn.Linear(dim, bottleneck)  # random init: must get gradients once `up` moves
-        self.act = nn.GELU()
+        self.act = QuickGELU() if act == "quick_gelu" else nn.GELU()
         self.up = nn.Linear(bottleneck, dim)
-        nn.init.zeros_(self.down.bias)
-        nn.init.zeros_(self.up.weight)
-        nn.init.zeros_(self.up.bias)
+        if init == "noah":
+            for lin in (self.down, self.up):
+                nn.init.xavier_uniform_(lin.weight)
+                nn.init.normal_(lin.bias, std=1e-6)
+        else:
+            nn.init.zeros_(self.down.bias)
+            nn.init.zeros_(self.up.weight)
+            nn.init.zeros_(self.up.bias)
         self.scale = scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, N, dim)
@@ -46,7 +74,7 @@ def apply(model: nn.Module, cfg: Config) -> nn.Module:
     mlps = find_modules(model, lambda n, m: n.rsplit(".", 1)[-1] in MLP_NAMES and hasattr(m, "fc2"),
                         f"block MLPs (modules named {'/'.join(MLP_NAMES)} with an fc2)", "adapter")
     for _, mlp in mlps:
-        mlp.adapter = Adapter(mlp.fc2.out_features, cfg.bottleneck, cfg.scale)
+        mlp.adapter = Adapter(mlp.fc2.out_features, cfg.bottleneck, cfg.scale, cfg.init, cfg.act)
         mlp.register_forward_hook(_hook)
     train_head(model)
     return model

@@ -17,7 +17,7 @@ from methods._common import find_modules
 @dataclass
 class Config:
     r: int = 4
-    alpha: float = 8.0
+    alpha: float | None = 8.0  # None: alpha = r, no alpha / r scaling (NOAH, PETL_Vision)
     dropout: float = 0.0
     target_modules: list[str] | None = None  # None: qkv where the backbone has it, else fc1/fc2
 
@@ -32,7 +32,8 @@ def apply(model: nn.Module, cfg: Config) -> nn.Module:
     from peft import LoraConfig
 
     targets = list(cfg.target_modules) if cfg.target_modules else default_targets(model)
-    config = LoraConfig(r=cfg.r, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=targets, bias="none")
+    alpha = cfg.r if cfg.alpha is None else cfg.alpha
+    config = LoraConfig(r=cfg.r, lora_alpha=alpha, lora_dropout=cfg.dropout, target_modules=targets, bias="none")
     return peft_method.wrap(model, config, "lora")
 
 
