@@ -212,6 +212,14 @@ def _archs(df) -> dict[str, str]:
     return {b: s.value_counts().index[0] for b, s in arch}
 
 
+def _recipes(df) -> dict[tuple[str, str], str]:
+    """(backbone, label) -> the recipe(s) its records ran, '/'-joined ("" where no record says)."""
+    if "recipe" not in df:
+        return {}
+    done = with_labels(df).dropna(subset=["recipe"])
+    return {k: "/".join(sorted(set(v))) for k, v in done.groupby(["backbone", "label"])["recipe"]}
+
+
 def _cells_frame(stats, marks):
     """Long per-cell CSV: mean, std, seeds of completed cells plus the status of cells without a value."""
     done = stats.reset_index().assign(status="completed")
@@ -244,25 +252,34 @@ def leaderboards(df, protocol: str, published: dict, archs: dict, args, out: Out
         if spec.name in published:
             pub = published[spec.name]
             pub_table = published_leaderboard(pub, list(spec.tasks), spec.groups)
-            long = compare(table, pub, pub_table, archs)
+            long = compare(table, pub, pub_table, archs, _recipes(recs))
             out.frame(f"published_{stem}", long, index=False)
             checkpoints = [f"{row}: {pub.at[row, 'checkpoint'] or 'not stated'}"
                            + (f" ({pub.at[row, 'timm_arch']})" if pub.at[row, 'timm_arch'] else "")
+                           + f", recipe {pub.at[row, 'recipe'] or 'not stated'}, {pub.at[row, 'selection'] or ''}"
                            for row in pub.index]
             out.table(f"published_{stem}", f"{spec.name}: ours ({protocol} protocol, {args.metric}) vs published",
                       *comparison_rows(long, pub_table, args.average),
                       notes=["Each cell: ours / published (ours minus published). Published rows are ViT-B/16 "
                              "pre-trained on ImageNet-21k, but not all on the same weights: 'same checkpoint' says "
-                             "whether our backbone's timm tag is the row's. Published numbers: results/reference "
-                             "(sources there). Derived columns are computed from the published cells. The papers "
-                             "picked the best epoch on the test set; --metric test_top1_best_epoch_optimistic "
-                             "reproduces that selection.",
-                             "Published checkpoints: " + "; ".join(checkpoints)])
+                             "whether our backbone's timm tag is the row's, 'same recipe' whether our runs used the "
+                             "recipe the row was trained with (README: Recipes). † marks ours where either differs: "
+                             "that difference is not the method's alone. Published numbers: results/reference "
+                             "(sources there). Derived columns are computed from the published cells. SSF and NOAH "
+                             "picked the best epoch on the test set (--metric test_top1_best_epoch_optimistic "
+                             "reproduces that selection); VPT's rows are final-epoch test after a val grid.",
+                             "Published checkpoints, recipes and selection: " + "; ".join(checkpoints)])
         if out.figures:
             cols = [mean_columns(table, args.average)[0]] if spec.mean else list(table.attrs["tasks"])
-            out.figure(f"accuracy_vs_params_{stem}", "accuracy_vs_params", (table, title, pub_table, cols),
+            flagged = set()
+            if pub_table is not None and len(long):
+                bad = long[long["like_for_like"] == False]  # noqa: E712 (None: no partner)
+                flagged = set(zip(bad["backbone"], bad["method"]))
+            out.figure(f"accuracy_vs_params_{stem}", "accuracy_vs_params", (table, title, pub_table, cols,
+                                                                            "tunable_params_no_head", flagged),
                        f"{spec.name}, {protocol} protocol: accuracy against tunable parameters without the head "
-                       "(symlog). Filled: ours; hollow: published.")
+                       "(symlog). Filled: ours; hollow: published; †: ours with another recipe or checkpoint "
+                       "than the published row of its method.")
             if spec.mean and len(table.attrs["tasks"]) > 1:
                 out.figure(f"delta_to_full_{stem}", "delta_heatmap",
                            (table, f"{title}: minus full fine-tuning", "full", args.average),

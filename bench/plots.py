@@ -95,14 +95,17 @@ MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
 
 
 def accuracy_vs_params(table: pd.DataFrame, title: str, published: pd.DataFrame | None = None,
-                       columns: list[str] | None = None, params: str = "tunable_params_no_head"):
+                       columns: list[str] | None = None, params: str = "tunable_params_no_head",
+                       flagged: set | None = None):
     """Accuracy against tunable parameters, one panel per column (default: the table's first average).
 
     Our rows are filled markers: the shape is the method, the colour the backbone (a legend,
     not a label per point: with several backbones, per-point labels pile up and cost 2 ms each
     to draw here). Published rows (a leaderboard-shaped table from bench.published) are hollow
-    black circles labelled with the published name. Rows without the value or the parameter
-    count are not placed, and the figure says which published ones were left out.
+    black circles labelled with the published name. Rows of ours in `flagged` ((backbone, label)
+    pairs whose recipe or checkpoint is not their published row's) get a † beside them. Rows
+    without the value or the parameter count are not placed, and the figure says which published
+    ones were left out.
     """
     from matplotlib.lines import Line2D
 
@@ -120,6 +123,9 @@ def accuracy_vs_params(table: pd.DataFrame, title: str, published: pd.DataFrame 
         for label, group in rows.groupby(level="method", sort=False):
             ax.scatter(group[params], group[col], marker=marker[label], s=24, zorder=3,
                        c=[colour[b] for b, _ in group.index])
+            for key, x, y in zip(group.index, group[params], group[col]):
+                if key in (flagged or ()):
+                    ax.annotate("†", (x, y), textcoords="offset points", xytext=(3, 2), fontsize=7, color="C3")
         if published is not None and col in published:
             placed = published.dropna(subset=[col, params])
             left_out = [r for _, r in published.index.difference(placed.index, sort=False)]
@@ -136,6 +142,9 @@ def accuracy_vs_params(table: pd.DataFrame, title: str, published: pd.DataFrame 
     if has_published:
         handles.append(Line2D([], [], ls="", marker="o", mfc="none", color="black",
                               label="published (ViT-B/16 IN-21k)"))
+    if flagged:
+        handles.append(Line2D([], [], ls="", marker="$†$", color="C3",
+                              label="† other recipe or checkpoint than the published row"))
     axes[0][-1].legend(handles=handles, fontsize=5, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.suptitle(title)
     if left_out:

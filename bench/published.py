@@ -3,8 +3,11 @@
 Every published number comes from the shipped CSVs, which keep their sources; this module only
 renames their columns to our dataset names and derives what the papers did not print (VTAB
 group means and the mean of the group means, from the published cells; marked "derived").
-`published_rows.csv` says which of our methods each published row compares with and which
-pre-trained checkpoint it used (AugReg vs original IN-21k ViT-B/16 weights: not like-for-like).
+`published_rows.csv` says which of our methods each published row compares with, which
+pre-trained checkpoint it used (AugReg vs original IN-21k ViT-B/16 weights), which recipe
+trained it (conf/recipe/<name>.yaml: ssf, noah, vpt; `vpetl` is V-PETL Bench's, not one of
+ours) and how its number was selected. A cell whose run used another checkpoint or recipe is
+not like for like: `compare` says so per cell, and the renderers mark it.
 """
 import math
 from pathlib import Path
@@ -28,7 +31,8 @@ COLUMNS = {
     "fgvc": {"cub200": "fgvc/cub", "nabirds": "fgvc/nabirds", "oxford_flowers": "fgvc/oxford_flowers",
              "stanford_dogs": "fgvc/stanford_dogs", "stanford_cars": "fgvc/stanford_cars"},
 }
-META = ("method", "checkpoint", "timm_arch", "evidence", "source")
+META = ("method", "checkpoint", "timm_arch", "recipe", "selection", "evidence", "source")
+MISMATCH = "†"  # marks a cell of ours whose recipe or checkpoint is not the published row's
 
 
 def family(arch: str | None) -> str:
@@ -58,7 +62,7 @@ def load_published(ref_dir: str | Path = REFERENCE_DIR) -> dict[str, pd.DataFram
         pub = pub.rename(columns=COLUMNS[bench]).set_index("method").rename_axis("row")
         pub["tunable_params"] = pub.pop("tunable_params_M") * 1e6
         rows = (meta[meta["benchmark"] == bench].set_index("row").drop(columns="benchmark")
-                if meta is not None else pd.DataFrame(index=pub.index, columns=list(META[:4])))
+                if meta is not None else pd.DataFrame(index=pub.index, columns=list(META[:6])))
         pub = pub.join(rows.reindex(pub.index).fillna(""))
         for c in META:
             pub[c] = pub[c].fillna("").astype(str) if c in pub else ""
@@ -95,23 +99,30 @@ def published_leaderboard(pub: pd.DataFrame, tasks: list[str], groups: dict[str,
     return table
 
 
-def compare(ours: pd.DataFrame, pub: pd.DataFrame, pub_table: pd.DataFrame, archs: dict[str, str]) -> pd.DataFrame:
+def compare(ours: pd.DataFrame, pub: pd.DataFrame, pub_table: pd.DataFrame, archs: dict[str, str],
+            recipes: dict[tuple[str, str], str] | None = None) -> pd.DataFrame:
     """Our leaderboard joined to the published one, cell by cell.
 
     Each published row is paired with every row of ours whose method is the published row's
-    `method` and whose backbone has the published architecture (any weights: `same_checkpoint`
-    says whether the timm tags match). A published row with no partner appears once, ours NaN.
+    `method` and whose backbone has the published architecture (any weights and any recipe:
+    `same_checkpoint` and `same_recipe` say whether they match). A published row with no
+    partner appears once, ours NaN.
 
     Args:
         ours: `tables.leaderboard` of one benchmark and protocol.
         pub: `load_published()[benchmark]`.
         pub_table: `published_leaderboard(pub, ...)` with the same task and group columns.
         archs: our backbone name -> its `backbone_arch` (timm name with tag).
+        recipes: (backbone, label) of our rows -> the recipe name(s) their records ran, '/'-joined.
     Returns:
         Long frame: backbone, method, row (published), checkpoint, our_arch, same_checkpoint
-        (True/False, None when the published row names none), column, ours, published, diff
-        (ours - published), derived (the published value was computed, not printed).
+        (True/False, None when the published row names none), recipe (the published row's),
+        selection (how its number was chosen), our_recipe, same_recipe (True/False, None when
+        either is unknown), like_for_like (False when the checkpoint or the recipe differs),
+        column, ours, published, diff (ours - published), derived (the published value was
+        computed, not printed).
     """
+    recipes = recipes or {}
     tasks = list(pub_table.attrs["tasks"])
     columns = tasks + [c for c in pub_table.columns if c not in tasks and c in ours.columns
                        and c not in ("tasks", "seeds", "tunable_params", "tunable_params_no_head")]
@@ -126,12 +137,17 @@ def compare(ours: pd.DataFrame, pub: pd.DataFrame, pub_table: pd.DataFrame, arch
         for b, lab in partners or [(None, None)]:
             arch = archs.get(b) if b else None
             same = None if not (meta["timm_arch"] and arch) else arch == meta["timm_arch"]
+            our_recipe = recipes.get((b, lab), "") if b else ""
+            same_recipe = None if not (meta["recipe"] and our_recipe) else our_recipe == meta["recipe"]
             values = mine.get((b, lab), {})
             for c in columns:
                 o = float(values.get(c, math.nan))
                 records.append({"backbone": b, "method": lab, "row": row, "checkpoint": meta["checkpoint"],
-                                "our_arch": arch, "same_checkpoint": same, "column": c, "ours": o,
-                                "published": prow[c], "diff": o - prow[c], "derived": c in derived})
+                                "our_arch": arch, "same_checkpoint": same, "recipe": meta["recipe"],
+                                "selection": meta["selection"], "our_recipe": our_recipe, "same_recipe": same_recipe,
+                                "like_for_like": None if b is None else bool(same and same_recipe),
+                                "column": c, "ours": o, "published": prow[c], "diff": o - prow[c],
+                                "derived": c in derived})
     return pd.DataFrame(records)
 
 
@@ -140,7 +156,8 @@ def comparison_rows(long: pd.DataFrame, table: pd.DataFrame, average: str = "bot
     """Wide rendering of `compare`: one row per (ours, published row); cells `ours / published (diff)`.
 
     Tasks with one decimal, averages with two (the published precision); `table` is the
-    published leaderboard (for column order and names).
+    published leaderboard (for column order and names). A row whose checkpoint or recipe is not
+    the published row's has every value of ours marked `†`: the difference is not the method's alone.
     """
     from bench.benchmarks import short_name
     from bench.tables import layout, mean_header
@@ -149,9 +166,10 @@ def comparison_rows(long: pd.DataFrame, table: pd.DataFrame, average: str = "bot
     means = mean_columns(table, average)
     columns = tasks + groups + means
     header = ["backbone", "method", "published row", "published checkpoint", "same checkpoint",
+              "published recipe", "our recipe", "same recipe",
               *[short_name(t) for t in tasks], *[f"{g.capitalize()} (derived)" for g in groups],
               *[mean_header(table, m) + (" (derived)" if m == "mean_of_groups" else "") for m in means]]
-    bold = set(range(5 + len(tasks) + len(groups), len(header)))
+    bold = set(range(8 + len(tasks) + len(groups), len(header)))
     rows = []
     if long.empty:
         return header, rows, bold
@@ -160,13 +178,16 @@ def comparison_rows(long: pd.DataFrame, table: pd.DataFrame, average: str = "bot
         groups.setdefault((r["row"], r["backbone"], r["method"]), {})[r["column"]] = r
     for (row, b, lab), cells in groups.items():
         first = next(iter(cells.values()))
-        same = first["same_checkpoint"]
+        yes_no = lambda v: "?" if v is None or v != v else ("yes" if v else "no")
+        mark = MISMATCH if first.get("like_for_like") is False else ""
         out = ["—" if b is None or b != b else b, "—" if lab is None or lab != lab else lab, row,
-               first["checkpoint"] or "—", "?" if same is None or same != same else ("yes" if same else "no")]
+               first["checkpoint"] or "—", yes_no(first["same_checkpoint"]), first.get("recipe") or "—",
+               first.get("our_recipe") or "—", yes_no(first.get("same_recipe"))]
         for c in columns:
             digits = 1 if c in tasks else 2
             o, p, d = cells[c]["ours"], cells[c]["published"], cells[c]["diff"]
             diff = "" if d != d else f" ({d:+.{digits}f})"
-            out.append(f"{fmt_value(o, digits)} / {fmt_value(p, digits)}{diff}")
+            ours = fmt_value(o, digits) + (mark if o == o else "")
+            out.append(f"{ours} / {fmt_value(p, digits)}{diff}")
         rows.append(out)
     return header, rows, bold

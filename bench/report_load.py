@@ -21,7 +21,7 @@ NUMERIC = ("tunable_params", "tunable_params_no_head", "total_params", "test_top
            "test_top1_best_epoch_optimistic", "train_images_per_s", "peak_memory_mb", "wall_time_s",
            "inference_extra_params", "inference_images_per_s_ratio")
 TEXT = ("status", "method", "variant", "dataset", "benchmark", "group", "backbone", "backbone_arch", "protocol",
-        "peak_memory_kind")
+        "peak_memory_kind", "recipe")
 _HISTORY = b'"history": ['
 _SENTINEL = "<cut by report_load>"  # tells the top-level history from a nested key of that name
 _CUT = b'"history": "' + _SENTINEL.encode() + b'"'

@@ -26,14 +26,25 @@ ROBUSTNESS = ("imagenet_a_top1", "imagenet_r_top1", "imagenet_c_mce")  # keys of
 
 
 def with_labels(df: pd.DataFrame) -> pd.DataFrame:
-    """Add `label` (method-variant, as `bench.records.method_label`), unless it is already there."""
+    """Add `label` (method-variant, as `bench.records.method_label`), unless it is already there.
+
+    Runs of a non-default recipe carry its name in their variant (`adapter-noah`, launch.py), so
+    recipes get rows of their own. Should one label still hold runs of several recipes (records
+    from renamed or hand-made variants), each gets `[recipe]` appended: never averaged together.
+    """
     if "label" in df:
         return df
     method = df["method"].astype(str)
     if "variant" not in df:
-        return df.assign(label=method)
-    variant = df["variant"].fillna("").astype(str)
-    return df.assign(label=method.where(variant == "", method + "-" + variant))
+        label = method
+    else:
+        variant = df["variant"].fillna("").astype(str)
+        label = method.where(variant == "", method + "-" + variant)
+    if "recipe" in df and len(df):
+        recipe = df["recipe"].fillna("").astype(str)
+        mixed = recipe.groupby([df["backbone"], label]).transform("nunique") > 1
+        label = label.where(~mixed, label + "[" + recipe.where(recipe != "", "?") + "]")
+    return df.assign(label=label)
 
 
 def base_method(label: str) -> str:

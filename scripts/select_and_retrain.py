@@ -8,18 +8,24 @@ table reports mean +- std over the seeds. Stage one is an ordinary Hydra sweep:
     python launch.py -m method=ssf 'dataset=vtab/*' protocol=val \\
         train.lr=1e-3,5e-3,1e-2 train.weight_decay=1e-4,1e-2
 
-Stage two is this one command, given the same overrides minus the grid (and minus protocol):
+or, with a recipe's grid as data (conf/grid/<recipe>/<method>.yaml: lr, wd and the method's own knobs):
+
+    python launch.py -m method=lora 'dataset=vtab/*' recipe=petl_vision protocol=val grid=petl_vision/lora
+
+Stage two is this one command, given the same overrides minus the grid's values (and minus protocol):
 
     python scripts/select_and_retrain.py method=ssf 'dataset=vtab/*' [--seeds 42,44,82,100,800] [--dry-run]
+    python scripts/select_and_retrain.py method=lora 'dataset=vtab/*' recipe=petl_vision grid=petl_vision/lora
 
 For each (backbone, dataset, method) it reads the completed `val` records whose configuration
-equals the composed one except for lr, weight decay and seed, averages val top-1 over seeds per
-grid point, picks the highest (ties: the smaller lr, then the smaller weight decay), writes
+equals the composed one except for the grid's keys (lr and weight decay, or those of `grid=`) and
+the seed, averages val top-1 over seeds per grid point, picks the highest (ties: the smaller value
+of each grid key in order, so the smaller lr first, as VPT breaks ties), writes
 `<results_dir>/selection/<backbone>/<dataset>/<method>[-<variant>]/val.json`, and launches
-`launch.py -m ... protocol=val_retrain train.lr=<best> train.weight_decay=<best> seed=<seeds>`,
-one multirun per winning (lr, wd) with all its datasets; `hydra/launcher=...` and other
-`hydra.*` arguments are passed to that launch (e.g. to submit to Slurm). The retrain's variant
-is the grid's variant without lr and weight decay (`method.r=8` -> `r8`, else none).
+`launch.py -m ... protocol=val_retrain <key>=<best> ... seed=<seeds>`, one multirun per winning
+point with all its datasets; `hydra/launcher=...` and other `hydra.*` arguments are passed to that
+launch (e.g. to submit to Slurm). The seeds default to the recipe's `retrain_seeds` (VPT's five,
+PETL_Vision's 42), else VPT's. The retrain's variant is the grid's variant without the grid's keys.
 """
 import argparse
 import dataclasses
@@ -37,8 +43,8 @@ from bench.records import RECORD, method_label, write_json_atomic  # noqa: E402
 from bench.sweep import read_record  # noqa: E402
 
 VPT_SEEDS = "42,44,82,100,800"  # KMnP/vpt:tune_vtab.py (anchors.md section 2)
-GRID_KEYS = ("train.lr", "train.weight_decay")
-FORBIDDEN = ("protocol", "seed", "variant", *GRID_KEYS)
+GRID_KEYS = ("train.lr", "train.weight_decay")  # without grid=: the lr x wd grid
+FORBIDDEN = ("protocol", "seed", "variant")
 # Settings that do not change a result (or are the grid itself): ignored when matching records.
 IGNORE = {"train": {"lr", "weight_decay", "progress", "device", "num_threads", "eval_batch_size"},
           "dataset": {"data_root", "cache", "cache_dir", "num_workers"}}
@@ -52,23 +58,47 @@ def defaults_from_config() -> dict[str, str]:
     return {k: v for e in entries if isinstance(e, dict) for k, v in e.items()}
 
 
-def parse(overrides: list[str]) -> tuple[dict[str, list[str]], list[str], list[str], str]:
-    """(group choices, base overrides, hydra arguments, results_dir) from launch.py-style overrides."""
+def grid_keys(grid: str | None) -> tuple[str, ...]:
+    """The keys a grid sweeps: those of conf/grid/<grid>.yaml's hydra.sweeper.params, else lr and wd."""
+    import yaml
+
+    if not grid:
+        return GRID_KEYS
+    return tuple(yaml.safe_load((launch.CONF / "grid" / f"{grid}.yaml").read_text())["hydra"]["sweeper"]["params"])
+
+
+def parse(overrides: list[str]) -> tuple[dict[str, list[str]], list[str], list[str], str, tuple[str, ...]]:
+    """(group choices, base overrides, hydra arguments, results_dir, grid keys) from launch.py-style overrides."""
     choices = {g: [d] for g, d in defaults_from_config().items() if g in ("method", "dataset", "backbone")}
-    base, hydra_args, results_dir = [], [], str(Path("results").absolute())
-    for arg in launch.expand_group_args(overrides):
+    base, hydra_args, results_dir, grid = [], [], str(Path("results").absolute()), None
+    args = launch.expand_group_args(overrides)
+    launch.check_recipes(args)
+    for arg in args:
+        key, _, value = arg.lstrip("+~").partition("=")
+        if key == "grid":
+            grid = value
+    keys = grid_keys(grid)
+    for arg in args:
         key, _, value = arg.lstrip("+~").partition("=")
         if key in choices:
             choices[key] = value.split(",")
+        elif key == "grid":
+            continue  # the grid is what this script chooses from, never relaunched
         elif key.startswith("hydra"):
             hydra_args.append(arg)
         elif key == "results_dir":
             results_dir = str(Path(value).absolute())  # the retrain runs from the project root
-        elif key in FORBIDDEN:
+        elif key in FORBIDDEN or key in keys:
             raise SystemExit(f"error: {arg!r}: this script sets {key} itself (the grid's values are what it chooses)")
         else:
             base.append(arg)
-    return choices, base, hydra_args, results_dir
+    return choices, base, hydra_args, results_dir, keys
+
+
+def value_of(config: dict, key: str):
+    """`train.lr` -> config["train"]["lr"]; `method.r` -> config["method_args"]["r"] (a record's config)."""
+    part, _, name = key.partition(".")
+    return config.get("method_args" if part == "method" else part, {}).get(name)
 
 
 def expected_config(group_args: list[str], base: list[str]) -> dict:
@@ -86,85 +116,102 @@ def _plain(x):
     return json.loads(json.dumps(x, default=str))
 
 
-def matches(record_cfg: dict, expected: dict) -> bool:
-    """Same configuration except lr, weight decay, seed and settings that do not change a result.
+def matches(record_cfg: dict, expected: dict, keys: tuple[str, ...] = GRID_KEYS) -> bool:
+    """Same configuration except the grid's `keys`, the seed and settings that do not change a result.
 
     Only keys present on both sides are compared (records from older code may lack newer fields);
     method arguments are compared on the keys the method's config file sets.
     """
     rec, exp = _plain(record_cfg), _plain(expected)
+    skip = {(k.partition(".")[0], k.partition(".")[2]) for k in keys}
     if rec.get("method") != exp["method"]:
         return False
-    if any(rec.get("method_args", {}).get(k) != v for k, v in exp["method_args"].items()):
+    if any(rec.get("method_args", {}).get(k) != v for k, v in exp["method_args"].items() if ("method", k) not in skip):
         return False
-    for part in ("dataset", "backbone", "train"):
-        a, b = rec.get(part, {}), exp[part]
-        if any(a[k] != b[k] for k in a.keys() & b.keys() if k not in IGNORE.get(part, ())):
+    for part in ("dataset", "backbone", "train", "recipe"):
+        a, b = rec.get(part, {}), exp.get(part, {})
+        if any(a[k] != b[k] for k in a.keys() & b.keys() if k not in IGNORE.get(part, ()) and (part, k) not in skip):
             return False
     return True
 
 
-def grid_points(results_dir: str, backbone: str, dataset: str, expected: dict) -> dict[tuple[float, float], list]:
-    """{(lr, wd): [(seed, val_top1, record path), ...]} of the completed matching `val` runs."""
+def grid_points(results_dir: str, backbone: str, dataset: str, expected: dict,
+                keys: tuple[str, ...] = GRID_KEYS) -> dict[tuple, list]:
+    """{(value of each grid key): [(seed, val_top1, record path), ...]} of the completed matching `val` runs."""
     points = defaultdict(list)
     folder = Path(results_dir) / "runs" / backbone / dataset
     for path in sorted(folder.glob(f"{expected['method']}*/val-seed*/{RECORD}")):
         rec, _ = read_record(path)  # None for a corrupt or unreadable record: not a grid point
         if rec is None or rec.get("status") != "completed" or rec.get("protocol") != "val" or "val_top1" not in rec:
             continue
-        if matches(rec.get("config", {}), expected):
-            t = rec["config"]["train"]
-            points[(float(t["lr"]), float(t["weight_decay"]))].append((rec["seed"], rec["val_top1"], str(path)))
+        if matches(rec.get("config", {}), expected, keys):
+            point = tuple(value_of(rec["config"], k) for k in keys)
+            points[point].append((rec["seed"], rec["val_top1"], str(path)))
     return dict(points)
 
 
-def select(points: dict[tuple[float, float], list]) -> tuple[float, float]:
-    """The (lr, wd) with the highest mean final-epoch val top-1; ties: smaller lr, then smaller wd."""
-    return max(points, key=lambda p: (sum(v for _, v, _ in points[p]) / len(points[p]), -p[0], -p[1]))
+def select(points: dict[tuple, list]) -> tuple:
+    """The point with the highest mean final-epoch val top-1; ties: the smaller value of each key in order."""
+    return max(points, key=lambda p: (sum(v for _, v, _ in points[p]) / len(points[p]), *(-x for x in p)))
+
+
+def default_seeds(base: list[str], benchmark: str) -> str:
+    """The recipe's retrain seeds (recipe= in `base`, else the benchmark's default recipe), else VPT's."""
+    from bench import recipes
+
+    name = next((a.partition("=")[2] for a in base if a.partition("=")[0] == "recipe"), recipes.default_for(benchmark))
+    seeds = recipes.info(name).get("retrain_seeds") if name else None
+    return ",".join(str(s) for s in seeds) if seeds else VPT_SEEDS
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     ap.add_argument("overrides", nargs="*", help="launch.py overrides of the grid, minus lr, weight decay and protocol")
-    ap.add_argument("--seeds", default=VPT_SEEDS, help=f"retrain seeds (default VPT's {VPT_SEEDS})")
+    ap.add_argument("--seeds", default=None, help=f"retrain seeds (default: the recipe's, else VPT's {VPT_SEEDS})")
     ap.add_argument("--dry-run", action="store_true", help="write the selections, print the commands, launch nothing")
     args = ap.parse_args(argv)
-    choices, base, hydra_args, results_dir = parse(args.overrides)
-    variant = launch.variant_from_overrides(base)
+    choices, base, hydra_args, results_dir, keys = parse(args.overrides)
+    args.seeds = args.seeds or default_seeds(base, choices["dataset"][0].split("/", 1)[0])
 
-    launches = defaultdict(list)  # (backbone, method, lr, wd) -> datasets
+    launches = defaultdict(list)  # (backbone, method, point) -> datasets
     missing = []
     for backbone in choices["backbone"]:
         for method in choices["method"]:
             for dataset in choices["dataset"]:
                 expected = expected_config([f"method={method}", f"dataset={dataset}", f"backbone={backbone}"], base)
-                points = grid_points(results_dir, backbone, dataset, expected)
+                variant = expected["variant"]  # the grid's variant without the grid's keys (recipe first)
+                points = grid_points(results_dir, backbone, dataset, expected, keys)
                 where = f"{backbone} {dataset} {method_label(method, variant)}"
                 if not points:
                     missing.append(where)
                     continue
-                lr, wd = select(points)
-                launches[(backbone, method, lr, wd)].append(dataset)
+                best = select(points)
+                launches[(backbone, method, variant, best)].append(dataset)
+                name = lambda k: k.rsplit(".", 1)[-1]
                 summary = {"backbone": backbone, "dataset": dataset, "method": method, "variant": variant,
-                           "selected": {"lr": lr, "weight_decay": wd}, "seeds": [int(s) for s in args.seeds.split(",")],
-                           "rule": "highest mean final-epoch val top-1 over seeds; ties: smaller lr, then smaller wd",
-                           "grid": [{"lr": p[0], "weight_decay": p[1], "val_top1_mean": sum(v for _, v, _ in r) / len(r),
+                           "recipe": expected["recipe"]["name"], "grid_keys": list(keys),
+                           "selected": {name(k): v for k, v in zip(keys, best)},
+                           "seeds": [int(s) for s in args.seeds.split(",")],
+                           "rule": "highest mean final-epoch val top-1 over seeds; ties: the smaller value of each "
+                                   "grid key in order (smaller lr first)",
+                           "grid": [{**{name(k): v for k, v in zip(keys, p)},
+                                     "val_top1_mean": sum(v for _, v, _ in r) / len(r),
                                      "seeds": [s for s, _, _ in r], "records": [q for _, _, q in r]}
                                     for p, r in sorted(points.items())]}
                 out = (Path(results_dir) / "selection" / backbone / dataset / method_label(method, variant) / "val.json")
                 write_json_atomic(out, summary)
-                print(f"[selected] {where}: lr {lr:g}, weight decay {wd:g} "
-                      f"(best of {len(points)} grid points on val) -> {out}", flush=True)
+                chosen = ", ".join(f"{name(k)} {v!r}" for k, v in zip(keys, best))
+                print(f"[selected] {where}: {chosen} (best of {len(points)} grid points on val) -> {out}", flush=True)
     if missing:
         sys.stderr.write("error: no completed `val` grid runs matching these settings for: " + "; ".join(missing)
                          + f"\n  (looked under {results_dir}/runs/<backbone>/<dataset>/<method>*/val-seed*/; run the grid "
                            "first: python launch.py -m ... protocol=val train.lr=... train.weight_decay=...)\n")
         return 2
     code = 0
-    for (backbone, method, lr, wd), datasets in launches.items():
+    for (backbone, method, variant, best), datasets in launches.items():
         cmd = [sys.executable, str(ROOT / "launch.py"), "-m", f"method={method}", f"dataset={','.join(datasets)}",
-               f"backbone={backbone}", "protocol=val_retrain", f"train.lr={lr!r}", f"train.weight_decay={wd!r}",
+               f"backbone={backbone}", "protocol=val_retrain", *(f"{k}={v!r}" for k, v in zip(keys, best)),
                f"seed={args.seeds}", f"variant={variant}", f"results_dir={results_dir}", *base, *hydra_args]
         print("[retrain] " + " ".join(cmd[1:]), flush=True)
         if not args.dry_run:

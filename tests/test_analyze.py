@@ -172,7 +172,8 @@ def test_published_join_puts_each_number_in_its_cell():
                   for m, b, a in (("ssf", "augreg", AUGREG), ("full", "orig", ORIG))])
     table = leaderboard(ours, VTAB, BENCHMARK_GROUPS["vtab"])
     pub_table = published_leaderboard(pub, VTAB, BENCHMARK_GROUPS["vtab"])
-    long = compare(table, pub, pub_table, {"augreg": AUGREG, "orig": ORIG})
+    long = compare(table, pub, pub_table, {"augreg": AUGREG, "orig": ORIG},
+                   {("augreg", "ssf"): "ssf", ("orig", "full"): "vpt"})
     ssf = long[long["row"] == "SSF"].set_index("column")
     # the published CSV's own names, independently of bench.published's mapping
     by_csv = {"cifar100": "vtab/cifar", "flowers102": "vtab/oxford_flowers102", "pets": "vtab/oxford_iiit_pet",
@@ -194,8 +195,45 @@ def test_published_join_puts_each_number_in_its_cell():
     ssf_row = next(r for r in rows if r[2] == "SSF")
     cifar = float(raw["SSF"]["cifar100"])
     assert ssf_row[header.index("cifar")] == f"40.0 / {cifar:.1f} ({40.0 - cifar:+.1f})"
-    assert ssf_row[header.index("same checkpoint")] == "yes"
+    assert ssf_row[header.index("same checkpoint")] == "yes" and ssf_row[header.index("same recipe")] == "yes"
     assert "AugReg" in ssf_row[header.index("published checkpoint")]
+
+
+def test_published_comparison_flags_a_recipe_or_checkpoint_mismatch():
+    """Adapter and LoRA's published rows are NOAH's recipe; ours under SSF's recipe are marked, not compared silently."""
+    pub = load_published()["vtab"]
+    assert pub.at["Adapter", "recipe"] == "noah" and pub.at["SSF", "recipe"] == "ssf"
+    assert pub.at["VPT-Deep", "recipe"] == "vpt" and "val" in pub.at["VPT-Deep", "selection"]
+    ours = frame([rec("adapter", t, 60.0, backbone="orig", arch=ORIG, recipe="ssf") for t in VTAB]
+                 + [rec("adapter", t, 61.0, backbone="orig", arch=ORIG, recipe="noah", variant="noah") for t in VTAB]
+                 + [rec("ssf", t, 62.0, backbone="orig", arch=ORIG, recipe="ssf") for t in VTAB])
+    table = leaderboard(ours, VTAB, BENCHMARK_GROUPS["vtab"])
+    assert {lab for _, lab in table.index} == {"adapter", "adapter-noah", "ssf"}  # recipes never averaged
+    from analyze import _recipes
+
+    pub_table = published_leaderboard(pub, VTAB, BENCHMARK_GROUPS["vtab"])
+    long = compare(table, pub, pub_table, {"orig": ORIG}, _recipes(ours))
+    adapter = long[long["row"] == "Adapter"].drop_duplicates("method").set_index("method")
+    assert adapter.at["adapter", "same_recipe"] == False and adapter.at["adapter", "like_for_like"] == False  # noqa: E712
+    assert adapter.at["adapter-noah", "same_recipe"] == True and adapter.at["adapter-noah", "like_for_like"] == True  # noqa: E712
+    ssf = long[long["row"] == "SSF"].iloc[0]
+    assert ssf["same_recipe"] == True and ssf["same_checkpoint"] == False and ssf["like_for_like"] == False  # noqa: E712
+    header, rows, _ = comparison_rows(long, pub_table)
+    cell = {(r[1], r[2]): r[header.index("dtd")] for r in rows}
+    assert cell[("adapter", "Adapter")].startswith("60.0† / ")  # SSF's recipe against NOAH's row
+    assert cell[("adapter-noah", "Adapter")].startswith("61.0 / ")  # like for like
+    assert cell[("ssf", "SSF")].startswith("62.0† / ")  # the original checkpoint against SSF's AugReg row
+    row = next(r for r in rows if r[1] == "adapter")
+    assert (row[header.index("published recipe")], row[header.index("our recipe")]) == ("noah", "ssf")
+
+
+def test_one_label_with_two_recipes_is_split():
+    from bench.tables import with_labels
+
+    df = frame([rec("lora", "vtab/dtd", 50.0, recipe="ssf"), rec("lora", "vtab/dtd", 70.0, recipe="noah", seed=1)])
+    assert sorted(with_labels(df)["label"]) == ["lora[noah]", "lora[ssf]"]
+    t = leaderboard(df, ["vtab/dtd"])
+    assert t.loc[("vitb", "lora[ssf]"), "vtab/dtd"] == 50.0 and t.loc[("vitb", "lora[noah]"), "vtab/dtd"] == 70.0
 
 
 def test_published_rows_name_their_checkpoint_and_other_architectures_are_not_compared():

@@ -1,6 +1,8 @@
 """End to end through launch.py: a run on the VTAB-1k fixture tree, and both protocols on the mini benchmark."""
 import json
 
+import pytest
+
 import launch
 from conftest import run_cli
 from fixtures_data import vtab_tree
@@ -19,7 +21,7 @@ def test_one_epoch_on_the_vtab_fixture_writes_a_completed_record(tmp_path, monke
     monkeypatch.setenv("BENCH_DATA_ROOT", str(tmp_path / "data"))
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
     proc = run_cli("launch.py", "method=ssf", "dataset=vtab/dtd", "protocol=paper", *ONE_EPOCH,
-                   "dataset.image_size=32", "dataset.num_classes=3", "dataset.splits={train:6,val:2,trainval:8,test:5}",
+                   "dataset.image_size=32", "dataset.num_classes=3", "dataset.splits={train:6,val:2,trainval:8,test:5}", "train.batch_size=4",
                    "variant=fixture", f"results_dir={tmp_path / 'results'}", timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (rec,) = records(tmp_path / "results")
@@ -28,6 +30,27 @@ def test_one_epoch_on_the_vtab_fixture_writes_a_completed_record(tmp_path, monke
     assert 0 <= rec["test_top1"] <= 100 and "test_top1_best_epoch_optimistic" in rec and len(rec["history"]) == 1
     assert rec["config"]["dataset"]["format"] == "vtab_txt" and rec["config"]["train"]["lr"] == 5e-3  # SSF's dtd row
     assert any((tmp_path / "cache").iterdir())  # the decoded pixels were cached
+
+
+def test_noah_recipe_one_epoch_on_the_vtab_fixture(tmp_path, monkeypatch):
+    """A NOAH-recipe run names itself after the recipe and records what the recipe set."""
+    vtab_tree(tmp_path / "data", "dtd", classes=3)
+    monkeypatch.setenv("BENCH_DATA_ROOT", str(tmp_path / "data"))
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
+    proc = run_cli("launch.py", "method=adapter", "dataset=vtab/dtd", "backbone=tiny_vit", "recipe=noah",
+                   "protocol=paper", *ONE_EPOCH, "dataset.image_size=32", "dataset.num_classes=3",
+                   "dataset.splits={train:6,val:2,trainval:8,test:5}", "train.batch_size=4",
+                   f"results_dir={tmp_path / 'results'}", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (rec,) = records(tmp_path / "results")
+    assert rec["status"] == "completed", rec.get("error")
+    assert rec["recipe"] == "noah" and rec["variant"].startswith("noah")
+    assert rec["config"]["recipe"]["checkpoint"] == "vit_base_patch16_224.orig_in21k"
+    assert rec["same_checkpoint_as_recipe"] is False  # tiny_vit is not NOAH's checkpoint: said, not hidden
+    assert rec["config"]["method_args"]["init"] == "noah" and rec["config"]["train"]["sched_lag"] == 1
+    assert rec["normalization"]["mean"] == pytest.approx([0.485, 0.456, 0.406])  # ImageNet's, as NOAH
+    assert rec["optimizer_steps"] == 2  # 8 images at batch 4, drop_last
+    assert list((tmp_path / "results").rglob("adapter-noah*/paper-seed0/record.json"))
 
 
 def test_a_broken_dataset_stops_the_run_before_training(tmp_path, monkeypatch):

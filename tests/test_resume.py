@@ -21,7 +21,12 @@ class Interrupt(Exception):
     pass
 
 
-@pytest.mark.parametrize("method,train", [("ssf", {}), ("full", {"mixup": 0.8, "cutmix": 1.0, "ema_decay": 0.9})])
+@pytest.mark.parametrize("method,train", [
+    ("ssf", {}), ("full", {"mixup": 0.8, "cutmix": 1.0, "ema_decay": 0.9}),
+    # SSF's schedule semantics (held per epoch, drop_last) and NOAH's one-epoch lag with SGD
+    ("ssf", {"sched_unit": "epoch", "drop_last": True, "warmup_epochs": 1, "cooldown_epochs": 1}),
+    ("bias", {"sched_unit": "epoch", "sched_lag": 1, "optimizer": "sgd", "wd_policy": "vpt"}),
+])
 def test_interrupted_run_resumes_to_identical_metrics(tmp_path, monkeypatch, method, train):
     ref = run(config(tmp_path / "ref", method, **train))
 
