@@ -20,6 +20,7 @@ failed / running or pending / missing) and submits nothing.
 """
 import fnmatch
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -104,8 +105,8 @@ def variant_from_overrides(overrides: list[str]) -> str:
         key, _, value = o.lstrip("+~").partition("=")
         if key in NOT_VARIANT or key.startswith("hydra"):
             continue
-        parts.append(f"{key.rsplit('.', 1)[-1]}{value}".replace("/", "-").replace(" ", ""))
-    return "_".join(parts)
+        parts.append(re.sub(r"[^A-Za-z0-9._+-]", "", f"{key.rsplit('.', 1)[-1]}{value}".replace("/", "-").replace(",", "-")))
+    return "_".join(parts)  # a folder name and a Hydra value: no braces, quotes, colons or commas
 
 
 def to_run_config(cfg: dict, overrides: list[str]):

@@ -96,3 +96,47 @@ def test_val_protocol_grid_then_select_and_retrain_on_the_mini_benchmark(tmp_pat
     empty = run_cli("scripts/select_and_retrain.py", "method=bias", "dataset=mini/count", f"results_dir={results}",
                     "--dry-run", timeout=120)
     assert empty.returncode == 2 and "no completed `val` grid runs" in empty.stderr
+
+
+def test_recipe_grid_file_then_select_and_retrain_on_the_vtab_fixture(tmp_path, monkeypatch):
+    """grid=petl_vision/ssf sweeps PETL_Vision's 2 x 2 grid; the same grid= selects and retrains with its seed 42."""
+    vtab_tree(tmp_path / "data", "dtd", classes=3)
+    monkeypatch.setenv("BENCH_DATA_ROOT", str(tmp_path / "data"))
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
+    results = tmp_path / "results"
+    common = ["method=ssf", "dataset=vtab/dtd", "backbone=tiny_vit", "recipe=petl_vision", *ONE_EPOCH,
+              "dataset.image_size=32", "dataset.num_classes=3", "dataset.splits={train:6,val:2,trainval:8,test:5}",
+              "train.batch_size=4", f"results_dir={results}"]
+    grid = run_cli("launch.py", "-m", *common, "protocol=val", "grid=petl_vision/ssf", timeout=600)
+    assert grid.returncode == 0, grid.stderr[-3000:]
+    points = records(results, "val")
+    assert sorted((r["config"]["train"]["lr"], r["config"]["train"]["weight_decay"]) for r in points) == \
+        [(0.001, 0.0001), (0.001, 0.001), (0.01, 0.0001), (0.01, 0.001)]
+    assert {r["recipe"] for r in points} == {"petl_vision"}
+    proc = run_cli("scripts/select_and_retrain.py", *common, "grid=petl_vision/ssf", timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (path,) = (results / "selection" / "tiny_vit" / "vtab" / "dtd").glob("ssf-petl_vision*/val.json")
+    sel = json.loads(path.read_text())
+    best = max(points, key=lambda r: (r["val_top1"], -r["config"]["train"]["lr"], -r["config"]["train"]["weight_decay"]))
+    assert sel["selected"] == {"lr": best["config"]["train"]["lr"], "weight_decay": best["config"]["train"]["weight_decay"]}
+    assert sel["grid_keys"] == ["train.lr", "train.weight_decay"] and sel["recipe"] == "petl_vision"
+    (retrained,) = records(results, "val_retrain")
+    assert retrained["seed"] == 42 and retrained["status"] == "completed"  # PETL_Vision's retrain seed
+    assert retrained["variant"].startswith("petl_vision") and retrained["config"]["train"]["lr"] == sel["selected"]["lr"]
+
+
+def test_select_and_retrain_reads_the_grid_keys_of_a_grid_file():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("sar", launch.CONF.parent / "scripts" / "select_and_retrain.py")
+    sar = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sar)
+    assert sar.grid_keys("petl_vision/lora") == ("train.lr", "train.weight_decay", "method.r")
+    assert sar.grid_keys(None) == ("train.lr", "train.weight_decay")
+    cfg = {"train": {"lr": 0.01}, "method_args": {"r": 8}}
+    assert (sar.value_of(cfg, "train.lr"), sar.value_of(cfg, "method.r")) == (0.01, 8)
+    points = {(0.01, 1e-4, 8): [(0, 50.0, "a")], (0.001, 1e-4, 16): [(0, 50.0, "b")], (0.001, 1e-4, 8): [(0, 50.0, "c")]}
+    assert sar.select(points) == (0.001, 1e-4, 8)  # ties: smaller lr, then smaller values of the other keys
+    rec = {"method": "lora", "method_args": {"r": 16, "alpha": None}, "train": {"lr": 0.01}}
+    exp = {"method": "lora", "method_args": {"r": 8, "alpha": None}, "train": {"lr": 0.001}, "dataset": {}, "backbone": {}}
+    assert sar.matches(rec, exp, ("train.lr", "method.r")) and not sar.matches(rec, exp, ("train.lr",))
