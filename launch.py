@@ -78,6 +78,61 @@ def expand_group_args(argv: list[str]) -> list[str]:
     return out
 
 
+SECTIONS = {"train": "TrainConfig", "dataset": "DatasetConfig", "backbone": "BackboneConfig"}
+TOP_LEVEL = {"protocol", "seed", "variant", "results_dir", "save_weights", "deploy_iters"}  # conf/config.yaml
+
+
+def method_keys(methods: list[str]) -> set[str]:
+    """The arguments of the chosen methods: the keys of their conf/method/<name>.yaml."""
+    import yaml
+
+    keys = set()
+    for m in methods:
+        path = CONF / "method" / f"{m}.yaml"
+        if path.is_file():
+            keys |= set(yaml.safe_load(path.read_text())["method"])
+    return keys
+
+
+def settable(argv: list[str]) -> list[str]:
+    """Every documented key settable as plain `key=value`; an unknown key answered in one line (exit 2).
+
+    A composed config holds only the keys its YAML files set, so a dataclass field that none sets
+    (`dataset.num_workers`) would be refused by Hydra ("not in struct", with a `+` hint that then
+    fails elsewhere). Here a key of train / dataset / backbone / method that is a field of its
+    dataclass (a key of the method's config file) becomes `++key=value` (set or add), and a key that
+    is not gets an error listing the valid ones.
+    """
+    import dataclasses
+
+    from bench import config
+
+    chosen = ["ssf"]
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        if key == "method":
+            chosen = value.split(",")
+    out = []
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        section, dot, name = key.partition(".")
+        if not dot and sep and not arg.startswith(("+", "~", "-")) and not (CONF / key).is_dir() \
+                and key not in TOP_LEVEL and not key.startswith("hydra"):
+            fail(f"error: {key}: unknown key; valid top-level keys: {', '.join(sorted(TOP_LEVEL))}", 2)
+        if arg.startswith(("+", "~", "-")) or not sep or not dot or section not in (*SECTIONS, "method"):
+            out.append(arg)
+            continue
+        name = name.split(".", 1)[0]
+        if section == "method":
+            valid = method_keys(chosen) | {"name"}
+        else:
+            valid = {f.name for f in dataclasses.fields(getattr(config, SECTIONS[section]))}
+        if name not in valid:
+            fail(f"error: {key}: unknown key; valid {section} keys: {', '.join(sorted(valid))}", 2)
+        out.append(f"++{arg}")
+    return out
+
+
 def check_recipes(argv: list[str]) -> None:
     """Stop (exit 2) on a recipe that is unknown or does not define a benchmark or method asked for."""
     import yaml
@@ -94,8 +149,7 @@ def check_recipes(argv: list[str]) -> None:
     try:
         check(chosen["recipe"], chosen["method"], chosen["dataset"])
     except ValueError as e:
-        sys.stderr.write(f"error: {e}\n")
-        raise SystemExit(2)
+        fail(f"error: {e}", 2)
 
 
 def variant_from_overrides(overrides: list[str]) -> str:
@@ -188,34 +242,64 @@ def main() -> None:
 
     @hydra.main(version_base=None, config_path=str(CONF), config_name="config")
     def task(cfg: DictConfig) -> float | None:
+        from hydra.types import RunMode
+
         from bench import sweep
+        from bench.config import ConfigError
         from bench.records import RECORD
 
         hc = HydraConfig.get()
         overrides = list(hc.overrides.task)
-        d = OmegaConf.to_container(cfg, resolve=True)
-        d["train"]["num_threads"] = job_threads(d["train"].get("num_threads", 0), hc.launcher.get("cpus_per_task"))
-        rc = to_run_config(d, overrides)
-        out_dir = run_path(rc)
-        rec, _ = sweep.read_record(out_dir / RECORD)
-        if rec and rec["status"] in ("completed", "unsupported") and not hc.sweeper.get("rerun", False):
-            print(f"[skipped] {out_dir}: {rec['status']} already (--rerun runs it again)", flush=True)
-            return rec.get("test_top1")
-        from bench.run import run  # imported here: bad command lines fail before torch loads
-        from methods import method_config
+        try:
+            d = OmegaConf.to_container(cfg, resolve=True)
+            d["train"]["num_threads"] = job_threads(d["train"].get("num_threads", 0), hc.launcher.get("cpus_per_task"))
+            rc = to_run_config(d, overrides)
+            out_dir = run_path(rc)
+            rec, _ = sweep.read_record(out_dir / RECORD)
+            if rec and rec["status"] in ("completed", "unsupported") and not hc.sweeper.get("rerun", False):
+                print(f"[skipped] {out_dir}: {rec['status']} already (--rerun runs it again)", flush=True)
+                return rec.get("test_top1")
+            from bench.models import check_image_size
+            from bench.run import run  # imported here: bad command lines fail before torch loads
+            from methods import method_config
 
-        method_config(rc.method, rc.method_args)  # a bad method argument fails before the run folder is touched
+            method_config(rc.method, rc.method_args)  # a bad method argument fails before the run folder is touched
+            check_image_size(rc.backbone, rc.dataset.image_size)
+        except ConfigError as e:
+            fail(f"error: {e}", 2)
         sweep.write_job(out_dir, "running", **job_info(hc))
-        return run(rc).get("test_top1")
+        try:
+            return run(rc).get("test_top1")
+        except Exception as e:  # the run wrote its failed record and printed its one line
+            if DEBUG or hc.mode == RunMode.MULTIRUN:
+                raise  # a sweep goes on; the sweeper reports failed runs in one line each at the end
+            fail(f"error: the run failed ({type(e).__name__}); its record says why: {out_dir / RECORD}", 1)
 
-    argv = [a for a in sys.argv[1:] if a not in FLAGS]
+    argv = [a for a in sys.argv[1:] if a not in FLAGS and a != "--debug"]
     argv += [FLAGS[a] for a in FLAGS if a in sys.argv[1:]]
     if "--status" in sys.argv[1:] and not {"-m", "--multirun"} & set(argv):
         argv.append("--multirun")  # the status of a grid: the sweeper expands it and launches nothing
-    argv = expand_group_args(argv)
+    argv = [a for a in argv if a in ("-m", "--multirun")] + [a for a in argv if a not in ("-m", "--multirun")]
+    argv = settable(expand_group_args(argv))  # -m first: Hydra's parser takes no flag after the overrides
     check_recipes(argv)
     sys.argv = [sys.argv[0], *argv]
     task()
+
+
+DEBUG = "--debug" in sys.argv[1:] or os.environ.get("HYDRA_FULL_ERROR") == "1"
+if DEBUG:
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra's own errors with their whole traceback too
+
+
+def fail(message: str, code: int):
+    """One line on stderr and exit `code`; with --debug (or HYDRA_FULL_ERROR=1) the traceback as well."""
+    if DEBUG and sys.exc_info()[0] is not None:
+        import traceback
+
+        traceback.print_exc()
+    sys.stderr.write(message.rstrip() + "\n")
+    sys.stderr.flush()
+    raise SystemExit(code)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@
 a YAML file or on the command line never silently falls back to a default.
 """
 import dataclasses
+import types
 import typing
 from dataclasses import dataclass, field
 from typing import Any
@@ -107,6 +108,11 @@ class TrainConfig:
     num_threads: int = 0  # torch intra-op threads; 0 keeps torch's default
     progress: bool = True  # tqdm bars per epoch and per evaluation
 
+    def __post_init__(self):
+        if self.warmup_prefix and self.warmup_epochs >= self.epochs:
+            raise ConfigError(f"train.warmup_epochs={self.warmup_epochs}: must be below train.epochs={self.epochs} "
+                              "with train.warmup_prefix=true (the cosine runs over the epochs after the warm-up)")
+
 
 @dataclass
 class RecipeConfig:
@@ -142,32 +148,114 @@ class RunConfig:
 
     def __post_init__(self):
         if self.protocol not in PROTOCOLS:
-            raise ValueError(f"unknown protocol {self.protocol!r}; valid: {sorted(PROTOCOLS)}")
+            raise ConfigError(f"protocol={self.protocol}: unknown protocol; valid: {', '.join(PROTOCOLS)}")
+
+
+class ConfigError(ValueError):
+    """A setting that is not valid, named with its key and what it may be: `train.batch_size=0: must be ...`.
+
+    launch.py prints it as one line and exits with status 2, before any record is written.
+    """
+
+
+# --- ranges and choices: checked when a run's configuration is built (from_dict) -----------------
+# key -> (test, what it must be). Types are checked first, from the dataclasses' annotations.
+_POSITIVE, _NON_NEGATIVE = (lambda v: v > 0, "must be > 0"), (lambda v: v >= 0, "must be >= 0")
+_UNIT = (lambda v: 0 <= v < 1, "must be in [0, 1)")
+_PROBABILITY = (lambda v: 0 <= v <= 1, "must be in [0, 1]")
+
+
+def _one_of(*choices):
+    return (lambda v: v in choices, f"valid: {', '.join(choices)}")
+
+
+RULES = {
+    "train.epochs": _POSITIVE, "train.batch_size": _POSITIVE, "train.eval_batch_size": _POSITIVE,
+    "train.lr": _POSITIVE, "train.weight_decay": _NON_NEGATIVE, "train.warmup_epochs": _NON_NEGATIVE,
+    "train.warmup_lr": _NON_NEGATIVE, "train.min_lr": _NON_NEGATIVE, "train.cooldown_epochs": _NON_NEGATIVE,
+    "train.label_smoothing": _UNIT, "train.mixup": _NON_NEGATIVE, "train.cutmix": _NON_NEGATIVE,
+    "train.drop_path": _UNIT, "train.ema_decay": _UNIT, "train.checkpoint_every": _NON_NEGATIVE,
+    "train.checkpoint_interval_s": _NON_NEGATIVE, "train.momentum": _UNIT, "train.sched_lag": _NON_NEGATIVE,
+    "train.lr_base_batch": _NON_NEGATIVE, "train.num_threads": _NON_NEGATIVE,
+    "train.sched_unit": _one_of(*SCHED_UNITS), "train.optimizer": _one_of(*OPTIMIZERS),
+    "train.wd_policy": _one_of(*WD_POLICIES), "train.amp": _one_of("auto", "bf16", "off"),
+    "train.head_init": _one_of("timm", "vpt"), "train.data_on_device": _one_of("auto", "on", "off"),
+    "train.device": (lambda v: v in ("auto", "cpu", "mps") or v == "cuda" or v.startswith("cuda:") and v[5:].isdigit(),
+                     "valid: auto, cpu, cuda, cuda:<index>, mps"),
+    "dataset.num_classes": _POSITIVE, "dataset.image_size": _POSITIVE, "dataset.crop_pct": (lambda v: 0 < v <= 1, "must be in (0, 1]"),
+    "dataset.resize": _one_of("squash", "crop"), "dataset.interpolation": _one_of("bicubic", "bilinear", "nearest"),
+    "dataset.train_aug": _one_of("none", "simple", "timm"), "dataset.cache": _one_of("none", "memory", "disk"),
+    "dataset.norm": _one_of("backbone", "imagenet", "inception", "none"), "dataset.re_prob": _PROBABILITY,
+    "dataset.num_workers": _NON_NEGATIVE, "dataset.cache_short_side": _NON_NEGATIVE,
+    "dataset.on_bad_image": _one_of("error", "skip"),
+    "deploy_iters": _NON_NEGATIVE,
+    # method arguments (methods/<name>.py's Config, built with where="method")
+    "method.r": _POSITIVE, "method.length": _POSITIVE, "method.bottleneck": _POSITIVE, "method.dropout": _UNIT,
+    "method.init_std": _NON_NEGATIVE, "method.scale": _NON_NEGATIVE, "method.alpha": _POSITIVE,
+    "method.init": _one_of("zero_up", "noah"), "method.act": _one_of("gelu", "quick_gelu"),
+}
+
+
+def _typed(value, hint, key: str):
+    """`value` converted to `hint` where that loses nothing, else ConfigError naming `key`."""
+    shown = f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}"
+    optional = typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in typing.get_args(hint)
+    if optional:
+        if value is None:
+            return None
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is float:
+        if not number:
+            raise ConfigError(f"{shown}: must be a number")
+        return float(value)
+    if hint is int:
+        if not number or not float(value).is_integer():
+            raise ConfigError(f"{shown}: must be an integer")
+        return int(value)
+    if hint is bool and not isinstance(value, bool):
+        raise ConfigError(f"{shown}: must be true or false")
+    if hint is str and not isinstance(value, str):
+        raise ConfigError(f"{shown}: must be a string")
+    origin = typing.get_origin(hint)
+    if origin in (list, dict) and not isinstance(value, origin):
+        raise ConfigError(f"{shown}: must be a {'list' if origin is list else 'mapping'}")
+    return value
 
 
 def from_dict(cls, data: dict, where: str = ""):
     """Build dataclass `cls` from a plain dict, recursing into nested dataclasses.
 
+    Every value is checked against its annotation (an int where an int is due, a number where a
+    float is) and against `RULES` (ranges and choices), so a bad setting fails here, as one line
+    naming the key, before anything runs.
+
     Raises:
-        ValueError: on an unknown or missing key, naming it and listing the valid keys.
+        ConfigError: on an unknown, missing, mistyped or out-of-range key, naming it and what is valid.
     """
     fields = {f.name: f for f in dataclasses.fields(cls)}
+    key = lambda name: f"{where}.{name}" if where else name
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ValueError(f"unknown key(s) {unknown} in {where or cls.__name__}; valid: {sorted(fields)}")
+        raise ConfigError(f"{', '.join(key(u) for u in unknown)}: unknown key; valid: {', '.join(fields)}")
     hints = typing.get_type_hints(cls)
     kwargs = {}
     for name, value in data.items():
         hint = hints[name]
-        if dataclasses.is_dataclass(hint) and isinstance(value, dict):
-            value = from_dict(hint, value, f"{where}.{name}" if where else name)
-        elif hint in (int, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = hint(value) if hint is float or float(value).is_integer() else value
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{key(name)}: must be a mapping of {', '.join(f.name for f in dataclasses.fields(hint))}")
+            value = from_dict(hint, value, key(name))
+        else:
+            value = _typed(value, hint, key(name))
+            rule = RULES.get(key(name))
+            if rule is not None and value is not None and not rule[0](value):
+                raise ConfigError(f"{key(name)}={value}: {rule[1]}")
         kwargs[name] = value
     missing = [n for n, f in fields.items() if n not in kwargs and f.default is dataclasses.MISSING
                and f.default_factory is dataclasses.MISSING]
     if missing:
-        raise ValueError(f"missing key(s) {missing} in {where or cls.__name__}")
+        raise ConfigError(f"{', '.join(key(m) for m in missing)}: missing key")
     return cls(**kwargs)
 
 

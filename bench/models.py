@@ -49,6 +49,23 @@ def build_backbone(cfg: BackboneConfig, num_classes: int, drop_path: float = 0.0
                              num_classes=num_classes, **kwargs)
 
 
+def check_image_size(backbone: BackboneConfig, image_size: int) -> None:
+    """Refuse, before anything runs, an image size a fixed-size backbone (ViT, Swin, Mixer) cannot take.
+
+    Raises:
+        ConfigError: naming both sizes (timm would otherwise assert deep inside the first forward).
+    """
+    from bench.config import ConfigError
+
+    timm_cfg = timm.models.get_pretrained_cfg(backbone.arch)
+    size = backbone.kwargs.get("img_size") or (backbone.pretrained_cfg.get("input_size") or [None])[-1] \
+        or (timm_cfg.input_size[-1] if timm_cfg is not None else None)
+    fixed = timm_cfg.fixed_input_size if timm_cfg is not None else True
+    if fixed and size and int(size) != image_size:
+        raise ConfigError(f"dataset.image_size={image_size}: backbone {backbone.name} takes {size} x {size} images "
+                          f"only; use a backbone made for {image_size} px (backbone=...) or dataset.image_size={size}")
+
+
 def data_config(model: nn.Module) -> dict:
     """Input size, mean and std the backbone expects (timm's resolved data config)."""
     return timm.data.resolve_model_data_config(model)

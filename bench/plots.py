@@ -244,7 +244,9 @@ def cost_figure(cost: pd.DataFrame, title: str):
     plt = _plt()
     from matplotlib.ticker import MaxNLocator
 
-    panels = [("train_images_per_s", "training images/s"), ("peak_memory_mb", "peak training memory (MB)")]
+    panels = [("train_images_per_s", "training images/s")]
+    if cost["peak_memory_mb"].notna().any():  # per-run memory only (tables.cost_table)
+        panels.append(("peak_memory_mb", "peak memory of the run (MB)"))
     if cost["inference_images_per_s_ratio"].notna().any():
         panels.append(("inference_images_per_s_ratio", "inference images/s vs untouched backbone"))
     rows = list(dict.fromkeys(k[1:] for k in cost.index))

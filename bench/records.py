@@ -30,11 +30,27 @@ def run_dir(results_dir: str | Path, backbone: str, dataset: str, method: str, v
     return Path(results_dir) / "runs" / backbone / dataset / method_label(method, variant) / f"{protocol}-seed{seed}"
 
 
+def umask() -> int:
+    """The process's umask, read without changing it (Linux /proc; elsewhere set and restored)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_file(path: Path):
     """Yield a temporary path beside `path`; on success fsync it and rename it onto `path`.
 
     Readers see the old file or the new one, never half of one; a failure leaves no temporary.
+    The file gets the permissions `open()` would have given it (0666 less the umask), not the
+    temporary's 0600: a lab's shared results folder stays readable to the lab.
     Every file the project persists (records, checkpoints, weights, exports, tables) goes through here.
     """
     path = Path(path)
@@ -45,6 +61,7 @@ def atomic_file(path: Path):
         yield Path(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -3,7 +3,9 @@
 `run(cfg)` is the whole library seen from outside: launch.py calls it once per Hydra job,
 and tests or notebooks can call it directly with a `RunConfig`.
 """
+import ctypes
 import dataclasses
+import gc
 import random
 import resource
 import time
@@ -28,11 +30,39 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _peak_memory_mb(device: torch.device) -> tuple[float, str]:
+def _reset_peak_memory(device: torch.device) -> bool:
+    """Start this run's memory peak: CUDA's allocator peak, or on Linux the kernel's RSS high-water
+    mark (writing 5 to /proc/self/clear_refs resets VmHWM), so that in a sweep of several runs in
+    one process each run records its own peak. False where the mark cannot be reset."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return True
+    gc.collect()
+    try:  # hand the previous run's freed heap back to the kernel first, so the mark starts from this run's own base
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+
+
+def _peak_memory_mb(device: torch.device, per_run: bool) -> tuple[float, str]:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
-    # ru_maxrss is KiB on Linux; it is the process's peak, so in a multirun of several runs in
-    # one process it is the peak over all runs so far (the kind says so).
+    if per_run:
+        with open("/proc/self/status") as f:
+            hwm = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))  # KiB
+        return hwm / 1024, "run_peak_rss"
+    # ru_maxrss is KiB on Linux; the process's peak, which in a multirun covers the runs before this one
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process_peak_rss"
 
 
@@ -66,8 +96,8 @@ def run(cfg: RunConfig) -> dict:
     }
     label = f"{cfg.backbone.name} {cfg.dataset.name} {records.method_label(cfg.method, cfg.variant)} seed{cfg.seed}"
     t_start = time.perf_counter()
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    per_run_memory = _reset_peak_memory(device)
+    rss_at_start = _rss_mb() if per_run_memory and device.type != "cuda" else None
     try:
         # --- data and model ---------------------------------------------------------------
         random.seed(cfg.seed)
@@ -130,7 +160,9 @@ def run(cfg: RunConfig) -> dict:
         if cfg.save_weights:
             save_trained(model, out_dir / records.WEIGHTS)
         record.update(deploy(model, method, cfg, splits[report_split], record[f"{report_split}_top1"], device, label))
-        peak, kind = _peak_memory_mb(device)
+        peak, kind = _peak_memory_mb(device, per_run_memory)
+        if kind == "run_peak_rss":
+            record["memory_at_start_mb"] = rss_at_start  # the process's base (torch, libraries) inside that peak
         train_s = out["train_seconds"] + extract_s  # the fast path's feature extraction counts as training
         record.update(status="completed", history=history, train_time_s=train_s,
                       train_images_per_s=out["images_seen"] / max(train_s, 1e-9),

@@ -22,6 +22,7 @@ METHOD_ORDER = ("full", "linear", "bias", "adapter", "vpt_shallow", "vpt", "lora
 AVERAGES = ("both", "tasks", "groups")
 ROW_NAMES = ["backbone", "method"]
 INFO_COLUMNS = ("mean", "mean_of_groups", "tasks", "seeds", "tunable_params", "tunable_params_no_head")
+PER_RUN_MEMORY = ("cuda_max_allocated", "run_peak_rss")  # peak_memory_kind values that are one run's own
 ROBUSTNESS = ("imagenet_a_top1", "imagenet_r_top1", "imagenet_c_mce")  # keys of a record's `robustness`
 
 
@@ -171,7 +172,8 @@ def cost_table(df: pd.DataFrame, by: tuple[str, ...] = ("benchmark", "protocol",
     the inference ratio are medians (robust to a slow node). `inference_extra_params` and
     `inference_images_per_s_ratio` (deployed model vs untouched backbone) are optional record
     fields: NaN when no run recorded them. `peak_memory_kind` says what the memory number is
-    (CUDA allocator peak, or process RSS peak, which in a multirun covers the earlier runs too);
+    (CUDA allocator peak, or the run's own peak RSS on CPU); a process-wide RSS peak, which in a
+    multirun covers the earlier runs too, is not a per-run cost and is left out (NaN);
     `merged` whether the deployed model was merged into the backbone (optional field
     `deployed_merged`); `hardware` where the runs ran (GPU name, else device type): throughput means nothing without it.
     `by=("protocol", "backbone")` pools the benchmarks: a backbone fixes the input size, so its
@@ -182,6 +184,11 @@ def cost_table(df: pd.DataFrame, by: tuple[str, ...] = ("benchmark", "protocol",
     df = with_labels(df)
     df = df.assign(**{c: pd.to_numeric(df[c], errors="coerce") if c in df else math.nan
                       for c in (*mean_cols, *median_cols)})
+    # memory only where it is the run's own: a process-wide peak (older CPU records) is the peak of
+    # every run before it in the same process, not a cost of this method
+    kind = df["peak_memory_kind"] if "peak_memory_kind" in df else pd.Series(None, index=df.index, dtype=object)
+    per_run = kind.isin(PER_RUN_MEMORY)
+    df = df.assign(peak_memory_mb=df["peak_memory_mb"].where(per_run), peak_memory_kind=kind.where(per_run))
     done = df[df["status"] == "completed"]
     keys = [*by, "label"]
     g = done.groupby(keys)
@@ -300,7 +307,7 @@ def to_markdown(table: pd.DataFrame, marks: dict | None = None, stats: pd.DataFr
 def cost_rows(cost: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     """Header and formatted rows of `cost_table`."""
     header = [*cost.index.names, "runs", "tunable (w/ head)", "tunable (no head)",
-              "merged for inference", "extra params at inference", "train img/s", "peak train memory (MB)", "memory kind",
+              "merged for inference", "extra params at inference", "train img/s", "peak run memory (MB)", "memory kind",
               "inference img/s vs backbone", "hardware"]
     rows = []
     for key, r in zip(cost.index, cost.to_dict("records")):

@@ -63,4 +63,4 @@ def get_method(name: str) -> Method:
 
 def method_config(name: str, args: dict[str, Any]):
     """The method's typed Config from a plain dict; unknown keys are an error listing the valid ones."""
-    return from_dict(get_method(name).Config, dict(args), where=f"method {name!r}")
+    return from_dict(get_method(name).Config, dict(args), where="method")

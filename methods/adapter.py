@@ -20,24 +20,12 @@ from methods._common import find_modules, freeze, train_head
 MLP_NAMES = ("mlp", "mlp_channels")  # the block MLP in ViT / Swin / ConvNeXt, Mixer's channel MLP
 
 
-INITS = ("zero_up", "noah")
-ACTS = ("gelu", "quick_gelu")
-
-
 @dataclass
 class Config:
     bottleneck: int = 8
     scale: float = 1.0  # multiplies the adapter's output before the residual add
     init: str = "zero_up"  # zero_up: starts equal to the backbone | noah: Xavier-uniform, N(0, 1e-6) biases
-    act: str = "gelu"  # gelu | quick_gelu (NOAH)
-
-    def __post_init__(self):
-        if self.bottleneck < 1:
-            raise ValueError(f"method.bottleneck={self.bottleneck}: must be a positive integer")
-        if self.init not in INITS:
-            raise ValueError(f"method.init={self.init!r}; valid: {', '.join(INITS)}")
-        if self.act not in ACTS:
-            raise ValueError(f"method.act={self.act!r}; valid: {', '.join(ACTS)}")
+    act: str = "gelu"  # gelu | quick_gelu (NOAH); ranges and choices: bench.config.RULES
 
 
 class QuickGELU(nn.Module):

@@ -41,7 +41,7 @@ def test_variant_from_overrides():
     (["-m", "method=ssf", "dataset=nope/*"], "mini/count"),
     (["method=bogus"], "valid options: adapter, bias, full"),
     (["backbone=resnet_huge"], "valid options: "),
-    (["+method.rank=8", "method=lora"], "unknown key(s) ['rank'] in method 'lora'"),
+    (["+method.rank=8", "method=lora"], "error: method.rank: unknown key; valid: r, alpha, dropout, target_modules"),
 ])
 def test_cli_bad_input_exits_nonzero_without_records(args, needle, tmp_path):
     proc = run_cli("launch.py", *args, f"results_dir={tmp_path}", timeout=120)

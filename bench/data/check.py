@@ -116,19 +116,24 @@ def main(argv: list[str] | None = None) -> int:
                     help="config names or patterns (vtab/dtd, 'vtab/*', fgvc/cub, robustness/imagenet_a); default: all")
     ap.add_argument("--data-root", help="folder holding every dataset (default: $BENCH_DATA_ROOT, else ./data)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="override a dataset config key for every dataset checked, e.g. --set format=cub")
+                    help="override a dataset config key for every dataset checked, e.g. --set format=cub; "
+                         "dotted keys set one entry of a mapping: --set splits.test=300")
     ap.add_argument("--no-decode", action="store_true", help="check lists, sizes, labels and presence, not pixels")
     ap.add_argument("--workers", type=int, default=4, help="decoding threads (default 4)")
     ap.add_argument("-v", "--verbose", action="store_true", help="list every problem, not only the first")
     args = ap.parse_args(argv)
 
     configs = dataset_configs()
-    extra = {}
+    extra, nested = {}, {}  # whole keys, and single entries of mappings (splits.test=300)
     for item in args.set:
         key, sep, value = item.partition("=")
         if not sep:
             ap.error(f"--set {item!r}: expected KEY=VALUE")
-        extra[key.removeprefix("dataset.")] = yaml.safe_load(value)
+        key, dot, sub = key.removeprefix("dataset.").partition(".")
+        if dot:
+            nested.setdefault(key, {})[sub] = yaml.safe_load(value)
+        else:
+            extra[key] = yaml.safe_load(value)
     if args.data_root:
         extra["data_root"] = args.data_root
     names = {n: (n, None) for n in configs}
@@ -145,8 +150,15 @@ def main(argv: list[str] | None = None) -> int:
     failed = 0
     for name in chosen:
         config_name, robust = names[name]
+        block = {**configs[config_name], **extra}
+        bad = [k for k in nested if not isinstance(block.get(k) or {}, dict)]
+        if bad:
+            print(f"FAIL  {name}: bad config: --set {bad[0]}.<key>=...: dataset.{bad[0]} is not a mapping", flush=True)
+            failed += 1
+            continue
+        block |= {k: {**(block.get(k) or {}), **entries} for k, entries in nested.items()}
         try:
-            cfg = from_dict(DatasetConfig, {**configs[config_name], **extra}, config_name)
+            cfg = from_dict(DatasetConfig, block, "dataset")
         except (ValueError, TypeError) as e:
             print(f"FAIL  {name}: bad config: {e}", flush=True)
             failed += 1

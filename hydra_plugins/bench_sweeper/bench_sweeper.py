@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Optional
 from hydra._internal.config_loader_impl import ConfigLoaderImpl
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobStatus
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 
@@ -70,11 +71,16 @@ class BenchSweeper(BasicSweeper):
         from bench import sweep
 
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
+        from bench.config import ConfigError
+
         jobs = self._jobs(arguments)
         tic = time.perf_counter()
         inspector, states = sweep.Inspector(), []
         for job in jobs:
-            run_dir, identity = launch.run_dir_of(OmegaConf.to_container(self._compose(job), resolve=True), job)
+            try:  # every job's configuration is validated here, before anything is submitted
+                run_dir, identity = launch.run_dir_of(OmegaConf.to_container(self._compose(job), resolve=True), job)
+            except ConfigError as e:
+                launch.fail(f"error: {e} (in the job {' '.join(job)})", 2)
             states.append(inspector.inspect(run_dir, identity))
         compose_s = time.perf_counter() - tic
         if self.status:
@@ -96,7 +102,7 @@ class BenchSweeper(BasicSweeper):
         chosen = {id(s) for s in todo}
         keep = [i for i, s in enumerate(states) if id(s) in chosen]
         size = self.max_batch_size if self.max_batch_size and self.max_batch_size > 0 else len(keep)
-        returns = []
+        returns, failed = [], []
         for b, start in enumerate(range(0, len(keep), size)):
             batch = keep[start:start + size]
             previous = {}
@@ -116,7 +122,16 @@ class BenchSweeper(BasicSweeper):
                     job_file.unlink(missing_ok=True) if content is None else job_file.write_bytes(content)
                 print(f"[sweep] Slurm refused the submission of {len(batch)} run(s):\n{e}", file=sys.stderr, flush=True)
                 raise SystemExit(1)
-            for r in results:
-                _ = r.return_value  # re-raises a failed job's exception, as the basic sweeper does
+            for job_idx, r in zip(batch, results):
+                if r.status == JobStatus.FAILED:
+                    failed.append((states[job_idx], r._return_value))
             returns.append(results)
+        if failed:  # each failed run wrote its record; one line each, then a non-zero exit (--debug: the traceback)
+            if launch.DEBUG:
+                raise failed[0][1]
+            for state, error in failed:
+                print(f"[sweep] failed: {' '.join(state.identity.values())}: {type(error).__name__}: "
+                      f"{str(error).splitlines()[0] if str(error) else ''} (record: {state.run_dir / sweep.RECORD})",
+                      file=sys.stderr, flush=True)
+            launch.fail(f"error: {len(failed)} of {len(keep)} run(s) failed", 1)
         return returns
