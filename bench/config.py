@@ -144,7 +144,8 @@ class RunConfig:
     variant: str = ""  # names a non-default setting (hyper-parameters); part of the run's identity
     results_dir: str = "results"
     save_weights: bool = True  # trained parameters (tunable ones only) next to the record, for export
-    deploy_iters: int = 5  # timed forward passes of the deployed model and the untouched backbone; 0 skips
+    deploy_iters: int = 3  # timed rounds (at least) of the deployed model and the untouched backbone; 0 skips
+    deploy_budget: float = 0.05  # ...and more rounds (up to 20) while timing has used under this share of training time
 
     def __post_init__(self):
         if self.protocol not in PROTOCOLS:
@@ -188,7 +189,7 @@ RULES = {
     "dataset.norm": _one_of("backbone", "imagenet", "inception", "none"), "dataset.re_prob": _PROBABILITY,
     "dataset.num_workers": _NON_NEGATIVE, "dataset.cache_short_side": _NON_NEGATIVE,
     "dataset.on_bad_image": _one_of("error", "skip"),
-    "deploy_iters": _NON_NEGATIVE,
+    "deploy_iters": _NON_NEGATIVE, "deploy_budget": _NON_NEGATIVE,
     # method arguments (methods/<name>.py's Config, built with where="method")
     "method.r": _POSITIVE, "method.length": _POSITIVE, "method.bottleneck": _POSITIVE, "method.dropout": _UNIT,
     "method.init_std": _NON_NEGATIVE, "method.scale": _NON_NEGATIVE, "method.alpha": _POSITIVE,

@@ -31,12 +31,18 @@ def n_params(model: nn.Module) -> int:
 
 
 @torch.inference_mode()
-def images_per_s(models: dict[str, nn.Module], batch: torch.Tensor, iters: int = 5, warmup: int = 2) -> dict[str, float]:
-    """Median forward throughput of each model on `batch`, measured round-robin so drift hits all alike."""
+def images_per_s(models: dict[str, nn.Module], batch: torch.Tensor, iters: int = 5, warmup: int = 2,
+                 budget_s: float = 0.0, max_iters: int = 20) -> dict:
+    """Median forward throughput of each model on `batch`, measured round-robin so drift hits all alike.
+
+    `iters` timed rounds at least; more while the timed rounds have taken under `budget_s`, up to
+    `max_iters`. Returns {name: images/s} and `rounds`: {name: images/s of each timed round}.
+    """
     times: dict[str, list[float]] = {k: [] for k in models}
     for m in models.values():
         m.eval()
-    for i in range(warmup + iters):
+    spent, i = 0.0, 0
+    while i < warmup + iters or (spent < budget_s and i < warmup + max_iters):
         for name, m in models.items():
             if batch.is_cuda:
                 torch.cuda.synchronize()
@@ -46,4 +52,8 @@ def images_per_s(models: dict[str, nn.Module], batch: torch.Tensor, iters: int =
                 torch.cuda.synchronize()
             if i >= warmup:
                 times[name].append(time.perf_counter() - t0)
-    return {k: len(batch) / statistics.median(v) for k, v in times.items()}
+                spent += times[name][-1]
+        i += 1
+    out: dict = {k: len(batch) / statistics.median(v) for k, v in times.items()}
+    out["rounds"] = {k: [len(batch) / t for t in v] for k, v in times.items()}
+    return out

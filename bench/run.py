@@ -120,6 +120,8 @@ def run(cfg: RunConfig) -> dict:
         record["tunable_params_no_head"] = sum(p.numel() for p in tunable if id(p) not in head_ids)
         record["total_params"] = sum(p.numel() for p in model.parameters())
 
+        record["setup_time_s"] = time.perf_counter() - t_start  # data (cache building included), model, method
+
         # --- train, monitoring one split every epoch ----------------------------------------
         bs, prog, amp = cfg.train.eval_batch_size, cfg.train.progress, autocast_dtype(cfg.train, device)
         key = f"{monitor_split}_top1"
@@ -159,7 +161,10 @@ def run(cfg: RunConfig) -> dict:
                                                        cfg.train.eval_batch_size, cfg.train.progress)
         if cfg.save_weights:
             save_trained(model, out_dir / records.WEIGHTS)
-        record.update(deploy(model, method, cfg, splits[report_split], record[f"{report_split}_top1"], device, label))
+        t_deploy = time.perf_counter()
+        record.update(deploy(model, method, cfg, splits[report_split], record[f"{report_split}_top1"], device, label,
+                             out["train_seconds"]))
+        record["deploy_time_s"] = time.perf_counter() - t_deploy
         peak, kind = _peak_memory_mb(device, per_run_memory)
         if kind == "run_peak_rss":
             record["memory_at_start_mb"] = rss_at_start  # the process's base (torch, libraries) inside that peak
@@ -185,16 +190,22 @@ def _checkpoint_config(config: dict) -> dict:
     train = {k: v for k, v in config["train"].items()
              if k not in ("progress", "num_threads", "eval_batch_size", "data_on_device", "checkpoint_every",
                           "checkpoint_interval_s")}
-    return {k: v for k, v in config.items() if k not in ("results_dir", "deploy_iters")} | {"train": train}
+    return {k: v for k, v in config.items() if k not in ("results_dir", "deploy_iters", "deploy_budget")} | {"train": train}
 
 
-def deploy(model, method, cfg: RunConfig, data, top1_trained: float, device, label: str) -> dict:
-    """Record the deployable model: merged or not, its test top-1, extra parameters, inference speed."""
+def deploy(model, method, cfg: RunConfig, data, top1_trained: float, device, label: str, train_s: float) -> dict:
+    """Record the deployable model: merged or not, its test top-1, extra parameters, inference speed.
+
+    The speed is timed on a batch no larger than the training batch (so timing never raises the
+    run's memory peak above training's), for `deploy_iters` rounds at least and then while the
+    timing has used under `deploy_budget` of the training time (at most 20 rounds): a fixed cost
+    that stays a small share of the run. The spread of the per-round ratios is recorded with it.
+    """
     model.eval()  # before copying: the deployed copy must not run drop-path or dropout
     deployed, merged = deployable(model, method)
     deployed.eval()
     backbone = build_backbone(dataclasses.replace(cfg.backbone, pretrained=False), cfg.dataset.num_classes).to(device)
-    batch = next(batches(data, min(cfg.train.eval_batch_size, 256)))[0].to(device)
+    batch = next(batches(data, min(cfg.train.eval_batch_size, cfg.train.batch_size, 256)))[0].to(device)
     with torch.inference_mode():
         diff = (model(batch) - deployed(batch)).abs().max().item()
     out = {"deployed_merged": merged, "backbone_params": n_params(backbone), "inference_params": n_params(deployed),
@@ -204,9 +215,13 @@ def deploy(model, method, cfg: RunConfig, data, top1_trained: float, device, lab
                                       cfg.train.progress, autocast_dtype(cfg.train, device)) if merged else top1_trained}
     out["inference_extra_params"] = out["inference_params"] - out["backbone_params"]
     if cfg.deploy_iters > 0:
-        speed = images_per_s({"deployed": deployed, "backbone": backbone}, batch, iters=cfg.deploy_iters)
+        speed = images_per_s({"deployed": deployed, "backbone": backbone}, batch, iters=cfg.deploy_iters,
+                             budget_s=cfg.deploy_budget * train_s)
+        ratios = [d / b for d, b in zip(speed["rounds"]["deployed"], speed["rounds"]["backbone"])]
         out.update(inference_images_per_s=speed["deployed"], backbone_inference_images_per_s=speed["backbone"],
-                   inference_images_per_s_ratio=speed["deployed"] / speed["backbone"])
+                   inference_images_per_s_ratio=speed["deployed"] / speed["backbone"],
+                   inference_ratio_min=min(ratios), inference_ratio_max=max(ratios),
+                   inference_timing_rounds=len(ratios), inference_batch_size=len(batch))
     return out
 
 
