@@ -94,7 +94,7 @@ class TrainConfig:
     cutmix: float = 0.0  # cutmix alpha; 0 disables
     drop_path: float = 0.0  # stochastic depth rate of the backbone
     ema_decay: float = 0.0  # model EMA decay (timm ModelEmaV3); 0 disables; evaluation then uses the EMA
-    eval_batch_size: int = 500
+    eval_batch_size: int = 0  # 0: twice the training batch, at most 512 (bench.run.eval_batch_size)
     checkpoint_every: int = 1  # epochs between checkpoints (<run dir>/last.pt) that a relaunch resumes from; 0: never
     checkpoint_interval_s: float = 60.0  # ...and at least this many seconds apart (wall clock): a ViT-B full
     # fine-tuning checkpoint is ~1 GB, one per 1-second epoch would double the run; 0: every checkpoint_every epochs
@@ -171,7 +171,7 @@ def _one_of(*choices):
 
 
 RULES = {
-    "train.epochs": _POSITIVE, "train.batch_size": _POSITIVE, "train.eval_batch_size": _POSITIVE,
+    "train.epochs": _POSITIVE, "train.batch_size": _POSITIVE, "train.eval_batch_size": _NON_NEGATIVE,
     "train.lr": _POSITIVE, "train.weight_decay": _NON_NEGATIVE, "train.warmup_epochs": _NON_NEGATIVE,
     "train.warmup_lr": _NON_NEGATIVE, "train.min_lr": _NON_NEGATIVE, "train.cooldown_epochs": _NON_NEGATIVE,
     "train.label_smoothing": _UNIT, "train.mixup": _NON_NEGATIVE, "train.cutmix": _NON_NEGATIVE,

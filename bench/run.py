@@ -123,7 +123,15 @@ def run(cfg: RunConfig) -> dict:
         record["setup_time_s"] = time.perf_counter() - t_start  # data (cache building included), model, method
 
         # --- train, monitoring one split every epoch ----------------------------------------
-        bs, prog, amp = cfg.train.eval_batch_size, cfg.train.progress, autocast_dtype(cfg.train, device)
+        bs, prog, amp = eval_batch_size(cfg.train), cfg.train.progress, autocast_dtype(cfg.train, device)
+        eval_s = [0.0]  # time in evaluation passes (per epoch and final)
+
+        def score(m, split: str) -> float:
+            t = time.perf_counter()
+            acc = top1(m, data[split], bs, device, f"{label} {split}", prog, amp)
+            eval_s[0] += time.perf_counter() - t
+            return acc
+
         key = f"{monitor_split}_top1"
         fast = linear_probe.applies(cfg)
         t0 = time.perf_counter()
@@ -134,7 +142,8 @@ def run(cfg: RunConfig) -> dict:
         out = train(trainee, data[train_split], cfg.train, num_classes=cfg.dataset.num_classes, seed=cfg.seed,
                     device=device, desc=label, channels_last=cfg.backbone.channels_last and device.type == "cuda",
                     checkpoint=out_dir / checkpoint.CHECKPOINT, checkpoint_config=_checkpoint_config(record["config"]),
-                    on_epoch=lambda e, m: {key: top1(m, data[monitor_split], bs, device, f"{label} {monitor_split}", prog, amp)})
+                    on_epoch=lambda e, m: {key: score(m, monitor_split)})
+        record["train_peak_memory_mb"] = _peak_memory_mb(device, per_run_memory)[0]  # up to the end of training
         history, trainee = out["history"], out["eval_model"]
         if fast:
             model.get_classifier().load_state_dict(trainee.state_dict())  # the EMA head, when enabled, ships
@@ -152,13 +161,15 @@ def run(cfg: RunConfig) -> dict:
             record[f"{report_split}_top1_best_epoch_optimistic"] = max(h[key] for h in history)
         else:
             record[f"{monitor_split}_top1"] = history[-1][key]
-            record[f"{report_split}_top1"] = top1(trainee, data[report_split], bs, device, f"{label} {report_split}", prog, amp)
+            record[f"{report_split}_top1"] = score(trainee, report_split)
         record["fit_time_s"] = time.perf_counter() - t0  # training start to final score, evaluations included
+        record["eval_time_s"] = eval_s[0]
+        record["eval_batch_size"] = bs
         record["data"] = describe(cfg.dataset, splits)
         if cfg.dataset.robustness:
             from bench.data import robustness
             record["robustness"] = robustness.evaluate(model, cfg.dataset, mean, std, device,
-                                                       cfg.train.eval_batch_size, cfg.train.progress)
+                                                       bs, cfg.train.progress)
         if cfg.save_weights:
             save_trained(model, out_dir / records.WEIGHTS)
         t_deploy = time.perf_counter()
@@ -185,6 +196,13 @@ def run(cfg: RunConfig) -> dict:
     return record
 
 
+def eval_batch_size(cfg) -> int:
+    """`train.eval_batch_size`, or when 0 twice the training batch (at most 512): a forward pass without
+    gradients keeps one layer's activations at a time, so at twice the batch it stays under the
+    training step's peak, which keeps every layer's for the backward pass."""
+    return cfg.eval_batch_size or min(2 * cfg.batch_size, 512)
+
+
 def _checkpoint_config(config: dict) -> dict:
     """What a checkpoint must match to be resumed: the run's config without display-only settings."""
     train = {k: v for k, v in config["train"].items()
@@ -205,13 +223,13 @@ def deploy(model, method, cfg: RunConfig, data, top1_trained: float, device, lab
     deployed, merged = deployable(model, method)
     deployed.eval()
     backbone = build_backbone(dataclasses.replace(cfg.backbone, pretrained=False), cfg.dataset.num_classes).to(device)
-    batch = next(batches(data, min(cfg.train.eval_batch_size, cfg.train.batch_size, 256)))[0].to(device)
+    batch = next(batches(data, min(eval_batch_size(cfg.train), cfg.train.batch_size, 256)))[0].to(device)
     with torch.inference_mode():
         diff = (model(batch) - deployed(batch)).abs().max().item()
     out = {"deployed_merged": merged, "backbone_params": n_params(backbone), "inference_params": n_params(deployed),
            "deployed_max_abs_logit_diff": diff,
            # an unmerged deployed model is the trained model itself: its score is the one just measured
-           "deployed_test_top1": top1(deployed, data, cfg.train.eval_batch_size, device, f"{label} deployed",
+           "deployed_test_top1": top1(deployed, data, eval_batch_size(cfg.train), device, f"{label} deployed",
                                       cfg.train.progress, autocast_dtype(cfg.train, device)) if merged else top1_trained}
     out["inference_extra_params"] = out["inference_params"] - out["backbone_params"]
     if cfg.deploy_iters > 0:

@@ -37,3 +37,24 @@ def test_gpu_check_refuses_without_a_gpu():
     proc = subprocess.run([sys.executable, "scripts/bench_methods.py", "--gpu-check"], cwd=PROJECT_ROOT,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "--gpu-check needs a CUDA device" in proc.stderr
+
+
+def test_whole_run_benchmark_prints_the_figures_it_measured(tmp_path):
+    proc = subprocess.run([sys.executable, "scripts/bench_run.py", "--repeat", "1", "--epochs", "1", "--train", "40",
+                           "--test", "10", "--out", str(tmp_path)], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
+    (row,) = csv.DictReader((tmp_path / "bench_run.csv").open())
+    assert float(row["wall_s"]) > float(row["train_s"]) > 0 and float(row["eval_s"]) > 0
+    assert float(row["outside_train_eval_s"]) == pytest.approx(
+        float(row["wall_s"]) - float(row["train_s"]) - float(row["eval_s"]))
+    assert 0 < float(row["train_peak_mb"]) <= float(row["run_peak_mb"])
+    assert "medians of 1 runs" in proc.stdout and "official 243 s" in proc.stdout
+
+
+def test_sweep_benchmark_times_the_status_of_a_grid():
+    proc = subprocess.run([sys.executable, "scripts/bench_sweep.py", "--repeat", "1", "method=ssf,lora",
+                           "dataset=mini/count", "seed=0,1,2,3,4"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "10 runs, 2 distinct compositions" in proc.stdout and "ms per run" in proc.stdout
