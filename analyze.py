@@ -2,7 +2,7 @@
 
     python analyze.py RESULTS_DIR [RESULTS_DIR ...] [--out OUT_DIR] [--benchmark vtab,fgvc] [--backbone 'vit_base*']
                       [--method 'ssf*,full'] [--protocol paper] [--average both|tasks|groups]
-                      [--metric test_top1] [--formats csv,md,html,png,svg] [--jobs 2] [--quiet]
+                      [--metric test_top1] [--formats csv,md,html,png,svg] [--jobs 2] [--quiet] [--redraw]
 
 Reads every record.json under the RESULTS_DIRs (never logs, never recomputing a metric; a truncated
 or corrupt record is skipped, warned about and counted). For each protocol (`val`, `paper`:
@@ -22,8 +22,11 @@ and prints the markdown leaderboards.
 """
 import argparse
 import fnmatch
+import hashlib
+import json
 import multiprocessing
 import os
+import pickle
 import sys
 import warnings
 from concurrent.futures import ProcessPoolExecutor
@@ -113,6 +116,8 @@ def parse_args(argv):
                     help="processes drawing figures in parallel with the tables (default: 2, or 1 on a 1-core "
                          "machine: 1 draws them in this process, after the tables)")
     ap.add_argument("--quiet", action="store_true", help="print only the summary line, not the markdown tables")
+    ap.add_argument("--redraw", action="store_true",
+                    help="draw every figure, even those whose inputs are unchanged since OUT/.figures.json")
     args = ap.parse_args(argv)
     args.formats = tuple(f.strip() for f in args.formats.split(",") if f.strip())
     bad = [f for f in args.formats if f not in FORMATS]
@@ -139,14 +144,21 @@ def start_workers(jobs: int) -> ProcessPoolExecutor | None:
     return pool
 
 
+FIGURE_CACHE = ".figures.json"  # in OUT: figure name -> digest of what it was drawn from
+
+
 class Outputs:
     """Writes the files of the requested formats and collects the HTML report alongside.
 
     Figures are the slow part (0.1-0.3 s each, a score of them). With a worker pool they are
     queued as soon as their table exists and drawn while the main process goes on with the tables.
+    A figure whose inputs (its table, title and formats, and bench/plots.py itself) have not changed
+    since it was last drawn into OUT is not drawn again: its files are read back (OUT/.figures.json
+    keeps a digest of each figure's inputs; --redraw ignores it).
     """
 
-    def __init__(self, out: Path, formats: tuple[str, ...], quiet: bool, pool: ProcessPoolExecutor | None = None):
+    def __init__(self, out: Path, formats: tuple[str, ...], quiet: bool, pool: ProcessPoolExecutor | None = None,
+                 redraw: bool = False):
         self.out, self.formats, self.quiet, self.pool = out, formats, quiet, pool
         self.image_formats = tuple(f for f in formats if f in ("png", "svg", "pdf"))
         self.figures = bool(self.image_formats) or "html" in formats
@@ -154,6 +166,11 @@ class Outputs:
         self.pending: list[tuple[str, object]] = []
         self.images: dict[str, dict] = {}
         self.failed: list[str] = []
+        self.digests: dict[str, str] = {}
+        try:
+            self.drawn = {} if redraw else json.loads((out / FIGURE_CACHE).read_text())
+        except (OSError, ValueError):
+            self.drawn = {}
 
     def frame(self, name: str, df, index: bool = True) -> None:
         if "csv" in self.formats:
@@ -179,9 +196,16 @@ class Outputs:
         # The report embeds a PNG, or an SVG when only that was asked for; render one for it if needed.
         extra = ("png",) if "html" in self.formats and not {"png", "svg"} & set(self.image_formats) else ()
         job = (kind, args, self.out / name, self.image_formats + extra, self.image_formats)
-        if self.pool is None:
+        digest = _digest(job[:2] + job[3:]) if not extra else None
+        files = [self.out / f"{name}.{f}" for f in self.image_formats]
+        if digest is not None and self.drawn.get(name) == digest and all(f.is_file() for f in files):
+            self.images[name] = {f.suffix[1:]: f.read_bytes() for f in files}  # unchanged: read back, not drawn
+            self.digests[name] = digest
+        elif self.pool is None:
+            self.digests[name] = digest
             self.images[name] = self._result(name, lambda: render(*job))
         else:
+            self.digests[name] = digest
             self.pending.append((name, self.pool.submit(render, *job)))
         self.report.figure(lambda: self.images.get(name, {}), caption)
 
@@ -193,15 +217,24 @@ class Outputs:
             return {}
 
     def finish(self) -> None:
-        """Collect the figures from the workers, write the report."""
+        """Collect the figures from the workers, write the report and the digests of what was drawn."""
         for name, future in self.pending:
             self.images[name] = self._result(name, future.result)
         if self.pool is not None:
             self.pool.shutdown()
         if "html" in self.formats:
             _write_text_atomic(self.out / "report.html", self.report.render())
+        drawn = {n: d for n, d in self.digests.items() if d is not None and self.images.get(n)}
+        if drawn != self.drawn:
+            _write_text_atomic(self.out / FIGURE_CACHE, json.dumps(drawn, indent=0, sort_keys=True))
         for f in self.failed:
             print(f"warning: figure not drawn: {f}", file=sys.stderr)
+
+
+def _digest(job: tuple) -> str:
+    """What a figure is drawn from (kind, its data, its formats) and the drawing code, as one digest."""
+    code = (Path(__file__).resolve().parent / "bench" / "plots.py").read_bytes()
+    return hashlib.sha256(code + pickle.dumps(job, protocol=4)).hexdigest()
 
 
 def _archs(df) -> dict[str, str]:
@@ -271,10 +304,10 @@ def leaderboards(df, protocol: str, published: dict, archs: dict, args, out: Out
                              "Published checkpoints, recipes and selection: " + "; ".join(checkpoints)])
         if out.figures:
             cols = [mean_columns(table, args.average)[0]] if spec.mean else list(table.attrs["tasks"])
-            flagged = set()
+            flagged = []
             if pub_table is not None and len(long):
                 bad = long[long["like_for_like"] == False]  # noqa: E712 (None: no partner)
-                flagged = set(zip(bad["backbone"], bad["method"]))
+                flagged = sorted(set(zip(bad["backbone"], bad["method"])))  # sorted: the figure's digest is stable
             out.figure(f"accuracy_vs_params_{stem}", "accuracy_vs_params", (table, title, pub_table, cols,
                                                                             "tunable_params_no_head", flagged),
                        f"{spec.name}, {protocol} protocol: accuracy against tunable parameters without the head "
@@ -335,7 +368,7 @@ def run(args, pool) -> int:
         return 2
     out_dir = args.out or args.results_dirs[0] / "leaderboard"
     out_dir.mkdir(parents=True, exist_ok=True)
-    out = Outputs(out_dir, args.formats, args.quiet, pool)
+    out = Outputs(out_dir, args.formats, args.quiet, pool, args.redraw)
     counts = df["status"].value_counts().to_dict()
     summary = (f"{len(df)} records ({', '.join(f'{v} {k}' for k, v in counts.items())}); "
                f"{len(problems)} unreadable skipped" + (f"; {n_all - len(df)} filtered out" if n_all > len(df) else ""))

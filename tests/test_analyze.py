@@ -321,6 +321,32 @@ def test_cli_writes_every_table_figure_and_the_report(fixture_results, tmp_path)
     assert "| vit_tiny_mini | ssf |" in proc.stdout
 
 
+def test_unchanged_figures_are_read_back_changed_ones_redrawn(fixture_results, tmp_path):
+    import shutil
+
+    results = tmp_path / "results"
+    shutil.copytree(fixture_results, results)
+    out = tmp_path / "out"
+    assert run_cli("analyze.py", str(results), "--out", str(out), "--quiet").returncode == 0
+    digests = json.loads((out / ".figures.json").read_text())
+    assert {"cost", "accuracy_vs_params_vtab_paper", "accuracy_vs_params_mini_val"} <= set(digests)
+    before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")}
+    html_before = (out / "report.html").read_text()
+    assert run_cli("analyze.py", str(results), "--out", str(out), "--quiet").returncode == 0
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")} == before  # nothing redrawn
+    assert (out / "report.html").read_text() == html_before  # the same figures embedded
+    # one mini record changes: the mini figures are redrawn, the VTAB ones are not
+    path = next((results / "runs" / "vit_tiny_mini").rglob("record.json"))
+    rec = json.loads(path.read_text())
+    records.write_json_atomic(path, rec | {"test_top1": rec["test_top1"] + 7.0})
+    assert run_cli("analyze.py", str(results), "--out", str(out), "--quiet").returncode == 0
+    after = {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")}
+    assert after["accuracy_vs_params_mini_val.png"] != before["accuracy_vs_params_mini_val.png"]
+    assert after["accuracy_vs_params_vtab_paper.png"] == before["accuracy_vs_params_vtab_paper.png"]
+    assert run_cli("analyze.py", str(results), "--out", str(out), "--quiet", "--redraw").returncode == 0
+    assert all(p.stat().st_mtime_ns != after[p.name] for p in out.glob("*.png"))
+
+
 def test_cli_filters_average_and_formats(fixture_results, tmp_path):
     proc = run_cli("analyze.py", str(fixture_results), "--out", str(tmp_path), "--benchmark", "vtab",
                    "--method", "ssf,full*", "--average", "groups", "--formats", "md", "--quiet")
