@@ -201,7 +201,7 @@ def test_sweeper_shortcut_composes_exactly_what_the_launcher_composes():
 
     grid = ["method=lora,adapter", "dataset=mini/count,vtab/dtd", "recipe=noah,ssf", "seed=0,1", "train.lr=0.1,0.01",
             "++train.weight_decay=0.5", "variant=mine,''", "protocol=paper", "results_dir=/elsewhere", "++dataset.norm=none",
-            "++dataset.splits={train:6,val:2},{}", "train.min_lr='${train.lr}',0.0"]
+            "train.min_lr='${train.lr}',0.0"]
     with initialize_config_dir(config_dir=str(launch.CONF), version_base=None):
         loader = GlobalHydra.instance().config_loader()
         config = loader.load_configuration("config", overrides=[], run_mode=RunMode.MULTIRUN)
@@ -209,12 +209,17 @@ def test_sweeper_shortcut_composes_exactly_what_the_launcher_composes():
         sweeper = next(c for c in Plugins.instance().discover(Sweeper) if c.__name__ == "BenchSweeper")()
         sweeper.hydra_context, sweeper.config = HydraContext(config_loader=loader, callbacks=None), config
         jobs = [j for j in sweeper._jobs(grid) if "dataset=mini/count" not in j or "recipe=noah" not in j]
-        assert len(jobs) == 2 ** 8 * 3 // 4  # 8 swept keys; the mini benchmark has no noah recipe
+        jobs += [["method=lora", "dataset=vtab/dtd", "++dataset.splits={train:6,val:2}"],  # mappings: Hydra merges them
+                 ["method=lora", "dataset=mini/count", "++dataset.splits={train:6}"]]
+        assert len(jobs) == 2 ** 7 * 3 // 4 + 2  # 7 swept keys; the mini benchmark has no noah recipe
         for job in jobs:
             exact = loader.load_sweep_config(config, list(job))
             with open_dict(exact):
                 del exact["hydra"]
             assert sweeper._compose(job) == OmegaConf.to_container(exact, resolve=True), job
-        assert len(sweeper._composed) == 6  # method x dataset x recipe, less the mini benchmark's noah
+        assert len(sweeper._composed) == 6 + 2  # method x dataset x recipe, less the mini benchmark's noah; the two extra jobs
+        # the plain shortcut served every job but those with a mapping or an interpolated value
+        assert sweeper._whole == 0 and sweeper._slow == sum(
+            any(x.startswith("++dataset.splits") or x == "train.min_lr='${train.lr}'" for x in j) for j in jobs) == 50
         with pytest.raises(Exception, match="lrr"):
             sweeper._compose(["method=ssf", "train.lrr=1"])  # a bad key fails as Hydra fails it
