@@ -28,7 +28,7 @@ CONF = Path(__file__).resolve().parent / "conf"
 # Overrides that are part of a run's identity already, or do not change its result: not in the variant.
 NOT_VARIANT = {"method", "dataset", "backbone", "train", "seed", "protocol", "results_dir", "variant", "recipe", "grid",
                "train.progress", "train.num_threads", "train.device", "train.eval_batch_size", "save_weights",
-               "deploy_iters", "deploy_budget", "train.compile", "train.fused_adamw", "train.linear_fast_path", "train.tf32",
+               "deploy_iters", "deploy_budget", "deploy_score", "train.compile", "train.fused_adamw", "train.linear_fast_path", "train.tf32",
                "train.data_on_device", "train.checkpoint_every", "train.checkpoint_interval_s",
                "dataset.data_root", "dataset.cache", "dataset.cache_dir", "dataset.num_workers"}
 FLAGS = {"--rerun": "hydra.sweeper.rerun=true", "--status": "hydra.sweeper.status=true"}  # launch.py's own
@@ -79,7 +79,7 @@ def expand_group_args(argv: list[str]) -> list[str]:
 
 
 SECTIONS = {"train": "TrainConfig", "dataset": "DatasetConfig", "backbone": "BackboneConfig"}
-TOP_LEVEL = {"protocol", "seed", "variant", "results_dir", "save_weights", "deploy_iters", "deploy_budget"}  # conf/config.yaml
+TOP_LEVEL = {"protocol", "seed", "variant", "results_dir", "save_weights", "deploy_iters", "deploy_budget", "deploy_score"}  # conf/config.yaml
 
 
 def method_keys(methods: list[str]) -> set[str]:

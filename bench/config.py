@@ -147,6 +147,8 @@ class RunConfig:
     save_weights: bool = True  # trained parameters (tunable ones only) next to the record, for export
     deploy_iters: int = 3  # timed rounds (at least) of the deployed model and the untouched backbone; 0 skips
     deploy_budget: float = 0.05  # ...and more rounds (up to 20) while timing has used under this share of training time
+    deploy_score: str = "check"  # check: a merged model's logits compared with the trained model's on one batch |
+    # full: also its top-1 on the whole report split (deployed_test_top1)
 
     def __post_init__(self):
         if self.protocol not in PROTOCOLS:
@@ -191,6 +193,7 @@ RULES = {
     "dataset.num_workers": _NON_NEGATIVE, "dataset.cache_short_side": _NON_NEGATIVE,
     "dataset.on_bad_image": _one_of("error", "skip"),
     "deploy_iters": _NON_NEGATIVE, "deploy_budget": _NON_NEGATIVE,
+    "deploy_score": _one_of("check", "full"),
     # method arguments (methods/<name>.py's Config, built with where="method")
     "method.r": _POSITIVE, "method.length": _POSITIVE, "method.bottleneck": _POSITIVE, "method.dropout": _UNIT,
     "method.init_std": _NON_NEGATIVE, "method.scale": _NON_NEGATIVE, "method.alpha": _POSITIVE,

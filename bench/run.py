@@ -208,7 +208,7 @@ def _checkpoint_config(config: dict) -> dict:
     train = {k: v for k, v in config["train"].items()
              if k not in ("progress", "num_threads", "eval_batch_size", "data_on_device", "checkpoint_every",
                           "checkpoint_interval_s")}
-    return {k: v for k, v in config.items() if k not in ("results_dir", "deploy_iters", "deploy_budget")} | {"train": train}
+    return {k: v for k, v in config.items() if k not in ("results_dir", "deploy_iters", "deploy_budget", "deploy_score")} | {"train": train}
 
 
 def deploy(model, method, cfg: RunConfig, data, top1_trained: float, device, label: str, train_s: float) -> dict:
@@ -225,15 +225,22 @@ def deploy(model, method, cfg: RunConfig, data, top1_trained: float, device, lab
     backbone = build_backbone(dataclasses.replace(cfg.backbone, pretrained=False), cfg.dataset.num_classes).to(device)
     batch = next(batches(data, min(eval_batch_size(cfg.train), cfg.train.batch_size, 256)))[0].to(device)
     with torch.inference_mode():
-        diff = (model(batch) - deployed(batch)).abs().max().item()
+        trained_logits, deployed_logits = model(batch), deployed(batch)
+    diff = (trained_logits - deployed_logits).abs().max().item()
     out = {"deployed_merged": merged, "backbone_params": n_params(backbone), "inference_params": n_params(deployed),
-           "deployed_max_abs_logit_diff": diff,
-           # an unmerged deployed model is the trained model itself: its score is the one just measured
-           "deployed_test_top1": top1(deployed, data, eval_batch_size(cfg.train), device, f"{label} deployed",
-                                      cfg.train.progress, autocast_dtype(cfg.train, device)) if merged else top1_trained}
+           "deployed_max_abs_logit_diff": diff, "deployed_check_images": len(batch),
+           "deployed_argmax_agreement": (trained_logits.argmax(-1) == deployed_logits.argmax(-1)).float().mean().item()}
+    # An unmerged deployed model is the trained model itself: its score is the one just measured. A
+    # merged one keeps the trained model's graph with other weights; it is scored on the whole test
+    # split only with deploy_score=full (the check above compares its logits on one batch).
+    if not merged:
+        out["deployed_test_top1"] = top1_trained
+    elif cfg.deploy_score == "full":
+        out["deployed_test_top1"] = top1(deployed, data, eval_batch_size(cfg.train), device, f"{label} deployed",
+                                         cfg.train.progress, autocast_dtype(cfg.train, device))
     out["inference_extra_params"] = out["inference_params"] - out["backbone_params"]
     if cfg.deploy_iters > 0:
-        speed = images_per_s({"deployed": deployed, "backbone": backbone}, batch, iters=cfg.deploy_iters,
+        speed = images_per_s({"deployed": deployed, "backbone": backbone}, batch, iters=cfg.deploy_iters, warmup=1,
                              budget_s=cfg.deploy_budget * train_s)
         ratios = [d / b for d, b in zip(speed["rounds"]["deployed"], speed["rounds"]["backbone"])]
         out.update(inference_images_per_s=speed["deployed"], backbone_inference_images_per_s=speed["backbone"],

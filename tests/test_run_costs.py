@@ -1,4 +1,5 @@
 """The run's fixed costs: the deployed model's timing bounded by a share of training time, and measured."""
+import dataclasses
 import time
 
 import torch
@@ -38,3 +39,9 @@ def test_a_run_records_its_setup_and_deploy_time_and_timing_spread(tmp_path):
     assert rec["inference_batch_size"] == 32  # never above the training batch: timing does not set the memory peak
     assert 2 <= rec["inference_timing_rounds"] <= 20
     assert rec["inference_ratio_min"] <= rec["inference_images_per_s_ratio"] <= rec["inference_ratio_max"]
+    # the merged SSF model is checked on one batch by default, not re-scored on the whole test split
+    assert rec["deployed_merged"] and "deployed_test_top1" not in rec
+    assert rec["deployed_check_images"] == 32 and rec["deployed_argmax_agreement"] == 1.0
+    assert rec["deployed_max_abs_logit_diff"] < 1e-4
+    full = run(dataclasses.replace(cfg, deploy_score="full", variant="full"))
+    assert abs(full["deployed_test_top1"] - full["test_top1"]) <= 0.2  # one image of 1,000 may flip
