@@ -28,7 +28,8 @@ CONF = Path(__file__).resolve().parent / "conf"
 # Overrides that are part of a run's identity already, or do not change its result: not in the variant.
 NOT_VARIANT = {"method", "dataset", "backbone", "train", "seed", "protocol", "results_dir", "variant", "recipe", "grid",
                "train.progress", "train.num_threads", "train.device", "train.eval_batch_size", "save_weights",
-               "deploy_iters", "deploy_budget", "deploy_score", "train.compile", "train.fused_adamw", "train.linear_fast_path", "train.tf32",
+               "deploy_iters", "deploy_budget", "deploy_score", "train.compile", "train.fused_adamw",
+               "train.linear_fast_path", "train.tf32",
                "train.data_on_device", "train.checkpoint_every", "train.checkpoint_interval_s",
                "dataset.data_root", "dataset.cache", "dataset.cache_dir", "dataset.num_workers"}
 FLAGS = {"--rerun": "hydra.sweeper.rerun=true", "--status": "hydra.sweeper.status=true"}  # launch.py's own
@@ -79,7 +80,6 @@ def expand_group_args(argv: list[str]) -> list[str]:
 
 
 SECTIONS = {"train": "TrainConfig", "dataset": "DatasetConfig", "backbone": "BackboneConfig"}
-TOP_LEVEL = {"protocol", "seed", "variant", "results_dir", "save_weights", "deploy_iters", "deploy_budget", "deploy_score"}  # conf/config.yaml
 
 
 def method_keys(methods: list[str]) -> set[str]:
@@ -107,6 +107,8 @@ def settable(argv: list[str]) -> list[str]:
 
     from bench import config
 
+    top_level = {f.name for f in dataclasses.fields(config.RunConfig)} - {  # conf/config.yaml's own keys
+        "method", "dataset", "backbone", "train", "recipe", "method_args"}
     chosen = ["ssf"]
     for arg in argv:
         key, _, value = arg.partition("=")
@@ -117,8 +119,8 @@ def settable(argv: list[str]) -> list[str]:
         key, sep, value = arg.partition("=")
         section, dot, name = key.partition(".")
         if not dot and sep and not arg.startswith(("+", "~", "-")) and not (CONF / key).is_dir() \
-                and key not in TOP_LEVEL and not key.startswith("hydra"):
-            fail(f"error: {key}: unknown key; valid top-level keys: {', '.join(sorted(TOP_LEVEL))}", 2)
+                and key not in top_level and not key.startswith("hydra"):
+            fail(f"error: {key}: unknown key; valid top-level keys: {', '.join(sorted(top_level))}", 2)
         if arg.startswith(("+", "~", "-")) or not sep or not dot or section not in (*SECTIONS, "method"):
             out.append(arg)
             continue

@@ -208,7 +208,8 @@ def _checkpoint_config(config: dict) -> dict:
     train = {k: v for k, v in config["train"].items()
              if k not in ("progress", "num_threads", "eval_batch_size", "data_on_device", "checkpoint_every",
                           "checkpoint_interval_s")}
-    return {k: v for k, v in config.items() if k not in ("results_dir", "deploy_iters", "deploy_budget", "deploy_score")} | {"train": train}
+    skip = ("results_dir", "deploy_iters", "deploy_budget", "deploy_score")
+    return {k: v for k, v in config.items() if k not in skip} | {"train": train}
 
 
 def deploy(model, method, cfg: RunConfig, data, top1_trained: float, device, label: str, train_s: float) -> dict:

@@ -56,8 +56,8 @@ def _copy(x):
 def _set_value(d: dict, o) -> bool:
     """Apply override `o` to plain dict `d` as Hydra would to the config; False where that is not plainly so."""
     value = o.value()
-    if isinstance(value, (dict, list)) or (isinstance(value, str) and "${" in value) or o.type not in (OverrideType.CHANGE, OverrideType.ADD,
-                                                                                         OverrideType.FORCE_ADD):
+    plain = not isinstance(value, (dict, list)) and not (isinstance(value, str) and "${" in value)
+    if not plain or o.type not in (OverrideType.CHANGE, OverrideType.ADD, OverrideType.FORCE_ADD):
         return False
     *parents, leaf = o.key_or_group.split(".")
     node = d
