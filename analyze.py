@@ -22,6 +22,7 @@ and prints the markdown leaderboards.
 """
 import argparse
 import fnmatch
+import functools
 import hashlib
 import json
 import multiprocessing
@@ -231,10 +232,14 @@ class Outputs:
             print(f"warning: figure not drawn: {f}", file=sys.stderr)
 
 
+@functools.lru_cache(maxsize=1)
+def _plots_code() -> bytes:
+    return (Path(__file__).resolve().parent / "bench" / "plots.py").read_bytes()
+
+
 def _digest(job: tuple) -> str:
     """What a figure is drawn from (kind, its data, its formats) and the drawing code, as one digest."""
-    code = (Path(__file__).resolve().parent / "bench" / "plots.py").read_bytes()
-    return hashlib.sha256(code + pickle.dumps(job, protocol=4)).hexdigest()
+    return hashlib.sha256(_plots_code() + pickle.dumps(job, protocol=4)).hexdigest()
 
 
 def _archs(df) -> dict[str, str]:

@@ -109,7 +109,7 @@ def settable(argv: list[str]) -> list[str]:
 
     top_level = {f.name for f in dataclasses.fields(config.RunConfig)} - {  # conf/config.yaml's own keys
         "method", "dataset", "backbone", "train", "recipe", "method_args"}
-    chosen = ["ssf"]
+    chosen = [config_defaults()["method"]]
     for arg in argv:
         key, _, value = arg.partition("=")
         if key == "method":
@@ -135,14 +135,19 @@ def settable(argv: list[str]) -> list[str]:
     return out
 
 
-def check_recipes(argv: list[str]) -> None:
-    """Stop (exit 2) on a recipe that is unknown or does not define a benchmark or method asked for."""
+def config_defaults() -> dict[str, str]:
+    """The default option of each config group in conf/config.yaml (method, dataset, backbone, ...)."""
     import yaml
 
+    entries = yaml.safe_load((CONF / "config.yaml").read_text())["defaults"]
+    return {k: v for e in entries if isinstance(e, dict) for k, v in e.items()}
+
+
+def check_recipes(argv: list[str]) -> None:
+    """Stop (exit 2) on a recipe that is unknown or does not define a benchmark or method asked for."""
     from bench.recipes import check
 
-    chosen = {k: [v] for e in yaml.safe_load((CONF / "config.yaml").read_text())["defaults"]
-              if isinstance(e, dict) for k, v in e.items() if k in ("method", "dataset")}
+    chosen = {k: [v] for k, v in config_defaults().items() if k in ("method", "dataset")}
     chosen["recipe"] = []
     for arg in argv:
         key, sep, value = arg.lstrip("+~").partition("=")

@@ -34,8 +34,9 @@ def load(path: Path, config: dict) -> dict | None:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # pickle.UnpicklingError for anything but plain data; never retried unsafely
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"[checkpoint] refusing {path}: not a plain-data checkpoint, it would run code to load "
-              f"({reason[:200]}); starting from scratch (remove the file if nobody here wrote it)", flush=True)
+        print(f"[checkpoint] refusing {path}: it does not load as plain data (code to run, or a corrupt or "
+              f"older file: {reason[:200]}); starting from scratch (remove the file if nobody here wrote it)",
+              flush=True)
         return None
     if not isinstance(state, dict) or state.get("config") != config:
         print(f"[checkpoint] ignoring {path}: written by a run with a different configuration", flush=True)

@@ -163,42 +163,41 @@ class ConfigError(ValueError):
 
 
 # --- ranges and choices: checked when a run's configuration is built (from_dict) -----------------
-# key -> (test, what it must be). Types are checked first, from the dataclasses' annotations.
-_POSITIVE, _NON_NEGATIVE = (lambda v: v > 0, "must be > 0"), (lambda v: v >= 0, "must be >= 0")
-_UNIT = (lambda v: 0 <= v < 1, "must be in [0, 1)")
-_PROBABILITY = (lambda v: 0 <= v <= 1, "must be in [0, 1]")
+# key -> (test, what it must be). Types are checked first, from the dataclasses' annotations. A
+# method module adds the rules of its own arguments (`RULES` beside its Config, keys `method.<arg>`).
+POSITIVE, NON_NEGATIVE = (lambda v: v > 0, "must be > 0"), (lambda v: v >= 0, "must be >= 0")
+UNIT = (lambda v: 0 <= v < 1, "must be in [0, 1)")
+PROBABILITY = (lambda v: 0 <= v <= 1, "must be in [0, 1]")
+NORMS = ("backbone", "imagenet", "inception", "none")  # dataset.norm (bench.models.normalization)
+HEAD_INITS = ("timm", "vpt")  # train.head_init (bench.models.init_head)
 
 
-def _one_of(*choices):
+def one_of(*choices):
     return (lambda v: v in choices, f"valid: {', '.join(choices)}")
 
 
 RULES = {
-    "train.epochs": _POSITIVE, "train.batch_size": _POSITIVE, "train.eval_batch_size": _NON_NEGATIVE,
-    "train.lr": _POSITIVE, "train.weight_decay": _NON_NEGATIVE, "train.warmup_epochs": _NON_NEGATIVE,
-    "train.warmup_lr": _NON_NEGATIVE, "train.min_lr": _NON_NEGATIVE, "train.cooldown_epochs": _NON_NEGATIVE,
-    "train.label_smoothing": _UNIT, "train.mixup": _NON_NEGATIVE, "train.cutmix": _NON_NEGATIVE,
-    "train.drop_path": _UNIT, "train.ema_decay": _UNIT, "train.checkpoint_every": _NON_NEGATIVE,
-    "train.checkpoint_interval_s": _NON_NEGATIVE, "train.momentum": _UNIT, "train.sched_lag": _NON_NEGATIVE,
-    "train.lr_base_batch": _NON_NEGATIVE, "train.num_threads": _NON_NEGATIVE,
-    "train.sched_unit": _one_of(*SCHED_UNITS), "train.optimizer": _one_of(*OPTIMIZERS),
-    "train.wd_policy": _one_of(*WD_POLICIES), "train.amp": _one_of("auto", "bf16", "off"),
-    "train.head_init": _one_of("timm", "vpt"), "train.data_on_device": _one_of("auto", "on", "off"),
+    "train.epochs": POSITIVE, "train.batch_size": POSITIVE, "train.eval_batch_size": NON_NEGATIVE,
+    "train.lr": POSITIVE, "train.weight_decay": NON_NEGATIVE, "train.warmup_epochs": NON_NEGATIVE,
+    "train.warmup_lr": NON_NEGATIVE, "train.min_lr": NON_NEGATIVE, "train.cooldown_epochs": NON_NEGATIVE,
+    "train.label_smoothing": UNIT, "train.mixup": NON_NEGATIVE, "train.cutmix": NON_NEGATIVE,
+    "train.drop_path": UNIT, "train.ema_decay": UNIT, "train.checkpoint_every": NON_NEGATIVE,
+    "train.checkpoint_interval_s": NON_NEGATIVE, "train.momentum": UNIT, "train.sched_lag": NON_NEGATIVE,
+    "train.lr_base_batch": NON_NEGATIVE, "train.num_threads": NON_NEGATIVE,
+    "train.sched_unit": one_of(*SCHED_UNITS), "train.optimizer": one_of(*OPTIMIZERS),
+    "train.wd_policy": one_of(*WD_POLICIES), "train.amp": one_of("auto", "bf16", "off"),
+    "train.head_init": one_of(*HEAD_INITS), "train.data_on_device": one_of("auto", "on", "off"),
     "train.device": (lambda v: v in ("auto", "cpu", "mps") or v == "cuda" or v.startswith("cuda:") and v[5:].isdigit(),
                      "valid: auto, cpu, cuda, cuda:<index>, mps"),
-    "dataset.num_classes": _POSITIVE, "dataset.image_size": _POSITIVE,
+    "dataset.num_classes": POSITIVE, "dataset.image_size": POSITIVE,
     "dataset.crop_pct": (lambda v: 0 < v <= 1, "must be in (0, 1]"),
-    "dataset.resize": _one_of("squash", "crop"), "dataset.interpolation": _one_of("bicubic", "bilinear", "nearest"),
-    "dataset.train_aug": _one_of("none", "simple", "timm"), "dataset.cache": _one_of("none", "memory", "disk"),
-    "dataset.norm": _one_of("backbone", "imagenet", "inception", "none"), "dataset.re_prob": _PROBABILITY,
-    "dataset.num_workers": _NON_NEGATIVE, "dataset.cache_short_side": _NON_NEGATIVE,
-    "dataset.on_bad_image": _one_of("error", "skip"),
-    "deploy_iters": _NON_NEGATIVE, "deploy_budget": _NON_NEGATIVE,
-    "deploy_score": _one_of("check", "full"),
-    # method arguments (methods/<name>.py's Config, built with where="method")
-    "method.r": _POSITIVE, "method.length": _POSITIVE, "method.bottleneck": _POSITIVE, "method.dropout": _UNIT,
-    "method.init_std": _NON_NEGATIVE, "method.scale": _NON_NEGATIVE, "method.alpha": _POSITIVE,
-    "method.init": _one_of("zero_up", "noah"), "method.act": _one_of("gelu", "quick_gelu"),
+    "dataset.resize": one_of("squash", "crop"), "dataset.interpolation": one_of("bicubic", "bilinear", "nearest"),
+    "dataset.train_aug": one_of("none", "simple", "timm"), "dataset.cache": one_of("none", "memory", "disk"),
+    "dataset.norm": one_of(*NORMS), "dataset.re_prob": PROBABILITY,
+    "dataset.num_workers": NON_NEGATIVE, "dataset.cache_short_side": NON_NEGATIVE,
+    "dataset.on_bad_image": one_of("error", "skip"),
+    "deploy_iters": NON_NEGATIVE, "deploy_budget": NON_NEGATIVE,
+    "deploy_score": one_of("check", "full"),
 }
 
 
@@ -249,12 +248,12 @@ def _fields(cls) -> dict:
     return {f.name: f for f in dataclasses.fields(cls)}
 
 
-def from_dict(cls, data: dict, where: str = ""):
+def from_dict(cls, data: dict, where: str = "", rules: dict | None = None):
     """Build dataclass `cls` from a plain dict, recursing into nested dataclasses.
 
     Every value is checked against its annotation (an int where an int is due, a number where a
     float is) and against `RULES` (ranges and choices), so a bad setting fails here, as one line
-    naming the key, before anything runs.
+    naming the key, before anything runs. `rules` replaces `RULES` (a method's own added to them).
 
     Raises:
         ConfigError: on an unknown, missing, mistyped or out-of-range key, naming it and what is valid.
@@ -271,10 +270,10 @@ def from_dict(cls, data: dict, where: str = ""):
         if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             if not isinstance(value, dict):
                 raise ConfigError(f"{key(name)}: must be a mapping of {', '.join(f.name for f in dataclasses.fields(hint))}")
-            value = from_dict(hint, value, key(name))
+            value = from_dict(hint, value, key(name), rules)
         else:
             value = _typed(value, hint, key(name))
-            rule = RULES.get(key(name))
+            rule = (RULES if rules is None else rules).get(key(name))
             if rule is not None and value is not None and not rule[0](value):
                 raise ConfigError(f"{key(name)}={value}: {rule[1]}")
         kwargs[name] = value

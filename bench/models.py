@@ -9,7 +9,7 @@ from timm.models import register_model
 from timm.models.mlp_mixer import _create_mixer
 
 from bench import PROJECT_ROOT
-from bench.config import BackboneConfig
+from bench.config import HEAD_INITS, NORMS, BackboneConfig
 
 
 @register_model
@@ -71,9 +71,9 @@ def data_config(model: nn.Module) -> dict:
     return timm.data.resolve_model_data_config(model)
 
 
-NORMS = {"imagenet": (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD),
-         "inception": (IMAGENET_INCEPTION_MEAN, IMAGENET_INCEPTION_STD),
-         "none": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))}  # pixels in [0, 1] (PETL_Vision: normalized=False)
+NORM_STATS = {"imagenet": (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD),
+              "inception": (IMAGENET_INCEPTION_MEAN, IMAGENET_INCEPTION_STD),
+              "none": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))}  # pixels in [0, 1] (PETL_Vision: normalized=False)
 
 
 def normalization(norm: str, dcfg: dict) -> tuple[tuple, tuple]:
@@ -84,12 +84,9 @@ def normalization(norm: str, dcfg: dict) -> tuple[tuple, tuple]:
     """
     if norm == "backbone":
         return tuple(dcfg["mean"]), tuple(dcfg["std"])
-    if norm not in NORMS:
-        raise ValueError(f"dataset.norm={norm!r}; valid: backbone, {', '.join(NORMS)}")
-    return NORMS[norm]
-
-
-HEAD_INITS = ("timm", "vpt")
+    if norm not in NORM_STATS:
+        raise ValueError(f"dataset.norm={norm!r}; valid: {', '.join(NORMS)}")
+    return NORM_STATS[norm]
 
 
 def init_head(model: nn.Module, kind: str) -> None:

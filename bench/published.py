@@ -151,6 +151,10 @@ def compare(ours: pd.DataFrame, pub: pd.DataFrame, pub_table: pd.DataFrame, arch
     return pd.DataFrame(records)
 
 
+def _yes_no(v) -> str:
+    return "?" if v is None or v != v else ("yes" if v else "no")  # None or NaN: not known
+
+
 def comparison_rows(long: pd.DataFrame, table: pd.DataFrame, average: str = "both"
                     ) -> tuple[list[str], list[list[str]], set[int]]:
     """Wide rendering of `compare`: one row per (ours, published row); cells `ours / published (diff)`.
@@ -178,11 +182,10 @@ def comparison_rows(long: pd.DataFrame, table: pd.DataFrame, average: str = "bot
         groups.setdefault((r["row"], r["backbone"], r["method"]), {})[r["column"]] = r
     for (row, b, lab), cells in groups.items():
         first = next(iter(cells.values()))
-        yes_no = lambda v: "?" if v is None or v != v else ("yes" if v else "no")
         mark = MISMATCH if first.get("like_for_like") is False else ""
         out = ["—" if b is None or b != b else b, "—" if lab is None or lab != lab else lab, row,
-               first["checkpoint"] or "—", yes_no(first["same_checkpoint"]), first.get("recipe") or "—",
-               first.get("our_recipe") or "—", yes_no(first.get("same_recipe"))]
+               first["checkpoint"] or "—", _yes_no(first["same_checkpoint"]), first.get("recipe") or "—",
+               first.get("our_recipe") or "—", _yes_no(first.get("same_recipe"))]
         for c in columns:
             digits = 1 if c in tasks else 2
             o, p, d = cells[c]["ours"], cells[c]["published"], cells[c]["diff"]

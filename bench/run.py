@@ -50,18 +50,17 @@ def _reset_peak_memory(device: torch.device) -> bool:
         return False
 
 
-def _rss_mb() -> float:
+def _status_mb(field: str) -> float:
+    """A memory line of /proc/self/status (`VmRSS`, `VmHWM`: KiB there) in MB."""
     with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+        return next(int(line.split()[1]) for line in f if line.startswith(f"{field}:")) / 1024
 
 
 def _peak_memory_mb(device: torch.device, per_run: bool) -> tuple[float, str]:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
     if per_run:
-        with open("/proc/self/status") as f:
-            hwm = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))  # KiB
-        return hwm / 1024, "run_peak_rss"
+        return _status_mb("VmHWM"), "run_peak_rss"
     # ru_maxrss is KiB on Linux; the process's peak, which in a multirun covers the runs before this one
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process_peak_rss"
 
@@ -97,7 +96,7 @@ def run(cfg: RunConfig) -> dict:
     label = f"{cfg.backbone.name} {cfg.dataset.name} {records.method_label(cfg.method, cfg.variant)} seed{cfg.seed}"
     t_start = time.perf_counter()
     per_run_memory = _reset_peak_memory(device)
-    rss_at_start = _rss_mb() if per_run_memory and device.type != "cuda" else None
+    rss_at_start = _status_mb("VmRSS") if per_run_memory and device.type != "cuda" else None
     try:
         # --- data and model ---------------------------------------------------------------
         random.seed(cfg.seed)

@@ -8,7 +8,9 @@ A method module `methods/<name>.py` defines:
               classifier head trainable; may return a wrapper (peft does);
 and optionally
     merge(model) -> nn.Module
-              folds the method's parameters into the backbone for deployment.
+              folds the method's parameters into the backbone for deployment;
+    RULES     {"method.<arg>": (test, what it must be)}: ranges and choices of its arguments,
+              checked with bench.config.RULES when its Config is built.
 
 The registry key is the module name, which is also the config name, the record's `method`
 field and the plot label. Modules starting with `_` are helpers, not methods.
@@ -18,7 +20,7 @@ import pkgutil
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from bench.config import from_dict
+from bench.config import RULES, from_dict
 
 
 class Unsupported(Exception):
@@ -32,6 +34,7 @@ class Method:
     apply: Callable
     merge: Callable | None
     doc: str
+    rules: dict
 
 
 def _discover() -> dict[str, Method]:
@@ -48,7 +51,7 @@ def _discover() -> dict[str, Method]:
                 raise TypeError(f"method module methods/{name}.py defines no {attr}")
         doc = (module.__doc__ or "").strip().splitlines()
         registry[name] = Method(name, module.Config, module.apply, getattr(module, "merge", None),
-                                doc[0] if doc else "")
+                                doc[0] if doc else "", getattr(module, "RULES", {}))
     return registry
 
 
@@ -63,4 +66,5 @@ def get_method(name: str) -> Method:
 
 def method_config(name: str, args: dict[str, Any]):
     """The method's typed Config from a plain dict; unknown keys are an error listing the valid ones."""
-    return from_dict(get_method(name).Config, dict(args), where="method")
+    method = get_method(name)
+    return from_dict(method.Config, dict(args), where="method", rules=RULES | method.rules)

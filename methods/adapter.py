@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from bench.config import NON_NEGATIVE, POSITIVE, one_of
 from methods._common import find_modules, freeze, train_head
 
 MLP_NAMES = ("mlp", "mlp_channels")  # the block MLP in ViT / Swin / ConvNeXt, Mixer's channel MLP
@@ -25,7 +26,11 @@ class Config:
     bottleneck: int = 8
     scale: float = 1.0  # multiplies the adapter's output before the residual add
     init: str = "zero_up"  # zero_up: starts equal to the backbone | noah: Xavier-uniform, N(0, 1e-6) biases
-    act: str = "gelu"  # gelu | quick_gelu (NOAH); ranges and choices: bench.config.RULES
+    act: str = "gelu"  # gelu | quick_gelu (NOAH)
+
+
+RULES = {"method.bottleneck": POSITIVE, "method.scale": NON_NEGATIVE, "method.init": one_of("zero_up", "noah"),
+         "method.act": one_of("gelu", "quick_gelu")}
 
 
 class QuickGELU(nn.Module):

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch.nn as nn
 
+from bench.config import POSITIVE, UNIT
 from methods import peft as peft_method
 from methods._common import find_modules
 
@@ -20,6 +21,9 @@ class Config:
     alpha: float | None = 8.0  # None: alpha = r, no alpha / r scaling (NOAH, PETL_Vision)
     dropout: float = 0.0
     target_modules: list[str] | None = None  # None: qkv where the backbone has it, else fc1/fc2
+
+
+RULES = {"method.r": POSITIVE, "method.alpha": POSITIVE, "method.dropout": UNIT}
 
 
 def default_targets(model: nn.Module) -> list[str]:

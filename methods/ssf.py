@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 from timm.layers import LayerNorm2d
 
+from bench.config import NON_NEGATIVE
 from methods._common import find_modules, freeze, train_head
 
 SITE_TYPES = (nn.Linear, nn.LayerNorm, nn.Conv2d)
@@ -29,6 +30,9 @@ NOT_SITES = ("reduction",)  # Swin's patch-merging projection: no SSF after it i
 @dataclass
 class Config:
     init_std: float = 0.02
+
+
+RULES = {"method.init_std": NON_NEGATIVE}
 
 
 class SSF(nn.Module):

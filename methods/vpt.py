@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from bench.config import POSITIVE, UNIT
 from methods import Unsupported
 from methods._common import freeze, train_head
 
@@ -22,6 +23,9 @@ from methods._common import freeze, train_head
 class Config:
     length: int = 8  # prompt tokens per prompted layer
     dropout: float = 0.0  # dropout on the prompt embeddings
+
+
+RULES = {"method.length": POSITIVE, "method.dropout": UNIT}
 
 
 class Prompts(nn.Module):

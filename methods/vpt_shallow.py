@@ -5,9 +5,9 @@ through the network like the other tokens. Implementation shared with `vpt`.
 """
 import torch.nn as nn
 
-from methods.vpt import Config, add_prompts
+from methods.vpt import RULES, Config, add_prompts
 
-__all__ = ["Config", "apply"]
+__all__ = ["RULES", "Config", "apply"]
 
 
 def apply(model: nn.Module, cfg: Config) -> nn.Module:

@@ -50,14 +50,6 @@ IGNORE = {"train": {"lr", "weight_decay", "progress", "device", "num_threads", "
           "dataset": {"data_root", "cache", "cache_dir", "num_workers"}}
 
 
-def defaults_from_config() -> dict[str, str]:
-    """The default option of each config group in conf/config.yaml (method, dataset, backbone)."""
-    import yaml
-
-    entries = yaml.safe_load((launch.CONF / "config.yaml").read_text())["defaults"]
-    return {k: v for e in entries if isinstance(e, dict) for k, v in e.items()}
-
-
 def grid_keys(grid: str | None) -> tuple[str, ...]:
     """The keys a grid sweeps: those of conf/grid/<grid>.yaml's hydra.sweeper.params, else lr and wd."""
     import yaml
@@ -69,7 +61,7 @@ def grid_keys(grid: str | None) -> tuple[str, ...]:
 
 def parse(overrides: list[str]) -> tuple[dict[str, list[str]], list[str], list[str], str, tuple[str, ...]]:
     """(group choices, base overrides, hydra arguments, results_dir, grid keys) from launch.py-style overrides."""
-    choices = {g: [d] for g, d in defaults_from_config().items() if g in ("method", "dataset", "backbone")}
+    choices = {g: [d] for g, d in launch.config_defaults().items() if g in ("method", "dataset", "backbone")}
     base, hydra_args, results_dir, grid = [], [], str(Path("results").absolute()), None
     args = launch.expand_group_args(overrides)
     launch.check_recipes(args)

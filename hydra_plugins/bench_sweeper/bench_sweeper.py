@@ -104,7 +104,7 @@ class BenchSweeper(BasicSweeper):
         Only overrides that pick config group options change the defaults list; the others set values.
         So each distinct choice of options is composed once (and resolved once, when its only
         interpolations read the environment), and each job sets its values (train.lr=..., seed=...)
-        on a copy of that plain dict, as Hydra would on the config (tests/test_sweep_fast.py checks the
+        on a copy of that plain dict, as Hydra would on the config (tests/test_sweep.py checks the
         two agree). Anything this shortcut cannot do exactly (a value that is a mapping or a list, a
         deletion, a key that is not there, a value other keys interpolate) goes through Hydra's own
         override on the composed config, or composes the job whole.
