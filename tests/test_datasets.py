@@ -174,7 +174,7 @@ def test_large_splits_stay_memory_mapped_and_batch_like_single_items(tmp_path, m
     from bench.data import real
     from bench.data.datasets import PixelDataset
 
-    monkeypatch.setattr(real, "FLOAT_TENSOR_BYTES", 0)  # as if the split were too large to hold as floats
+    monkeypatch.setattr(real, "IN_MEMORY_BYTES", 0)  # as if the split were too large to read into memory
     vtab_tree(tmp_path, "dtd")
     ds = load_split(config("vtab/dtd", tmp_path, splits=VTAB_SPLITS, image_size=8), "test", MEAN, STD)
     assert isinstance(ds, PixelDataset) and isinstance(ds.pixels, np.memmap)

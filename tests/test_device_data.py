@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from bench.data.datasets import FloatDataset, PixelDataset
+from bench.data.datasets import PixelDataset
+from bench.data.pipeline import normalize
 from bench.data.device import (BatchDataset, as_batches, crop_boxes, nbytes, random_resized_crop_flip, resample,
                                to_device, within)
 from bench.train import batches
@@ -20,13 +21,20 @@ def pixels(n=10, size=8, seed=0) -> PixelDataset:
     return PixelDataset(rng.integers(0, 256, (n, 3, size, size), dtype=np.uint8), np.arange(n) % 3, MEAN, STD)
 
 
+def normalised(px: PixelDataset) -> torch.Tensor:
+    """The split normalised up front, as the loader's PixelDataset normalises a batch."""
+    return normalize(torch.from_numpy(px.pixels[px.index]), MEAN, STD)
+
+
 def test_batches_are_normalised_as_the_loader_normalises_them():
     src = pixels()
-    ref = FloatDataset(src).tensors[0]
+    ref = normalised(src)
     data = as_batches(src)
     assert data.tensors[0].dtype == torch.uint8  # a quarter of the float split's memory
     got = torch.cat([x for x, _ in batches(data, 4)])
-    assert torch.allclose(got, ref, atol=1e-5)
+    assert torch.equal(got, ref)  # the same bits: a run's losses do not depend on where the split is held
+    loader = torch.cat([x for x, _ in batches(src, 4)])  # the PixelDataset through a DataLoader
+    assert torch.equal(loader, ref)
     labels = torch.cat([y for _, y in batches(data, 4)])
     assert labels.tolist() == src.labels.tolist()
 
@@ -65,12 +73,13 @@ def test_augmentation_is_per_image_reproducible_and_only_in_training():
     assert a.shape == x.shape and 0 <= a.min() and a.max() <= 255
     train = next(batches(data, 16, torch.Generator().manual_seed(0)))[0]
     plain = next(batches(data, 16))[0]  # evaluation: no generator, no augmentation
-    assert torch.allclose(plain, FloatDataset(pixels(n=16, size=16)).tensors[0], atol=1e-5)
+    assert torch.equal(plain, normalised(pixels(n=16, size=16)))
     assert not torch.allclose(train.sort(0).values, plain.sort(0).values)
 
 
 def test_to_device_moves_what_it_can_and_names_bad_modes():
-    px, floats = pixels(), FloatDataset(pixels())
+    px = pixels()
+    floats = TensorDataset(normalised(px), torch.from_numpy(px.labels))
     mini = TensorDataset(torch.zeros(4, 3, 8, 8), torch.zeros(4, dtype=torch.long))
     cpu = torch.device("cpu")
     assert to_device({"test": px}, cpu, "auto")["test"] is px  # auto: only on CUDA
@@ -100,7 +109,7 @@ def test_batch_aug_needs_simple_augmentation_and_a_cache(tmp_path, monkeypatch):
                   batch_aug=True, splits={"train": 6, "val": 3, "trainval": 9, "test": 4})
     train = load_split(base, "train", MEAN, STD)
     assert isinstance(train, BatchDataset) and train.augment == "simple" and len(train) == 6
-    assert isinstance(load_split(base, "test", MEAN, STD), (PixelDataset, FloatDataset))  # evaluation: unchanged
+    assert isinstance(load_split(base, "test", MEAN, STD), (PixelDataset, BatchDataset))  # evaluation: unaugmented
     for bad in ({"cache": "none"}, {"train_aug": "timm"}):
         with pytest.raises(ValueError, match="batch_aug=true needs train_aug=simple"):
             load_split(dataclasses.replace(base, **bad), "train", MEAN, STD)
@@ -114,8 +123,8 @@ def test_a_run_with_data_on_the_device_matches_the_loader(tmp_path, monkeypatch)
     from bench.run import run
 
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
-    # trainval (8 images, 24 KiB as float) is one float tensor; test (12 images) stays memory-mapped uint8
-    monkeypatch.setattr("bench.data.real.FLOAT_TENSOR_BYTES", 30_000)
+    # trainval (8 images, 6 KiB) is read into memory; test (12 images, 9 KiB) stays memory-mapped
+    monkeypatch.setattr("bench.data.real.IN_MEMORY_BYTES", 7_000)
     vtab_tree(tmp_path / "data", "dtd", classes=3, sizes={"train": 6, "val": 2, "test": 12})
     ds = config("vtab/dtd", tmp_path / "data", splits={"train": 6, "val": 2, "trainval": 8, "test": 12}, image_size=16,
                 num_classes=3, cache="disk")
@@ -132,8 +141,7 @@ def test_a_run_with_data_on_the_device_matches_the_loader(tmp_path, monkeypatch)
     off, on = recs["off"], recs["on"]
     assert on["status"] == off["status"] == "completed"
     assert on["test_top1"] == off["test_top1"]
-    for a, b in zip(off["history"], on["history"]):
-        assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-5)
+    assert [h["train_loss"] for h in on["history"]] == [h["train_loss"] for h in off["history"]]  # the same bits
     assert on["data"]["splits"]["test"]["images"] == off["data"]["splits"]["test"]["images"] == 12
 
 

@@ -1,8 +1,6 @@
 """torch Datasets over the sources a split can come from; each yields (normalised float image, int label).
 
 - `PixelDataset`: fixed-size uint8 pixels (cached or in memory), normalised per batch: no decoding.
-- `FloatDataset`: a small split's pixels normalised once, held as one float tensor; a
-  TensorDataset, so the training loop slices whole batches out of it (no per-image Python).
 - `ImageDataset`: images from a source (files, the variable-size cache, or an in-memory array),
   through a transform (random augmentation or the deterministic evaluation pipeline).
 
@@ -16,7 +14,7 @@ from typing import Callable
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset, TensorDataset
+from torch.utils.data import Dataset
 
 from bench.data.files import README, DataError
 from bench.data.pipeline import normalize
@@ -57,23 +55,6 @@ class PixelDataset(_Base):
         x[order] = self.pixels[rows[order]]
         xs = normalize(torch.from_numpy(x), self.mean, self.std)
         return list(zip(xs.unbind(0), self.labels[np.asarray(indices)].tolist()))
-
-
-class FloatDataset(TensorDataset):
-    """(normalised float images, int64 labels) in memory, with the attributes the other datasets carry."""
-
-    def __init__(self, pixels: PixelDataset, chunk: int = 256):
-        n = len(pixels)
-        x = torch.empty((n, *pixels.pixels.shape[1:]), dtype=torch.float32)
-        for i in range(0, n, chunk):  # normalise in chunks: no second full-size temporary
-            x[i:i + chunk] = normalize(torch.from_numpy(np.array(pixels.pixels[pixels.index[i:i + chunk]])),
-                                       pixels.mean, pixels.std)
-        super().__init__(x, torch.from_numpy(pixels.labels.copy()))
-        self.labels, self.num_workers, self._skipped = pixels.labels, pixels.num_workers, pixels.bad_images
-
-    @property
-    def bad_images(self) -> int:
-        return self._skipped
 
 
 class ImageDataset(_Base):

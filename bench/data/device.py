@@ -43,13 +43,18 @@ class BatchDataset(TensorDataset):
         self.mean, self.std, self.augment = tuple(mean), tuple(std), augment
         # (1, 3, 1, 1) on the pixels' device, made once: a tensor built per batch from a list would be
         # a blocking host-to-device copy, a GPU sync every step
-        self._shift = torch.tensor(self.mean, device=pixels.device).view(1, -1, 1, 1) * 255
-        self._scale = torch.tensor(self.std, device=pixels.device).view(1, -1, 1, 1) * 255
+        self._mean = torch.tensor(self.mean, device=pixels.device).view(1, -1, 1, 1)
+        self._std = torch.tensor(self.std, device=pixels.device).view(1, -1, 1, 1)
+        self._shift, self._scale = self._mean * 255, self._std * 255
         self.labels, self.num_workers, self._bad = labels.cpu().numpy(), num_workers, bad_images
 
     @property
     def bad_images(self) -> int:
         return self._bad
+
+    def __getitem__(self, i: int):
+        """(normalised float image, int label), as every dataset yields; batches are sliced, not indexed."""
+        return self.batch_transform(self.tensors[0][i:i + 1], None)[0], int(self.tensors[1][i])
 
     def to(self, device: torch.device) -> "BatchDataset":
         return _keep_info(self, BatchDataset(self.tensors[0].to(device), self.tensors[1].to(device), self.mean,
@@ -59,11 +64,15 @@ class BatchDataset(TensorDataset):
         """uint8 (B, 3, S, S) -> normalised float (B, 3, S, S); augmented when training (a generator given).
 
         No host-device synchronisation: the random boxes and flips are drawn on the CPU and
-        copied with non_blocking, everything else stays on the pixels' device."""
-        x = x.float()
+        copied with non_blocking, everything else stays on the pixels' device.
+
+        Unaugmented batches take exactly `bench.data.pipeline.normalize`'s arithmetic (/255, minus
+        the mean, over the std), so a split held as uint8 gives the same bits as one normalised
+        up front or by the loader; augmented ones keep the one-division form they always had."""
         if self.augment == "simple" and generator is not None:
-            x = random_resized_crop_flip(x, generator)
-        return (x - self._shift) / self._scale  # as ToTensor (/255) then Normalize
+            x = random_resized_crop_flip(x.float(), generator)
+            return (x - self._shift) / self._scale  # as ToTensor (/255) then Normalize
+        return (x.float().div_(255) - self._mean) / self._std
 
 
 def crop_boxes(n: int, h: int, w: int, generator: torch.Generator) -> torch.Tensor:
@@ -164,7 +173,7 @@ def to_device(splits: dict[str, Dataset], device: torch.device, mode: str) -> di
         d = as_batches(splits[s]) if isinstance(splits[s], PixelDataset) else splits[s]
         if isinstance(d, BatchDataset):
             out[s] = d.to(device)
-        else:  # an in-memory float split (FloatDataset, the mini benchmark)
+        else:  # an in-memory float split (the mini benchmark)
             moved = _keep_info(d, TensorDataset(*(t.to(device) for t in d.tensors)))
             moved.bad_images = getattr(d, "bad_images", 0)  # for the record (bench.data.describe)
             out[s] = moved

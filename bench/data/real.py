@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from bench.data import cache, cifar, fgvc, folders, vtab
-from bench.data.datasets import FloatDataset, ImageDataset, PixelDataset, open_rgb
+from bench.data.datasets import ImageDataset, PixelDataset, open_rgb
 from bench.data.device import as_batches
 from bench.data.files import (README, DataError, Listing, check_exists, check_labels, check_size, dataset_root)
 from bench.data.pipeline import eval_pixels, eval_transform, to_uint8, train_transform, validate
@@ -44,10 +44,11 @@ FORMATS = {
     "cifar100_python": Format(OFFICIAL, None, listed_files=False),
 }
 CACHE_MODES = ("none", "memory", "disk")
-# A cached, un-augmented split up to this size as float32 is normalised once and kept as one
-# tensor (VTAB-1k's train800val200 at 224 x 224: 0.6 GB), so training and evaluation slice
-# batches out of it; larger splits (most VTAB test sets) stay memory-mapped uint8.
-FLOAT_TENSOR_BYTES = 2 * 2**30
+# A cached, un-augmented split up to this many bytes of uint8 pixels is read into memory as one
+# tensor and normalised per batch (bench/data/device.py: the same bits as normalising up front, at
+# a quarter of the memory: VTAB-1k's train800val200 at 224 x 224 is 150 MB), so training and
+# evaluation slice batches out of it; larger splits (most VTAB test sets) stay memory-mapped.
+IN_MEMORY_BYTES = 2**29
 BAD_IMAGE_MODES = ("error", "skip")
 
 
@@ -179,8 +180,8 @@ def load_split(cfg, split: str, mean, std, train: bool | None = None):
                               cfg.num_workers)
         else:
             ds = cached_pixels()
-            if len(ds) * 4 * int(np.prod(ds.pixels.shape[1:])) <= FLOAT_TENSOR_BYTES:
-                ds = FloatDataset(ds)
+            if len(ds) * int(np.prod(ds.pixels.shape[1:])) <= IN_MEMORY_BYTES:
+                ds = as_batches(ds)
     elif cfg.cache != "none" and cfg.cache_short_side > 0 and images is None:
         flat, offsets, shapes, ok = cache.variable(
             cfg, lst, lambda i: _shrink(source(i), cfg.cache_short_side),
