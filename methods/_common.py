@@ -31,3 +31,31 @@ def find_modules(model: nn.Module, predicate, what: str, method: str) -> list[tu
     if not found:
         raise Unsupported(f"{method}: no {what} found in backbone {type(model).__name__}")
     return found
+
+
+def blocks(model: nn.Module, method: str, parts: tuple[str, ...] = ("norm1", "attn", "norm2", "mlp")) -> list[nn.Module]:
+    """The backbone's transformer blocks: modules with every one of `parts` as a child (timm's ViT
+    `Block` and Swin `SwinTransformerBlock`; ConvNeXt and Mixer blocks have no `attn`).
+
+    Raises:
+        Unsupported: when the backbone has none, naming the method and the parts it needs.
+    """
+    return [m for _, m in find_modules(model, lambda n, m: all(isinstance(getattr(m, p, None), nn.Module) for p in parts),
+                                       f"transformer blocks (modules with {'/'.join(parts)})", method)]
+
+
+def attach(module: nn.Module, name: str, child: nn.Module, hook, pre: bool = False) -> None:
+    """Register `child` as `module.<name>` (its parameters join the model's state dict under
+    that name, the backbone's own keys unchanged) and `hook` as a forward (pre-)hook of `module`."""
+    setattr(module, name, child)
+    (module.register_forward_pre_hook if pre else module.register_forward_hook)(hook)
+
+
+def detach(module: nn.Module, name: str, hook_type: type) -> None:
+    """Undo `attach`: remove the hooks of `hook_type` (found by type: a stored handle would survive
+    a deepcopy pointing at the original module's hooks) and the child `name`."""
+    for hooks in (module._forward_hooks, module._forward_pre_hooks):
+        for key, fn in list(hooks.items()):
+            if isinstance(fn, hook_type):
+                del hooks[key]
+    delattr(module, name)

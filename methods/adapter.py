@@ -12,13 +12,14 @@ model does not start equal to the backbone, and QuickGELU, x * sigmoid(1.702 x).
 """
 from dataclasses import dataclass
 
-import torch
 import torch.nn as nn
 
 from bench.config import NON_NEGATIVE, POSITIVE, one_of
+from methods._bottleneck import Bottleneck
 from methods._common import find_modules, freeze, train_head
 
 MLP_NAMES = ("mlp", "mlp_channels")  # the block MLP in ViT / Swin / ConvNeXt, Mixer's channel MLP
+INIT = {"zero_up": "zero_up", "noah": "xavier"}  # our names -> methods/_bottleneck.py's
 
 
 @dataclass
@@ -29,37 +30,12 @@ class Config:
     act: str = "gelu"  # gelu | quick_gelu (NOAH)
 
 
-RULES = {"method.bottleneck": POSITIVE, "method.scale": NON_NEGATIVE, "method.init": one_of("zero_up", "noah"),
+RULES = {"method.bottleneck": POSITIVE, "method.scale": NON_NEGATIVE, "method.init": one_of(*INIT),
          "method.act": one_of("gelu", "quick_gelu")}
 
 
-class QuickGELU(nn.Module):
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * torch.sigmoid(1.702 * x)
-
-
-class Adapter(nn.Module):
-    def __init__(self, dim: int, bottleneck: int, scale: float, init: str = "zero_up", act: str = "gelu"):
-        super().__init__()
-        self.down = nn.Linear(dim, bottleneck)  # random init: must get gradients once `up` moves
-        self.act = QuickGELU() if act == "quick_gelu" else nn.GELU()
-        self.up = nn.Linear(bottleneck, dim)
-        if init == "noah":
-            for lin in (self.down, self.up):
-                nn.init.xavier_uniform_(lin.weight)
-                nn.init.normal_(lin.bias, std=1e-6)
-        else:
-            nn.init.zeros_(self.down.bias)
-            nn.init.zeros_(self.up.weight)
-            nn.init.zeros_(self.up.bias)
-        self.scale = scale
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (B, N, dim)
-        return x + self.scale * self.up(self.act(self.down(x)))
-
-
 def _hook(module: nn.Module, inputs, output):
-    return module.adapter(output)
+    return output + module.adapter(output)  # (B, N, dim): sequential, residual around the adapter
 
 
 def apply(model: nn.Module, cfg: Config) -> nn.Module:
@@ -67,7 +43,7 @@ def apply(model: nn.Module, cfg: Config) -> nn.Module:
     mlps = find_modules(model, lambda n, m: n.rsplit(".", 1)[-1] in MLP_NAMES and hasattr(m, "fc2"),
                         f"block MLPs (modules named {'/'.join(MLP_NAMES)} with an fc2)", "adapter")
     for _, mlp in mlps:
-        mlp.adapter = Adapter(mlp.fc2.out_features, cfg.bottleneck, cfg.scale, cfg.init, cfg.act)
+        mlp.adapter = Bottleneck(mlp.fc2.out_features, cfg.bottleneck, cfg.scale, INIT[cfg.init], cfg.act)
         mlp.register_forward_hook(_hook)
     train_head(model)
     return model

@@ -2,7 +2,9 @@
 
 `W x + (alpha / r) * B A x` on every Linear named in `target_modules`. By default
 (`target_modules: null`) that is the fused attention `qkv` of ViT and Swin blocks, and the
-MLP linears `fc1`/`fc2` on backbones without attention (ConvNeXt, MLP-Mixer). peft's init:
+MLP layers `fc1`/`fc2` on backbones without attention (ConvNeXt, MLP-Mixer); where a
+ConvNeXt's MLP is a 1x1 Conv2d (`conv_mlp`), peft's Conv2d LoRA (A and B 1x1 convolutions,
+the same r (in + out) parameters) takes its place and merges the same way. peft's init:
 A Kaiming-uniform, B zero, so the model starts equal to the backbone and both factors train
 from the second step on. `merge` folds B A into W.
 """
@@ -26,9 +28,14 @@ class Config:
 RULES = {"method.r": POSITIVE, "method.alpha": POSITIVE, "method.dropout": UNIT}
 
 
+def is_pointwise(m: nn.Module) -> bool:
+    """A Linear, or a 1x1 Conv2d (the MLP of ConvNeXts built with conv_mlp, such as convnext_atto)."""
+    return isinstance(m, nn.Linear) or (isinstance(m, nn.Conv2d) and m.kernel_size == (1, 1) and m.groups == 1)
+
+
 def default_targets(model: nn.Module) -> list[str]:
-    names = {n.rsplit(".", 1)[-1] for n, m in find_modules(model, lambda n, m: isinstance(m, nn.Linear),
-                                                             "Linear layers", "lora")}
+    names = {n.rsplit(".", 1)[-1] for n, m in find_modules(model, lambda n, m: is_pointwise(m),
+                                                             "Linear or 1x1 Conv2d layers", "lora")}
     return ["qkv"] if "qkv" in names else ["fc1", "fc2"]
 
 

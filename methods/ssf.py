@@ -12,7 +12,8 @@ Scale ~ N(1, init_std), shift ~ N(0, init_std), as in the official code.
 Each site gets a child module `ssf` and a forward hook, so the backbone keeps its module
 types and state-dict keys. `merge` folds every site that follows a Linear, Conv2d or
 LayerNorm into that layer (exact); ConvNeXt's last-stage SSF follows a residual sum and
-then LayerNorm (not linear in its input), so it stays an explicit op at inference.
+then LayerNorm (not linear in its input), and a site after a layer without a bias (CLIP's
+patch embedding) has no bias to take its shift, so both stay explicit ops at inference.
 """
 from dataclasses import dataclass
 
@@ -84,7 +85,9 @@ def sites(model: nn.Module) -> list[tuple[str, nn.Module]]:
 def apply(model: nn.Module, cfg: Config) -> nn.Module:
     freeze(model)
     for _, m in sites(model):
-        _attach(m, SSF(*_channels_and_dim(m), cfg.init_std))
+        # a layer without a bias (CLIP's patch embedding) has nowhere to take the shift: merging it
+        # would add a bias the plain architecture does not have, so that site stays an explicit op
+        _attach(m, SSF(*_channels_and_dim(m), cfg.init_std, foldable=getattr(m, "bias", None) is not None))
     if hasattr(model, "stages") and hasattr(model, "num_features") and isinstance(model.stages[-1], nn.Module):
         # ConvNeXt-style: the official code adds one SSF on the last stage's (NCHW) output
         _attach(model.stages[-1], SSF(model.num_features, 1, cfg.init_std, foldable=False))
@@ -110,10 +113,7 @@ def merge(model: nn.Module) -> nn.Module:
         scale, shift = ssf.scale, ssf.shift
         view = (-1,) + (1,) * (m.weight.ndim - 1)  # scale output rows / channels
         m.weight.mul_(scale.view(view))
-        if m.bias is None:
-            m.bias = nn.Parameter(shift.clone(), requires_grad=m.weight.requires_grad)
-        else:
-            m.bias.mul_(scale).add_(shift)
+        m.bias.mul_(scale).add_(shift)
         _detach(m)
         folded += 1
     if not folded:

@@ -58,3 +58,19 @@ def test_sweep_benchmark_times_the_status_of_a_grid():
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "10 runs, 2 distinct compositions" in proc.stdout and "ms per run" in proc.stdout
+
+
+def test_parameter_counts_on_vit_b_match_the_formulas():
+    """scripts/count_params.py's counts (README table) on the real ViT-B/16 shape, against formulas by hand."""
+    sys.path.insert(0, str(PROJECT_ROOT / "scripts"))
+    from count_params import count
+
+    d, blocks = 768, 12
+    ssf_sites = d + blocks * (d + 3 * d + d + d + 4 * d + d) + d  # patch embed, per block, final norm
+    want = {("ssf", ()): 2 * ssf_sites,  # 205,824: V-PETL's "0.21M"
+            ("adaptformer", (("bottleneck", 8),)): blocks * (2 * d * 8 + 8 + d),
+            ("repadapter", (("bottleneck", 8), ("groups", 2))): 2 * blocks * (d * 8 + 8 + 4 * d + d),
+            ("fact_tt", (("rank", 8),)): 2 * d * 8 + blocks * (4 * 64 + 2 * 4 * 64),
+            ("lora", (("r", 8),)): blocks * 8 * (d + 3 * d)}
+    for (name, args), n in want.items():
+        assert count(name, dict(args), classes=10)[0] == n, name

@@ -17,6 +17,8 @@ from methods import METHODS, method_config
 
 FAMILIES = ["tiny_vit", "tiny_swin", "tiny_convnext", "tiny_mixer"]
 HEAD = 490  # 48 features x 10 classes + 10 (Swin, ConvNeXt, Mixer tiny variants)
+# the methods of the newer benchmarks: transformer blocks only (no attention in ConvNeXt or Mixer blocks)
+NEW = ("adaptformer", "adapter_houlsby", "convpass", "repadapter", "fact_tt", "fact_tk", "difffit")
 
 # Tunable parameters (head included), worked out by hand from each tiny config's dimensions;
 # None: the method does not apply (an `unsupported` run).
@@ -27,6 +29,12 @@ FORMULAS = {
         "adapter": (24 * 8 + 8 + 8 * 24 + 24) + (48 * 8 + 8 + 8 * 48 + 48) + HEAD,
         "lora": 4 * (24 + 72) + 4 * (48 + 144) + HEAD,
         "vpt": None, "vpt_shallow": None,
+        "adaptformer": sum(d * 64 + 64 + 64 * d + d for d in (24, 48)) + HEAD,
+        "adapter_houlsby": 2 * sum(d * 64 + 64 + 64 * d + d for d in (24, 48)) + HEAD,
+        "repadapter": 2 * sum(d * 8 + 8 + 4 * d + d for d in (24, 48)) + HEAD,  # A, grouped B (2 groups)
+        # LayerNorm weights: patch-embed 24, norm1 + norm2 per block, patch-merging 4C = 96, final 48; 2 scales per block
+        "difffit": lambda biases: biases - 10 + (24 + 2 * 24 + 96 + 2 * 48 + 48) + 2 * (24 + 48) + HEAD,
+        "convpass": None, "fact_tt": None, "fact_tk": None,  # no ViT token grid; widths differ per stage
     },
     # ConvNeXt: stage dims 16, 24, 32, 48, one block each (dw conv, norm, fc1 4C, fc2), SSF on the last stage's output
     "tiny_convnext": {
@@ -34,14 +42,14 @@ FORMULAS = {
                     + sum(p + d for p, d in ((16, 24), (24, 32), (32, 48))) + 48) + HEAD,
         "adapter": sum(d * 8 + 8 + 8 * d + d for d in (16, 24, 32, 48)) + HEAD,
         "lora": sum(4 * (d + 4 * d) + 4 * (4 * d + d) for d in (16, 24, 32, 48)) + HEAD,
-        "vpt": None, "vpt_shallow": None,
+        "vpt": None, "vpt_shallow": None, **dict.fromkeys(NEW, None),
     },
     # Mixer: width 48, 16 tokens, token MLP 16->24->16, channel MLP 48->192->48, 2 blocks
     "tiny_mixer": {
         "ssf": 2 * (48 + 2 * (48 + 24 + 16 + 48 + 192 + 48) + 48) + HEAD,
         "adapter": 2 * (48 * 8 + 8 + 8 * 48 + 48) + HEAD,
         "lora": 2 * (4 * (16 + 24) + 4 * (24 + 16) + 4 * (48 + 192) + 4 * (192 + 48)) + HEAD,
-        "vpt": None, "vpt_shallow": None,
+        "vpt": None, "vpt_shallow": None, **dict.fromkeys(NEW, None),
     },
 }
 
@@ -67,7 +75,7 @@ def train_steps(model, steps: int = 3):
 
 
 @pytest.mark.parametrize("family", list(FORMULAS))
-@pytest.mark.parametrize("name", ["ssf", "adapter", "lora", "vpt", "vpt_shallow", "linear", "bias", "full"])
+@pytest.mark.parametrize("name", ["ssf", "adapter", "lora", "vpt", "vpt_shallow", "linear", "bias", "full", *NEW])
 def test_formula_and_what_trains(family, name):
     model = make(family)
     before = {id(p): (n, p.detach().clone()) for n, p in model.named_parameters()}
@@ -75,6 +83,7 @@ def test_formula_and_what_trains(family, name):
     total, biases = n_params(model), sum(p.numel() for n, p in model.named_parameters() if n.endswith(".bias"))
     # bias: every bias (the classifier's 10 included once) plus the classifier's weights
     expected = {"full": total, "linear": HEAD, "bias": biases - 10 + HEAD, **FORMULAS[family]}[name]
+    expected = expected(biases) if callable(expected) else expected
     if expected is None:
         with pytest.raises(methods.Unsupported, match=name):
             METHODS[name].apply(model, method_config(name, {}))
@@ -84,7 +93,8 @@ def test_formula_and_what_trains(family, name):
     for pname, p in model.named_parameters():
         if id(p) in before:
             orig_name, orig = before[id(p)]
-            should = name == "full" or id(p) in classifier or (name == "bias" and orig_name.endswith(".bias"))
+            should = name == "full" or id(p) in classifier or (name == "bias" and orig_name.endswith(".bias")) or (
+                name == "difffit" and (orig_name.endswith(".bias") or "norm" in orig_name))
             assert (not torch.equal(p.detach(), orig)) == should, f"{family}/{name}: {orig_name}"
         else:
             assert p.grad is not None and p.grad.abs().sum() > 0, f"{family}/{name}: added {pname} never trained"
@@ -92,6 +102,8 @@ def test_formula_and_what_trains(family, name):
 
 # ssf and lora on every family; two peft tuners on the ViT, whose module names their arguments use
 MERGEABLE = [(f, m, {}) for f in FAMILIES for m in ("ssf", "lora")] + [
+    (f, m, {}) for f in ("tiny_vit", "tiny_swin") for m in ("repadapter", "difffit")] + [
+    ("tiny_vit", "fact_tt", {}), ("tiny_vit", "fact_tk", {})] + [
     ("tiny_vit", "peft", {"tuner": "ia3"}),
     ("tiny_vit", "peft", {"tuner": "loha", "args": {"r": 2, "target_modules": ["qkv"]}}),
     ("tiny_mixer", "peft", {"tuner": "ia3", "args": {"target_modules": ["fc1", "fc2"], "feedforward_modules": ["fc2"]}}),
@@ -126,7 +138,7 @@ def test_unknown_peft_tuner_and_missing_targets():
 def family_sweep(tmp_path_factory):
     """Every method config x every tiny family through launch.py: one epoch, then analyze.py."""
     results = tmp_path_factory.mktemp("families")
-    proc = run_cli("launch.py", "-m", "method=*", "backbone=tiny_*", "dataset=mini/count", "train.epochs=1",
+    proc = run_cli("launch.py", "-m", "method=*", f"backbone={','.join(FAMILIES)}", "dataset=mini/count", "train.epochs=1",
                    "train.progress=false", "deploy_iters=1", "deploy_score=full", f"results_dir={results}", timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return results
@@ -139,6 +151,11 @@ def test_sweep_finishes_with_unsupported_records(family_sweep):
     status = {(r["backbone"], r["method"]): r["status"] for r in recs}
     for fam in ("tiny_swin", "tiny_convnext", "tiny_mixer"):
         assert status[(fam, "vpt")] == status[(fam, "vpt_shallow")] == "unsupported"
+    for (fam, method), want in {**{("tiny_vit", m): "completed" for m in NEW},
+                                **{("tiny_swin", m): "completed" for m in ("adaptformer", "adapter_houlsby", "repadapter",
+                                                                          "difffit")},
+                                **{("tiny_swin", m): "unsupported" for m in ("convpass", "fact_tt", "fact_tk")}}.items():
+        assert status[(fam, method)] == want, (fam, method)
     unsupported = {k for k, v in status.items() if v == "unsupported"}
     assert all(v == "completed" for k, v in status.items() if k not in unsupported)
     assert status[("tiny_vit", "peft")] == "completed"
@@ -146,7 +163,8 @@ def test_sweep_finishes_with_unsupported_records(family_sweep):
         if r["status"] == "completed":
             assert abs(r["deployed_test_top1"] - r["test_top1"]) <= 0.2, r["method"]  # one image of 1,000 may flip
             assert r["deployed_max_abs_logit_diff"] < 1e-3
-            merged_plain = r["method"] in ("ssf", "lora", "peft", "bias", "linear", "full") and not (
+            merged_plain = r["method"] in ("ssf", "lora", "peft", "bias", "linear", "full", "repadapter", "fact_tt",
+                                           "fact_tk", "difffit") and not (
                 r["method"] == "ssf" and r["backbone"] == "tiny_convnext")
             assert (r["inference_extra_params"] == 0) == merged_plain, (r["backbone"], r["method"])
 
@@ -182,3 +200,71 @@ def test_export_of_unmergeable_methods_round_trips(family_sweep, tmp_path):
         assert dataclasses.is_dataclass(method_config(method, {}))
         assert n_params(model) > n_params(make("tiny_vit"))
         assert model(torch.randn(2, 3, 32, 32)).shape == (2, 8)
+
+
+def test_lora_on_a_convnext_whose_mlp_is_1x1_convolutions():
+    """convnext_atto's MLP (conv_mlp=True) is two 1x1 Conv2d: peft's Conv2d LoRA, r (in + out) each, merged exactly."""
+    def atto():
+        torch.manual_seed(0)
+        return timm.create_model("convnext_atto", pretrained=False, num_classes=10, depths=[1, 1, 1, 1],
+                                 dims=[16, 24, 32, 48], conv_mlp=True).eval()
+
+    backbone = atto()
+    assert isinstance(backbone.stages[0].blocks[0].mlp.fc1, torch.nn.Conv2d)
+    model = METHODS["lora"].apply(atto(), method_config("lora", {}))
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == \
+        sum(4 * (d + 4 * d) + 4 * (4 * d + d) for d in (16, 24, 32, 48)) + HEAD
+    with torch.no_grad():  # B starts at zero: move every LoRA factor so the update is not zero
+        for n, p in model.named_parameters():
+            if "lora_" in n:
+                p.add_(torch.randn_like(p))
+    model.eval()
+    x = torch.randn(2, 3, 32, 32)
+    ref = model(x)
+    assert not torch.allclose(ref, backbone(x), atol=1e-6)  # the update does change the logits
+    merged, ok = deployable(model, METHODS["lora"])
+    assert ok and n_params(merged) == n_params(backbone) and set(merged.state_dict()) == set(backbone.state_dict())
+    torch.testing.assert_close(merged(x), ref, atol=1e-4, rtol=0)
+
+
+PRETRAINING = ["tiny_clip", "tiny_dinov2", "tiny_dinov2_reg", "tiny_mae"]  # CLIP, DINOv2 (+ registers), MAE shapes
+
+
+@pytest.mark.parametrize("family", PRETRAINING)
+@pytest.mark.parametrize("name", sorted(m for m in METHODS if m != "peft"))
+def test_every_method_on_the_other_pretrainings(family, name):
+    """What trains and exact merging on the CLIP / DINOv2 / MAE architectures (LayerScale, pre-norm, registers)."""
+    backbone = make(family)
+    before = {id(p): (n, p.detach().clone()) for n, p in backbone.named_parameters()}
+    classifier = {id(p) for p in backbone.get_classifier().parameters()}
+    model = train_steps(METHODS[name].apply(backbone, method_config(name, {})))
+    for pname, p in model.named_parameters():
+        if id(p) in before:
+            orig_name, orig = before[id(p)]
+            should = name == "full" or id(p) in classifier or (
+                name in ("bias", "difffit") and orig_name.endswith(".bias")) or (name == "difffit" and "norm" in orig_name)
+            assert (not torch.equal(p.detach(), orig)) == should, f"{family}/{name}: {orig_name}"
+        else:
+            assert p.grad is not None and p.grad.abs().sum() > 0, f"{family}/{name}: added {pname} never trained"
+    if METHODS[name].merge is not None and name not in ("full", "linear", "bias"):
+        model.eval()
+        x = torch.randn(3, 3, 32, 32)
+        merged, ok = deployable(model, METHODS[name])
+        assert ok, name
+        torch.testing.assert_close(merged(x), model(x), atol=1e-4, rtol=0)
+        plain = make(family)
+        extra = 2 * 48 if (name == "ssf" and family == "tiny_clip") else 0  # after the bias-free patch embedding
+        assert n_params(merged) == n_params(plain) + extra
+        assert {k for k in merged.state_dict() if "ssf" not in k} == set(plain.state_dict())
+
+
+def test_vpt_prompts_follow_the_register_tokens():
+    model = make("tiny_dinov2_reg")
+    assert model.num_prefix_tokens == 5  # class token + 4 registers
+    model = METHODS["vpt"].apply(model, method_config("vpt", {"length": 3}))
+    assert model.num_prefix_tokens == 5 + 3
+    seen = {}
+    model.blocks[0].register_forward_hook(lambda m, i, o: seen.update(x=i[0]))
+    tokens = model.forward_features(torch.randn(2, 3, 32, 32))
+    assert tokens.shape == (2, 5 + 3 + 16, 48)
+    torch.testing.assert_close(seen["x"][:, 5:8], model.vpt.tokens[0].expand(2, -1, -1))  # after the registers

@@ -37,6 +37,25 @@ def expected_tunable(name: str, model_before: torch.nn.Module) -> int:
     if name == "ssf":  # scale + shift after patch conv, final norm, and per block norm1 qkv proj norm2 fc1 fc2
         per_block = D + 3 * D + D + D + MLP_HIDDEN + D
         return 2 * (D + D + L * per_block) + HEAD
+    if name == "adaptformer":  # one branch per block beside the MLP: down (D*b + b) + up (b*D + D)
+        return L * (D * cfg.bottleneck + cfg.bottleneck + cfg.bottleneck * D + D) + HEAD
+    if name == "adapter_houlsby":  # two adapters per block (after attention, after MLP)
+        return 2 * L * (D * cfg.bottleneck + cfg.bottleneck + cfg.bottleneck * D + D) + HEAD
+    if name == "convpass":  # two bypasses per block: down, 3x3 conv (k*k*9 + k), up
+        k = cfg.bottleneck
+        return 2 * L * (D * k + k + k * k * 9 + k + k * D + D) + HEAD
+    if name == "repadapter":  # two per block: A (D*k + k) + grouped B (k/g * D + D)
+        k = cfg.bottleneck
+        return 2 * L * (D * k + k + k // cfg.groups * D + D) + HEAD
+    if name == "fact_tt":  # U, V shared; per block cores q, k, v, proj (r x r), fc1 (m r x r), fc2 (r x m r); m = 2
+        r, m = cfg.rank, MLP_HIDDEN // D
+        return 2 * D * r + L * (4 * r * r + 2 * m * r * r) + HEAD
+    if name == "fact_tk":  # U, V shared; core C (r^3); P (r x (4 + 2m) per block)
+        r, m = cfg.rank, MLP_HIDDEN // D
+        return 2 * D * r + r ** 3 + r * (4 + 2 * m) * L + HEAD
+    if name == "difffit":  # every bias, every LayerNorm weight (2 per block + final), 2 branch scales per block
+        biases = sum(p.numel() for n, p in model_before.named_parameters() if n.endswith(".bias") and "head" not in n)
+        return biases + (2 * L + 1) * D + 2 * L * D + HEAD
     raise AssertionError(f"no formula for method {name!r}: add one when adding a method")
 
 
@@ -44,7 +63,8 @@ def intended(name: str, pname: str) -> bool:
     """Should original (backbone) parameter `pname` train under method `name`?"""
     if pname.startswith("head."):
         return True
-    return {"full": True, "bias": pname.endswith(".bias")}.get(name, False)
+    return {"full": True, "bias": pname.endswith(".bias"),
+            "difffit": pname.endswith(".bias") or "norm" in pname}.get(name, False)
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
@@ -80,7 +100,8 @@ def test_only_intended_parameters_change(name, tiny_vit):
         assert added > 0, f"{name} added no parameters"
 
 
-@pytest.mark.parametrize("name", ["adapter", "lora"])
+@pytest.mark.parametrize("name", ["adapter", "lora", "adaptformer", "convpass", "repadapter", "fact_tt", "fact_tk",
+                                  "difffit"])
 def test_zero_init_methods_start_equal_to_backbone(name, tiny_vit):
     model = tiny_vit(CLASSES).eval()
     x = torch.randn(4, 3, 32, 32)
@@ -97,7 +118,7 @@ def test_ssf_init_statistics(tiny_vit):
     assert abs(shifts.mean()) < 0.01 and abs(shifts.std() - 0.02) < 0.005
 
 
-@pytest.mark.parametrize("name", ["ssf", "lora"])
+@pytest.mark.parametrize("name", ["ssf", "lora", "repadapter", "fact_tt", "fact_tk", "difffit"])
 def test_merge_matches_unmerged(name, tiny_vit):
     backbone_params = sum(p.numel() for p in tiny_vit(CLASSES).parameters())
     model = METHODS[name].apply(tiny_vit(CLASSES), method_config(name, {}))
@@ -111,7 +132,7 @@ def test_merge_matches_unmerged(name, tiny_vit):
     merged = METHODS[name].merge(model)
     torch.testing.assert_close(merged(x), ref, atol=1e-4, rtol=0)
     assert sum(p.numel() for p in merged.parameters()) == backbone_params
-    if name == "ssf":
+    if name != "lora":  # peft's merge_and_unload returns the plain model, which has nothing to merge
         with pytest.raises(RuntimeError, match="already merged"):
             METHODS[name].merge(merged)
 
@@ -123,7 +144,8 @@ def test_vpt_prompts_are_prefix_tokens(tiny_vit):
     assert tokens.shape == (2, 1 + 5 + 16, D)  # CLS, prompts, 16 patches
 
 
-@pytest.mark.parametrize("name", ["vpt", "vpt_shallow", "adapter"])
+@pytest.mark.parametrize("name", ["vpt", "vpt_shallow", "adapter", "adaptformer", "adapter_houlsby", "convpass",
+                                  "repadapter", "fact_tt", "fact_tk", "difffit"])
 def test_unsupported_backbone_is_reported(name):
     import timm
 

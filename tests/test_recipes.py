@@ -153,10 +153,11 @@ def test_recipe_method_arguments_and_the_command_line_wins():
 
 
 def test_noah_adapter_init_and_quick_gelu():
-    from methods.adapter import Adapter, QuickGELU
+    from methods._bottleneck import Bottleneck, QuickGELU
+    from methods.adapter import INIT
 
     torch.manual_seed(0)
-    a = Adapter(96, 8, 1.0, init="noah", act="quick_gelu")
+    a = Bottleneck(96, 8, 1.0, init=INIT["noah"], act="quick_gelu")
     assert isinstance(a.act, QuickGELU) and a.up.weight.abs().sum() > 0  # not zero-initialised
     bound = math.sqrt(6 / (96 + 8))  # Xavier-uniform
     assert a.down.weight.abs().max() <= bound and a.up.weight.abs().max() <= bound
