@@ -13,6 +13,9 @@ other benchmark found) it writes into OUT_DIR (default: the first RESULTS_DIR's 
     cells_<table>_<protocol>.csv             mean, std and number of seeds per cell, or its status
     published_<table>_<protocol>.csv/.md     ours / published / difference per cell (VTAB, FGVC)
     robustness_<protocol>.csv/.md            ImageNet top-1, ImageNet-A/-R top-1, ImageNet-C mCE
+    fewshot_<protocol>.csv/.md/.png          few-shot: dataset x shots, mean ± std over list seeds; accuracy vs shots
+    domain_generalization_<protocol>.csv/.md source and target top-1 (ImageNet-V2, -Sketch, -A, -R)
+    manyshot_<protocol>.csv/.md/.png         accuracy against training-subset size
     cost.csv/.md, status.csv/.md             cost per method x backbone; runs by status
     accuracy_vs_params_<table>_<protocol>, delta_to_full_<table>_<protocol>,
     cost                                     figures (.png, .svg)
@@ -35,6 +38,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench import shots
 from bench.benchmarks import table_specs
 from bench.records import atomic_file
 from bench.published import REFERENCE_DIR, compare, comparison_rows, load_published, published_leaderboard
@@ -324,6 +328,7 @@ def leaderboards(df, protocol: str, published: dict, archs: dict, args, out: Out
                            f"{spec.name}, {protocol} protocol: difference to full fine-tuning of the same backbone, "
                            "per task and average (points).")
 
+    shot_tables(df, protocol, args, out)
     if (df["benchmark"] == "imagenet").any():
         rob = robustness_records(df, args.metric)
         table = leaderboard(rob, ["imagenet/imagenet", *ROBUSTNESS], metric="value", mean=False)
@@ -332,6 +337,38 @@ def leaderboards(df, protocol: str, published: dict, archs: dict, args, out: Out
         header[2:6] = ["ImageNet top-1", "ImageNet-A top-1", "ImageNet-R top-1", "ImageNet-C mCE (lower is better)"]
         out.table(f"robustness_{protocol}", f"Robustness ({protocol} protocol): models fine-tuned on ImageNet-1k",
                   header, rows, bold, notes=["— where the record has no robustness evaluation."], echo=True)
+
+
+def shot_tables(df, protocol: str, args, out: Outputs) -> None:
+    """Few-shot (dataset x shots), domain generalisation (source and targets) and many-shot curves, where records have them."""
+    fs = shots.fewshot_long(df, args.metric)
+    if len(fs):
+        out.frame(f"fewshot_{protocol}", fs, index=False)
+        out.table(f"fewshot_{protocol}", f"Few-shot ({protocol} protocol), {args.metric} %", *shots.fewshot_rows(fs),
+                  notes=["Cells: mean ± std over NOAH's list seeds and run seeds (runs). Published NOAH few-shot "
+                         "numbers are not shown: NOAH gives them as figures, and no table of them is shipped in "
+                         "results/reference."], echo=True)
+        if out.figures:
+            out.figure(f"fewshot_{protocol}", "accuracy_vs_shots", (fs, f"Few-shot ({protocol} protocol)"),
+                       "Few-shot: top-1 against shots per class, mean and one std over list seeds.")
+    dg = shots.domain_long(df, args.metric)
+    if len(dg):
+        out.frame(f"domain_generalization_{protocol}", dg, index=False)
+        out.table(f"domain_generalization_{protocol}", f"Domain generalisation ({protocol} protocol), top-1 %",
+                  *shots.domain_rows(dg),
+                  notes=["Trained on the source (NOAH: ImageNet, 16 shots per class), scored on each target; means "
+                         "over runs. -A and -R: arg-max over their 200 classes (as the robustness evaluation); the "
+                         "1000-way columns take it over all 1,000, as NOAH's code scores them. Mean of targets: the "
+                         "four 200/1000-class columns."], echo=True)
+    ms = shots.manyshot_long(df, args.metric)
+    if len(ms):
+        out.frame(f"manyshot_{protocol}", ms, index=False)
+        out.table(f"manyshot_{protocol}", f"Many-shot ({protocol} protocol), {args.metric} %", *shots.manyshot_rows(ms),
+                  notes=["Columns: training images (a stratified subset, dataset.train_subset) and the whole split; "
+                         "mean ± std over subset and run seeds (runs)."], echo=True)
+        if out.figures:
+            out.figure(f"manyshot_{protocol}", "manyshot_curve", (ms, f"Many-shot ({protocol} protocol)"),
+                       "Many-shot: top-1 against training images (the whole split in the table only).")
 
 
 def main(argv: list[str] | None = None) -> int:

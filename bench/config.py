@@ -45,11 +45,13 @@ class DatasetConfig:
     format: str = "generated"  # on-disk format; bench/data/real.py:FORMATS lists the valid ones
     root: str = ""  # this dataset's folder, relative to data_root (or absolute)
     data_root: str = ""  # folder holding every dataset; empty: $BENCH_DATA_ROOT, else ./data
-    image_dir: str = ""  # fgvc_json: folder inside root that the JSON paths are relative to
+    image_dir: str = ""  # fgvc_json, meta_list: folder inside root that the listed paths are relative to ("": root)
     splits: dict[str, int] = field(default_factory=dict)  # expected images per split; 0 = any number
-    resize: str = "squash"  # evaluation pixels: squash (resize to image_size) | crop (resize image_size/crop_pct, centre crop)
+    resize: str = "squash"  # evaluation pixels: squash (resize to image_size) | crop (shorter side to image_size/crop_pct,
+    # centre crop) | squash_crop (square image_size/crop_pct, centre crop: NOAH few-shot)
     crop_pct: float = 0.9
     interpolation: str = "bicubic"
+    train_interpolation: str = "random"  # train_aug=timm: timm train.py's default `random`; NOAH: bicubic
     norm: str = "backbone"  # pixel normalisation: backbone (its data config) | imagenet | inception (0.5) | none ([0, 1])
     train_aug: str = "none"  # none (as evaluation) | simple (random-resized crop + flip) | timm (timm's train transform)
     auto_augment: str = ""  # train_aug=timm: timm auto-augment policy, e.g. rand-m9-mstd0.5-inc1
@@ -61,6 +63,14 @@ class DatasetConfig:
     num_workers: int = 0  # decoding threads for the cache, DataLoader workers for the rest
     on_bad_image: str = "error"  # error | skip (replace by the next readable image, warn and count)
     robustness: dict[str, str] = field(default_factory=dict)  # evaluations after training: name -> folder under data_root
+    # --- few-shot, domain generalisation, many-shot (bench/data/meta_list.py, bench/data/subset.py) ---
+    split_lists: dict[str, str] = field(default_factory=dict)  # format meta_list: list file per split, over the defaults
+    split_dirs: dict[str, str] = field(default_factory=dict)  # format meta_list: image folder per split, over image_dir
+    shots: int = 0  # format meta_list: training list train_meta.list.num_shot_<shots>.seed_<fewshot_seed>; 0: train_meta.list
+    fewshot_seed: int = 0  # which NOAH list of that many shots (the images drawn); independent of the run seed
+    domain_shift: dict[str, str] = field(default_factory=dict)  # after training, score NOAH-list targets: name -> folder
+    train_subset: int = 0  # > 0: a stratified subset of this many training images (many-shot curves); 0: the whole split
+    subset_seed: int = 0  # which subset; independent of the run seed
 
 
 SCHED_UNITS = ("step", "epoch")
@@ -125,7 +135,7 @@ class RecipeConfig:
     checkpoint: str = ""  # the backbone (timm name) the recipe's published numbers used; "" = any
     selection: str = ""  # how the recipe's published numbers were selected (best epoch on test, val grid, ...)
     benchmarks: list[str] = field(default_factory=list)  # benchmarks it defines
-    methods: list[str] = field(default_factory=list)  # methods it defines; ["*"]: every method
+    methods: Any = field(default_factory=list)  # methods it defines, ["*"]: every method; or {benchmark: [...]}
     retrain_seeds: list[int] = field(default_factory=list)  # the val protocol's retrain seeds (select_and_retrain)
     method_args: dict[str, Any] = field(default_factory=dict)  # the method's arguments under this recipe
     # (set by its method layer; applied over the method's config file, under the command line's method.*)
@@ -191,11 +201,12 @@ RULES = {
                      "valid: auto, cpu, cuda, cuda:<index>, mps"),
     "dataset.num_classes": POSITIVE, "dataset.image_size": POSITIVE,
     "dataset.crop_pct": (lambda v: 0 < v <= 1, "must be in (0, 1]"),
-    "dataset.resize": one_of("squash", "crop"), "dataset.interpolation": one_of("bicubic", "bilinear", "nearest"),
+    "dataset.resize": one_of("squash", "crop", "squash_crop"), "dataset.train_interpolation": one_of("random", "bicubic", "bilinear"), "dataset.interpolation": one_of("bicubic", "bilinear", "nearest"),
     "dataset.train_aug": one_of("none", "simple", "timm"), "dataset.cache": one_of("none", "memory", "disk"),
     "dataset.norm": one_of(*NORMS), "dataset.re_prob": PROBABILITY,
     "dataset.num_workers": NON_NEGATIVE, "dataset.cache_short_side": NON_NEGATIVE,
-    "dataset.on_bad_image": one_of("error", "skip"),
+    "dataset.on_bad_image": one_of("error", "skip"), "dataset.shots": NON_NEGATIVE,
+    "dataset.fewshot_seed": NON_NEGATIVE, "dataset.train_subset": NON_NEGATIVE, "dataset.subset_seed": NON_NEGATIVE,
     "deploy_iters": NON_NEGATIVE, "deploy_budget": NON_NEGATIVE,
     "deploy_score": one_of("check", "full"),
 }

@@ -283,4 +283,43 @@ def cost_figure(cost: pd.DataFrame, title: str):
     return fig
 
 
-FIGURES = {"accuracy_vs_params": accuracy_vs_params, "delta_heatmap": delta_heatmap, "cost_figure": cost_figure}
+
+def _per_dataset(long: pd.DataFrame, title: str, x: str, xlabel: str, log_base: int):
+    """One panel per dataset, one line (mean, std band) per backbone and method."""
+    if long.empty:
+        return None
+    plt = _plt()
+    datasets = sorted(long["dataset"].unique())
+    fig, axes = plt.subplots(1, len(datasets), figsize=(3.2 * len(datasets), 2.8), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets):
+        part = long[(long["dataset"] == dataset) & long[x].notna()]
+        for (backbone, row), line in part.groupby(["backbone", "row"], sort=True):
+            line = line.sort_values(x)
+            name = row if long["backbone"].nunique() == 1 else f"{row} ({backbone})"
+            ax.plot(line[x], line["mean"], marker="o", markersize=3, label=name)
+            std = line["std"].fillna(0)
+            ax.fill_between(line[x], line["mean"] - std, line["mean"] + std, alpha=0.15)
+        ax.set_xscale("log", base=log_base)
+        ax.set_xticks(sorted(part[x].unique()), [f"{int(v):,}" for v in sorted(part[x].unique())])
+        ax.minorticks_off()
+        ax.set_title(short_name(dataset))
+        ax.set_xlabel(xlabel)
+    axes[0][0].set_ylabel("top-1 %")
+    axes[0][-1].legend(fontsize=6, loc="lower right")
+    fig.suptitle(title)
+    fig.subplots_adjust(left=0.3 / len(datasets), right=0.98, bottom=0.18, top=0.82, wspace=0.3)
+    return fig
+
+
+def accuracy_vs_shots(long: pd.DataFrame, title: str):
+    """Few-shot: accuracy against shots per class (log 2), mean and std over list seeds."""
+    return _per_dataset(long, title, "shots", "shots per class", 2)
+
+
+def manyshot_curve(long: pd.DataFrame, title: str):
+    """Many-shot: accuracy against training images (log); the whole split is the table's `full` column."""
+    return _per_dataset(long, title, "train_images", "training images", 10)
+
+
+FIGURES = {"accuracy_vs_params": accuracy_vs_params, "delta_heatmap": delta_heatmap, "cost_figure": cost_figure,
+           "accuracy_vs_shots": accuracy_vs_shots, "manyshot_curve": manyshot_curve}

@@ -41,7 +41,14 @@ def default_for(benchmark: str) -> str:
 
 def covers(name: str, method: str, benchmark: str) -> bool:
     r = info(name)
-    return benchmark in r["benchmarks"] and ("*" in r["methods"] or method in r["methods"])
+    defined = methods_for(r, benchmark)
+    return benchmark in r["benchmarks"] and ("*" in defined or method in defined)
+
+
+def methods_for(r: dict, benchmark: str) -> list[str]:
+    """The methods a recipe defines on a benchmark: its `methods` list, or that benchmark's entry of a mapping."""
+    methods = r["methods"]
+    return list(methods.get(benchmark, [])) if isinstance(methods, dict) else list(methods)
 
 
 def coverage() -> str:
@@ -49,8 +56,11 @@ def coverage() -> str:
     lines = []
     for n in names():
         r = info(n)
-        methods = "every method" if "*" in r["methods"] else ", ".join(r["methods"])
-        lines.append(f"  {n}: {', '.join(r['benchmarks'])}; {methods}")
+        parts = []
+        for b in r["benchmarks"]:
+            m = methods_for(r, b)
+            parts.append(f"{b} ({'every method' if '*' in m else ', '.join(m)})")
+        lines.append(f"  {n}: {'; '.join(parts)}")
     return "\n".join(lines)
 
 

@@ -89,6 +89,11 @@ def run(cfg: RunConfig) -> dict:
         "recipe": cfg.recipe.name, "recipe_checkpoint": cfg.recipe.checkpoint,
         "same_checkpoint_as_recipe": (cfg.backbone.arch == cfg.recipe.checkpoint) if cfg.recipe.checkpoint else None,
         "effective_lr": base_lr(cfg.train),
+        # few-shot lists and many-shot subsets: which training images, independent of the run seed
+        "shots": cfg.dataset.shots if cfg.dataset.format == "meta_list" else None,
+        "fewshot_seed": cfg.dataset.fewshot_seed if cfg.dataset.format == "meta_list" else None,
+        "train_subset": cfg.dataset.train_subset or None,
+        "subset_seed": cfg.dataset.subset_seed if cfg.dataset.train_subset else None,
         "config": dataclasses.asdict(cfg) | {"method_args": dataclasses.asdict(method_cfg)},
         "git": env.git_state(), "env": env.packages(), "hardware": env.hardware(device),
         "started_at": _now(),
@@ -165,7 +170,7 @@ def run(cfg: RunConfig) -> dict:
         record["eval_time_s"] = eval_s[0]
         record["eval_batch_size"] = bs
         record["data"] = describe(cfg.dataset, splits)
-        if cfg.dataset.robustness:
+        if cfg.dataset.robustness or cfg.dataset.domain_shift:
             from bench.data import robustness
             record["robustness"] = robustness.evaluate(model, cfg.dataset, mean, std, device,
                                                        bs, cfg.train.progress)

@@ -142,6 +142,9 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, num_classes: int
     step_model = torch.compile(model) if cfg.compile else model
     mixup = None
     if cfg.mixup > 0 or cfg.cutmix > 0:
+        if cfg.batch_size % 2:  # timm's Mixup mixes each image with its mirror in the batch
+            raise ValueError(f"train.batch_size={cfg.batch_size} must be even with train.mixup={cfg.mixup} / "
+                             f"train.cutmix={cfg.cutmix} (timm's Mixup pairs the images of a batch)")
         mixup = Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, label_smoothing=cfg.label_smoothing,
                       num_classes=num_classes)
     soft_ce = SoftTargetCrossEntropy()

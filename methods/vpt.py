@@ -5,8 +5,9 @@ before every later block the previous prompt outputs are replaced by that layer'
 prompts. Init is VPT's Xavier-uniform bound sqrt(6 / (3 * patch_h * patch_w + dim)).
 This is the VPT row the SSF paper compares against; `vpt_shallow` prompts the first layer only.
 
-Works on backbones with a token sequence and `blocks` (timm ViTs); elsewhere it reports
-the run as unsupported.
+Works on backbones with a token sequence and `blocks` (timm ViTs) and on Swin, prompted stage
+by stage as the official VPT code does (methods/_vpt_swin.py); elsewhere it reports the run as
+unsupported.
 """
 import math
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ import torch
 import torch.nn as nn
 
 from bench.config import POSITIVE, UNIT
-from methods import Unsupported
+from methods import Unsupported, _vpt_swin
 from methods._common import freeze, train_head
 
 
@@ -50,6 +51,11 @@ class _InsertPrompts:
 
 
 def add_prompts(model: nn.Module, cfg: Config, deep: bool, method: str) -> nn.Module:
+    if _vpt_swin.is_swin(model):  # per-stage prompts (methods/_vpt_swin.py)
+        freeze(model)
+        _vpt_swin.add_prompts(model, cfg.length, deep, cfg.dropout)
+        train_head(model)
+        return model
     if not all(hasattr(model, a) for a in ("blocks", "num_prefix_tokens", "patch_embed", "embed_dim")):
         raise Unsupported(f"{method}: backbone {type(model).__name__} has no token sequence with "
                           f"`blocks` and `num_prefix_tokens` (VPT needs a ViT-style model)")

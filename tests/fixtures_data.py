@@ -133,3 +133,41 @@ def cifar_tree(root: Path, n_train: int = 10, n_test: int = 5, classes: int = 10
         with open(folder / name, "wb") as f:
             pickle.dump(d, f)
     return root
+
+
+# --- NOAH's few-shot and domain-generalisation lists ----------------------------------------------
+def noah_fewshot_tree(root: Path, classes: int = 3, shots=(1, 2), seeds=(0, 1), n_val: int = 3, n_test: int = 4,
+                      image_dir: str = "images") -> Path:
+    """<root>/annotations/{train_meta.list.num_shot_<k>.seed_<s>, val_meta.list, test_meta.list} and the
+    images they list under <root>/<image_dir>/ (class-named folders, as Food-101's)."""
+    ann = root / "annotations"
+    ann.mkdir(parents=True, exist_ok=True)
+    base = root / image_dir if image_dir else root
+    pool = {c: [f"class{c}/{j}.jpg" for j in range(max(shots) + 2)] for c in range(classes)}
+    for c, rels in pool.items():
+        for j, rel in enumerate(rels):
+            image(base / rel, seed=100 * c + j)
+    for k in shots:
+        for s in seeds:
+            lines = [f"{pool[c][(s + j) % len(pool[c])]} {c}" for c in range(classes) for j in range(k)]
+            (ann / f"train_meta.list.num_shot_{k}.seed_{s}").write_text("\n".join(lines) + "\n")
+    for name, n in (("val", n_val), ("test", n_test)):
+        lines = []
+        for i in range(n):
+            rel = f"{name}/{i}.jpg"
+            image(base / rel, seed=5000 + 10 * len(name) + i)
+            lines.append(f"{rel} {i % classes}")
+        (ann / f"{name}_meta.list").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def noah_domain_tree(root: Path, labels: list[int], prefix: str = "images") -> Path:
+    """A domain-generalisation target: <root>/annotations/val_meta.list with 1000-way labels, paths under root."""
+    (root / "annotations").mkdir(parents=True, exist_ok=True)
+    lines = []
+    for i, y in enumerate(labels):
+        rel = f"{prefix}/n{y:08d}/{i}.jpg"
+        image(root / rel, seed=9000 + i)
+        lines.append(f"{rel} {y}")
+    (root / "annotations" / "val_meta.list").write_text("\n".join(lines) + "\n")
+    return root

@@ -28,7 +28,7 @@ FORMULAS = {
         "ssf": 2 * (24 + 24 + (24 + 72 + 24 + 24 + 96 + 24) + 96 + (48 + 144 + 48 + 48 + 192 + 48) + 48) + HEAD,
         "adapter": (24 * 8 + 8 + 8 * 24 + 24) + (48 * 8 + 8 + 8 * 48 + 48) + HEAD,
         "lora": 4 * (24 + 72) + 4 * (48 + 144) + HEAD,
-        "vpt": None, "vpt_shallow": None,
+        "vpt": 8 * (1 * 24 + 1 * 48) + HEAD, "vpt_shallow": 8 * 24 + HEAD,  # per-stage prompts: one block per stage
         "adaptformer": sum(d * 64 + 64 + 64 * d + d for d in (24, 48)) + HEAD,
         "adapter_houlsby": 2 * sum(d * 64 + 64 + 64 * d + d for d in (24, 48)) + HEAD,
         "repadapter": 2 * sum(d * 8 + 8 + 4 * d + d for d in (24, 48)) + HEAD,  # A, grouped B (2 groups)
@@ -149,8 +149,9 @@ def test_sweep_finishes_with_unsupported_records(family_sweep):
     n_methods = len(METHODS)
     assert len(recs) == n_methods * len(FAMILIES)
     status = {(r["backbone"], r["method"]): r["status"] for r in recs}
-    for fam in ("tiny_swin", "tiny_convnext", "tiny_mixer"):
+    for fam in ("tiny_convnext", "tiny_mixer"):
         assert status[(fam, "vpt")] == status[(fam, "vpt_shallow")] == "unsupported"
+    assert status[("tiny_swin", "vpt")] == status[("tiny_swin", "vpt_shallow")] == "completed"
     for (fam, method), want in {**{("tiny_vit", m): "completed" for m in NEW},
                                 **{("tiny_swin", m): "completed" for m in ("adaptformer", "adapter_houlsby", "repadapter",
                                                                           "difffit")},
@@ -268,3 +269,52 @@ def test_vpt_prompts_follow_the_register_tokens():
     tokens = model.forward_features(torch.randn(2, 3, 32, 32))
     assert tokens.shape == (2, 5 + 3 + 16, 48)
     torch.testing.assert_close(seen["x"][:, 5:8], model.vpt.tokens[0].expand(2, -1, -1))  # after the registers
+
+
+def swin(window=4, img=32):
+    torch.manual_seed(0)
+    return timm.create_model("swin_tiny_patch4_window7_224", pretrained=False, num_classes=10, img_size=img, patch_size=2,
+                             window_size=window, embed_dim=24, depths=[2, 2], num_heads=[1, 2]).eval()
+
+
+def test_vpt_on_swin_prompts_every_block_of_every_stage_at_its_width():
+    deep = METHODS["vpt"].apply(swin(), method_config("vpt", {"length": 3}))
+    assert [tuple(t.shape) for t in deep.vpt.tokens] == [(2, 3, 24), (2, 3, 48)]  # C, 2C; one set per block
+    shallow = METHODS["vpt_shallow"].apply(swin(), method_config("vpt_shallow", {"length": 3}))
+    assert [tuple(t.shape) for t in shallow.vpt.tokens] == [(1, 3, 24)]  # the first block of the first stage
+    bound = (6 / (3 * 4 + 24)) ** 0.5  # VPT's bound: patch area 2 x 2, first-stage width
+    assert 0.9 * bound < deep.vpt.tokens[1].abs().max() <= bound
+    x = torch.randn(3, 3, 32, 32)
+    assert deep.forward_features(x).shape == (3, 1, 1, 48) and deep(x).shape == (3, 10)
+
+
+@pytest.mark.parametrize("shift_block", [0, 1])  # block 1 of a stage has the shifted windows and the mask
+def test_prompted_swin_block_without_prompts_is_timms_block(shift_block):
+    """The prompted block's plumbing (shift, padding, windows, mask) against timm's own block: zero prompts."""
+    from methods._vpt_swin import _block
+
+    model = swin(window=3)  # 16 x 16 maps, window 3: padded windows
+    blk = model.layers[0].blocks[shift_block]
+    assert any(blk.shift_size) == bool(shift_block)
+    x = torch.randn(2, 16, 16, 24)
+    out, p = _block(blk, x, torch.zeros(2, 0, 24))
+    torch.testing.assert_close(out, blk(x), atol=1e-5, rtol=0)
+    assert p.shape == (2, 0, 24)
+
+
+def test_prompted_swin_block_in_one_window_is_attention_over_prompts_and_patches():
+    """One window, no shift: the block is plain pre-norm attention over [prompts; patches] (zero bias for prompts)."""
+    from methods._vpt_swin import _block
+
+    model = swin(window=8, img=16)  # 8 x 8 map, one window
+    blk = model.layers[0].blocks[0]
+    x, p = torch.randn(2, 8, 8, 24), torch.randn(2, 3, 24)
+    out, p_out = _block(blk, x, p)
+    t = torch.cat([p, x.reshape(2, 64, 24)], 1)
+    with torch.no_grad():
+        a = blk.attn
+        q, k, v = a.qkv(blk.norm1(t)).reshape(2, 67, 3, 1, 24).permute(2, 0, 3, 1, 4)
+        bias = torch.nn.functional.pad(a._get_rel_pos_bias(), (3, 0, 3, 0))
+        h = t + a.proj(((q @ k.transpose(-2, -1)) * a.scale + bias).softmax(-1).matmul(v).transpose(1, 2).reshape(2, 67, 24))
+        want = h + blk.mlp(blk.norm2(h))
+    torch.testing.assert_close(torch.cat([p_out, out.reshape(2, 64, 24)], 1), want, atol=1e-5, rtol=0)

@@ -4,7 +4,7 @@ For each dataset: every split its format has is listed and validated exactly as 
 (split files present and well-formed, split sizes as configured, labels in range, every image
 present), then every image is decoded. One line per dataset: `ok` with the split sizes, or
 `FAIL` with what is wrong (the file, and the line where there is one). Robustness sets of
-ImageNet are checked as `robustness/<name>`.
+ImageNet are checked as `robustness/<name>`, domain-generalisation targets as `domain/<name>`.
 
 Dataset configs are read from conf/dataset/**.yaml with PyYAML (the library never imports
 Hydra), so the names are the config paths: `vtab/dtd`, `fgvc/cub`, patterns like `vtab/*`.
@@ -88,7 +88,9 @@ def check_robustness(cfg: DatasetConfig, name: str, decode: bool = True, workers
     from bench.data import robustness as R
 
     try:
-        if name == "imagenet_c":
+        if name.startswith("domain/"):  # a domain-generalisation target's NOAH list
+            listings = {name: R.domain_listing(cfg, name.removeprefix("domain/"))}
+        elif name == "imagenet_c":
             listings = {f"{c}/{s}": R.corruption_listing(cfg, c, s) for c in R.corruptions_present(cfg)
                         for s in R.SEVERITIES}
         else:
@@ -140,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     for n, block in configs.items():
         for r in block.get("robustness") or {}:
             names[f"robustness/{r}"] = (n, r)
+        for r in block.get("domain_shift") or {}:
+            names[f"domain/{r}"] = (n, f"domain/{r}")
     chosen = []
     for pattern in args.datasets or ["*"]:
         matches = [n for n in names if fnmatch.fnmatch(n, pattern)]
@@ -167,10 +171,11 @@ def main(argv: list[str] | None = None) -> int:
             problems, sizes = check_dataset(cfg, not args.no_decode, args.workers)
             where = dataset_root(cfg)
         else:
+            from bench.data.files import data_root
             from bench.data.robustness import _root
 
             problems, sizes = check_robustness(cfg, robust, not args.no_decode, args.workers)
-            where = _root(cfg, robust)
+            where = data_root(cfg) / cfg.domain_shift[robust[7:]] if robust.startswith("domain/") else _root(cfg, robust)
         failed += bool(problems)
         print(_line(name, where, problems, sizes, args.verbose), flush=True)
     return 1 if failed else 0

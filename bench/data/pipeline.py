@@ -3,7 +3,8 @@
 - Evaluation, and training without augmentation, is deterministic, so its uint8 pixels can be
   cached: `squash` resizes to image_size x image_size (VTAB-1k: `--no-aug --direct-resize`,
   bicubic); `crop` resizes the shorter side to image_size / crop_pct and centre-crops (timm's
-  default evaluation transform, used for FGVC, CIFAR-100 and ImageNet).
+  default evaluation transform, used for FGVC, CIFAR-100 and ImageNet); `squash_crop` squashes
+  to image_size / crop_pct square, then centre-crops (NOAH's few-shot evaluation, 256 -> 224).
 - `simple` training augmentation is SSF's `--simple-aug`: random-resized crop (scale 0.08-1)
   and horizontal flip (FGVC). `timm` is timm's full training transform: random-resized crop,
   flip, the configured auto-augment policy and random erasing (CIFAR-100, ImageNet).
@@ -18,7 +19,8 @@ import torch
 from PIL import Image
 from torchvision import transforms as T
 
-VALID = {"resize": ("squash", "crop"), "train_aug": ("none", "simple", "timm"), "interpolation": ("bicubic", "bilinear")}
+VALID = {"resize": ("squash", "crop", "squash_crop"), "train_aug": ("none", "simple", "timm"),
+         "interpolation": ("bicubic", "bilinear"), "train_interpolation": ("random", "bicubic", "bilinear")}
 _PIL = {"bicubic": T.InterpolationMode.BICUBIC, "bilinear": T.InterpolationMode.BILINEAR}
 
 
@@ -33,6 +35,9 @@ def eval_pixels(cfg):
     s, mode = cfg.image_size, _PIL[cfg.interpolation]
     if cfg.resize == "squash":
         return T.Resize((s, s), interpolation=mode)
+    if cfg.resize == "squash_crop":  # NOAH's few-shot evaluation: Resize((256, 256)) then CenterCrop(224)
+        big = int(s / cfg.crop_pct)
+        return T.Compose([T.Resize((big, big), interpolation=mode), T.CenterCrop(s)])
     # timm's evaluation transform: Resize(floor(size / crop_pct)) then CenterCrop(size)
     return T.Compose([T.Resize(math.floor(s / cfg.crop_pct), interpolation=mode), T.CenterCrop(s)])
 
@@ -83,5 +88,5 @@ def train_transform(cfg, mean, std):
     # timm train.py defaults (anchors.md 1.3: "full timm augmentation by default"): hflip 0.5,
     # random erasing in `pixel` mode, one erasing, `random` interpolation.
     return create_transform(cfg.image_size, is_training=True, auto_augment=cfg.auto_augment or None,
-                            interpolation="random", re_prob=cfg.re_prob, re_mode="pixel", re_count=1,
+                            interpolation=cfg.train_interpolation, re_prob=cfg.re_prob, re_mode="pixel", re_count=1,
                             mean=tuple(mean), std=tuple(std))

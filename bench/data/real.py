@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from bench.data import cache, cifar, fgvc, folders, vtab
+from bench.data import cache, cifar, fgvc, folders, meta_list, subset, vtab
 from bench.data.datasets import ImageDataset, PixelDataset, open_rgb
 from bench.data.device import as_batches
 from bench.data.files import (README, DataError, Listing, check_exists, check_labels, check_size, dataset_root)
@@ -36,6 +36,7 @@ class Format:
 
 FORMATS = {
     "vtab_txt": Format(ALL, vtab.list_split),
+    "meta_list": Format(ALL, meta_list.list_split),  # NOAH's few-shot and domain-generalisation lists
     "fgvc_json": Format(ALL, fgvc.list_json),
     "cub": Format(OFFICIAL, partial(fgvc.list_official, one_based=True)),
     "nabirds": Format(OFFICIAL, partial(fgvc.list_official, one_based=False)),
@@ -81,6 +82,7 @@ def listing(cfg, split: str, check_files: bool = True) -> Listing:
     else:
         lst = fmt.list(cfg, split)
     check_size(cfg, split, len(lst), ", ".join(map(str, lst.sources)) or str(dataset_root(cfg)))
+    lst = subset.apply(cfg, split, lst)  # dataset.train_subset: after the size check, which is the full split's
     check_labels(cfg, lst)
     if check_files and fmt.listed_files:
         check_exists(cfg, lst)
@@ -154,7 +156,9 @@ def load_split(cfg, split: str, mean, std, train: bool | None = None):
     info = {"split": split, "images": len(lst), "sources": [str(s) for s in lst.sources], "sha1": manifest(lst),
             "image_types": dict(suffixes)}  # JPEG vs PNG changes results (anchors.md 0, 5)
     images = cifar.load(cfg, split)[0] if cfg.format == "cifar100_python" else None
-    source = _Arrays(images) if images is not None else _Files(lst.paths)
+    # a subset of the CIFAR arrays (dataset.train_subset): each listed "file[i]" names its row
+    rows = np.asarray([int(p.rsplit("[", 1)[1][:-1]) for p in lst.paths]) if images is not None else None
+    source = _Arrays(images, rows) if images is not None else _Files(lst.paths)
     skip = cfg.on_bad_image == "skip"
     settings = {"format": cfg.format, "split": split, "image_size": cfg.image_size, "resize": cfg.resize,
                 "crop_pct": cfg.crop_pct, "interpolation": cfg.interpolation}

@@ -147,23 +147,28 @@ def evaluate(model, cfg, mean, std, device, batch_size: int = 250, progress: boo
     transform = eval_transform(cfg, mean, std)
 
     @torch.inference_mode()
-    def predict(listing: Listing, columns, desc: str) -> float:
+    def predict(listing: Listing, columns, desc: str, both: bool = False):
         ds = ImageDataset(_Files(listing.paths), listing.labels, transform, _Origin(listing), cfg.name,
                           cfg.on_bad_image == "skip")
         was = model.training
         model.eval()
-        correct = n = 0
+        correct = whole = n = 0
         loader = DataLoader(ds, batch_size=batch_size, num_workers=cfg.num_workers)
         for x, y in tqdm(loader, desc=desc, leave=False, disable=not progress):
             logits = model(x.to(device))
             if logits.shape[-1] != 1000:
                 raise ValueError(f"robustness evaluation needs a 1000-way ImageNet model, got {logits.shape[-1]} outputs")
-            if columns is not None:
-                logits = logits[:, torch.as_tensor(columns, device=logits.device)]
-            correct += int((logits.argmax(-1).cpu() == y).sum())
+            pred = logits.argmax(-1).cpu()
+            whole += int((pred == y).sum())
+            if columns is not None:  # the arg-max over the subset's columns, as a position in the subset
+                pred = logits[:, torch.as_tensor(columns, device=logits.device)].argmax(-1).cpu()
+                if both:  # 1000-way labels: back to ImageNet indices
+                    pred = torch.as_tensor(columns)[pred]
+            correct += int((pred == y).sum())
             n += len(y)
         model.train(was)
-        return 100.0 * correct / max(n, 1)
+        top1 = 100.0 * correct / max(n, 1)
+        return (top1, 100.0 * whole / max(n, 1)) if both else top1
 
     out: dict = {}
     for name in cfg.robustness:
@@ -179,4 +184,34 @@ def evaluate(model, cfg, mean, std, device, batch_size: int = 250, progress: boo
             out["imagenet_c_top1"] = top1
         else:
             raise KeyError(f"unknown robustness evaluation {name!r}; valid: {list(EVALUATIONS)}")
+    for name in cfg.domain_shift:  # NOAH's domain-generalisation targets: lists with 1000-way labels
+        listing = domain_listing(cfg, name)
+        if name in SUBSETS:  # A and R: restricted to their 200 classes (as above), and NOAH's 1000-way arg-max
+            out[f"{name}_top1"], out[f"{name}_top1_1000way"] = predict(listing, subset_classes(name)[1], name, both=True)
+        else:
+            out[f"{name}_top1"] = predict(listing, None, name)
+        out[f"{name}_images"] = len(listing)
     return out
+
+
+# --- domain generalisation: NOAH's target lists -------------------------------------------------
+DOMAIN_TARGETS = ("imagenet_v2", "imagenet_sketch", "imagenet_a", "imagenet_r")
+
+
+def domain_listing(cfg, name: str) -> Listing:
+    """`<folder>/annotations/val_meta.list` of a domain-generalisation target, paths relative to the folder
+    (NOAH's lib/datasets.py for its ImageNet-derived targets), labels ImageNet-1k indices."""
+    from bench.data.files import check_exists
+    from bench.data.meta_list import read_list
+
+    if name not in DOMAIN_TARGETS:
+        raise KeyError(f"unknown domain-generalisation target {name!r}; valid: {list(DOMAIN_TARGETS)}")
+    root = Path(cfg.domain_shift[name]).expanduser()
+    root = root if root.is_absolute() else data_root(cfg) / root
+    listing = read_list(cfg, root / "annotations" / "val_meta.list", root)
+    bad = np.flatnonzero((listing.labels < 0) | (listing.labels >= 1000))
+    if len(bad):
+        raise DataError(f"domain-generalisation target {name!r}: {listing.origin(int(bad[0]))}: label "
+                        f"{int(listing.labels[bad[0]])} is not an ImageNet-1k class (0..999); see {README}")
+    check_exists(cfg, listing)
+    return listing
