@@ -274,7 +274,8 @@ def main() -> None:
             check_image_size(rc.backbone, rc.dataset.image_size)
         except ConfigError as e:
             fail(f"error: {e}", 2)
-        sweep.write_job(out_dir, "running", **job_info(hc))
+        if int(os.environ.get("RANK", "0")) == 0:  # several processes: rank 0 keeps the books
+            sweep.write_job(out_dir, "running", **job_info(hc))
         try:
             return run(rc).get("test_top1")
         except Exception as e:  # the run wrote its failed record and printed its one line
@@ -289,6 +290,9 @@ def main() -> None:
     argv = [a for a in argv if a in ("-m", "--multirun")] + [a for a in argv if a not in ("-m", "--multirun")]
     argv = settable(expand_group_args(argv))  # -m first: Hydra's parser takes no flag after the overrides
     check_recipes(argv)
+    if "TORCHELASTIC_RUN_ID" in os.environ and {"-m", "--multirun"} & set(argv):
+        fail("error: under torchrun launch.py runs one configuration: drop -m (a sweep of multi-process runs: "
+             "hydra/launcher=slurm hydra.launcher.tasks_per_node=N)", 2)
     sys.argv = [sys.argv[0], *argv]
     task()
 

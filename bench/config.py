@@ -115,7 +115,8 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model for training
     linear_fast_path: bool = True  # linear probing: extract frozen features once, train the head on them
     data_on_device: str = "auto"  # in-memory and cached splits held on the device: auto (CUDA, within 1/4 of free memory) | on | off
-    device: str = "auto"  # auto: cuda when available, else cpu
+    device: str = "auto"  # auto: cuda when available, else cpu (several processes: cuda:LOCAL_RANK)
+    dist_timeout_s: float = 600.0  # several processes: a collective waiting longer than this ends the run
     num_threads: int = 0  # torch intra-op threads; 0 keeps torch's default
     progress: bool = True  # tqdm bars per epoch and per evaluation
 
@@ -193,7 +194,7 @@ RULES = {
     "train.label_smoothing": UNIT, "train.mixup": NON_NEGATIVE, "train.cutmix": NON_NEGATIVE,
     "train.drop_path": UNIT, "train.ema_decay": UNIT, "train.checkpoint_every": NON_NEGATIVE,
     "train.checkpoint_interval_s": NON_NEGATIVE, "train.momentum": UNIT, "train.sched_lag": NON_NEGATIVE,
-    "train.lr_base_batch": NON_NEGATIVE, "train.num_threads": NON_NEGATIVE,
+    "train.lr_base_batch": NON_NEGATIVE, "train.num_threads": NON_NEGATIVE, "train.dist_timeout_s": POSITIVE,
     "train.sched_unit": one_of(*SCHED_UNITS), "train.optimizer": one_of(*OPTIMIZERS),
     "train.wd_policy": one_of(*WD_POLICIES), "train.amp": one_of("auto", "bf16", "off"),
     "train.head_init": one_of(*HEAD_INITS), "train.data_on_device": one_of("auto", "on", "off"),

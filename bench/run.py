@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 import methods
-from bench import checkpoint, env, linear_probe, records
+from bench import checkpoint, dist, env, linear_probe, records
 from bench.config import PROTOCOLS, RunConfig
 from bench.data import describe, load_split, preflight
 from bench.data.device import to_device
@@ -78,7 +78,7 @@ def run(cfg: RunConfig) -> dict:
     # --- identity -------------------------------------------------------------------------
     out_dir = records.run_dir(cfg.results_dir, cfg.backbone.name, cfg.dataset.name, cfg.method, cfg.variant,
                               cfg.protocol, cfg.seed)
-    device = env.pick_device(cfg.train.device)
+    device = dist.setup(cfg.train.dist_timeout_s) or env.pick_device(cfg.train.device)  # several processes: this rank's
     if cfg.train.num_threads > 0:
         torch.set_num_threads(cfg.train.num_threads)
     record = {
@@ -96,12 +96,19 @@ def run(cfg: RunConfig) -> dict:
         "subset_seed": cfg.dataset.subset_seed if cfg.dataset.train_subset else None,
         "config": dataclasses.asdict(cfg) | {"method_args": dataclasses.asdict(method_cfg)},
         "git": env.git_state(), "env": env.packages(), "hardware": env.hardware(device),
+        # one process, or the data-parallel group that ran it (bench/dist.py); rank 0 writes the record
+        "distributed": {"world_size": dist.world(), "per_rank_batch": cfg.train.batch_size // dist.world(),
+                        "global_batch": cfg.train.batch_size, "backend": _backend(),
+                        "devices": _devices(device)},
         "started_at": _now(),
     }
     label = f"{cfg.backbone.name} {cfg.dataset.name} {records.method_label(cfg.method, cfg.variant)} seed{cfg.seed}"
     t_start = time.perf_counter()
     per_run_memory = _reset_peak_memory(device)
     rss_at_start = _status_mb("VmRSS") if per_run_memory and device.type != "cuda" else None
+    if dist.is_main():  # a previous attempt's rank errors are not this one's
+        for stale in out_dir.glob("rank*.error.json"):
+            stale.unlink()
     try:
         # --- data and model ---------------------------------------------------------------
         random.seed(cfg.seed)
@@ -170,6 +177,9 @@ def run(cfg: RunConfig) -> dict:
         record["eval_time_s"] = eval_s[0]
         record["eval_batch_size"] = bs
         record["data"] = describe(cfg.dataset, splits)
+        if not dist.is_main():  # the rest (robustness, weights, the deployed model, the record) is rank 0's
+            record.update(status="completed", history=history)
+            return record
         if cfg.dataset.robustness or cfg.dataset.domain_shift:
             from bench.data import robustness
             record["robustness"] = robustness.evaluate(model, cfg.dataset, mean, std, device,
@@ -190,14 +200,49 @@ def run(cfg: RunConfig) -> dict:
     except methods.Unsupported as e:
         record.update(status="unsupported", error={"type": "Unsupported", "message": str(e)})
     except (Exception, KeyboardInterrupt) as e:
+        dist.shield()
         record.update(status="failed", error={"type": type(e).__name__, "message": str(e),
                                               "traceback": traceback.format_exc()})
+        if dist.world() > 1:
+            record["error"]["rank"] = dist.rank()
+            if not dist.is_main():  # rank 0 writes the record; this rank's error goes beside it for rank 0 to name
+                records.write_json_atomic(out_dir / f"rank{dist.rank()}.error.json", record["error"])
+                raise
+            record["error"]["other_ranks"] = _rank_errors(out_dir)
+            ranks = ", ".join(f"rank {r['rank']}: {r['type']}: {r['message']}" for r in record["error"]["other_ranks"])
+            if ranks:
+                record["error"]["message"] += f" (first failure elsewhere: {ranks})"
         _finish(record, out_dir, t_start, label)
         raise
     _finish(record, out_dir, t_start, label)
     if record["status"] == "completed":
         (out_dir / checkpoint.CHECKPOINT).unlink(missing_ok=True)  # the record is the result now
     return record
+
+
+def _backend() -> str | None:
+    import torch.distributed as tdist
+
+    return tdist.get_backend() if dist.world() > 1 else None
+
+
+def _devices(device) -> list[str]:
+    """Every rank's device, as rank 0 sees the group: `cpu` per rank, or `cuda:<local rank>` per rank."""
+    return [str(device)] if dist.world() == 1 else [f"{device.type}" if device.type == "cpu" else
+                                                   f"cuda:{r % max(torch.cuda.device_count(), 1)}"
+                                                   for r in range(dist.world())]
+
+
+def _rank_errors(out_dir, wait_s: float = 5.0) -> list[dict]:
+    """The other ranks' errors written beside the record (waiting briefly: a dead peer is seen before its file)."""
+    import json
+
+    deadline = time.perf_counter() + wait_s
+    while True:
+        found = sorted(out_dir.glob("rank*.error.json"))
+        if found or time.perf_counter() > deadline:
+            return [json.loads(p.read_text()) for p in found]
+        time.sleep(0.2)
 
 
 def eval_batch_size(cfg) -> int:
@@ -242,7 +287,7 @@ def deploy(model, method, cfg: RunConfig, data, top1_trained: float, device, lab
         out["deployed_test_top1"] = top1_trained
     elif cfg.deploy_score == "full":
         out["deployed_test_top1"] = top1(deployed, data, eval_batch_size(cfg.train), device, f"{label} deployed",
-                                         cfg.train.progress, autocast_dtype(cfg.train, device))
+                                         cfg.train.progress, autocast_dtype(cfg.train, device), shard=False)
     out["inference_extra_params"] = out["inference_params"] - out["backbone_params"]
     if cfg.deploy_iters > 0:
         speed = images_per_s({"deployed": deployed, "backbone": backbone}, batch, iters=cfg.deploy_iters, warmup=1,

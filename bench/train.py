@@ -12,6 +12,11 @@ Mixup/cutmix (with label smoothing) and model EMA come from timm.
 Speed: bf16 autocast and TF32 on CUDA, fused AdamW (CUDA and CPU), optional channels-last and
 torch.compile; the loss is summed on the device and read once per epoch, so the inner loop
 never waits for the host.
+
+Several processes (bench/dist.py): the model is wrapped in DistributedDataParallel, each rank
+trains on its part of every global batch (`batch_size` is the global batch), with its loss
+scaled so the averaged gradient is the global batch's mean, exactly as one process; mixup
+mixes within a rank's part, as timm's and the SSF code's distributed training do.
 """
 import math
 import time
@@ -30,6 +35,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
 from bench import checkpoint as ckpt
+from bench import dist
 from bench.config import OPTIMIZERS, SCHED_UNITS, WD_POLICIES, TrainConfig
 
 
@@ -139,14 +145,20 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, num_classes: int
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     if channels_last:
         model.to(memory_format=torch.channels_last)
-    step_model = torch.compile(model) if cfg.compile else model
-    mixup = None
+    mixup, world = None, dist.world()
+    if cfg.batch_size % world:
+        raise ValueError(f"train.batch_size={cfg.batch_size} (the global batch) does not divide over {world} processes")
     if cfg.mixup > 0 or cfg.cutmix > 0:
-        if cfg.batch_size % 2:  # timm's Mixup mixes each image with its mirror in the batch
-            raise ValueError(f"train.batch_size={cfg.batch_size} must be even with train.mixup={cfg.mixup} / "
-                             f"train.cutmix={cfg.cutmix} (timm's Mixup pairs the images of a batch)")
+        if (cfg.batch_size // world) % 2:  # timm's Mixup mixes each image with its mirror in the (rank's) batch
+            raise ValueError(f"train.batch_size={cfg.batch_size} must be even per process ({world} processes) with "
+                             f"train.mixup={cfg.mixup} / train.cutmix={cfg.cutmix} (timm's Mixup pairs a batch's images)")
         mixup = Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, label_smoothing=cfg.label_smoothing,
                       num_classes=num_classes)
+    if world > 1:  # frozen parameters never enter DDP's buckets (it reduces only those that require grad)
+        step_model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    else:
+        step_model = model
+    step_model = torch.compile(step_model) if cfg.compile else step_model
     soft_ce = SoftTargetCrossEntropy()
     generator = torch.Generator().manual_seed(seed)
     drop_last = cfg.drop_last or mixup is not None  # mixup pairs need even batches
@@ -186,28 +198,37 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, num_classes: int
         model.train()
         loss_sum, seen = torch.zeros((), device=device), 0  # loss summed on device: no host sync per step
         t0 = time.perf_counter()
-        for x, y in tqdm(batches(data, cfg.batch_size, generator, drop_last), total=n_steps,
-                         desc=f"{desc} epoch {epoch}/{total_epochs}", leave=False, disable=not cfg.progress):
+        for i, (x, y) in enumerate(tqdm(batches(data, cfg.batch_size, generator, drop_last, shard=world > 1),
+                                        total=n_steps, desc=f"{desc} epoch {epoch}/{total_epochs}", leave=False,
+                                        disable=not cfg.progress or not dist.is_main())):
             x = x.to(device, non_blocking=True, memory_format=memory_format)
             y = y.to(device, non_blocking=True)
             with torch.autocast(device.type, dtype=amp or torch.float32, enabled=amp is not None):
                 if mixup is not None:
                     x, soft = mixup(x, y)  # soft: (B, num_classes) mixed, smoothed targets
-                    loss = soft_ce(step_model(x), soft)
+                    loss = soft_ce(step_model(x), soft) if world == 1 else \
+                        torch.sum(-soft * F.log_softmax(step_model(x), dim=-1), dim=-1).sum()
                 else:
-                    loss = F.cross_entropy(step_model(x), y, label_smoothing=cfg.label_smoothing)
+                    loss = F.cross_entropy(step_model(x), y, label_smoothing=cfg.label_smoothing,
+                                           reduction="mean" if world == 1 else "sum")
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if world > 1:  # this rank's summed loss over the global batch, times the world DDP divides by
+                n_global = min(cfg.batch_size, len(data) - i * cfg.batch_size)
+                (loss * (world / n_global)).backward()
+            else:
+                loss.backward()
             optimizer.step()
             step += 1
             if not per_epoch:
                 scheduler.step_update(step)
             if ema is not None:
                 ema.update(model, step=step)
-            loss_sum += loss.detach() * len(y)
+            loss_sum += loss.detach() * len(y) if world == 1 else loss.detach()
             seen += len(y)
+        total, seen = dist.all_sum(loss_sum.item(), seen)  # .item() syncs once per epoch; summed over ranks
+        seen = int(seen)
         images += seen
-        entry = {"epoch": epoch, "train_loss": loss_sum.item() / max(seen, 1),  # .item() syncs once per epoch
+        entry = {"epoch": epoch, "train_loss": total / max(seen, 1),
                  "lr": optimizer.param_groups[0]["lr"]}
         train_seconds += time.perf_counter() - t0
         if on_epoch is not None:
@@ -216,24 +237,31 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, num_classes: int
         if checkpoint is not None and cfg.checkpoint_every > 0 and epoch % cfg.checkpoint_every == 0 \
                 and epoch < total_epochs and time.perf_counter() - saved_at >= cfg.checkpoint_interval_s:
             saved_at = time.perf_counter()
-            ckpt.save(checkpoint, {
-                "config": checkpoint_config, "epoch": epoch, "step": step, "history": history,
-                "train_seconds": train_seconds, "images": images, "rng": ckpt.rng_state(generator),
-                "params": {n: p.detach().cpu() for n, p in trainable.items()},
-                "optimizer": optimizer.state_dict(), "ema": ema.state_dict() if ema is not None else None})
+            if dist.is_main():  # one writer; every rank resumes from it
+                ckpt.save(checkpoint, {
+                    "config": checkpoint_config, "epoch": epoch, "step": step, "history": history,
+                    "train_seconds": train_seconds, "images": images, "rng": ckpt.rng_state(generator),
+                    "params": {n: p.detach().cpu() for n, p in trainable.items()},
+                    "optimizer": optimizer.state_dict(), "ema": ema.state_dict() if ema is not None else None})
     return {"history": history, "eval_model": ema.module if ema is not None else model,
             "train_seconds": train_seconds, "images_seen": images, "steps": step, "resumed_from_epoch": start - 1}
 
 
-def batches(data: Dataset, batch_size: int, generator: torch.Generator | None = None, drop_last: bool = False):
+def batches(data: Dataset, batch_size: int, generator: torch.Generator | None = None, drop_last: bool = False,
+            shard: bool = False):
     """(x, y) batches of `data`, shuffled with `generator` when given.
 
     In-memory TensorDatasets (on the CPU or on the device) are sliced directly (one gather per
     batch instead of a Python call and a collate per image), then passed through the dataset's
     `batch_transform(x, generator)` when it has one (bench/data/device.py); anything else goes
-    through a DataLoader.
+    through a DataLoader. `shard` (several processes): this rank's contiguous part of every
+    batch, the batches themselves (order and size) being those of one process.
     """
     if not isinstance(data, TensorDataset):
+        if shard:
+            yield from DataLoader(data, batch_sampler=_ShardedBatches(len(data), batch_size, generator, drop_last),
+                                  num_workers=getattr(data, "num_workers", 0), pin_memory=torch.cuda.is_available())
+            return
         yield from DataLoader(data, batch_size=batch_size, shuffle=generator is not None, drop_last=drop_last,
                               generator=generator, num_workers=getattr(data, "num_workers", 0),
                               pin_memory=torch.cuda.is_available())
@@ -241,14 +269,41 @@ def batches(data: Dataset, batch_size: int, generator: torch.Generator | None = 
     n = len(data)
     where = data.tensors[0].device  # the split may be held on the GPU (bench/data/device.py)
     order = torch.randperm(n, generator=generator).to(where) if generator is not None else None
+    augment = generator
+    if shard and generator is not None and getattr(data, "augment", "none") != "none":
+        # per-batch augmentation draws differ by rank, the next epoch's permutation must not: the ranks
+        # augment from their own generators, seeded alike from the shared one
+        seed = int(torch.randint(2**62, (1,), generator=generator))
+        augment = torch.Generator().manual_seed(seed + dist.rank())
     stop = n - n % batch_size if drop_last else n
     for i in range(0, stop, batch_size):
+        a, b = i, min(i + batch_size, n)
+        if shard:
+            lo, hi = dist.part(b - a)
+            a, b = a + lo, a + hi
         if order is None:
-            x, *rest = (t[i:i + batch_size] for t in data.tensors)
+            x, *rest = (t[a:b] for t in data.tensors)
         else:  # index_select: several times faster than t[idx] on the CPU (one-off timing: 22 vs 130 us, 64 x 32 px)
-            idx = order[i:i + batch_size]
+            idx = order[a:b]
             x, *rest = (t.index_select(0, idx) for t in data.tensors)
         if hasattr(data, "batch_transform"):  # uint8 pixels: normalised (and augmented) per batch, where they are
-            x = data.batch_transform(x, generator)
+            x = data.batch_transform(x, augment)
         yield (x, *rest)
 
+
+class _ShardedBatches:
+    """Batch sampler: one process's batches (a permutation from `generator`, or in order), each cut to this rank's part."""
+
+    def __init__(self, n: int, batch_size: int, generator: torch.Generator | None, drop_last: bool):
+        self.n, self.batch_size, self.generator, self.drop_last = n, batch_size, generator, drop_last
+
+    def __len__(self) -> int:
+        return self.n // self.batch_size if self.drop_last else math.ceil(self.n / self.batch_size)
+
+    def __iter__(self):
+        order = torch.randperm(self.n, generator=self.generator).tolist() if self.generator is not None \
+            else list(range(self.n))
+        for i in range(0, len(self) * self.batch_size, self.batch_size):
+            batch = order[i:i + self.batch_size]
+            lo, hi = dist.part(len(batch))
+            yield batch[lo:hi]

@@ -91,6 +91,24 @@ def test_sweep_is_one_job_array_and_relaunch_submits_nothing(tmp_path):
     assert total[1:] == ["3", "0", "0", "1", "0"], status.stdout  # completed, failed, running, missing, unsupported
 
 
+def test_two_tasks_on_one_node_are_one_run_with_one_record(tmp_path):
+    """hydra.launcher.tasks_per_node=2: submitit's TorchDistributedEnvironment joins the two tasks into one
+    gloo group; rank 0 writes the one record, equal to the one-process run's (as in test_distributed.py)."""
+    two = ["method=ssf", "dataset=mini/count", "train.epochs=2", "train.batch_size=64", "train.progress=false",
+           "deploy_iters=0", "save_weights=false", "train.num_threads=1"]
+    proc = run_cli("launch.py", "-m", *SLURM, "hydra.launcher.tasks_per_node=2", *two, f"results_dir={tmp_path / 'two'}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    single = run_cli("launch.py", *two, f"results_dir={tmp_path / 'one'}")
+    assert single.returncode == 0, single.stderr[-3000:]
+    (rec,) = [json.loads(p.read_text()) for p in (tmp_path / "two").rglob("record.json")]
+    (ref,) = [json.loads(p.read_text()) for p in (tmp_path / "one").rglob("record.json")]
+    assert rec["status"] == "completed" and rec["distributed"]["world_size"] == 2
+    assert rec["distributed"]["per_rank_batch"] == 32 and rec["optimizer_steps"] == ref["optimizer_steps"]
+    for a, b in zip(ref["history"], rec["history"]):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-3)
+    assert abs(rec["test_top1"] - ref["test_top1"]) <= 0.1
+
+
 def test_preempted_then_cancelled_run_resumes_to_uninterrupted_metrics(tmp_path, tmp_path_factory):
     ref = reference_record(tmp_path_factory)
     args = launch_cmd("-m", *SLURM, *RESUME_RUN, f"results_dir={tmp_path}")

@@ -1,0 +1,113 @@
+"""One run over two CPU processes (gloo, started by torchrun): the same training and the same
+scores as one process, every test image counted once, one record, and a dead rank that ends the
+run instead of hanging it. Each test bounds its processes' time and leaves none behind."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+MINI = ["method=ssf", "dataset=mini/count", "train.epochs=2", "train.batch_size=64", "train.progress=false",
+        "deploy_iters=0", "train.num_threads=1"]
+
+
+def run(cmd: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    env.pop("WORLD_SIZE", None)
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def record(results) -> dict:
+    (path,) = list(results.rglob("record.json"))
+    return json.loads(path.read_text())
+
+
+@pytest.fixture(scope="module")
+def one_and_two(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dist")
+    single = run([sys.executable, "launch.py", *MINI, f"results_dir={out / 'one'}"])
+    assert single.returncode == 0, single.stderr[-3000:]
+    double = run([*TORCHRUN, "--nproc-per-node", "2", "launch.py", *MINI, f"results_dir={out / 'two'}"])
+    assert double.returncode == 0, double.stderr[-3000:]
+    return record(out / "one"), record(out / "two"), double
+
+
+def test_two_processes_train_as_one(one_and_two):
+    one, two, proc = one_and_two
+    assert two["status"] == "completed" and two["distributed"]["world_size"] == 2
+    assert two["distributed"]["per_rank_batch"] == 32 and two["distributed"]["global_batch"] == 64
+    assert two["distributed"]["backend"] == "gloo" and one["distributed"]["world_size"] == 1
+    assert two["optimizer_steps"] == one["optimizer_steps"]  # the same global batches
+    # Same batches, same initial weights, the gradient of the same mean loss: the only difference is
+    # the order of float additions (two half-batch sums and an all-reduce instead of one sum), a few
+    # ulps per step, which 2 epochs of AdamW keep far below 1e-3 of the loss.
+    for a, b in zip(one["history"], two["history"]):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-3)
+    # 1,000 test images: a logit that close may flip one prediction (0.1 point) at most
+    assert abs(two["test_top1"] - one["test_top1"]) <= 0.1
+    assert proc.stdout.count("[completed]") == 1  # one writer, one line
+
+
+def test_sharded_evaluation_counts_every_image_once(tmp_path):
+    """Seven images over two ranks (4 + 3), against one process, through the real top1."""
+    script = tmp_path / "eval.py"
+    script.write_text(
+        "import torch, torch.nn as nn\n"
+        "from torch.utils.data import TensorDataset\n"
+        "from bench import dist\n"
+        "from bench.evaluate import top1\n"
+        "dist.setup(60)\n"
+        "torch.manual_seed(0)\n"
+        "x, y = torch.randn(7, 5), torch.tensor([0, 1, 2, 0, 1, 2, 0])\n"
+        "model = nn.Linear(5, 3)\n"
+        "sharded = top1(model, TensorDataset(x, y), 3, torch.device('cpu'), progress=False)\n"
+        "whole = top1(model, TensorDataset(x, y), 3, torch.device('cpu'), progress=False, shard=False)\n"
+        "print(f'rank {dist.rank()} sharded {sharded!r} whole {whole!r}')\n"
+        "dist.cleanup()\n")
+    proc = run([*TORCHRUN, "--nproc-per-node", "2", str(script)], timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = sorted(line for line in proc.stdout.splitlines() if line.startswith("rank "))
+    assert len(lines) == 2
+    for line in lines:
+        _, _, _, sharded, _, whole = line.split()
+        assert sharded == whole  # the same percentage: 7 images counted once each, not 8
+
+
+def test_a_batch_that_does_not_divide_is_a_one_line_failure(tmp_path):
+    proc = run([*TORCHRUN, "--nproc-per-node", "2", "launch.py", *MINI, "train.batch_size=63",
+                "train.dist_timeout_s=30", f"results_dir={tmp_path}"], timeout=240)
+    assert proc.returncode != 0
+    rec = record(tmp_path)
+    assert rec["status"] == "failed" and "train.batch_size=63 (the global batch) does not divide over 2" in \
+        rec["error"]["message"]
+
+
+def test_a_rank_that_fails_ends_the_run_and_is_named(tmp_path):
+    """Rank 1 fails at its first evaluation while rank 0 waits for it in the all-reduce: no hang, one
+    failed record, written by rank 0, naming rank 1 and its error."""
+    script = tmp_path / "launch_failing.py"
+    script.write_text(
+        "import os, runpy, sys\n"
+        "if os.environ.get('RANK') == '1':\n"
+        "    import bench.evaluate as ev\n"
+        "    def broken(*a, **k):\n"
+        "        raise RuntimeError('injected failure on rank 1')\n"
+        "    ev.top1 = broken\n"
+        "sys.argv = ['launch.py', *sys.argv[1:]]\n"
+        "runpy.run_path('launch.py', run_name='__main__')\n")
+    proc = run([*TORCHRUN, "--nproc-per-node", "2", str(script), *MINI, "train.dist_timeout_s=60",
+                f"results_dir={tmp_path / 'results'}"], timeout=300)
+    assert proc.returncode != 0
+    rec = record(tmp_path / "results")
+    assert rec["status"] == "failed" and rec["error"]["rank"] == 0
+    assert [(e["rank"], e["message"]) for e in rec["error"]["other_ranks"]] == [(1, "injected failure on rank 1")]
+    assert "rank 1: RuntimeError: injected failure on rank 1" in rec["error"]["message"]
+
+
+def test_torchrun_refuses_a_sweep(tmp_path):
+    proc = run([*TORCHRUN, "--nproc-per-node", "1", "launch.py", "-m", *MINI, f"results_dir={tmp_path}"], timeout=120)
+    assert proc.returncode != 0 and "under torchrun launch.py runs one configuration" in proc.stderr
