@@ -15,9 +15,12 @@ Needs ViT blocks of one width (`blocks` with attn.qkv/proj and mlp.fc1/fc2, MLP 
 multiple of the width); Swin (widths change per stage) and the CNN/MLP families are reported
 unsupported, as the official code supports only the ViT.
 """
+import dataclasses
+
 import torch
 import torch.nn as nn
 
+from bench.config import NON_NEGATIVE, POSITIVE
 from methods import Unsupported
 from methods._common import blocks, freeze, train_head
 
@@ -121,6 +124,22 @@ class _Delta:
         return output + self.fact.delta(self.block, self.site, inputs[0])
 
 
+RULES = {"method.rank": POSITIVE, "method.scale": NON_NEGATIVE}  # both variants' arguments
+
+
+def config(rank: int, scale: float) -> type:
+    """A variant's Config dataclass: `rank` and `scale` with that variant's defaults."""
+    return dataclasses.make_dataclass("Config", [("rank", int, dataclasses.field(default=rank)),
+                                                 ("scale", float, dataclasses.field(default=scale))])
+
+
+def applier(kind: str):
+    """`apply(model, cfg)` of the variant `kind` (tt, tk): its Config has `rank` and `scale`."""
+    def apply_variant(model: nn.Module, cfg) -> nn.Module:
+        return apply(model, cfg.rank, cfg.scale, kind, f"fact_{kind}")
+    return apply_variant
+
+
 def apply(model: nn.Module, rank: int, scale: float, kind: str, method: str) -> nn.Module:
     dim, m, found = layers(model, method)
     freeze(model)
@@ -148,4 +167,4 @@ def merge(model: nn.Module) -> nn.Module:
     return model
 
 
-__all__ = ["FacT", "SITES", "apply", "layers", "merge"]
+__all__ = ["FacT", "RULES", "SITES", "applier", "apply", "config", "layers", "merge"]

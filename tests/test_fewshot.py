@@ -159,3 +159,20 @@ def test_domain_generalisation_scores_every_target(tmp_path):
         assert 0 <= rob[f"{name}_top1"] <= 100
     assert "imagenet_a_top1_1000way" in rob and "imagenet_v2_top1_1000way" not in rob
     assert rec["shots"] == 16 and rec["data"]["splits"]["train"]["images"] == 3 * 16
+
+
+def test_many_shot_sweep_composes_and_completes(tmp_path):
+    """dataset.train_subset as a sweep: --status shows the runs, each trains on its stratified subset."""
+    noah_fewshot_tree(tmp_path / "data" / "few-shot" / "food-101")
+    args = ["-m", "method=linear", "dataset=fewshot/food101", "dataset.shots=2", "dataset.train_subset=3,6,0",
+            "dataset.num_classes=3", "dataset.image_size=32", "dataset.splits={val: 3, test: 4}",
+            f"dataset.data_root={tmp_path / 'data'}", f"++dataset.cache_dir={tmp_path / 'cache'}", "backbone=tiny_vit",
+            "train.epochs=1", "train.batch_size=2", "train.progress=false", "deploy_iters=0",
+            f"results_dir={tmp_path / 'results'}"]
+    status = run_cli("launch.py", "--status", *args, timeout=300)
+    assert status.returncode == 0 and "3 runs" in status.stdout + status.stderr, status.stderr[-2000:]
+    proc = run_cli("launch.py", *args, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    recs = [json.loads(p.read_text()) for p in (tmp_path / "results").rglob("record.json")]
+    sizes = sorted((r["train_subset"] or 0, r["data"]["splits"]["train"]["images"]) for r in recs)
+    assert sizes == [(0, 6), (3, 3), (6, 6)] and all(r["status"] == "completed" for r in recs)
