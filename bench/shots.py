@@ -75,8 +75,8 @@ def domain_long(df: pd.DataFrame, metric: str = "test_top1") -> pd.DataFrame:
     cols = ["backbone", "row", "runs", "source", *DOMAIN, "targets_mean", *(f"{t}_1000way" for t in DOMAIN_1000)]
     if "robustness" not in df:
         return pd.DataFrame(columns=cols)
-    d = _done(df, metric)
-    d = d[[isinstance(r, dict) and any(f"{t}_top1" in r for t in DOMAIN[:2]) for r in d["robustness"]]]
+    # the few records with domain targets first (ImageNet's robustness records have A and R, not V2 or Sketch)
+    d = _done(df[[isinstance(r, dict) and any(f"{t}_top1" in r for t in DOMAIN[:2]) for r in df["robustness"]]], metric)
     if d.empty:
         return pd.DataFrame(columns=cols)
     vals = {t: [r.get(f"{t}_top1", math.nan) for r in d["robustness"]] for t in DOMAIN}
