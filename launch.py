@@ -30,7 +30,7 @@ NOT_VARIANT = {"method", "dataset", "backbone", "train", "seed", "protocol", "re
                "train.progress", "train.num_threads", "train.device", "train.eval_batch_size", "save_weights",
                "deploy_iters", "deploy_budget", "deploy_score", "train.compile", "train.fused_adamw",
                "train.linear_fast_path", "train.tf32",
-               "train.data_on_device", "train.checkpoint_every", "train.checkpoint_interval_s",
+               "train.data_on_device", "train.checkpoint_every", "train.checkpoint_interval_s", "train.dist_timeout_s",
                "dataset.data_root", "dataset.cache", "dataset.cache_dir", "dataset.num_workers"}
 FLAGS = {"--rerun": "hydra.sweeper.rerun=true", "--status": "hydra.sweeper.status=true"}  # launch.py's own
 

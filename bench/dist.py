@@ -85,6 +85,19 @@ def all_sum(*values: float | int) -> list[float]:
     return t.cpu().tolist()
 
 
+def backend() -> str | None:
+    return dist.get_backend() if world() > 1 else None
+
+
+def gather(value: str) -> list[str]:
+    """Every rank's `value`, in rank order (a collective: every rank must call it)."""
+    if world() == 1:
+        return [value]
+    out: list = [None] * world()
+    dist.all_gather_object(out, value)
+    return out
+
+
 def part(n: int) -> tuple[int, int]:
     """[start, stop) of this rank's contiguous part of n items (the first n % world ranks get one more)."""
     w, r = world(), rank()

@@ -98,8 +98,8 @@ def run(cfg: RunConfig) -> dict:
         "git": env.git_state(), "env": env.packages(), "hardware": env.hardware(device),
         # one process, or the data-parallel group that ran it (bench/dist.py); rank 0 writes the record
         "distributed": {"world_size": dist.world(), "per_rank_batch": cfg.train.batch_size // dist.world(),
-                        "global_batch": cfg.train.batch_size, "backend": _backend(),
-                        "devices": _devices(device)},
+                        "global_batch": cfg.train.batch_size, "backend": dist.backend(),
+                        "devices": dist.gather(str(device))},
         "started_at": _now(),
     }
     label = f"{cfg.backbone.name} {cfg.dataset.name} {records.method_label(cfg.method, cfg.variant)} seed{cfg.seed}"
@@ -220,19 +220,6 @@ def run(cfg: RunConfig) -> dict:
     return record
 
 
-def _backend() -> str | None:
-    import torch.distributed as tdist
-
-    return tdist.get_backend() if dist.world() > 1 else None
-
-
-def _devices(device) -> list[str]:
-    """Every rank's device, as rank 0 sees the group: `cpu` per rank, or `cuda:<local rank>` per rank."""
-    return [str(device)] if dist.world() == 1 else [f"{device.type}" if device.type == "cpu" else
-                                                   f"cuda:{r % max(torch.cuda.device_count(), 1)}"
-                                                   for r in range(dist.world())]
-
-
 def _rank_errors(out_dir, wait_s: float = 5.0) -> list[dict]:
     """The other ranks' errors written beside the record (waiting briefly: a dead peer is seen before its file)."""
     import json
@@ -256,7 +243,7 @@ def _checkpoint_config(config: dict) -> dict:
     """What a checkpoint must match to be resumed: the run's config without display-only settings."""
     train = {k: v for k, v in config["train"].items()
              if k not in ("progress", "num_threads", "eval_batch_size", "data_on_device", "checkpoint_every",
-                          "checkpoint_interval_s")}
+                          "checkpoint_interval_s", "dist_timeout_s")}
     skip = ("results_dir", "deploy_iters", "deploy_budget", "deploy_score")
     return {k: v for k, v in config.items() if k not in skip} | {"train": train}
 

@@ -11,7 +11,7 @@ import re
 
 import pandas as pd
 
-from bench.tables import row_order, with_labels
+from bench.tables import fmt_cell, fmt_value, row_order, with_labels
 
 # a variant joins `<key><value>` parts with "_", and these keys hold "_" themselves: matched whole, between "_"s
 DATA_PARTS = re.compile(r"(?:^|_)(?:fewshot_seed|train_subset|subset_seed|shots)\d+(?=_|$)")
@@ -65,7 +65,7 @@ def fewshot_rows(long: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
         row = [b, r]
         for d, k in cols:
             m, s, n = cells.get((b, r, d, k), (math.nan, math.nan, 0))
-            row.append("—" if math.isnan(m) else f"{m:.1f} ± {s:.1f} ({n})" if n > 1 else f"{m:.1f} (1)")
+            row.append(fmt_cell(m, s, n) if n else "—")
         rows.append(row)
     return header, rows
 
@@ -93,7 +93,7 @@ def domain_rows(long: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
               "-A, 1000-way", "-R, 1000-way"]
     rows = []
     for rec in long.itertuples(index=False):
-        rows.append([rec.backbone, rec.row, str(rec.runs)] + ["—" if math.isnan(v) else f"{v:.1f}" for v in rec[3:]])
+        rows.append([rec.backbone, rec.row, str(rec.runs)] + [fmt_value(v) for v in rec[3:]])
     return header, rows
 
 
@@ -125,6 +125,6 @@ def manyshot_rows(long: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
         row = [b, r, d]
         for n in [*sizes, -1]:
             m, s, k = cells.get((b, r, d, n), (math.nan, math.nan, 0))
-            row.append("—" if math.isnan(m) else f"{m:.1f} ± {s:.1f} ({k})" if k > 1 else f"{m:.1f} (1)")
+            row.append(fmt_cell(m, s, k) if k else "—")
         rows.append(row)
     return header, rows

@@ -51,11 +51,18 @@ def attach(module: nn.Module, name: str, child: nn.Module, hook, pre: bool = Fal
     (module.register_forward_pre_hook if pre else module.register_forward_hook)(hook)
 
 
-def detach(module: nn.Module, name: str, hook_type: type) -> None:
-    """Undo `attach`: remove the hooks of `hook_type` (found by type: a stored handle would survive
-    a deepcopy pointing at the original module's hooks) and the child `name`."""
+def remove_hooks(module: nn.Module, hook) -> None:
+    """Remove `module`'s forward (pre-)hooks that are `hook` (a function) or instances of it (a class).
+
+    Found this way rather than by a stored handle: a handle survives a deepcopy pointing at the
+    original module's hooks."""
     for hooks in (module._forward_hooks, module._forward_pre_hooks):
         for key, fn in list(hooks.items()):
-            if isinstance(fn, hook_type):
+            if fn is hook or (isinstance(hook, type) and isinstance(fn, hook)):
                 del hooks[key]
+
+
+def detach(module: nn.Module, name: str, hook) -> None:
+    """Undo `attach`: remove the hooks `hook` (a function, or a hook class) and the child `name`."""
+    remove_hooks(module, hook)
     delattr(module, name)

@@ -22,7 +22,7 @@ import torch.nn as nn
 
 from bench.config import NON_NEGATIVE, POSITIVE
 from methods import Unsupported
-from methods._common import blocks, freeze, train_head
+from methods._common import blocks, freeze, remove_hooks, train_head
 
 SITES = ("qkv", "proj", "fc1", "fc2")
 
@@ -160,9 +160,7 @@ def merge(model: nn.Module) -> nn.Module:
     for i, site in enumerate(layers(model, "fact")[2]):
         for name, linear in site.items():
             linear.weight.add_(fact.update(i, name))
-            for key, fn in list(linear._forward_hooks.items()):
-                if isinstance(fn, _Delta):
-                    del linear._forward_hooks[key]
+            remove_hooks(linear, _Delta)
     del model.fact
     return model
 

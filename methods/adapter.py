@@ -16,7 +16,7 @@ import torch.nn as nn
 
 from bench.config import NON_NEGATIVE, POSITIVE, one_of
 from methods._bottleneck import Bottleneck
-from methods._common import find_modules, freeze, train_head
+from methods._common import attach, find_modules, freeze, train_head
 
 MLP_NAMES = ("mlp", "mlp_channels")  # the block MLP in ViT / Swin / ConvNeXt, Mixer's channel MLP
 INIT = {"zero_up": "zero_up", "noah": "xavier"}  # our names -> methods/_bottleneck.py's
@@ -43,7 +43,6 @@ def apply(model: nn.Module, cfg: Config) -> nn.Module:
     mlps = find_modules(model, lambda n, m: n.rsplit(".", 1)[-1] in MLP_NAMES and hasattr(m, "fc2"),
                         f"block MLPs (modules named {'/'.join(MLP_NAMES)} with an fc2)", "adapter")
     for _, mlp in mlps:
-        mlp.adapter = Bottleneck(mlp.fc2.out_features, cfg.bottleneck, cfg.scale, INIT[cfg.init], cfg.act)
-        mlp.register_forward_hook(_hook)
+        attach(mlp, "adapter", Bottleneck(mlp.fc2.out_features, cfg.bottleneck, cfg.scale, INIT[cfg.init], cfg.act), _hook)
     train_head(model)
     return model

@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 
 from methods import Unsupported
-from methods._common import blocks, detach, freeze, train_head
+from methods._common import attach, blocks, detach, freeze, train_head
 
 NORMS = (nn.LayerNorm, nn.GroupNorm, nn.BatchNorm2d)
 
@@ -61,8 +61,7 @@ def apply(model: nn.Module, cfg: Config) -> nn.Module:
             for p in m.parameters():
                 p.requires_grad_(True)
     for sub, last in sites:
-        sub.difffit = Gamma(last.out_features)
-        sub.register_forward_hook(_Scale())
+        attach(sub, "difffit", Gamma(last.out_features), _Scale())
     train_head(model)
     return model
 

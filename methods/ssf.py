@@ -22,7 +22,7 @@ import torch.nn as nn
 from timm.layers import LayerNorm2d
 
 from bench.config import NON_NEGATIVE
-from methods._common import find_modules, freeze, train_head
+from methods._common import attach, detach, find_modules, freeze, train_head
 
 SITE_TYPES = (nn.Linear, nn.LayerNorm, nn.Conv2d)
 NOT_SITES = ("reduction",)  # Swin's patch-merging projection: no SSF after it in the official code
@@ -55,20 +55,6 @@ def _hook(module: nn.Module, inputs, output):
     return module.ssf(output)
 
 
-def _attach(module: nn.Module, ssf: SSF) -> None:
-    module.ssf = ssf
-    module.register_forward_hook(_hook)
-
-
-def _detach(module: nn.Module) -> None:
-    # Found by function rather than by a stored handle: a handle survives deepcopy pointing at
-    # the original module's hooks.
-    for key, fn in list(module._forward_hooks.items()):
-        if fn is _hook:
-            del module._forward_hooks[key]
-    del module.ssf
-
-
 def _channels_and_dim(m: nn.Module) -> tuple[int, int]:
     if isinstance(m, nn.Linear):
         return m.out_features, -1
@@ -87,10 +73,10 @@ def apply(model: nn.Module, cfg: Config) -> nn.Module:
     for _, m in sites(model):
         # a layer without a bias (CLIP's patch embedding) has nowhere to take the shift: merging it
         # would add a bias the plain architecture does not have, so that site stays an explicit op
-        _attach(m, SSF(*_channels_and_dim(m), cfg.init_std, foldable=getattr(m, "bias", None) is not None))
+        attach(m, "ssf", SSF(*_channels_and_dim(m), cfg.init_std, foldable=getattr(m, "bias", None) is not None), _hook)
     if hasattr(model, "stages") and hasattr(model, "num_features") and isinstance(model.stages[-1], nn.Module):
         # ConvNeXt-style: the official code adds one SSF on the last stage's (NCHW) output
-        _attach(model.stages[-1], SSF(model.num_features, 1, cfg.init_std, foldable=False))
+        attach(model.stages[-1], "ssf", SSF(model.num_features, 1, cfg.init_std, foldable=False), _hook)
     train_head(model)
     return model
 
@@ -114,7 +100,7 @@ def merge(model: nn.Module) -> nn.Module:
         view = (-1,) + (1,) * (m.weight.ndim - 1)  # scale output rows / channels
         m.weight.mul_(scale.view(view))
         m.bias.mul_(scale).add_(shift)
-        _detach(m)
+        detach(m, "ssf", _hook)
         folded += 1
     if not folded:
         raise RuntimeError("ssf.merge: no foldable SSF site in this model (never applied, or already merged)")

@@ -41,6 +41,7 @@ def test_two_processes_train_as_one(one_and_two):
     assert two["status"] == "completed" and two["distributed"]["world_size"] == 2
     assert two["distributed"]["per_rank_batch"] == 32 and two["distributed"]["global_batch"] == 64
     assert two["distributed"]["backend"] == "gloo" and one["distributed"]["world_size"] == 1
+    assert two["distributed"]["devices"] == ["cpu", "cpu"] and one["distributed"]["devices"] == ["cpu"]  # gathered
     assert two["optimizer_steps"] == one["optimizer_steps"]  # the same global batches
     # Same batches, same initial weights, the gradient of the same mean loss: the only difference is
     # the order of float additions (two half-batch sums and an all-reduce instead of one sum), a few

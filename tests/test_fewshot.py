@@ -176,3 +176,14 @@ def test_many_shot_sweep_composes_and_completes(tmp_path):
     recs = [json.loads(p.read_text()) for p in (tmp_path / "results").rglob("record.json")]
     sizes = sorted((r["train_subset"] or 0, r["data"]["splits"]["train"]["images"]) for r in recs)
     assert sizes == [(0, 6), (3, 3), (6, 6)] and all(r["status"] == "completed" for r in recs)
+
+
+def test_a_domain_target_label_outside_imagenet_names_its_line(tmp_path):
+    from bench.data.robustness import domain_listing
+
+    noah_domain_tree(tmp_path / "domain-generalization" / "imagenetv2", [3, 1200])
+    cfg = config("dg/imagenet", tmp_path, num_classes=1000)
+    with pytest.raises(DataError, match=r"val_meta.list:2: label 1200 out of range for 1000 classes"):
+        domain_listing(cfg, "imagenet_v2")
+    with pytest.raises(KeyError, match="unknown domain-generalisation target 'nope'"):
+        domain_listing(cfg, "nope")

@@ -171,11 +171,11 @@ def main(argv: list[str] | None = None) -> int:
             problems, sizes = check_dataset(cfg, not args.no_decode, args.workers)
             where = dataset_root(cfg)
         else:
-            from bench.data.files import data_root
             from bench.data.robustness import _root
 
             problems, sizes = check_robustness(cfg, robust, not args.no_decode, args.workers)
-            where = data_root(cfg) / cfg.domain_shift[robust[7:]] if robust.startswith("domain/") else _root(cfg, robust)
+            domain = robust.startswith("domain/")
+            where = _root(cfg, robust.removeprefix("domain/"), "domain_shift" if domain else "robustness")
         failed += bool(problems)
         print(_line(name, where, problems, sizes, args.verbose), flush=True)
     return 1 if failed else 0

@@ -57,10 +57,12 @@ def subset_classes(name: str) -> tuple[list[str], np.ndarray]:
     return wnids, idx
 
 
-def _root(cfg, name: str) -> Path:
-    if name not in cfg.robustness:
-        raise KeyError(f"dataset {cfg.name!r} has no robustness evaluation {name!r}; configured: {sorted(cfg.robustness)}")
-    root = Path(cfg.robustness[name]).expanduser()
+def _root(cfg, name: str, kind: str = "robustness") -> Path:
+    """The folder of evaluation `name` in `cfg.<kind>` (robustness, domain_shift), under the data root unless absolute."""
+    folders = getattr(cfg, kind)
+    if name not in folders:
+        raise KeyError(f"dataset {cfg.name!r} has no {kind} evaluation {name!r}; configured: {sorted(folders)}")
+    root = Path(folders[name]).expanduser()
     return root if root.is_absolute() else data_root(cfg) / root
 
 
@@ -201,17 +203,15 @@ DOMAIN_TARGETS = ("imagenet_v2", "imagenet_sketch", "imagenet_a", "imagenet_r")
 def domain_listing(cfg, name: str) -> Listing:
     """`<folder>/annotations/val_meta.list` of a domain-generalisation target, paths relative to the folder
     (NOAH's lib/datasets.py for its ImageNet-derived targets), labels ImageNet-1k indices."""
-    from bench.data.files import check_exists
+    import dataclasses
+
+    from bench.data.files import check_exists, check_labels
     from bench.data.meta_list import read_list
 
     if name not in DOMAIN_TARGETS:
         raise KeyError(f"unknown domain-generalisation target {name!r}; valid: {list(DOMAIN_TARGETS)}")
-    root = Path(cfg.domain_shift[name]).expanduser()
-    root = root if root.is_absolute() else data_root(cfg) / root
+    root = _root(cfg, name, "domain_shift")
     listing = read_list(cfg, root / "annotations" / "val_meta.list", root)
-    bad = np.flatnonzero((listing.labels < 0) | (listing.labels >= 1000))
-    if len(bad):
-        raise DataError(f"domain-generalisation target {name!r}: {listing.origin(int(bad[0]))}: label "
-                        f"{int(listing.labels[bad[0]])} is not an ImageNet-1k class (0..999); see {README}")
+    check_labels(dataclasses.replace(cfg, num_classes=1000), listing)  # ImageNet-1k labels, whatever the source's classes
     check_exists(cfg, listing)
     return listing
