@@ -118,6 +118,24 @@ def test_ssf_init_statistics(tiny_vit):
     assert abs(shifts.mean()) < 0.01 and abs(shifts.std() - 0.02) < 0.005
 
 
+@pytest.mark.parametrize("shape, dim", [((4, 17, 12), -1), ((4, 12, 5, 5), 1)])
+def test_ssf_is_the_official_formula_bit_for_bit(shape, dim):
+    """The in-place add gives exactly the official `x * scale + shift` and its gradients, on token and NCHW maps."""
+    from methods.ssf import SSF
+
+    ssf = SSF(12, dim, init_std=0.02)
+    x = torch.randn(shape, requires_grad=True)
+    view = [1] * len(shape)
+    view[dim] = -1
+    g = torch.randn(shape)
+    ours = ssf(x)
+    grads = torch.autograd.grad(ours, (x, ssf.scale, ssf.shift), g)
+    ref = x * ssf.scale.view(view) + ssf.shift.view(view)
+    ref_grads = torch.autograd.grad(ref, (x, ssf.scale, ssf.shift), g)
+    assert torch.equal(ours, ref)
+    assert all(torch.equal(a, b) for a, b in zip(grads, ref_grads))
+
+
 @pytest.mark.parametrize("name", ["ssf", "lora", "repadapter", "fact_tt", "fact_tk", "difffit"])
 def test_merge_matches_unmerged(name, tiny_vit):
     backbone_params = sum(p.numel() for p in tiny_vit(CLASSES).parameters())
