@@ -35,8 +35,9 @@ def images_per_s(models: dict[str, nn.Module], batch: torch.Tensor, iters: int =
                  budget_s: float = 0.0, max_iters: int = 20) -> dict:
     """Median forward throughput of each model on `batch`, measured round-robin so drift hits all alike.
 
-    `iters` timed rounds at least; more while the timed rounds have taken under `budget_s`, up to
-    `max_iters`. Returns {name: images/s} and `rounds`: {name: images/s of each timed round}.
+    `warmup` untimed rounds and `iters` timed rounds at least; more while all rounds, the warm-up
+    included, have taken under `budget_s`, up to `max_iters` timed rounds. Returns {name: images/s}
+    and `rounds`: {name: images/s of each timed round}.
     """
     times: dict[str, list[float]] = {k: [] for k in models}
     for m in models.values():
@@ -50,9 +51,9 @@ def images_per_s(models: dict[str, nn.Module], batch: torch.Tensor, iters: int =
             m(batch)
             if batch.is_cuda:
                 torch.cuda.synchronize()
+            spent += time.perf_counter() - t0
             if i >= warmup:
                 times[name].append(time.perf_counter() - t0)
-                spent += times[name][-1]
         i += 1
     out: dict = {k: len(batch) / statistics.median(v) for k, v in times.items()}
     out["rounds"] = {k: [len(batch) / t for t in v] for k, v in times.items()}

@@ -1,5 +1,6 @@
 """The benchmark scripts run end to end on tiny settings and write what they print (their numbers go in the README)."""
 import csv
+import os
 import subprocess
 import sys
 
@@ -49,7 +50,53 @@ def test_whole_run_benchmark_prints_the_figures_it_measured(tmp_path):
     assert float(row["outside_train_eval_s"]) == pytest.approx(
         float(row["wall_s"]) - float(row["train_s"]) - float(row["eval_s"]))
     assert 0 < float(row["train_peak_mb"]) <= float(row["run_peak_mb"])
-    assert "medians of 1 runs" in proc.stdout and "official 243 s" in proc.stdout
+    assert "medians of 1 runs" in proc.stdout and "official, issue 16's measurement" in proc.stdout
+    assert "(243.0 s: " in proc.stdout
+
+
+OFFICIAL_LOG = """\
+Train: 0 [   0/31 (  0%)]  Loss: 3.861 (3.86)  Time: 2.903s,   11.02/s  (2.903s,   11.02/s)  LR: 1.000e-07  Data: 0.9 (0.9)
+Train: 0 [  30/31 (100%)]  Loss: 3.910 (3.84)  Time: 1.827s,   17.51/s  (2.000s,   16.00/s)  LR: 1.000e-07  Data: 0.004 (0.019)
+Test: [   0/9]  Time: 0.847 (0.847)  Loss:  3.9625 (3.9625)  Acc@1:  3.1250 ( 3.1250)  Acc@5: 12.5000 (12.5000)
+Test: [   9/9]  Time: 0.197 (0.500)  Loss:  3.9024 (3.9505)  Acc@1:  0.0000 ( 2.5000)  Acc@5:  0.0000 (10.0000)
+Current checkpoints:
+Train: 1 [  30/31 (100%)]  Loss: 3.724 (3.86)  Time: 1.795s,   17.83/s  (1.500s,   21.33/s)  LR: 5.000e-03  Data: 0.004 (0.019)
+Test: [   9/9]  Time: 0.194 (0.400)  Loss:  3.9024 (3.9505)  Acc@1:  9.0000 ( 4.0000)  Acc@5:  0.0000 (10.0000)
+*** Best metric: 4.0 (epoch 1)
+"""
+
+
+def test_official_log_gives_epoch_times_images_and_the_last_top1():
+    sys.path.insert(0, str(PROJECT_ROOT / "scripts"))
+    from bench_run import parse_official_log
+
+    got = parse_official_log(OFFICIAL_LOG, batch_size=32, n_test=300)
+    # each epoch: 31 batches x its average batch time; each evaluation: 10 batches x its average
+    assert got["train_s"] == pytest.approx(31 * 2.0 + 31 * 1.5) and got["train_images"] == 2 * 31 * 32
+    assert got["eval_s"] == pytest.approx(10 * 0.5 + 10 * 0.4) and got["eval_images"] == 600
+    assert got["test_top1"] == 4.0 and got["epochs_evaluated"] == 2
+    with pytest.raises(ValueError, match="no complete training epoch"):
+        parse_official_log(OFFICIAL_LOG.split("Test:")[0], batch_size=32, n_test=300)
+
+
+def test_official_runner_runs_a_cuda_script_unmodified_on_the_cpu(tmp_path):
+    (tmp_path / "helper.py").write_text("VALUE = 7\n")
+    (tmp_path / "train.py").write_text(
+        "import sys, torch, torch.nn as nn\n"
+        "from helper import VALUE\n"  # the checkout's own modules import, as the official models/ do
+        "torch.cuda.set_device(0)\n"
+        "model = nn.Linear(2, 2).cuda()\n"
+        "x = torch.ones(1, 2).cuda()\n"
+        "torch.cuda.synchronize()\n"
+        "print('ran', VALUE, model(x).device, sys.argv[1:])\n")
+    runner = str(PROJECT_ROOT / "scripts" / "official_ssf_cpu.py")
+    proc = subprocess.run([sys.executable, runner, str(tmp_path), "--epochs", "3"], capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "ran 7 cpu ['--epochs', '3']"
+    proc = subprocess.run([sys.executable, runner, str(tmp_path / "missing")], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode != 0 and "no train.py in" in proc.stderr
 
 
 def test_sweep_benchmark_times_the_status_of_a_grid():
