@@ -86,6 +86,7 @@ class BenchSweeper(BasicSweeper):
         self._composed: Dict[tuple, DictConfig] = {}
         self._plain: Dict[tuple, Optional[dict]] = {}
         self._parsed: Dict[str, Any] = {}
+        self._groups: Dict[str, bool] = {}
         self._compose_s = 0.0  # time in composing the distinct choices of options
         self._slow = self._whole = 0  # jobs whose values Hydra set on the config; jobs composed whole
         overrides = self._parser.parse_overrides(self._parse_config() + list(arguments))
@@ -96,6 +97,12 @@ class BenchSweeper(BasicSweeper):
         if line not in self._parsed:
             self._parsed[line] = self._parser.parse_override(line)
         return self._parsed[line]
+
+    def _is_group(self, key: str) -> bool:
+        """Whether `key` is a config group, looked up once per sweep (each lookup stats the search path)."""
+        if key not in self._groups:
+            self._groups[key] = self.hydra_context.config_loader.repository.group_exists(key)
+        return self._groups[key]
 
     def _compose(self, job: List[str]) -> dict:
         """The job's task config as a plain resolved dict, as its launcher will compose it.
@@ -109,9 +116,8 @@ class BenchSweeper(BasicSweeper):
         deletion, a key that is not there, a value other keys interpolate) goes through Hydra's own
         override on the composed config, or composes the job whole.
         """
-        loader = self.hydra_context.config_loader
         parsed = [self._parse(line) for line in job]
-        group = [o for o in parsed if loader.repository.group_exists(o.key_or_group) and not isinstance(o.value(), dict)]
+        group = [o for o in parsed if self._is_group(o.key_or_group) and not isinstance(o.value(), dict)]
         key = tuple(o.input_line for o in group)
         values = [o for o in parsed if o not in group]
         try:
