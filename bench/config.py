@@ -251,13 +251,22 @@ def _typed(value, hint, key: str):
 
 
 @functools.lru_cache(maxsize=None)
-def _hints(cls) -> dict:
-    return typing.get_type_hints(cls)  # ~0.1 ms a call: a sweep builds thousands of configs
+def _plan(cls, where: str) -> dict:
+    """Per field of dataclass `cls` at `where`: (its dotted key, its annotation, nested dataclass?).
+
+    Worked out once per class and place: a sweep builds thousands of configs, and annotations,
+    dataclass checks and key strings cost more than the values' checks themselves.
+    """
+    hints = typing.get_type_hints(cls)
+    return {f.name: (f"{where}.{f.name}" if where else f.name, hints[f.name],
+                     isinstance(hints[f.name], type) and dataclasses.is_dataclass(hints[f.name]))
+            for f in dataclasses.fields(cls)}
 
 
 @functools.lru_cache(maxsize=None)
-def _fields(cls) -> dict:
-    return {f.name: f for f in dataclasses.fields(cls)}
+def _required(cls) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls)
+                 if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
 
 
 def from_dict(cls, data: dict, where: str = "", rules: dict | None = None):
@@ -270,29 +279,28 @@ def from_dict(cls, data: dict, where: str = "", rules: dict | None = None):
     Raises:
         ConfigError: on an unknown, missing, mistyped or out-of-range key, naming it and what is valid.
     """
-    fields = _fields(cls)
-    key = lambda name: f"{where}.{name}" if where else name
-    unknown = sorted(set(data) - set(fields))
+    plan = _plan(cls, where)
+    unknown = sorted(set(data) - set(plan))
     if unknown:
-        raise ConfigError(f"{', '.join(key(u) for u in unknown)}: unknown key; valid: {', '.join(fields)}")
-    hints = _hints(cls)
+        raise ConfigError(f"{', '.join(f'{where}.{u}' if where else u for u in unknown)}: unknown key; "
+                          f"valid: {', '.join(plan)}")
+    rules = RULES if rules is None else rules
     kwargs = {}
     for name, value in data.items():
-        hint = hints[name]
-        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        key, hint, nested = plan[name]
+        if nested:
             if not isinstance(value, dict):
-                raise ConfigError(f"{key(name)}: must be a mapping of {', '.join(f.name for f in dataclasses.fields(hint))}")
-            value = from_dict(hint, value, key(name), rules)
+                raise ConfigError(f"{key}: must be a mapping of {', '.join(f.name for f in dataclasses.fields(hint))}")
+            value = from_dict(hint, value, key, rules)
         else:
-            value = _typed(value, hint, key(name))
-            rule = (RULES if rules is None else rules).get(key(name))
+            value = _typed(value, hint, key)
+            rule = rules.get(key)
             if rule is not None and value is not None and not rule[0](value):
-                raise ConfigError(f"{key(name)}={value}: {rule[1]}")
+                raise ConfigError(f"{key}={value}: {rule[1]}")
         kwargs[name] = value
-    missing = [n for n, f in fields.items() if n not in kwargs and f.default is dataclasses.MISSING
-               and f.default_factory is dataclasses.MISSING]
+    missing = [plan[n][0] for n in _required(cls) if n not in kwargs]
     if missing:
-        raise ConfigError(f"{', '.join(key(m) for m in missing)}: missing key")
+        raise ConfigError(f"{', '.join(missing)}: missing key")
     return cls(**kwargs)
 
 
