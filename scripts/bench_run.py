@@ -131,7 +131,7 @@ def parse_official_log(log: str, batch_size: int, n_test: int) -> dict:
             evals += 1
             top1 = float(m.group(4))
     if not train_images or not evals:
-        raise ValueError("the official log has no complete training epoch or evaluation (see its output above)")
+        raise ValueError("the official log has no complete training epoch or evaluation")
     return {"train_s": train_s, "train_images": train_images, "eval_s": eval_s, "eval_images": evals * n_test,
             "test_top1": top1, "epochs_evaluated": evals}
 
@@ -147,7 +147,11 @@ def official(data: Path, work: Path, epochs: int, n: dict[str, int], repo: Path,
             "--output", str(work / "official")]
     env = {"PYTHONPATH": os.pathsep.join(p for p in (pythonpath, os.environ.get("PYTHONPATH", "")) if p)}
     log, wall, rss = _spawn(args, env)
-    got = parse_official_log(log, 32, n["test"])
+    try:
+        got = parse_official_log(log, 32, n["test"])
+    except ValueError as e:
+        sys.stderr.write(log[-3000:])
+        raise SystemExit(f"error: {e}") from None
     if got["epochs_evaluated"] != epochs:
         raise SystemExit(f"error: the official run evaluated {got['epochs_evaluated']} epochs, not {epochs}")
     return {"code": "official", "wall_s": wall, "process_peak_rss_gib": rss,
