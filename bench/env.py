@@ -34,8 +34,21 @@ def packages() -> dict:
     return out
 
 
+def cpu_model() -> str | None:
+    """The CPU's model name (Linux /proc/cpuinfo), or None where it cannot be read."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), None)
+    except OSError:
+        return None
+
+
 def hardware(device: torch.device) -> dict:
-    info = {"device": device.type, "cpu": platform.processor() or platform.machine(),
+    """Where the run ran. The CPU's model and the vector instructions torch uses (AVX2, AVX512, ...) are
+    recorded because CPU kernels round differently across them: the same run on another CPU can end
+    a few test images apart, while on the same kind it is bit for bit the same."""
+    info = {"device": device.type, "cpu": platform.processor() or platform.machine(), "cpu_model": cpu_model(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "torch_threads": torch.get_num_threads(), "host": platform.node()}
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)

@@ -3,6 +3,7 @@ import json
 
 import pandas as pd
 import pytest
+import torch
 
 import launch
 from conftest import run_cli
@@ -33,6 +34,7 @@ def test_multirun_writes_one_completed_record_per_method(sweep):
         assert 0 < r["tunable_params"] <= r["total_params"]
         assert r["config"]["train"]["epochs"] == 1 and r["config"]["method_args"] is not None
         assert r["env"]["torch"] and "dirty" in r["git"] and r["hardware"]["device"] == "cpu"
+        assert r["hardware"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
         assert r["train_images_per_s"] > 0 and r["peak_memory_mb"] > 0 and r["wall_time_s"] > 0
     assert proc.stdout.count("[completed]") == len(paths)  # one summary line per run
 
