@@ -174,12 +174,13 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"error: --official {args.official}: no train.py there (a checkout of dongzelian/SSF)")
     rows, n = [], sizes(args.train, args.test)
     with tempfile.TemporaryDirectory() as tmp:
-        make_task(Path(tmp) / "data", n)
+        data = Path(tmp) / "data"
+        make_task(data, n)
+        jobs = [lambda w: ours(data, w, args.epochs, n)]
+        if args.official is not None:
+            repo = args.official.resolve()
+            jobs.append(lambda w: official(data, w, args.epochs, n, repo, args.official_pythonpath))
         for i in range(args.repeat):
-            jobs = [lambda w: ours(Path(tmp) / "data", w, args.epochs, n)]
-            if args.official is not None:
-                jobs.append(lambda w: official(Path(tmp) / "data", w, args.epochs, n, args.official.resolve(),
-                                               args.official_pythonpath))
             for job in jobs if i % 2 == 0 else jobs[::-1]:
                 rows.append(job(Path(tmp) / f"run{len(rows)}"))
                 print(f"repeat {i + 1}: " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
