@@ -15,6 +15,7 @@ from torch.utils.data import TensorDataset
 from bench.config import DatasetConfig
 from bench.data import mini
 from bench.data.files import DataError
+from bench.data.fingerprint import fingerprint, generated_ids
 
 SPLITS = ("train", "val", "trainval", "test")
 
@@ -67,13 +68,24 @@ def preflight(cfg: DatasetConfig, splits) -> None:
         real.listing(cfg, split)
 
 
+def mini_fingerprint(cfg: DatasetConfig, split: str) -> str:
+    """The fingerprint (bench/data/fingerprint.py) of a generated split, in its order (trainval: train, then val)."""
+    parts = ("train", "val") if split == "trainval" else (split,)
+    ids, labels = [], []
+    for s in parts:
+        y = _mini_split(cfg.task, s, cfg.data_seed)[1]
+        ids += generated_ids(cfg.task, s, cfg.data_seed, len(y))
+        labels += y.tolist()
+    return fingerprint(ids, labels)
+
+
 def describe(cfg: DatasetConfig, datasets: dict) -> dict:
     """What a run read, for its record (format, root, images per split, listing sha1, skipped images)."""
     from bench.data import real
 
     if cfg.benchmark == "mini":
-        return {"format": "generated", "root": None, "splits": {s: {"images": len(d)} for s, d in datasets.items()},
-                "bad_images_skipped": 0}
+        return {"format": "generated", "root": None, "bad_images_skipped": 0,
+                "splits": {s: {"images": len(d), "fingerprint": mini_fingerprint(cfg, s)} for s, d in datasets.items()}}
     return real.describe(cfg, datasets)
 
 

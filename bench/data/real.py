@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from bench.data import cache, cifar, fgvc, folders, meta_list, subset, vtab
+from bench.data.fingerprint import fingerprint, relative_ids
 from bench.data.datasets import ImageDataset, PixelDataset, open_rgb
 from bench.data.device import as_batches
 from bench.data.files import (README, DataError, Listing, check_exists, check_labels, check_size, dataset_root)
@@ -154,6 +155,7 @@ def load_split(cfg, split: str, mean, std, train: bool | None = None):
     desc = f"{cfg.name} {split}"
     suffixes = Counter(os.path.splitext(q)[1].lower() for q in lst.paths) if cfg.format != "cifar100_python" else {}
     info = {"split": split, "images": len(lst), "sources": [str(s) for s in lst.sources], "sha1": manifest(lst),
+            "fingerprint": fingerprint(relative_ids(lst.paths, dataset_root(cfg)), lst.labels),
             "image_types": dict(suffixes)}  # JPEG vs PNG changes results (anchors.md 0, 5)
     images = cifar.load(cfg, split)[0] if cfg.format == "cifar100_python" else None
     # a subset of the CIFAR arrays (dataset.train_subset): each listed "file[i]" names its row
