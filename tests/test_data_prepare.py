@@ -160,7 +160,7 @@ def _mapping(tmp_path, name, repo, splits, columns=None):
     return path
 
 
-def test_hf_parquet_vtab_task_offline(tmp_path):
+def test_hf_parquet_vtab_task_offline(tmp_path, capsys):
     snap = tmp_path / "snap" / "vtab-1k_dtd" / "data"
     for split, n, seed in (("train", 30, 0), ("validation", 20, 100), ("test", 25, 200)):
         _parquet(snap / f"{split}-00000-of-00001.parquet", n, 5, seed)
@@ -182,9 +182,9 @@ def test_hf_parquet_vtab_task_offline(tmp_path):
 
     bad = _mapping(tmp_path, "vtab/dtd", "someone/vtab-1k_dtd",
                    {"train800": "train", "val200": "validation", "test": "test"}, {"image": "image", "label": "label"})
-    proc = run_cli("-m", "bench.data", "prepare", "hf", "vtab/dtd", "--mapping", str(bad), "--from",
-                   str(tmp_path / "snap"), "--data-root", str(tmp_path / "other"), "--force")
-    assert proc.returncode == 1 and "has no column(s) ['image']" in proc.stderr.splitlines()[-1]
+    assert prepare.main(["hf", "vtab/dtd", "--mapping", str(bad), "--from", str(tmp_path / "snap"),
+                         "--data-root", str(tmp_path / "other")]) == 1
+    assert "has no column(s) ['image']" in capsys.readouterr().err.replace("\r", "\n").splitlines()[-1]
     assert not (tmp_path / "other" / "vtab-1k" / "dtd").exists()
     nosplit = _mapping(tmp_path, "vtab/dtd", "someone/vtab-1k_dtd", {"train800": "train", "val200": "val",
                                                                       "test": "test"})
@@ -204,7 +204,7 @@ def test_hf_parquet_fgvc_task(tmp_path):
 
 
 # --- FGVC official archives + VPT JSON ------------------------------------------------------------
-def test_fgvc_archive_nabirds_val_lacking_two_classes_keeps_one_label_map(tmp_path):
+def test_fgvc_archive_nabirds_val_lacking_two_classes_keeps_one_label_map(tmp_path, capsys):
     src, splits = tmp_path / "nabirds", tmp_path / "vpt_splits"
     ids = [295, 296, 297, 400, 401]  # NABirds-like sparse class ids
     tables = {"train": {}, "val": {}, "test": {}}
@@ -233,7 +233,7 @@ def test_fgvc_archive_nabirds_val_lacking_two_classes_keeps_one_label_map(tmp_pa
     m = json.loads((out / "fgvc" / "nabirds" / "manifest.json").read_text())
     assert set(m["source"]["split_files"]) == {"train.json", "val.json", "test.json"} and m["source"]["classes"] == 5
     shutil.rmtree(splits)
-    proc = run_cli("-m", "bench.data", "prepare", "fgvc", "fgvc/cub", "--from", str(src), "--splits", str(splits),
-                   "--data-root", str(out))
-    assert proc.returncode == 1 and proc.stderr.startswith("error: fgvc/cub: ") and "not found" in proc.stderr
+    assert prepare.main(["fgvc", "fgvc/cub", "--from", str(src), "--splits", str(splits), "--data-root", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: fgvc/cub: ") and "not found" in err and err.count("\n") == 1
     assert not (out / "fgvc" / "CUB_200_2011").exists()
