@@ -119,3 +119,35 @@ def test_two_data_versions_of_one_task_are_two_rows():
     assert t.loc[("vitb", "lora[data bbbbbbbb]"), "vtab/dtd"] == 70.0 and t.loc[("vitb", "lora"), "vtab/cifar"] == 35.0
     other_protocol = df.assign(protocol=["paper", "val", "paper", "paper"])  # protocols read other splits anyway
     assert with_labels(other_protocol)["label"].tolist()[:2] == ["lora", "lora"]
+
+
+def test_sweep_through_launch_reruns_changed_data_and_skips_moved_data(tmp_path, monkeypatch):
+    import json
+
+    from conftest import run_cli
+
+    vtab_tree(tmp_path / "a", "dtd", classes=3)
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
+    results = tmp_path / "results"
+    grid = lambda root: run_cli(
+        "launch.py", "-m", "method=linear", "dataset=vtab/dtd", "protocol=paper", "train.epochs=1",
+        "train.cooldown_epochs=0", "train.warmup_epochs=0", "train.progress=false", "deploy_iters=0",
+        "save_weights=false", "dataset.image_size=32", "dataset.num_classes=3",
+        "dataset.splits={train:6,val:2,trainval:8,test:5}", "train.batch_size=4", f"dataset.data_root={root}",
+        f"results_dir={results}", timeout=300)
+    first = grid(tmp_path / "a")
+    assert first.returncode == 0 and "submitting 1" in first.stdout, first.stderr[-3000:]
+    (rec_path,) = results.rglob("record.json")
+    v1 = json.loads(rec_path.read_text())["data"]["version"]
+
+    shutil.move(tmp_path / "a", tmp_path / "b")  # the same data under another data_root
+    moved = grid(tmp_path / "b")
+    assert moved.returncode == 0 and "1 completed" in moved.stdout and "submitting 0" in moved.stdout, moved.stdout
+
+    _reencode(tmp_path / "b" / "vtab-1k" / "dtd")  # the test images re-encoded, same names
+    changed = grid(tmp_path / "b")
+    assert changed.returncode == 0, changed.stderr[-3000:]
+    assert "1 completed on other data" in changed.stdout and "submitting 1" in changed.stdout
+    (kept,) = rec_path.parent.parent.glob("paper-seed0~data-*")
+    assert json.loads((kept / "record.json").read_text())["data"]["version"] == v1
+    assert json.loads(rec_path.read_text())["data"]["version"] not in (None, v1)
