@@ -36,7 +36,7 @@ def _stat_key(name: str, files: list[str], labels) -> str:
     h = hashlib.sha1(name.encode())
     for p, y in zip(files, labels):
         st = os.stat(p)
-        h.update(f"{os.path.abspath(p)}\0{int(y)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        h.update(f"{p}\0{y}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())  # listings hold absolute paths
     return h.hexdigest()[:20]
 
 
@@ -56,11 +56,10 @@ def split_content(cfg, lst, root: Path, cache: Path | None) -> str | None:
     """
     arrays = bool(lst.paths) and not os.path.exists(lst.paths[0]) and lst.sources
     files = [str(s) for s in lst.sources] if arrays else list(lst.paths)
-    ids = relative_ids(lst.paths, root)
     labels = lst.labels.tolist()
     try:
         key_labels = [0] * len(files) if arrays else labels
-        key = _stat_key(f"{cfg.name}\0{'|'.join(ids) if arrays else ''}", files, key_labels)
+        key = _stat_key(f"{cfg.name}\0{'|'.join(lst.paths) if arrays else ''}", files, key_labels)
     except OSError:
         return None
     path = cache / CACHE_SUBDIR / f"{cfg.name.replace('/', '_')}-{key}.json" if cache else None
@@ -69,6 +68,7 @@ def split_content(cfg, lst, root: Path, cache: Path | None) -> str | None:
             return json.loads(path.read_text())["content"]
         except (OSError, ValueError, KeyError):
             pass
+    ids = relative_ids(lst.paths, root)  # only on a miss: relpath costs more than the stat
     try:
         if arrays:
             h = hashlib.sha256(content_hash([Path(f).name for f in files], [0] * len(files), files).encode())
