@@ -269,10 +269,7 @@ def main() -> None:
             out_dir = run_path(rc)
             rec, _ = sweep.read_record(out_dir / RECORD)
             if rec and rec["status"] in ("completed", "unsupported"):
-                from bench.config import PROTOCOLS
-                from bench.data.version import current
-
-                other = sweep.other_data(rec, lambda: current(rc.dataset, PROTOCOLS[rc.protocol]))
+                other = sweep.other_data(rec, lambda: sweep.data_version_now(rc.dataset, rc.protocol))
                 if other and int(os.environ.get("RANK", "0")) == 0:  # its outcome belongs to other data: kept aside
                     moved = sweep.archive(sweep.RunState(out_dir, "missing", other_data=other[0]))
                     print(f"[data] {out_dir} was completed on other data (version {other[0]}, now {other[1]}); "

@@ -261,6 +261,21 @@ def other_data(rec: dict, data_version) -> tuple[str, str] | None:
     return (recorded, now) if now and now != recorded else None
 
 
+def data_version_now(dataset, protocol: str) -> str | None:
+    """The data version (bench/data/version.py) a run of this dataset config and protocol would read now.
+
+    None for the generated mini benchmark, whose images follow from its config (task, data_seed) with no
+    copy on disk to differ: telling would import torch and generate every split, seconds for a relaunch
+    that otherwise takes one. For data on disk the first call imports the data package (torch, about 3 s).
+    """
+    if dataset.benchmark == "mini":
+        return None
+    from bench.config import PROTOCOLS
+    from bench.data.version import current
+
+    return current(dataset, PROTOCOLS[protocol])
+
+
 def archive(state: RunState) -> Path | None:
     """Move a run folder whose record belongs to other data aside, to `<run>~data-<version>` beside it, so that
     the rerun starts clean (no checkpoint of the other data) and both outcomes stay for analyze.py, which keeps

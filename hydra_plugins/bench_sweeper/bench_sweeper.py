@@ -147,13 +147,12 @@ class BenchSweeper(BasicSweeper):
         import dataclasses
         import json
 
-        from bench.config import PROTOCOLS
-        from bench.data.version import current
+        from bench.sweep import data_version_now
 
         key = json.dumps([dataclasses.asdict(rc.dataset), rc.protocol], sort_keys=True, default=str)
         if key not in self._versions:
             t0 = time.perf_counter()
-            self._versions[key] = current(rc.dataset, PROTOCOLS[rc.protocol])
+            self._versions[key] = data_version_now(rc.dataset, rc.protocol)
             self._versions_s += time.perf_counter() - t0
         return self._versions[key]
 
@@ -186,7 +185,8 @@ class BenchSweeper(BasicSweeper):
         timing = (f"checked in {compose_s:.2f} s; {len(self._composed)} distinct compositions in "
                   f"{self._compose_s:.2f} s" + (f"; {self._slow} runs' values set by Hydra" if self._slow else "")
                   + (f"; {self._whole} runs composed whole" if self._whole else "")
-            + (f"; data versions of {len(self._versions)} dataset(s) in {self._versions_s:.2f} s" if self._versions else ""))
+            + (f"; data versions of {len(self._versions)} dataset(s) in {self._versions_s:.2f} s"
+               if any(v is not None for v in self._versions.values()) else ""))
         if self.status:
             print(sweep.report(states, inspector.warnings, f"{len(states)} runs in the grid ({timing})"), flush=True)
             return []
