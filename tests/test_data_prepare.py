@@ -237,3 +237,22 @@ def test_fgvc_archive_nabirds_val_lacking_two_classes_keeps_one_label_map(tmp_pa
     err = capsys.readouterr().err
     assert err.startswith("error: fgvc/cub: ") and "not found" in err and err.count("\n") == 1
     assert not (out / "fgvc" / "CUB_200_2011").exists()
+
+
+def test_missing_tfds_builder_is_one_line_and_prepared_source_reaches_the_record(tmp_path, monkeypatch, capsys):
+    class Missing(FakeTfds):
+        def version(self, name):
+            raise FileNotFoundError(f"no {name} in the data dir")
+
+    monkeypatch.setattr(vtab_tfds, "TfdsReader", lambda d: Missing(COUNTS))
+    assert prepare.main(["tfds", "vtab/dsprites_loc", "--data-root", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: vtab/dsprites_loc: TFDS builder 'dsprites' cannot be read") and err.count("\n") == 1
+    assert not (tmp_path / "vtab-1k" / "dsprites_loc").exists()
+    monkeypatch.setattr(vtab_tfds, "TfdsReader", lambda d: FakeTfds(COUNTS))
+    assert prepare.main(["tfds", "vtab/dsprites_loc", "--data-root", str(tmp_path)]) == 0
+    from bench.published import data_pipeline
+
+    source = real.prepared_source(prepare.dataset_config("vtab/dsprites_loc", tmp_path))
+    assert source["source"]["kind"] == "tfds" and source["pixel_format"] == "png"
+    assert data_pipeline({"format": "vtab_txt", "pixel_format": "png", "manifest": source}) == "tfds"

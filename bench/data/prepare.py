@@ -29,6 +29,7 @@ import sys
 import warnings
 from datetime import datetime, timezone
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import yaml
@@ -447,8 +448,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import fnmatch
 
-    root = Path(args.data_root).expanduser().absolute() if args.data_root else data_root(
-        type("C", (), {"data_root": ""})())
+    root = data_root(SimpleNamespace(data_root=args.data_root or ""))  # the loaders' rule: flag, $BENCH_DATA_ROOT, ./data
     try:
         if args.source == "tfds":
             names = ["vtab/" + t for t in vtab_tfds.TASKS]
