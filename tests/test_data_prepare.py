@@ -256,3 +256,22 @@ def test_missing_tfds_builder_is_one_line_and_prepared_source_reaches_the_record
     source = real.prepared_source(prepare.dataset_config("vtab/dsprites_loc", tmp_path))
     assert source["source"]["kind"] == "tfds" and source["pixel_format"] == "png"
     assert data_pipeline({"format": "vtab_txt", "pixel_format": "png", "manifest": source}) == "tfds"
+
+
+def test_hf_image_folder_task(tmp_path):
+    snap = tmp_path / "snap" / "vtab-1k_eurosat"
+    names = ["AnnualCrop", "Forest", "River"]
+    for split, n in (("train", 9), ("validation", 6), ("test", 6)):
+        for i in range(n):
+            p = snap / split / names[i % 3] / f"{i}.jpg"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_bytes(_jpeg(i + 100 * len(split), quality=80))
+    mapping = _mapping(tmp_path, "vtab/eurosat", "someone/vtab-1k_eurosat",
+                       {"train800": "train", "val200": "validation", "test": "test"})
+    assert prepare.main(["hf", "vtab/eurosat", "--mapping", str(mapping), "--from", str(tmp_path / "snap"),
+                         "--data-root", str(tmp_path / "data")]) == 0
+    cfg = prepare.dataset_config("vtab/eurosat", tmp_path / "data")
+    lst = real.listing(cfg, "test")  # class folders in sorted order, images in name order: 0 3 1 4 2 5
+    assert lst.labels.tolist() == [0, 0, 1, 1, 2, 2]
+    m = json.loads((tmp_path / "data" / "vtab-1k" / "eurosat" / "manifest.json").read_text())
+    assert m["source"]["classes"] == names and m["source"]["image_folders"]["test"] == "test" and m["jpeg_quality"] == 80

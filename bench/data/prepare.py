@@ -4,7 +4,8 @@ Sources (README, section 'Preparing the datasets'):
     tfds   VTAB-1k from a TFDS data dir (`pip install -e '.[tfds]'`), with task_adaptation's slices
            and label functions (bench/data/vtab_tfds.py); pixels written as PNG, losslessly.
     hf     VTAB-1k or FGVC from Hugging Face datasets: parquet files (image + label columns, named
-           splits) of a local snapshot (`--from`) or of the Hub; one YAML file maps each task to its
+           splits) or image folders (<split>/<class>/<image>, labels = sorted class names) of a local
+           snapshot (`--from`) or of the Hub; one YAML file maps each task to its
            repository, revision, splits and columns (conf/prepare/*.yaml). The images' bytes are
            written as they are (no re-encoding).
     fgvc   FGVC from the official archives' extracted folders plus VPT's JSON splits: the JSON files
@@ -306,19 +307,40 @@ def _parquet_files(folder: Path, split: str) -> list[Path]:
     return out
 
 
+def _image_folder(folder: Path, split: str) -> Path | None:
+    """An image-folder split (`<split>/<class>/<image>`, at the top or under data/), as Hugging Face's imagefolder."""
+    for cand in (folder / split, folder / "data" / split):
+        if cand.is_dir() and any(e.is_dir() for e in cand.iterdir()):
+            return cand
+    return None
+
+
+def _folder_rows(split_dir: Path, classes: list[str]):
+    """(bytes, label) per image of an image-folder split; labels index the sorted class folder names of all splits,
+    as the imagefolder builder assigns them."""
+    from bench.data.files import IMAGE_EXTENSIONS
+
+    index = {c: i for i, c in enumerate(classes)}
+    for c in sorted(e.name for e in split_dir.iterdir() if e.is_dir()):
+        for p in sorted(q for q in (split_dir / c).rglob("*") if q.suffix.lower() in IMAGE_EXTENSIONS):
+            yield p.read_bytes(), index[c]
+
+
 def hf_snapshot(repo: str, revision: str, local: Path | None) -> tuple[Path, str]:
     """(folder holding the repository's files, the revision read)."""
     if local is not None:
-        for cand in (local / repo, local / repo.split("/")[-1], local):
-            if cand.is_dir() and any(cand.rglob("*.parquet")):
+        for cand in (local / repo, local / repo.split("/")[-1]):
+            if cand.is_dir():
                 return cand, revision or "local"
-        raise PrepareError(f"{repo}: no parquet files under {local} ({local / repo} or {local / repo.split('/')[-1]})")
+        if any(local.rglob("*.parquet")):
+            return local, revision or "local"
+        raise PrepareError(f"{repo}: not found under {local} ({local / repo} or {local / repo.split('/')[-1]})")
     try:
         from huggingface_hub import snapshot_download
     except ImportError:
         raise PrepareError("the hf source without --from needs huggingface_hub: pip install huggingface_hub") from None
     try:
-        path = snapshot_download(repo, repo_type="dataset", revision=revision or None, allow_patterns=["*.parquet"])
+        path = snapshot_download(repo, repo_type="dataset", revision=revision or None)
     except Exception as e:  # offline, unknown repository, no access: the hub's own message
         raise PrepareError(f"{repo}: cannot download ({type(e).__name__}: {str(e).splitlines()[0]})") from None
     return Path(path), Path(path).name
@@ -349,24 +371,29 @@ def hf_writer(name: str, mapping: dict, local: Path | None):
 
     def write(w, cfg):
         folder, revision = hf_snapshot(entry["repo"], str(entry.get("revision", "")), local)
-        files, ours = {}, list(VTAB_FILES) if cfg.format == "vtab_txt" else list(FGVC_SPLITS)
+        files, dirs, ours = {}, {}, list(VTAB_FILES) if cfg.format == "vtab_txt" else list(FGVC_SPLITS)
         for split in ours:
             theirs = split_names.get(split)
             files[split] = _parquet_files(folder, theirs) if theirs else []
-            if not files[split]:
+            dirs[split] = _image_folder(folder, theirs) if theirs and not files[split] else None
+            if not files[split] and dirs[split] is None:
                 raise PrepareError(f"{name}: {entry['repo']} has no split {theirs!r} for our {split!r} under {folder} "
-                                   f"(splits: {', '.join(ours)} -> set `splits` in the mapping)")
+                                   f"(parquet files or an image folder; splits: {', '.join(ours)} -> set `splits` "
+                                   f"in the mapping)")
         where = f"{name} ({entry['repo']})"
+        classes = sorted({e.name for d in dirs.values() if d for e in d.iterdir() if e.is_dir()})
+        rows = {s: _hf_rows(files[s], columns, where) if files[s] else _folder_rows(dirs[s], classes) for s in ours}
         source = {"kind": "huggingface", "repo": entry["repo"], "revision": revision, "splits": split_names,
-                  "columns": columns, "files": {s: {str(f.relative_to(folder)): sha256_file(f) for f in fs}
-                                                for s, fs in files.items()}}
+                  "columns": columns if any(files.values()) else None,
+                  "files": {s: {str(f.relative_to(folder)): sha256_file(f) for f in fs} for s, fs in files.items()},
+                  "image_folders": {s: str(d.relative_to(folder)) for s, d in dirs.items() if d} or None,
+                  "classes": classes or None}
         if cfg.format == "vtab_txt":
-            write_vtab(w, {s: _hf_rows(files[s], columns, where) for s in ours}, {}, name, _save_bytes)
+            write_vtab(w, rows, {}, name, _save_bytes)
         else:
             labels = {s: [] for s in ours}
             for s in ours:
-                for i, (data, y) in enumerate(tqdm(_hf_rows(files[s], columns, where), desc=f"{name} {s}",
-                                                   unit="img", leave=False)):
+                for i, (data, y) in enumerate(tqdm(rows[s], desc=f"{name} {s}", unit="img", leave=False)):
                     rel = _save_bytes(w, f"{cfg.image_dir or '.'}/{s}/{i:06d}", data)
                     labels[s].append((Path(rel).relative_to(cfg.image_dir or ".").as_posix(), y))
             _write_fgvc_json(w, labels)
