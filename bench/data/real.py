@@ -212,8 +212,10 @@ def load_split(cfg, split: str, mean, std, train: bool | None = None):
 
 
 def describe(cfg, datasets: dict) -> dict:
-    """What a run read, for its record: format, root, per split the image count, the files it was
-    listed from and a sha1 of the listing, and how many unreadable images were skipped."""
+    """What a run read, for its record: format, root, pixel format and JPEG quality, the data version
+    (bench/data/version.py), the prepared copy's source (its manifest.json) where there is one, per split
+    the image count, the files it was listed from, a sha1 of the listing, its fingerprint and content
+    hash, and how many unreadable images were skipped."""
     splits = {s: dict(getattr(d, "info", {"images": len(d)})) for s, d in datasets.items()}
     formats = {(d.get("pixels") or {}).get("format") for d in splits.values()} - {None}
     qualities = sorted({(d.get("pixels") or {}).get("jpeg_quality") for d in splits.values()} - {None})
