@@ -58,16 +58,9 @@ def with_labels(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def data_version(data) -> str | None:
-    """The data version a record's `data` names (bench/data/version.py); for records written between split
-    fingerprints and versions, the fingerprints joined; None when the record says nothing about its data."""
-    if not isinstance(data, dict):
-        return None
-    if data.get("version"):
-        return str(data["version"])
-    splits = data.get("splits")
-    prints = sorted((k, v.get("fingerprint")) for k, v in splits.items() if isinstance(v, dict)) \
-        if isinstance(splits, dict) else []
-    return "|".join(f"{k}={f}" for k, f in prints) if prints and all(f for _, f in prints) else None
+    """The data version a record's `data` names (bench/data/version.py); None where the record predates versions
+    (such runs are pooled as before: nothing says their data differ)."""
+    return str(data["version"]) if isinstance(data, dict) and data.get("version") else None
 
 
 def data_versions(df: pd.DataFrame) -> pd.Series:
