@@ -41,7 +41,8 @@ import pandas as pd
 from bench import shots
 from bench.benchmarks import table_specs
 from bench.records import atomic_file
-from bench.published import REFERENCE_DIR, compare, comparison_rows, load_published, published_leaderboard
+from bench.published import (REFERENCE_DIR, compare, comparison_rows, data_pipeline, load_published,
+                             published_leaderboard)
 from bench.report import Report
 from bench.report_load import load_summaries
 from bench.tables import (AVERAGES, ROBUSTNESS, cell_stats, cost_rows, cost_table, leaderboard, markdown,
@@ -262,6 +263,16 @@ def _recipes(df) -> dict[tuple[str, str], str]:
     return {k: "/".join(sorted(set(v))) for k, v in done.groupby(["backbone", "label"])["recipe"]}
 
 
+def _data(df) -> dict[tuple[str, str], str]:
+    """(backbone, label) -> the data pipeline(s) its records read (bench.published.data_pipeline), '/'-joined."""
+    if "data" not in df:
+        return {}
+    d = with_labels(df)
+    bench = d["benchmark"] if "benchmark" in d else pd.Series("", index=d.index)
+    pipes = pd.Series([data_pipeline(x, b) for x, b in zip(d["data"], bench)], index=d.index, dtype=object)
+    return {k: "/".join(sorted(set(v))) for k, v in pipes.dropna().groupby([d["backbone"], d["label"]])}
+
+
 def _cells_frame(stats, marks):
     """Long per-cell CSV: mean, std, seeds of completed cells plus the status of cells without a value."""
     done = stats.reset_index().assign(status="completed")
@@ -288,24 +299,35 @@ def leaderboards(df, protocol: str, published: dict, archs: dict, args, out: Out
         notes = [AVERAGE_NOTE] if spec.groups else []
         notes.append("Cells: mean ± std over seeds (number of seeds). n/a: method unsupported on this backbone; "
                      "failed: every run failed (see the status table).")
+        pipelines = {}
+        for (b, lab), pipe in sorted(_data(recs).items()):
+            pipelines.setdefault(pipe, []).append(f"{lab} ({b})")
+        if pipelines:  # which pixels each row read; runs of one task on other data have rows of their own
+            notes.append("Data: " + "; ".join(f"{p}: {', '.join(rows)}" for p, rows in sorted(pipelines.items()))
+                         + ". A label ending in [data <version>] holds the runs of one data version where a task "
+                         "was run on several (other images, labels or bytes).")
         out.table(f"leaderboard_{stem}", title, *table_rows(table, marks, stats, args.average), notes=notes, echo=True)
 
         pub_table = None
         if spec.name in published:
             pub = published[spec.name]
             pub_table = published_leaderboard(pub, list(spec.tasks), spec.groups)
-            long = compare(table, pub, pub_table, archs, _recipes(recs))
+            long = compare(table, pub, pub_table, archs, _recipes(recs), _data(recs))
             out.frame(f"published_{stem}", long, index=False)
             checkpoints = [f"{row}: {pub.at[row, 'checkpoint'] or 'not stated'}"
                            + (f" ({pub.at[row, 'timm_arch']})" if pub.at[row, 'timm_arch'] else "")
-                           + f", recipe {pub.at[row, 'recipe'] or 'not stated'}, {pub.at[row, 'selection'] or ''}"
+                           + f", recipe {pub.at[row, 'recipe'] or 'not stated'}, data {pub.at[row, 'data'] or 'not stated'}"
+                           + f", {pub.at[row, 'selection'] or ''}"
                            for row in pub.index]
             out.table(f"published_{stem}", f"{spec.name}: ours ({protocol} protocol, {args.metric}) vs published",
                       *comparison_rows(long, pub_table, args.average),
                       notes=["Each cell: ours / published (ours minus published). Published rows are ViT-B/16 "
                              "pre-trained on ImageNet-21k, but not all on the same weights: 'same checkpoint' says "
                              "whether our backbone's timm tag is the row's, 'same recipe' whether our runs used the "
-                             "recipe the row was trained with (README: Recipes). † marks ours where either differs: "
+                             "recipe the row was trained with (README: Recipes), 'same data' whether our runs read "
+                             "the row's pixels (tfds: TFDS tensors or lossless PNG of them; noah_jpeg: NOAH's "
+                             "JPEGs at quality 75, about 10 points lower on CIFAR-100; official_jpeg: the FGVC "
+                             "files). † marks ours where the checkpoint or recipe differs or is not known, or the data differs: "
                              "that difference is not the method's alone. Published numbers: results/reference "
                              "(sources there). Derived columns are computed from the published cells. SSF and NOAH "
                              "picked the best epoch on the test set (--metric test_top1_best_epoch_optimistic "
@@ -320,8 +342,8 @@ def leaderboards(df, protocol: str, published: dict, archs: dict, args, out: Out
             out.figure(f"accuracy_vs_params_{stem}", "accuracy_vs_params", (table, title, pub_table, cols,
                                                                             "tunable_params_no_head", flagged),
                        f"{spec.name}, {protocol} protocol: accuracy against tunable parameters without the head "
-                       "(symlog). Filled: ours; hollow: published; †: ours with another recipe or checkpoint "
-                       "than the published row of its method.")
+                       "(symlog). Filled: ours; hollow: published; †: ours with another recipe, checkpoint "
+                       "or data pipeline than the published row of its method.")
             if spec.mean and len(table.attrs["tasks"]) > 1:
                 out.figure(f"delta_to_full_{stem}", "delta_heatmap",
                            (table, f"{title}: minus full fine-tuning", "full", args.average),

@@ -199,14 +199,19 @@ def run_path(rc) -> Path:
     return run_dir(rc.results_dir, rc.backbone.name, rc.dataset.name, rc.method, rc.variant, rc.protocol, rc.seed)
 
 
-def run_dir_of(cfg: dict, overrides: list[str]) -> tuple[Path, dict]:
-    """The run folder of a composed config (a plain dict, no `hydra` key) and its identity's parts."""
+def run_of(cfg: dict, overrides: list[str]):
+    """(run folder, its identity's parts, the RunConfig) of a composed config (a plain dict, no `hydra` key)."""
     from bench.records import method_label
 
     rc = to_run_config(cfg, overrides)
     identity = {"backbone": rc.backbone.name, "dataset": rc.dataset.name,
                 "method": method_label(rc.method, rc.variant), "run": f"{rc.protocol}-seed{rc.seed}"}
-    return run_path(rc), identity
+    return run_path(rc), identity, rc
+
+
+def run_dir_of(cfg: dict, overrides: list[str]) -> tuple[Path, dict]:
+    """The run folder of a composed config (a plain dict, no `hydra` key) and its identity's parts."""
+    return run_of(cfg, overrides)[:2]
 
 
 def job_threads(num_threads: int, launcher_cpus: int | None, environ=os.environ) -> int:
@@ -263,9 +268,15 @@ def main() -> None:
             rc = to_run_config(d, overrides)
             out_dir = run_path(rc)
             rec, _ = sweep.read_record(out_dir / RECORD)
-            if rec and rec["status"] in ("completed", "unsupported") and not hc.sweeper.get("rerun", False):
-                print(f"[skipped] {out_dir}: {rec['status']} already (--rerun runs it again)", flush=True)
-                return rec.get("test_top1")
+            if rec and rec["status"] in ("completed", "unsupported"):
+                other = sweep.other_data(rec, lambda: sweep.data_version_now(rc.dataset, rc.protocol))
+                if other and int(os.environ.get("RANK", "0")) == 0:  # its outcome belongs to other data: kept aside
+                    moved = sweep.archive(sweep.RunState(out_dir, "missing", other_data=other[0]))
+                    print(f"[data] {out_dir} was completed on other data (version {other[0]}, now {other[1]}); "
+                          f"kept as {moved}", flush=True)
+                elif not other and not hc.sweeper.get("rerun", False):
+                    print(f"[skipped] {out_dir}: {rec['status']} already (--rerun runs it again)", flush=True)
+                    return rec.get("test_top1")
             from bench.models import check_image_size
             from bench.run import run  # imported here: bad command lines fail before torch loads
             from methods import method_config

@@ -6,8 +6,9 @@ group means and the mean of the group means, from the published cells; marked "d
 `published_rows.csv` says which of our methods each published row compares with, which
 pre-trained checkpoint it used (AugReg vs original IN-21k ViT-B/16 weights), which recipe
 trained it (conf/recipe/<name>.yaml: ssf, noah, vpt; `vpetl` is V-PETL Bench's, not one of
-ours) and how its number was selected. A cell whose run used another checkpoint or recipe is
-not like for like: `compare` says so per cell, and the renderers mark it.
+ours), which pixels it was scored on (`data`: DATA_PIPELINES) and how its number was selected. A
+cell whose run used another checkpoint, recipe or data pipeline is not like for like: `compare`
+says so per cell, and the renderers mark it.
 """
 import math
 from pathlib import Path
@@ -31,8 +32,38 @@ COLUMNS = {
     "fgvc": {"cub200": "fgvc/cub", "nabirds": "fgvc/nabirds", "oxford_flowers": "fgvc/oxford_flowers",
              "stanford_dogs": "fgvc/stanford_dogs", "stanford_cars": "fgvc/stanford_cars"},
 }
-META = ("method", "checkpoint", "timm_arch", "recipe", "selection", "evidence", "source")
-MISMATCH = "†"  # marks a cell of ours whose recipe or checkpoint is not the published row's
+META = ("method", "checkpoint", "timm_arch", "recipe", "data", "selection", "evidence", "source")
+MISMATCH = "†"  # marks a cell of ours whose recipe, checkpoint or data pipeline is not the published row's
+# The pixels a row was scored on (published_rows.csv `data`; ours from the records, `data_pipeline`). NOAH's
+# converter's JPEGs alone move CIFAR-100 by about 10 points against the TFDS tensors (anchors.md 0, 11).
+DATA_PIPELINES = {
+    "tfds": "TFDS tensors (VPT), or lossless PNG of them (python -m bench.data prepare tfds)",
+    "noah_jpeg": "NOAH's converter's JPEG files at PIL's default quality 75 (SSF, NOAH, V-PETL Bench)",
+    "official_jpeg": "the datasets' own JPEG files (FGVC archives)",
+}
+
+
+def data_pipeline(data, benchmark: str = "") -> str | None:
+    """Which of DATA_PIPELINES a record's `data` describes; another name where none fits (`png`, `jpeg_q90`,
+    `generated`), None where the record does not say (older records without pixel formats)."""
+    if not isinstance(data, dict):
+        return None
+    source = ((data.get("manifest") or {}).get("source") or {}).get("kind")
+    fmt = data.get("pixel_format")
+    if fmt is None:  # records before pixel formats: the files' suffixes
+        suffixes = {k.lower() for s in (data.get("splits") or {}).values() if isinstance(s, dict)
+                    for k in (s.get("image_types") or {})}
+        fmt = "jpeg" if suffixes and suffixes <= {".jpg", ".jpeg"} else "png" if suffixes == {".png"} else None
+    if data.get("format") == "generated" or fmt == "generated":
+        return "generated"
+    if source == "tfds" and fmt == "png":
+        return "tfds"
+    if fmt == "jpeg":
+        if benchmark == "fgvc" or str(data.get("format", "")).startswith(("fgvc", "cub", "nabirds", "stanford")):
+            return "official_jpeg"
+        quality = data.get("jpeg_quality")
+        return "noah_jpeg" if quality in (None, 75) else f"jpeg_q{quality}"
+    return fmt
 
 
 def family(arch: str | None) -> str:
@@ -100,7 +131,8 @@ def published_leaderboard(pub: pd.DataFrame, tasks: list[str], groups: dict[str,
 
 
 def compare(ours: pd.DataFrame, pub: pd.DataFrame, pub_table: pd.DataFrame, archs: dict[str, str],
-            recipes: dict[tuple[str, str], str] | None = None) -> pd.DataFrame:
+            recipes: dict[tuple[str, str], str] | None = None,
+            data: dict[tuple[str, str], str] | None = None) -> pd.DataFrame:
     """Our leaderboard joined to the published one, cell by cell.
 
     Each published row is paired with every row of ours whose method is the published row's
@@ -114,15 +146,17 @@ def compare(ours: pd.DataFrame, pub: pd.DataFrame, pub_table: pd.DataFrame, arch
         pub_table: `published_leaderboard(pub, ...)` with the same task and group columns.
         archs: our backbone name -> its `backbone_arch` (timm name with tag).
         recipes: (backbone, label) of our rows -> the recipe name(s) their records ran, '/'-joined.
+        data: (backbone, label) of our rows -> their data pipeline(s) (`data_pipeline`), '/'-joined.
     Returns:
         Long frame: backbone, method, row (published), checkpoint, our_arch, same_checkpoint
         (True/False, None when the published row names none), recipe (the published row's),
         selection (how its number was chosen), our_recipe, same_recipe (True/False, None when
-        either is unknown), like_for_like (False when the checkpoint or the recipe differs),
+        either is unknown), data (the published row's pipeline), our_data, same_data (as same_recipe),
+        like_for_like (False when the checkpoint or the recipe differs or is unknown, or the data pipeline differs),
         column, ours, published, diff (ours - published), derived (the published value was
         computed, not printed).
     """
-    recipes = recipes or {}
+    recipes, data = recipes or {}, data or {}
     tasks = list(pub_table.attrs["tasks"])
     columns = tasks + [c for c in pub_table.columns if c not in tasks and c in ours.columns
                        and c not in ("tasks", "seeds", "tunable_params", "tunable_params_no_head")]
@@ -139,13 +173,19 @@ def compare(ours: pd.DataFrame, pub: pd.DataFrame, pub_table: pd.DataFrame, arch
             same = None if not (meta["timm_arch"] and arch) else arch == meta["timm_arch"]
             our_recipe = recipes.get((b, lab), "") if b else ""
             same_recipe = None if not (meta["recipe"] and our_recipe) else our_recipe == meta["recipe"]
+            our_data = data.get((b, lab), "") if b else ""
+            same_data = None if not (meta["data"] and our_data) else our_data == meta["data"]
             values = mine.get((b, lab), {})
             for c in columns:
                 o = float(values.get(c, math.nan))
                 records.append({"backbone": b, "method": lab, "row": row, "checkpoint": meta["checkpoint"],
                                 "our_arch": arch, "same_checkpoint": same, "recipe": meta["recipe"],
                                 "selection": meta["selection"], "our_recipe": our_recipe, "same_recipe": same_recipe,
-                                "like_for_like": None if b is None else bool(same and same_recipe),
+                                "data": meta["data"], "our_data": our_data, "same_data": same_data,
+                                # a pipeline not known on either side is shown "?" but not marked: records
+                                # before pixel formats say nothing, and that is no evidence of a difference
+                                "like_for_like": None if b is None else bool(same and same_recipe)
+                                and same_data is not False,
                                 "column": c, "ours": o, "published": prow[c], "diff": o - prow[c],
                                 "derived": c in derived})
     return pd.DataFrame(records)
@@ -170,10 +210,10 @@ def comparison_rows(long: pd.DataFrame, table: pd.DataFrame, average: str = "bot
     means = mean_columns(table, average)
     columns = tasks + groups + means
     header = ["backbone", "method", "published row", "published checkpoint", "same checkpoint",
-              "published recipe", "our recipe", "same recipe",
+              "published recipe", "our recipe", "same recipe", "published data", "our data", "same data",
               *[short_name(t) for t in tasks], *[f"{g.capitalize()} (derived)" for g in groups],
               *[mean_header(table, m) + (" (derived)" if m == "mean_of_groups" else "") for m in means]]
-    bold = set(range(8 + len(tasks) + len(groups), len(header)))
+    bold = set(range(11 + len(tasks) + len(groups), len(header)))
     rows = []
     if long.empty:
         return header, rows, bold
@@ -185,7 +225,8 @@ def comparison_rows(long: pd.DataFrame, table: pd.DataFrame, average: str = "bot
         mark = MISMATCH if first.get("like_for_like") is False else ""
         out = ["—" if b is None or b != b else b, "—" if lab is None or lab != lab else lab, row,
                first["checkpoint"] or "—", _yes_no(first["same_checkpoint"]), first.get("recipe") or "—",
-               first.get("our_recipe") or "—", _yes_no(first.get("same_recipe"))]
+               first.get("our_recipe") or "—", _yes_no(first.get("same_recipe")), first.get("data") or "—",
+               first.get("our_data") or "—", _yes_no(first.get("same_data"))]
         for c in columns:
             digits = 1 if c in tasks else 2
             o, p, d = cells[c]["ours"], cells[c]["published"], cells[c]["diff"]

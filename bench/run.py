@@ -122,6 +122,8 @@ def run(cfg: RunConfig) -> dict:
         train_split, monitor_split, report_split = PROTOCOLS[cfg.protocol]
         splits = {s: load_split(cfg.dataset, s, mean, std)
                   for s in {train_split, monitor_split, report_split}}
+        # a checkpoint written on other data (same names, other bytes) is never resumed (bench/data/version.py)
+        data_version = describe(cfg.dataset, splits)["version"]
         splits = to_device(splits, device, cfg.train.data_on_device)  # batches gathered where the model runs
         head_ids = {id(p) for p in model.get_classifier().parameters()}
         model = method.apply(model, method_cfg).to(device)
@@ -152,7 +154,8 @@ def run(cfg: RunConfig) -> dict:
         extract_s = time.perf_counter() - t0
         out = train(trainee, data[train_split], cfg.train, num_classes=cfg.dataset.num_classes, seed=cfg.seed,
                     device=device, desc=label, channels_last=cfg.backbone.channels_last and device.type == "cuda",
-                    checkpoint=out_dir / checkpoint.CHECKPOINT, checkpoint_config=_checkpoint_config(record["config"]),
+                    checkpoint=out_dir / checkpoint.CHECKPOINT,
+                    checkpoint_config=_checkpoint_config(record["config"]) | {"data_version": data_version},
                     on_epoch=lambda e, m: {key: score(m, monitor_split)})
         record["train_peak_memory_mb"] = _peak_memory_mb(device, per_run_memory)[0]  # up to the end of training
         history, trainee = out["history"], out["eval_model"]

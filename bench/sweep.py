@@ -48,6 +48,7 @@ class RunState:
     attempted: bool = False  # a record or a job.json exists: the run was submitted before
     log: str = ""  # the last job's log file, when it said so
     identity: dict = field(default_factory=dict)  # backbone, dataset, method (label), run (protocol-seed)
+    other_data: str = ""  # the data version a completed run recorded, when the data there now is another
 
 
 def now() -> str:
@@ -159,7 +160,10 @@ class Inspector:
             return next((queue[t] for t in tasks if queue.get(t) in LIVE), None)
         return None
 
-    def inspect(self, run_dir: Path, identity: dict | None = None) -> RunState:
+    def inspect(self, run_dir: Path, identity: dict | None = None, data_version=None) -> RunState:
+        """Where the run stands. `data_version`: a callable giving the data version (bench/data/version.py) a run
+        would read now, or None when unknown; a completed run whose record names another is not finished:
+        its outcome belongs to other data, and it is to be run again (`archive` keeps the old one aside)."""
         run_dir = Path(run_dir)
         rec, problem = read_record(run_dir / RECORD)
         try:
@@ -179,6 +183,10 @@ class Inspector:
             st.state = rec["status"]
             err = rec.get("error") or {}
             st.detail = f"{err.get('type', '')}: {err.get('message', '')}" if err else ""
+            other = other_data(rec, data_version)
+            if other:
+                st.state, st.other_data = "missing", other[0]
+                st.detail = f"completed on other data (data version {other[0]}; the data there now: {other[1]})"
         elif rec is not None:
             st.detail = f"record status {rec['status']!r}"
         elif st.resumable:
@@ -235,15 +243,67 @@ def report(states: list[RunState], warnings: list[str] = (), title: str = "") ->
     return "\n".join(lines)
 
 
+def recorded_version(rec: dict) -> str | None:
+    """The data version (bench/data/version.py) a record names; None for records written before versions."""
+    data = rec.get("data")
+    return data.get("version") if isinstance(data, dict) else None
+
+
+def other_data(rec: dict, data_version) -> tuple[str, str] | None:
+    """(recorded version, current version) when a completed record belongs to other data than there is now.
+
+    Args:
+        data_version: a callable giving the current data version, or None when it cannot be told (the data
+            is missing: then the record stands). Called only for completed records that name a version.
+    """
+    recorded = recorded_version(rec) if rec.get("status") == "completed" else None
+    now = data_version() if recorded and data_version else None
+    return (recorded, now) if now and now != recorded else None
+
+
+def data_version_now(dataset, protocol: str) -> str | None:
+    """The data version (bench/data/version.py) a run of this dataset config and protocol would read now.
+
+    None for the generated mini benchmark, whose images follow from its config (task, data_seed) with no
+    copy on disk to differ: telling would import torch and generate every split, seconds for a relaunch
+    that otherwise takes one. For data on disk the first call imports the data package (torch, about 3 s).
+    """
+    if dataset.benchmark == "mini":
+        return None
+    from bench.config import PROTOCOLS
+    from bench.data.version import current
+
+    return current(dataset, PROTOCOLS[protocol])
+
+
+def archive(state: RunState) -> Path | None:
+    """Move a run folder whose record belongs to other data aside, to `<run>~data-<version>` beside it, so that
+    the rerun starts clean (no checkpoint of the other data) and both outcomes stay for analyze.py, which keeps
+    runs of different data versions in different rows. Returns the new folder (None when there was nothing)."""
+    if not state.other_data or not state.run_dir.is_dir():
+        return None
+    short = state.other_data.split(":", 1)[-1][:12]
+    target = state.run_dir.with_name(f"{state.run_dir.name}~data-{short}")
+    n = 1
+    while target.exists():
+        n += 1
+        target = state.run_dir.with_name(f"{state.run_dir.name}~data-{short}.{n}")
+    os.rename(state.run_dir, target)
+    return target
+
+
 def plan(states: list[RunState], rerun: bool = False) -> tuple[list[RunState], str]:
     """Which runs to submit and one line saying how many of each kind were skipped or rerun."""
     n = Counter(s.state for s in states)
-    unfinished = [s for s in states if s.state == "missing" and s.attempted]
+    unfinished = [s for s in states if s.state == "missing" and s.attempted and not s.other_data]
+    other = sum(bool(s.other_data) for s in states)
     corrupt = sum(s.state == "failed" and s.detail.startswith(("corrupt", "unreadable")) for s in states)
     counts = (f"{n['completed']} completed, {n['unsupported']} unsupported, {n['running']} running or pending, "
               f"{n['failed']} failed{f' ({corrupt} corrupt records)' if corrupt else ''}, "
               f"{len(unfinished)} unfinished ({sum(s.resumable for s in unfinished)} with a checkpoint), "
-              f"{n['missing'] - len(unfinished)} not started")
+              f"{n['missing'] - len(unfinished) - other} not started"
+              + (f", {other} completed on other data (rerun; the old outcome kept beside as <run>~data-<version>)"
+                 if other else ""))
     if rerun:
         return list(states), f"[sweep] {len(states)} runs: {counts}; --rerun: submitting all {len(states)}"
     todo = [s for s in states if s.state in ("failed", "missing")]

@@ -46,7 +46,29 @@ def with_labels(df: pd.DataFrame) -> pd.DataFrame:
         recipe = df["recipe"].fillna("").astype(str)
         mixed = recipe.groupby([df["backbone"], label]).transform("nunique") > 1
         label = label.where(~mixed, label + "[" + recipe.where(recipe != "", "?") + "]")
-    return df.assign(label=label)
+    version = data_versions(df)
+    if version.notna().any():
+        # one task's runs on different data (bench/data/version.py: other images, labels or bytes) are never
+        # pooled: each data version gets its own row, `[data <version>]`, as recipes do
+        keys = [df["backbone"], label, df["dataset"], *([df["protocol"]] if "protocol" in df else [])]
+        mixed = version.groupby(keys, dropna=False).transform("nunique") > 1
+        short = version.fillna("?").astype(str).str.split(":").str[-1].str[:8]
+        label = label.where(~mixed, label + "[data " + short + "]")
+    return df.assign(label=label, data_version=version)
+
+
+def data_version(data) -> str | None:
+    """The data version a record's `data` names (bench/data/version.py); None where the record predates versions
+    (such runs are pooled as before: nothing says their data differ)."""
+    return str(data["version"]) if isinstance(data, dict) and data.get("version") else None
+
+
+def data_versions(df: pd.DataFrame) -> pd.Series:
+    """Each record's data version (`data_version` if the frame has it, else from its `data`), None where unknown."""
+    if "data_version" in df:
+        return df["data_version"].where(df["data_version"].notna(), None)
+    data = df["data"] if "data" in df else pd.Series(None, index=df.index, dtype=object)
+    return pd.Series([data_version(d) for d in data], index=df.index, dtype=object)
 
 
 def base_method(label: str) -> str:

@@ -390,3 +390,33 @@ def test_cli_reads_several_sweep_folders_together(tmp_path):
     assert dict(zip(table["method"], table["fgvc/cub"])) == {"full": 60.0, "ssf": 50.0}
     proc = run_cli("analyze.py", str(tmp_path / "sweep1"), str(tmp_path / "nope"))
     assert proc.returncode == 2 and "does not exist" in proc.stderr
+
+
+def test_published_comparison_flags_a_data_mismatch():
+    """CIFAR-100 on NOAH's JPEGs against VPT's TFDS row is marked; on lossless PNG of the TFDS tensors it is not."""
+    from analyze import _data, _recipes
+    from bench.published import data_pipeline
+
+    pub = load_published()["vtab"]
+    assert pub.at["VPT-Deep", "data"] == "tfds" and pub.at["SSF", "data"] == "noah_jpeg"
+    jpegs = {"format": "vtab_txt", "pixel_format": "jpeg", "jpeg_quality": 75}
+    pngs = {"format": "vtab_txt", "pixel_format": "png", "manifest": {"source": {"kind": "tfds"}}}
+    assert data_pipeline(jpegs) == "noah_jpeg" and data_pipeline(pngs) == "tfds"
+    assert data_pipeline({"format": "vtab_txt", "splits": {"test": {"image_types": {".jpg": 5}}}}) == "noah_jpeg"
+    assert data_pipeline(jpegs | {"jpeg_quality": 95}) == "jpeg_q95" and data_pipeline({"format": "generated"}) == \
+        "generated"
+    ours = frame([rec("vpt", t, 60.0, backbone="orig", arch=ORIG, recipe="vpt", data=jpegs) for t in VTAB]
+                 + [rec("vpt", t, 61.0, backbone="orig", arch=ORIG, recipe="vpt", variant="png", data=pngs)
+                    for t in VTAB])
+    table = leaderboard(ours, VTAB, BENCHMARK_GROUPS["vtab"])
+    pub_table = published_leaderboard(pub, VTAB, BENCHMARK_GROUPS["vtab"])
+    long = compare(table, pub, pub_table, {"orig": ORIG}, _recipes(ours), _data(ours))
+    deep = long[long["row"] == "VPT-Deep"].drop_duplicates("method").set_index("method")
+    assert deep.at["vpt", "our_data"] == "noah_jpeg" and deep.at["vpt", "same_data"] == False  # noqa: E712
+    assert deep.at["vpt", "like_for_like"] == False and deep.at["vpt-png", "like_for_like"] == True  # noqa: E712
+    header, rows, _ = comparison_rows(long, pub_table)
+    row = {(r[1], r[2]): r for r in rows}
+    assert row[("vpt", "VPT-Deep")][header.index("cifar")].startswith("60.0† / ")
+    assert row[("vpt-png", "VPT-Deep")][header.index("cifar")].startswith("61.0 / ")
+    assert [row[("vpt", "VPT-Deep")][header.index(c)] for c in ("published data", "our data", "same data")] == \
+        ["tfds", "noah_jpeg", "no"]

@@ -171,3 +171,37 @@ def test_robustness_evaluation_on_fixture_trees(tmp_path, capsys):
     image(tmp_path / "imagenet-a" / "n99999999" / "x.jpg")
     code, text = run_check(capsys, "robustness/imagenet_a", "--data-root", str(tmp_path))
     assert code == 1 and "['n99999999'] are not among the 200" in text
+
+
+# --- integrity: class counts, leaks, unusual images, pixel format ----------------------------------
+def test_check_reports_a_planted_duplicate_an_odd_image_and_missing_classes(tmp_path, vtab, capsys):
+    from PIL import Image
+
+    (vtab / "images/test/000002.jpg").write_bytes((vtab / "images/train800/000004.jpg").read_bytes())  # a leak
+    Image.open(vtab / "images/test/000001.jpg").convert("L").save(vtab / "images/test/000001.jpg")  # grayscale
+    edit_line(vtab / "val200.txt", 2, "images/val200/000001.jpg 0")  # val now has classes {0} only
+    report = tmp_path / "report.json"
+    code, out = run_check(capsys, "vtab/dtd", "--data-root", str(tmp_path), "--set", SPLITS_ARG, "--set",
+                          "num_classes=3", "--report", str(report), "-v")
+    assert code == 0 and out.startswith("WARN  vtab/dtd: train 6, val 2, trainval 8, test 5 (")
+    assert "; jpeg q75; " in out.splitlines()[0]  # PIL's default quality, estimated from the tables
+    assert "1 test image(s) equal a training image pixel for pixel (a leak)" in out
+    assert "1 image(s) not RGB 12x9" in out and "val lacks 2 of the 3 classes" in out
+    rep = json.loads(report.read_text())["vtab/dtd"]
+    assert rep["status"] == "warn" and rep["duplicates"]["count"] == 1
+    assert rep["duplicates"]["examples"][0]["test"].endswith("images/test/000002.jpg")
+    assert rep["duplicates"]["examples"][0]["train"].endswith("images/train800/000004.jpg")
+    assert rep["odd_images"]["examples"] == [{"path": str(vtab / "images/test/000001.jpg"), "mode": "L",
+                                              "size": [12, 9], "why": "mode"}]
+    assert rep["splits"]["val"]["missing_classes"] == [1, 2]
+    assert rep["splits"]["test"]["class_counts"] == {"0": 2, "1": 2, "2": 1}  # JSON keys
+    assert rep["pixel_format"]["format"] == "jpeg" and rep["pixel_format"]["jpeg_quality"] == 75
+
+
+def test_check_of_a_clean_tree_writes_an_ok_report(tmp_path, vtab, capsys):
+    report = tmp_path / "r.json"
+    code, out = run_check(capsys, "vtab/dtd", "--data-root", str(tmp_path), "--set", SPLITS_ARG, "--report", str(report))
+    rep = json.loads(report.read_text())["vtab/dtd"]
+    assert code == 0 and out.startswith("ok    ") and rep["status"] == "ok" and rep["duplicates"]["count"] == 0
+    assert rep["classes_seen"] == 3 and rep["num_classes"] == 47 and rep["warnings"] == []
+    assert rep["notes"] == ["val lacks 1 of the 3 classes the other splits have"]  # 2 images, 3 classes

@@ -84,8 +84,11 @@ def describe(cfg: DatasetConfig, datasets: dict) -> dict:
     from bench.data import real
 
     if cfg.benchmark == "mini":
-        return {"format": "generated", "root": None, "bad_images_skipped": 0,
-                "splits": {s: {"images": len(d), "fingerprint": mini_fingerprint(cfg, s)} for s, d in datasets.items()}}
+        from bench.data.version import version
+
+        splits = {s: {"images": len(d), "fingerprint": mini_fingerprint(cfg, s)} for s, d in datasets.items()}
+        return {"format": "generated", "root": None, "bad_images_skipped": 0, "pixel_format": "generated",
+                "version": version(splits), "splits": splits}
     return real.describe(cfg, datasets)
 
 

@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 from PIL import Image
 
-from bench.data import cache, cifar, fgvc, folders, meta_list, subset, vtab
+from bench.data import cache, cifar, fgvc, folders, jpeg, meta_list, subset, version, vtab
 from bench.data.fingerprint import fingerprint, relative_ids
 from bench.data.datasets import ImageDataset, PixelDataset, open_rgb
 from bench.data.device import as_batches
@@ -25,6 +25,7 @@ from bench.data.files import (README, DataError, Listing, check_exists, check_la
 from bench.data.pipeline import eval_pixels, eval_transform, to_uint8, train_transform, validate
 
 ALL = ("train", "val", "trainval", "test")
+MANIFEST = "manifest.json"  # written by `python -m bench.data prepare` (bench/data/prepare.py) beside the splits
 OFFICIAL = ("trainval", "test")
 
 
@@ -88,6 +89,13 @@ def listing(cfg, split: str, check_files: bool = True) -> Listing:
     if check_files and fmt.listed_files:
         check_exists(cfg, lst)
     return lst
+
+
+def split_identity(cfg, lst: Listing) -> dict:
+    """A split's fingerprint (images and labels) and content hash (their bytes), both blind to where the data lies."""
+    root = dataset_root(cfg)
+    return {"fingerprint": fingerprint(relative_ids(lst.paths, root), lst.labels),
+            "content": version.split_content(cfg, lst, root, cache.cache_dir(cfg))}
 
 
 def manifest(lst: Listing) -> str:
@@ -155,8 +163,9 @@ def load_split(cfg, split: str, mean, std, train: bool | None = None):
     desc = f"{cfg.name} {split}"
     suffixes = Counter(os.path.splitext(q)[1].lower() for q in lst.paths) if cfg.format != "cifar100_python" else {}
     info = {"split": split, "images": len(lst), "sources": [str(s) for s in lst.sources], "sha1": manifest(lst),
-            "fingerprint": fingerprint(relative_ids(lst.paths, dataset_root(cfg)), lst.labels),
-            "image_types": dict(suffixes)}  # JPEG vs PNG changes results (anchors.md 0, 5)
+            **split_identity(cfg, lst),
+            "image_types": dict(suffixes),  # JPEG vs PNG changes results (anchors.md 0, 5)
+            "pixels": jpeg.pixel_format(lst.paths) if cfg.format != "cifar100_python" else {"format": "array"}}
     images = cifar.load(cfg, split)[0] if cfg.format == "cifar100_python" else None
     # a subset of the CIFAR arrays (dataset.train_subset): each listed "file[i]" names its row
     rows = np.asarray([int(p.rsplit("[", 1)[1][:-1]) for p in lst.paths]) if images is not None else None
@@ -203,11 +212,29 @@ def load_split(cfg, split: str, mean, std, train: bool | None = None):
 
 
 def describe(cfg, datasets: dict) -> dict:
-    """What a run read, for its record: format, root, per split the image count, the files it was
-    listed from and a sha1 of the listing, and how many unreadable images were skipped."""
+    """What a run read, for its record: format, root, pixel format and JPEG quality, the data version
+    (bench/data/version.py), the prepared copy's source (its manifest.json) where there is one, per split
+    the image count, the files it was listed from, a sha1 of the listing, its fingerprint and content
+    hash, and how many unreadable images were skipped."""
     splits = {s: dict(getattr(d, "info", {"images": len(d)})) for s, d in datasets.items()}
+    formats = {(d.get("pixels") or {}).get("format") for d in splits.values()} - {None}
+    qualities = sorted({(d.get("pixels") or {}).get("jpeg_quality") for d in splits.values()} - {None})
     return {"format": cfg.format, "root": str(dataset_root(cfg)) if cfg.format != "generated" else None,
+            "pixel_format": "/".join(sorted(formats)) or None, "jpeg_quality": qualities[0] if len(qualities) == 1
+            else qualities or None, "version": version.version(splits), "manifest": prepared_source(cfg),
             "splits": splits, "bad_images_skipped": sum(getattr(d, "bad_images", 0) for d in datasets.values())}
+
+
+def prepared_source(cfg) -> dict | None:
+    """The source and converter `python -m bench.data prepare` recorded in the dataset's manifest.json, if any."""
+    import json
+
+    root = vtab.task_root(cfg) if cfg.format == "vtab_txt" else dataset_root(cfg)
+    try:
+        m = json.loads((root / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    return {k: m.get(k) for k in ("source", "converter", "pixel_format", "jpeg_quality")} if isinstance(m, dict) else None
 
 
 __all__ = ["FORMATS", "DataError", "describe", "listing", "load_split"]

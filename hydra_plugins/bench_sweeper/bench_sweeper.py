@@ -140,6 +140,22 @@ class BenchSweeper(BasicSweeper):
             self._whole += 1
             return OmegaConf.to_container(self._load(list(job)), resolve=True)  # the exact path; raises what Hydra raises
 
+    def _data_version(self, rc) -> Optional[str]:
+        """The data version a run of `rc` would read now (bench/data/version.py), once per dataset config and
+        protocol: the content hashes are cached under the cache dir, so after the first time this costs a stat
+        per image, as a run's own pixel cache does."""
+        import dataclasses
+        import json
+
+        from bench.sweep import data_version_now
+
+        key = json.dumps([dataclasses.asdict(rc.dataset), rc.protocol], sort_keys=True, default=str)
+        if key not in self._versions:
+            t0 = time.perf_counter()
+            self._versions[key] = data_version_now(rc.dataset, rc.protocol)
+            self._versions_s += time.perf_counter() - t0
+        return self._versions[key]
+
     def _load(self, overrides: List[str]) -> DictConfig:
         """Hydra's composition of the task config for `overrides`, without its `hydra` node."""
         cfg = self.hydra_context.config_loader.load_sweep_config(self.config, overrides)
@@ -157,16 +173,20 @@ class BenchSweeper(BasicSweeper):
         jobs = self._jobs(arguments)
         tic = time.perf_counter()
         inspector, states = sweep.Inspector(), []
+        self._versions: Dict[str, Optional[str]] = {}
+        self._versions_s = 0.0
         for job in jobs:
             try:  # every job's configuration is validated here, before anything is submitted
-                run_dir, identity = launch.run_dir_of(self._compose(job), job)
+                run_dir, identity, rc = launch.run_of(self._compose(job), job)
             except ConfigError as e:
                 launch.fail(f"error: {e} (in the job {' '.join(job)})", 2)
-            states.append(inspector.inspect(run_dir, identity))
+            states.append(inspector.inspect(run_dir, identity, lambda rc=rc: self._data_version(rc)))
         compose_s = time.perf_counter() - tic
         timing = (f"checked in {compose_s:.2f} s; {len(self._composed)} distinct compositions in "
                   f"{self._compose_s:.2f} s" + (f"; {self._slow} runs' values set by Hydra" if self._slow else "")
-                  + (f"; {self._whole} runs composed whole" if self._whole else ""))
+                  + (f"; {self._whole} runs composed whole" if self._whole else "")
+            + (f"; data versions of {len(self._versions)} dataset(s) in {self._versions_s:.2f} s"
+               if any(v is not None for v in self._versions.values()) else ""))
         if self.status:
             print(sweep.report(states, inspector.warnings, f"{len(states)} runs in the grid ({timing})"), flush=True)
             return []
@@ -183,6 +203,10 @@ class BenchSweeper(BasicSweeper):
         target = str(self.config.hydra.launcher.get("_target_", ""))
         launcher = "slurm" if target.endswith("SlurmLauncher") else "local" if target.endswith("LocalLauncher") \
             else target.rsplit(".", 1)[-1]
+        for s in todo:  # a completed run on other data: its folder moves aside, the rerun starts clean
+            moved = sweep.archive(s)
+            if moved:
+                print(f"[sweep] {s.run_dir} was completed on other data; kept as {moved}", flush=True)
         chosen = {id(s) for s in todo}
         keep = [i for i, s in enumerate(states) if id(s) in chosen]
         size = self.max_batch_size if self.max_batch_size and self.max_batch_size > 0 else len(keep)
