@@ -143,7 +143,8 @@ class TensorBoardTracker(Tracker):
 
         root = Path(self.settings.dir) if self.settings.dir else self.info.results_dir / "tensorboard"
         logdir = Path(state["logdir"]) if state else root / (self.info.sweep or ".") / self.info.name
-        self.writer = SummaryWriter(str(logdir), purge_step=step, flush_secs=30)
+        # events the lost attempt wrote after the checkpoint's step are hidden (a fresh start: all of a previous attempt's)
+        self.writer = SummaryWriter(str(logdir), purge_step=step + 1 if state else 0, flush_secs=30)
         if not state:
             from torch.utils.tensorboard.summary import hparams
 
