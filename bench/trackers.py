@@ -404,3 +404,72 @@ def open_trackers(cfg, run_dir: Path, config: dict | None = None, main: bool = T
                          "backbone": cfg.backbone.name, "recipe": cfg.recipe.name, "protocol": cfg.protocol,
                          "seed": f"seed{cfg.seed}", "benchmark": cfg.dataset.benchmark})
     return Trackers([TRACKERS[name][0](s, info) for name, s in chosen.items()], run_dir)
+
+
+# --- analyze.py --log-to: the leaderboard's tables and figures in the same tracker ------------------
+def log_leaderboard(tool: str, out_dir: Path, results_dir: Path) -> str:
+    """Send analyze.py's outputs in `out_dir` (markdown/CSV tables, PNG figures, report.html) to `tool`,
+    where its runs are (same defaults as a run's tracker: <results_dir>/tensorboard, offline W&B under
+    <results_dir>, MLflow's store); returns where they went. Torch-free, as the analysis path must be.
+
+    Raises:
+        ConfigError: an unknown tool or its client library missing (naming the extra).
+    """
+    settings({tool: {}})
+    out_dir, results_dir = Path(out_dir), Path(results_dir)
+    tables = sorted(out_dir.glob("*.md"))
+    figures = sorted(out_dir.glob("*.png"))
+    if tool == "tensorboard":
+        from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2, tensor_shape_pb2, types_pb2
+        from tensorboard.summary.writer.event_file_writer import EventFileWriter
+
+        logdir = results_dir / "tensorboard" / "leaderboard"
+        writer = EventFileWriter(str(logdir))
+        values = []
+        for path in tables:  # the text plugin: a string tensor of markdown
+            text = tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, string_val=[path.read_bytes()],
+                                          tensor_shape=tensor_shape_pb2.TensorShapeProto(
+                                              dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=1)]))
+            meta = summary_pb2.SummaryMetadata(plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="text"))
+            values.append(summary_pb2.Summary.Value(tag=f"tables/{path.stem}", metadata=meta, tensor=text))
+        for path in figures:
+            data = path.read_bytes()
+            width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")  # PNG's IHDR
+            values.append(summary_pb2.Summary.Value(tag=f"figures/{path.stem}", image=summary_pb2.Summary.Image(
+                height=height, width=width, colorspace=4, encoded_image_string=data)))
+        import time
+
+        writer.add_event(event_pb2.Event(wall_time=time.time(), step=0, summary=summary_pb2.Summary(value=values)))
+        writer.close()
+        return str(logdir)
+    if tool == "mlflow":
+        from mlflow.tracking import MlflowClient
+
+        s = MlflowTracker.Settings()
+        uri = s.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or (results_dir / "mlruns").resolve().as_uri()
+        if uri.startswith("file:"):
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        client = MlflowClient(tracking_uri=uri)
+        experiment = client.get_experiment_by_name("leaderboard")
+        experiment_id = experiment.experiment_id if experiment else client.create_experiment("leaderboard")
+        run_id = client.create_run(experiment_id, run_name=str(out_dir)).info.run_id
+        client.log_artifacts(run_id, str(out_dir))
+        client.set_terminated(run_id)
+        return f"{uri} (experiment leaderboard, run {run_id})"
+    if tool == "wandb":
+        import pandas as pd
+        import wandb
+
+        s = WandbTracker.Settings()
+        run = wandb.init(project=s.project, job_type="analysis", name=f"leaderboard {out_dir}", group="leaderboard",
+                         mode=os.environ.get("WANDB_MODE") or "offline", dir=str(results_dir), reinit="create_new",
+                         settings=wandb.Settings(console="off", silent=True))
+        logged = {f"tables/{p.stem}": wandb.Table(dataframe=pd.read_csv(p)) for p in sorted(out_dir.glob("*.csv"))}
+        logged |= {f"figures/{p.stem}": wandb.Image(str(p)) for p in figures}
+        run.log(logged)
+        artifact = wandb.Artifact("leaderboard", type="leaderboard")
+        artifact.add_dir(str(out_dir))
+        run.log_artifact(artifact)
+        run.finish()
+        return f"{results_dir / 'wandb'} (W&B run {run.id})"
+    raise ConfigError(f"--log-to {tool}: valid: tensorboard, wandb, mlflow")  # csv: the outputs are CSV already

@@ -382,3 +382,51 @@ def test_two_processes_log_once(tmp_path):
         runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
         assert len(runs) == 1
     assert "[tracker] warning" not in proc.stderr
+
+
+@pytest.mark.parametrize("tool", ["tensorboard", "mlflow", "wandb"])
+def test_analyze_sends_the_leaderboard_to_the_tracker(logged, tmp_path, tool):
+    """analyze.py --log-to: the tables (and figures, when drawn) beside the runs, without importing torch."""
+    need(tool)
+    import shutil
+
+    root = tmp_path / "results"
+    shutil.copytree(logged[0] / "runs", root / "runs")
+    script = (f"import sys; sys.path.insert(0, {str(ROOT)!r}); import analyze\n"
+              f"rc = analyze.main([{str(root)!r}, '--formats', 'csv,md', '--quiet', '--log-to', {tool!r}])\n"
+              "assert 'torch' not in sys.modules, 'the analysis path imported torch'\n"
+              "sys.exit(rc)\n")
+    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env=dict(os.environ, MLFLOW_ALLOW_FILE_STORE="true"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"sent the tables and figures to {tool}" in proc.stdout
+    tables = sorted(p.stem for p in (root / "leaderboard").glob("*.md"))
+    assert "leaderboard_mini_val" in tables
+    if tool == "tensorboard":
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        acc = EventAccumulator(str(root / "tensorboard" / "leaderboard"), size_guidance={"tensors": 0})
+        acc.Reload()
+        assert sorted(acc.Tags()["tensors"]) == [f"tables/{t}" for t in tables]
+        md = acc.Tensors("tables/leaderboard_mini_val")[0].tensor_proto.string_val[0].decode()
+        assert md == (root / "leaderboard" / "leaderboard_mini_val.md").read_text()
+    elif tool == "mlflow":
+        client = mlflow_client((root / "mlruns").resolve().as_uri())
+        (run,) = client.search_runs([client.get_experiment_by_name("leaderboard").experiment_id])
+        assert sorted(a.path for a in client.list_artifacts(run.info.run_id)) == \
+            sorted(p.name for p in (root / "leaderboard").iterdir() if not p.name.startswith("."))
+    else:
+        (run_file,) = root.glob("wandb/offline-run-*/run-*.wandb")
+        held = wandb_run(run_file)
+        assert held["run"].run_group == "leaderboard" and held["run"].job_type == "analysis"
+        logged_keys = {k.split("/")[1] for k in held["history"][0] if k.startswith("tables/")}  # a table: nested keys
+        assert logged_keys == {p.stem for p in (root / "leaderboard").glob("*.csv")}
+
+
+def test_analyze_log_to_without_the_library_is_one_line(tmp_path, monkeypatch, capsys):
+    import analyze
+
+    monkeypatch.setattr(trackers, "_installed", lambda module: False)
+    assert analyze.main([str(tmp_path), "--log-to", "wandb"]) == 2
+    assert capsys.readouterr().err.strip() == ("error: logger=wandb needs the wandb library, which is not installed: "
+                                               "pip install -e '.[wandb]'")
