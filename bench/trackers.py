@@ -180,7 +180,7 @@ class WandbTracker(Tracker):
     class Settings:
         project: str = "peft-bench"
         entity: str = ""  # "": the logged-in user's default
-        mode: str = ""  # offline | online | disabled; "": $WANDB_MODE, else offline
+        mode: str = "auto"  # offline | online | disabled | auto: $WANDB_MODE, else offline
         every_n_steps: int = 10
 
     def start(self, state, step):
@@ -190,7 +190,7 @@ class WandbTracker(Tracker):
         self.run = wandb.init(
             project=self.settings.project, entity=self.settings.entity or None, id=run_id,
             resume="allow" if state else None, name=self.info.name, group=self.info.sweep or None,
-            mode=self.settings.mode or os.environ.get("WANDB_MODE") or "offline", dir=str(self.info.results_dir),
+            mode=self.settings.mode if self.settings.mode != "auto" else os.environ.get("WANDB_MODE") or "offline", dir=str(self.info.results_dir),
             config=self.info.config, tags=list(dict.fromkeys(str(v)[:64] for v in self.info.tags.values() if v)),
             reinit="create_new", settings=wandb.Settings(console="off", silent=True))
         self.run.define_metric("step")
@@ -287,7 +287,7 @@ TRACKERS: dict[str, tuple[type, str | None, str | None]] = {
 }
 NAMES = ("none", *TRACKERS)  # the logger config group's options (conf/logger/<name>.yaml)
 RULES = {f"logger.{n}.every_n_steps": (lambda v: v >= 0, "must be >= 0") for n in TRACKERS} | {
-    "logger.wandb.mode": one_of("", "offline", "online", "disabled")}
+    "logger.wandb.mode": one_of("auto", "offline", "online", "disabled")}
 
 
 def _installed(module: str) -> bool:

@@ -273,7 +273,7 @@ def test_settings_are_checked_before_the_run(monkeypatch):
     monkeypatch.setattr(trackers, "_installed", lambda module: True)
     with pytest.raises(ConfigError, match="logger.wandb.every_n_steps=-1: must be >= 0"):
         trackers.settings({"wandb": {"every_n_steps": -1}})
-    with pytest.raises(ConfigError, match="logger.wandb.mode=cloud: valid: , offline, online, disabled"):
+    with pytest.raises(ConfigError, match="logger.wandb.mode=cloud: valid: auto, offline, online, disabled"):
         trackers.settings({"wandb": {"mode": "cloud"}})
     with pytest.raises(ConfigError, match="holds credentials"):
         trackers.settings({"mlflow": {"tracking_uri": "https://me:pw@mlflow.example/"}})
@@ -297,6 +297,18 @@ def test_a_missing_library_stops_the_launch_in_one_line(tmp_path):
         line = "logger=wandb needs the wandb library, which is not installed: pip install -e '.[wandb]'"
         assert line in proc.stderr.strip().splitlines()[-1]
         assert not list(tmp_path.rglob(records.RECORD))
+
+
+@pytest.mark.parametrize("args,message", [
+    (["logger=nope"], "error: option 'nope' matches no option of config group 'logger'."),
+    (["logger=[csv,tensorboard]", "logger.tensorboard.every=3"],
+     "error: logger.tensorboard.every: unknown key; valid logger keys: logger.tensorboard.dir,"),
+    (["logger=csv", "logger.csv.every_n_steps=3"], "error: logger.csv.every_n_steps: unknown key; valid logger keys:"),
+])
+def test_a_bad_logger_is_one_line_exit_2_and_no_record(tmp_path, args, message):
+    proc = run_cli("launch.py", "method=linear", "dataset=mini/count", *args, f"results_dir={tmp_path}", timeout=120)
+    assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and not list(tmp_path.rglob(records.RECORD))
 
 
 def test_logger_config_files_are_the_settings():
@@ -343,7 +355,7 @@ def test_launch_combines_loggers_and_the_sweeper_composes_them_as_hydra():
                 del exact["hydra"]
             assert sweeper._compose(job) == OmegaConf.to_container(exact, resolve=True), job
         assert sweeper._compose(jobs[-2])["logger"] == {"tensorboard": {"dir": "", "every_n_steps": 3},
-                                                        "wandb": {"project": "peft-bench", "entity": "", "mode": "",
+                                                        "wandb": {"project": "peft-bench", "entity": "", "mode": "auto",
                                                                   "every_n_steps": 10}}
         assert sweeper._compose(jobs[-1])["logger"] == {}
 
