@@ -122,6 +122,9 @@ def parse_args(argv):
                     help="processes drawing figures in parallel with the tables (default: 2, or 1 on a 1-core "
                          "machine: 1 draws them in this process, after the tables)")
     ap.add_argument("--quiet", action="store_true", help="print only the summary line, not the markdown tables")
+    ap.add_argument("--log-to", choices=("tensorboard", "wandb", "mlflow"), default=None,
+                    help="also send the tables and figures to this experiment tracker, beside the runs "
+                         "(README: Trackers); needs its extra, e.g. pip install -e '.[wandb]'")
     ap.add_argument("--redraw", action="store_true",
                     help="draw every figure, even those whose inputs are unchanged since OUT/.figures.json")
     args = ap.parse_args(argv)
@@ -395,6 +398,15 @@ def shot_tables(df, protocol: str, args, out: Outputs) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.log_to:  # a missing client library stops here, before the analysis
+        from bench.config import ConfigError
+        from bench.trackers import settings
+
+        try:
+            settings({args.log_to: {}})
+        except ConfigError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     missing = [d for d in args.results_dirs if not d.is_dir()]
     if missing:
         print(f"error: results folder {', '.join(map(str, missing))} does not exist", file=sys.stderr)
@@ -475,6 +487,10 @@ def run(args, pool) -> int:
                for k, r in zip(shown.index, shown.to_dict("records"))])
     out.finish()
     print(f"\nwrote {', '.join(args.formats)} outputs to {out_dir}")
+    if args.log_to:
+        from bench.trackers import log_leaderboard
+
+        print(f"sent the tables and figures to {args.log_to}: {log_leaderboard(args.log_to, out_dir, args.results_dirs[0])}")
     return 0
 
 

@@ -31,7 +31,8 @@ NOT_VARIANT = {"method", "dataset", "backbone", "train", "seed", "protocol", "re
                "deploy_iters", "deploy_budget", "deploy_score", "train.compile", "train.fused_adamw",
                "train.linear_fast_path", "train.tf32",
                "train.data_on_device", "train.checkpoint_every", "train.checkpoint_interval_s", "train.dist_timeout_s",
-               "dataset.data_root", "dataset.cache", "dataset.cache_dir", "dataset.num_workers"}
+               "dataset.data_root", "dataset.cache", "dataset.cache_dir", "dataset.num_workers",
+               "logger", "sweep"}  # and every logger.* key: trackers watch a run, they never change it
 FLAGS = {"--rerun": "hydra.sweeper.rerun=true", "--status": "hydra.sweeper.status=true"}  # launch.py's own
 
 
@@ -64,7 +65,10 @@ def expand_group_args(argv: list[str]) -> list[str]:
             out.append(arg)  # not a group of ours: flags, values, hydra/... (Hydra's own options), sweep functions
             continue
         options, chosen = group_options(group), []
-        for item in value.split(","):
+        listed = value.startswith("[") and value.endswith("]")  # group=[a,b]: several options at once (logger)
+        for item in (value[1:-1] if listed else value).split(","):
+            if listed and not item:
+                continue
             if any(c in item for c in "*?["):
                 matches = fnmatch.filter(options, item)
             else:
@@ -75,7 +79,7 @@ def expand_group_args(argv: list[str]) -> list[str]:
                                  f"valid options: {', '.join(options)}\n")
                 raise SystemExit(2)
             chosen += [m for m in matches if m not in chosen]
-        out.append(f"{key}={','.join(chosen)}")
+        out.append(f"{key}=[{','.join(chosen)}]" if listed else f"{key}={','.join(chosen)}")
     return out
 
 
@@ -121,6 +125,13 @@ def settable(argv: list[str]) -> list[str]:
         if not dot and sep and not arg.startswith(("+", "~", "-")) and not (CONF / key).is_dir() \
                 and key not in top_level and not key.startswith("hydra"):
             fail(f"error: {key}: unknown key; valid top-level keys: {', '.join(sorted(top_level))}", 2)
+        if section == "logger" and dot and sep and not arg.startswith(("+", "~", "-")):
+            from bench.trackers import TRACKERS
+
+            tracker, _, setting = name.partition(".")
+            if tracker not in TRACKERS or setting not in {f.name for f in dataclasses.fields(TRACKERS[tracker][0].Settings)}:
+                valid = [f"logger.{t}.{f.name}" for t, (cls, _, _) in TRACKERS.items() for f in dataclasses.fields(cls.Settings)]
+                fail(f"error: {key}: unknown key; valid logger keys: {', '.join(valid)}", 2)
         if arg.startswith(("+", "~", "-")) or not sep or not dot or section not in (*SECTIONS, "method"):
             out.append(arg)
             continue
@@ -164,7 +175,7 @@ def variant_from_overrides(overrides: list[str]) -> str:
     parts = []
     for o in sorted(overrides):
         key, _, value = o.lstrip("+~").partition("=")
-        if key in NOT_VARIANT or key.startswith("hydra"):
+        if key in NOT_VARIANT or key.startswith(("hydra", "logger.")):
             continue
         parts.append(re.sub(r"[^A-Za-z0-9._+-]", "", f"{key.rsplit('.', 1)[-1]}{value}".replace("/", "-").replace(",", "-")))
     return "_".join(parts)  # a folder name and a Hydra value: no braces, quotes, colons or commas
@@ -189,7 +200,11 @@ def to_run_config(cfg: dict, overrides: list[str]):
     if name and name != default_for(d["dataset"]["benchmark"]) and variant != name and not variant.startswith(name + "_"):
         variant = "_".join(p for p in (name, variant) if p)  # a non-default recipe names its runs
     d["variant"] = variant
-    return from_dict(RunConfig, d)
+    rc = from_dict(RunConfig, d)
+    from bench.trackers import settings
+
+    settings(rc.logger)  # an unknown tracker, a bad setting or a missing client library stops here, before any run
+    return rc
 
 
 def run_path(rc) -> Path:
@@ -266,6 +281,8 @@ def main() -> None:
             d = OmegaConf.to_container(cfg, resolve=True)
             d["train"]["num_threads"] = job_threads(d["train"].get("num_threads", 0), hc.launcher.get("cpus_per_task"))
             rc = to_run_config(d, overrides)
+            if not rc.sweep and hc.mode == RunMode.MULTIRUN:  # trackers group a sweep's runs: by its folder's name
+                rc.sweep = Path(hc.runtime.output_dir).parent.name
             out_dir = run_path(rc)
             rec, _ = sweep.read_record(out_dir / RECORD)
             if rec and rec["status"] in ("completed", "unsupported"):

@@ -160,10 +160,19 @@ class RunConfig:
     deploy_budget: float = 0.05  # ...and more rounds (up to 20) while timing has used under this share of training time
     deploy_score: str = "check"  # check: a merged model's logits compared with the trained model's on one batch |
     # full: also its top-1 on the whole report split (deployed_test_top1)
+    logger: Any = field(default_factory=dict)  # experiment trackers (bench/trackers.py): {name: its settings}, in
+    # order; a list of names takes each one's defaults; {} (logger=none): the record alone
+    sweep: str = ""  # the sweep this run belongs to: trackers group its runs by it (launch.py: Hydra's sweep folder)
 
     def __post_init__(self):
         if self.protocol not in PROTOCOLS:
             raise ConfigError(f"protocol={self.protocol}: unknown protocol; valid: {', '.join(PROTOCOLS)}")
+        if isinstance(self.logger, str):
+            self.logger = [] if self.logger == "none" else [self.logger]
+        if isinstance(self.logger, (list, tuple)):
+            self.logger = {name: {} for name in self.logger if name != "none"}
+        if not isinstance(self.logger, dict):
+            raise ConfigError(f"logger={self.logger!r}: must be a list of logger names or a mapping name -> settings")
 
 
 class ConfigError(ValueError):

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 import methods
-from bench import checkpoint, dist, env, linear_probe, records
+from bench import checkpoint, dist, env, linear_probe, records, trackers
 from bench.config import PROTOCOLS, RunConfig
 from bench.data import describe, load_split, preflight
 from bench.data.device import to_device
@@ -106,6 +106,7 @@ def run(cfg: RunConfig) -> dict:
     t_start = time.perf_counter()
     per_run_memory = _reset_peak_memory(device)
     rss_at_start = _status_mb("VmRSS") if per_run_memory and device.type != "cuda" else None
+    tracker = trackers.open_trackers(cfg, out_dir, record["config"], dist.is_main())  # rank 0's; a bad logger raises here
     if dist.is_main():  # a previous attempt's rank errors are not this one's
         for stale in out_dir.glob("rank*.error.json"):
             stale.unlink()
@@ -156,7 +157,7 @@ def run(cfg: RunConfig) -> dict:
                     device=device, desc=label, channels_last=cfg.backbone.channels_last and device.type == "cuda",
                     checkpoint=out_dir / checkpoint.CHECKPOINT,
                     checkpoint_config=_checkpoint_config(record["config"]) | {"data_version": data_version},
-                    on_epoch=lambda e, m: {key: score(m, monitor_split)})
+                    on_epoch=lambda e, m: {key: score(m, monitor_split)}, tracker=tracker)
         record["train_peak_memory_mb"] = _peak_memory_mb(device, per_run_memory)[0]  # up to the end of training
         history, trainee = out["history"], out["eval_model"]
         if fast:
@@ -213,9 +214,9 @@ def run(cfg: RunConfig) -> dict:
             ranks = ", ".join(f"rank {r['rank']}: {r['type']}: {r['message']}" for r in record["error"]["other_ranks"])
             if ranks:
                 record["error"]["message"] += f" (first failure elsewhere: {ranks})"
-        _finish(record, out_dir, t_start, label)
+        _finish(record, out_dir, t_start, label, tracker)
         raise
-    _finish(record, out_dir, t_start, label)
+    _finish(record, out_dir, t_start, label, tracker)
     if record["status"] == "completed":
         (out_dir / checkpoint.CHECKPOINT).unlink(missing_ok=True)  # the record is the result now
     return record
@@ -245,7 +246,7 @@ def _checkpoint_config(config: dict) -> dict:
     train = {k: v for k, v in config["train"].items()
              if k not in ("progress", "num_threads", "eval_batch_size", "data_on_device", "checkpoint_every",
                           "checkpoint_interval_s", "dist_timeout_s")}
-    skip = ("results_dir", "deploy_iters", "deploy_budget", "deploy_score")
+    skip = ("results_dir", "deploy_iters", "deploy_budget", "deploy_score", "logger", "sweep")
     return {k: v for k, v in config.items() if k not in skip} | {"train": train}
 
 
@@ -301,10 +302,12 @@ def save_trained(model: torch.nn.Module, path) -> None:
         save_file(tensors, str(tmp))
 
 
-def _finish(record: dict, out_dir, t_start: float, label: str) -> None:
+def _finish(record: dict, out_dir, t_start: float, label: str, tracker=None) -> None:
     record["wall_time_s"] = time.perf_counter() - t_start
     record["finished_at"] = _now()
     records.write_json_atomic(out_dir / records.RECORD, record)
+    if tracker is not None:  # after the record is safe: final metrics and the record file itself
+        tracker.finish(record, out_dir / records.RECORD)
     if record["status"] == "completed":
         extra = f" val {record['val_top1']:.1f}%" if "val_top1" in record else ""
         print(f"[completed] {label}: test {record['test_top1']:.1f}%{extra} | tunable {record['tunable_params']:,}"

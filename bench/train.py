@@ -125,7 +125,7 @@ def schedule_epoch(cfg: TrainConfig, epoch: int) -> int:
 def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, num_classes: int, seed: int,
           device: torch.device, on_epoch: Callable[[int, nn.Module], dict] | None = None,
           desc: str = "train", channels_last: bool = False, checkpoint: Path | None = None,
-          checkpoint_config: dict | None = None) -> dict:
+          checkpoint_config: dict | None = None, tracker=None) -> dict:
     """Train `model` in place on `data` for `cfg.epochs + cfg.cooldown_epochs` epochs.
 
     Args:
@@ -134,6 +134,8 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, num_classes: int
             merged into that epoch's history entry.
         checkpoint: file to resume from when it exists (and was written with the same
             `checkpoint_config`), and to write every `cfg.checkpoint_every` epochs.
+        tracker: experiment trackers (bench.trackers.Trackers): started once the loop knows whether it
+            resumed (a resumed run continues its tracker run), then told each step and epoch.
 
     Returns:
         dict with `history` (one entry per epoch: train_loss, lr, and on_epoch's keys),
@@ -192,6 +194,8 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, num_classes: int
             scheduler.step_update(step)
         ckpt.set_rng_state(state["rng"], generator)
         print(f"[checkpoint] {desc}: resumed after epoch {state['epoch']} from {checkpoint}", flush=True)
+    if tracker is not None:
+        tracker.start(start - 1, step)
 
     # --- loop -------------------------------------------------------------------------------
     total_epochs = cfg.epochs + cfg.cooldown_epochs
@@ -227,6 +231,9 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, num_classes: int
                 scheduler.step_update(step)
             if ema is not None:
                 ema.update(model, step=step)
+            if tracker:  # its every_n_steps decides; the loss is read (a host sync) only on a step it logs
+                tracker.log_step(step, loss.detach() if world == 1 else loss.detach() / len(y),
+                                 optimizer.param_groups[0]["lr"])
             loss_sum += loss.detach() * len(y) if world == 1 else loss.detach()
             seen += len(y)
         total, seen = dist.all_sum(loss_sum.item(), seen)  # .item() syncs once per epoch; summed over ranks
@@ -234,10 +241,13 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, num_classes: int
         images += seen
         entry = {"epoch": epoch, "train_loss": total / max(seen, 1),
                  "lr": optimizer.param_groups[0]["lr"]}
-        train_seconds += time.perf_counter() - t0
+        epoch_s = time.perf_counter() - t0
+        train_seconds += epoch_s
         if on_epoch is not None:
             entry.update(on_epoch(epoch, ema.module if ema is not None else model))
         history.append(entry)
+        if tracker is not None:
+            tracker.log_epoch(epoch, step, entry | {"epoch_time_s": epoch_s, "images_per_s": seen / max(epoch_s, 1e-9)})
         if checkpoint is not None and cfg.checkpoint_every > 0 and epoch % cfg.checkpoint_every == 0 \
                 and epoch < total_epochs and time.perf_counter() - saved_at >= cfg.checkpoint_interval_s:
             saved_at = time.perf_counter()
