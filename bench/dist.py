@@ -89,8 +89,8 @@ def backend() -> str | None:
     return dist.get_backend() if world() > 1 else None
 
 
-def gather(value: str) -> list[str]:
-    """Every rank's `value`, in rank order (a collective: every rank must call it)."""
+def gather(value):
+    """Every rank's `value` (any picklable object), in rank order (a collective: every rank must call it)."""
     if world() == 1:
         return [value]
     out: list = [None] * world()
