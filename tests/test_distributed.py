@@ -117,7 +117,7 @@ def test_a_rank_that_fails_ends_the_run_and_is_named(tmp_path):
         "    import bench.evaluate as ev\n"
         "    def broken(*a, **k):\n"
         "        raise RuntimeError('injected failure on rank 1')\n"
-        "    ev.top1 = broken\n"
+        "    ev.predict = broken\n"
         "sys.argv = ['launch.py', *sys.argv[1:]]\n"
         "runpy.run_path('launch.py', run_name='__main__')\n")
     proc = run([*TORCHRUN, "--nproc-per-node", "2", str(script), *MINI, "train.dist_timeout_s=60",
