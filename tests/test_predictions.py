@@ -184,3 +184,10 @@ def test_a_skipped_image_marks_the_predictions_incomplete(tmp_path):
     assert fields["predictions_complete"] is False and fields["predictions_bad_images"] == {"imagenet_v2": 1}
     fields = bench.run.save_predictions(tmp_path, (np.zeros(4), np.zeros(4)), {"fingerprint": "sha256:t"}, 8, 2, {})
     assert fields["predictions_complete"] is False and fields["predictions_bad_images"] == {"test": 2}
+
+
+def test_an_unsupported_run_writes_no_predictions(tmp_path):
+    cfg = dataclasses.replace(config(tmp_path, "vpt"), backbone=backbone_config("tiny_convnext"))
+    rec = run(cfg)
+    assert rec["status"] == "unsupported" and "predictions" not in rec  # VPT needs tokens: not on a CNN
+    assert not list(tmp_path.rglob(records.PREDICTIONS)) and list(tmp_path.rglob(records.RECORD))
