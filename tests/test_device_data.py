@@ -147,7 +147,8 @@ def test_a_run_with_data_on_the_device_matches_the_loader(tmp_path, monkeypatch)
 
     saved = {mode: load(next((tmp_path / mode).rglob("predictions.npz")))["test"] for mode in recs}
     assert saved["on"]["pred"].tolist() == saved["off"]["pred"].tolist()  # image by image, in the listing's order
-    assert saved["on"]["target"].tolist() == saved["off"]["target"].tolist() == load_split(ds, "test", MEAN, STD).labels.tolist()
+    labels = load_split(ds, "test", MEAN, STD).labels.tolist()
+    assert saved["on"]["target"].tolist() == saved["off"]["target"].tolist() == labels
     assert saved["on"]["fingerprint"] == on["test_fingerprint"] == off["test_fingerprint"]
 
 

@@ -179,5 +179,6 @@ def test_a_killed_rank_fails_the_run_and_a_relaunch_resumes_to_the_same_metrics(
     for a, b in zip(reference["history"], rec["history"]):
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-6)
     assert rec["test_top1"] == reference["test_top1"]
-    (ref_pred,), (pred,) = ([np.load(p)["pred"] for p in (tmp_path / d).rglob("predictions.npz")] for d in ("ref", "run"))
+    (ref_pred,), (pred,) = ([np.load(p)["pred"] for p in (tmp_path / d).rglob("predictions.npz")]
+                            for d in ("ref", "run"))
     assert np.array_equal(pred, ref_pred)  # the resumed run writes its predictions at its end, as an uninterrupted one

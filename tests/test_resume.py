@@ -54,7 +54,8 @@ def test_interrupted_run_resumes_to_identical_metrics(tmp_path, monkeypatch, met
     assert not (run_dir / checkpoint.CHECKPOINT).exists()  # removed once the record is complete
     # the resumed run writes its predictions at its end: those of the uninterrupted run
     ref_dir = next((tmp_path / "ref").rglob("record.json")).parent
-    assert np.array_equal(np.load(run_dir / records.PREDICTIONS)["pred"], np.load(ref_dir / records.PREDICTIONS)["pred"])
+    assert np.array_equal(np.load(run_dir / records.PREDICTIONS)["pred"],
+                          np.load(ref_dir / records.PREDICTIONS)["pred"])
 
 
 def test_checkpoint_of_another_configuration_is_ignored(tmp_path):
