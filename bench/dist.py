@@ -10,8 +10,9 @@ How a run is split (bench/train.py, bench/evaluate.py): every rank draws the sam
 each epoch and takes its contiguous part of every global batch (`train.batch_size` is the
 global batch); each rank's loss is its images' summed loss over the global batch's size times
 the world size, so DistributedDataParallel's gradient average is the mean over the global
-batch, exactly one process's gradient; evaluation scores each rank's contiguous part of the
-split and sums correct and image counts, so every image counts once. Rank 0 writes the record,
+batch, exactly one process's gradient; evaluation predicts each rank's contiguous part of every
+batch and gathers the per-image predictions back into the split's order, so every image counts
+once (bench/evaluate.py). Rank 0 writes the record (and the predictions file),
 checkpoints and weights; every rank resumes from the same checkpoint.
 """
 import datetime
@@ -89,8 +90,8 @@ def backend() -> str | None:
     return dist.get_backend() if world() > 1 else None
 
 
-def gather(value: str) -> list[str]:
-    """Every rank's `value`, in rank order (a collective: every rank must call it)."""
+def gather(value):
+    """Every rank's `value` (any picklable object), in rank order (a collective: every rank must call it)."""
     if world() == 1:
         return [value]
     out: list = [None] * world()

@@ -16,6 +16,7 @@ import pandas as pd
 
 RECORD = "record.json"
 CHECKPOINT = "last.pt"  # an unfinished run's checkpoint: bench.train writes it, a relaunch resumes from it
+PREDICTIONS = "predictions.npz"  # a completed run's per-image test predictions (bench/predictions.py)
 WEIGHTS = "trained.safetensors"  # the run's trained (tunable) parameters, written by bench.run, read by bench.export
 SCHEMA = 1
 STATUSES = ("completed", "failed", "unsupported")

@@ -16,12 +16,12 @@ import numpy as np
 import torch
 
 import methods
-from bench import checkpoint, dist, env, linear_probe, records, trackers
+from bench import checkpoint, dist, env, linear_probe, predictions, records, trackers
 from bench.config import PROTOCOLS, RunConfig
 from bench.data import describe, load_split, preflight
 from bench.data.device import to_device
 from bench.deploy import deployable, images_per_s, n_params
-from bench.evaluate import top1
+from bench.evaluate import accuracy, predict, top1
 from bench.models import build_backbone, data_config, init_head, normalization
 from bench.train import autocast_dtype, base_lr, batches, train
 
@@ -139,12 +139,13 @@ def run(cfg: RunConfig) -> dict:
         # --- train, monitoring one split every epoch ----------------------------------------
         bs, prog, amp = eval_batch_size(cfg.train), cfg.train.progress, autocast_dtype(cfg.train, device)
         eval_s = [0.0]  # time in evaluation passes (per epoch and final)
+        outcomes = {}  # split -> (pred, target) of its latest evaluation: the report split's are the final model's
 
         def score(m, split: str) -> float:
             t = time.perf_counter()
-            acc = top1(m, data[split], bs, device, f"{label} {split}", prog, amp)
+            outcomes[split] = predict(m, data[split], bs, device, f"{label} {split}", prog, amp)
             eval_s[0] += time.perf_counter() - t
-            return acc
+            return accuracy(*outcomes[split])
 
         key = f"{monitor_split}_top1"
         fast = linear_probe.applies(cfg)
@@ -181,13 +182,16 @@ def run(cfg: RunConfig) -> dict:
         record["eval_time_s"] = eval_s[0]
         record["eval_batch_size"] = bs
         record["data"] = describe(cfg.dataset, splits)
+        # unreadable images skipped (on_bad_image=skip) are read, and counted, by each rank apart
+        test_skipped = int(dist.all_sum(getattr(splits[report_split], "bad_images", 0))[0])
         if not dist.is_main():  # the rest (robustness, weights, the deployed model, the record) is rank 0's
             record.update(status="completed", history=history)
             return record
+        target_outcomes = {}  # robustness and domain-shift targets: name -> their predictions
         if cfg.dataset.robustness or cfg.dataset.domain_shift:
             from bench.data import robustness
             record["robustness"] = robustness.evaluate(model, cfg.dataset, mean, std, device,
-                                                       bs, cfg.train.progress)
+                                                       bs, cfg.train.progress, target_outcomes)
         if cfg.save_weights:
             save_trained(model, out_dir / records.WEIGHTS)
         record.update(deploy(model, method, cfg, splits[report_split], record[f"{report_split}_top1"], device, label,
@@ -199,6 +203,12 @@ def run(cfg: RunConfig) -> dict:
         record.update(status="completed", history=history, train_time_s=train_s,
                       train_images_per_s=out["images_seen"] / max(train_s, 1e-9),
                       peak_memory_mb=peak, peak_memory_kind=kind)
+        # last, once everything else succeeded: a failed run leaves no predictions file. The report
+        # split's latest evaluation is the one that gave its score (paper: the final epoch's)
+        if accuracy(*outcomes[report_split]) != record[f"{report_split}_top1"]:
+            raise RuntimeError(f"the saved {report_split} predictions are not those of the recorded score")
+        record.update(save_predictions(out_dir, outcomes[report_split], record["data"]["splits"][report_split],
+                                       cfg.dataset.num_classes, test_skipped, target_outcomes))
     except methods.Unsupported as e:
         record.update(status="unsupported", error={"type": "Unsupported", "message": str(e)})
     except (Exception, KeyboardInterrupt) as e:
@@ -220,6 +230,25 @@ def run(cfg: RunConfig) -> dict:
     if record["status"] == "completed":
         (out_dir / checkpoint.CHECKPOINT).unlink(missing_ok=True)  # the record is the result now
     return record
+
+
+def save_predictions(out_dir, outcome, split_info: dict, num_classes: int, skipped: int, targets: dict) -> dict:
+    """Write the test split's (and each robustness target's) per-image predictions (bench/predictions.py)
+    beside the record; returns the record's fields that point to them.
+
+    `predictions_complete` is false when an unreadable image was skipped (on_bad_image=skip) in the
+    test split or a target: the arrays then miss or repeat images and must not be paired by fingerprint.
+    """
+    pred, target = outcome
+    entries = predictions.arrays(pred, target, split_info["fingerprint"], num_classes)
+    bad = {"test": skipped}
+    for name, t in targets.items():
+        entries |= predictions.arrays(t["pred"], t["target"], t["fingerprint"], t["num_classes"], name)
+        bad[name] = t["bad_images"]
+    predictions.save(out_dir / records.PREDICTIONS, entries)
+    return {"test_fingerprint": split_info["fingerprint"], "predictions": records.PREDICTIONS,
+            "predictions_images": len(pred), "predictions_complete": not any(bad.values()),
+            "predictions_bad_images": {k: v for k, v in bad.items() if v}}
 
 
 def _rank_errors(out_dir, wait_s: float = 5.0) -> list[dict]:
@@ -303,6 +332,8 @@ def save_trained(model: torch.nn.Module, path) -> None:
 
 
 def _finish(record: dict, out_dir, t_start: float, label: str, tracker=None) -> None:
+    if record["status"] != "completed":  # an earlier attempt's predictions are not this run's
+        (out_dir / records.PREDICTIONS).unlink(missing_ok=True)
     record["wall_time_s"] = time.perf_counter() - t_start
     record["finished_at"] = _now()
     records.write_json_atomic(out_dir / records.RECORD, record)

@@ -289,7 +289,7 @@ def batches(data: Dataset, batch_size: int, generator: torch.Generator | None = 
         # augment from their own generators, seeded alike from the shared one
         seed = int(torch.randint(2**62, (1,), generator=generator))
         augment = torch.Generator().manual_seed(seed + dist.rank())
-    for a, b in _spans(n, batch_size, drop_last, shard):
+    for a, b in spans(n, batch_size, drop_last, shard):
         if order is None:
             x, *rest = (t[a:b] for t in data.tensors)
         else:  # index_select: several times faster than t[idx] on the CPU (one-off timing: 22 vs 130 us, 64 x 32 px)
@@ -300,8 +300,9 @@ def batches(data: Dataset, batch_size: int, generator: torch.Generator | None = 
         yield (x, *rest)
 
 
-def _spans(n: int, batch_size: int, drop_last: bool, shard: bool):
-    """[start, stop) of each batch of an epoch's order of `n` items; with `shard`, this rank's part of it."""
+def spans(n: int, batch_size: int, drop_last: bool, shard: bool):
+    """[start, stop) of each batch of an epoch's order of `n` items; with `shard`, this rank's part of it
+    (bench.evaluate reads these to put the ranks' predictions back in the split's order)."""
     for i in range(0, n_batches(n, batch_size, drop_last) * batch_size, batch_size):
         a, b = i, min(i + batch_size, n)
         if shard:
@@ -322,5 +323,5 @@ class _ShardedBatches:
     def __iter__(self):
         order = torch.randperm(self.n, generator=self.generator).tolist() if self.generator is not None \
             else list(range(self.n))
-        for a, b in _spans(self.n, self.batch_size, self.drop_last, shard=True):
+        for a, b in spans(self.n, self.batch_size, self.drop_last, shard=True):
             yield order[a:b]

@@ -143,6 +143,13 @@ def test_a_run_with_data_on_the_device_matches_the_loader(tmp_path, monkeypatch)
     assert on["test_top1"] == off["test_top1"]
     assert [h["train_loss"] for h in on["history"]] == [h["train_loss"] for h in off["history"]]  # the same bits
     assert on["data"]["splits"]["test"]["images"] == off["data"]["splits"]["test"]["images"] == 12
+    from bench.predictions import load
+
+    saved = {mode: load(next((tmp_path / mode).rglob("predictions.npz")))["test"] for mode in recs}
+    assert saved["on"]["pred"].tolist() == saved["off"]["pred"].tolist()  # image by image, in the listing's order
+    labels = load_split(ds, "test", MEAN, STD).labels.tolist()
+    assert saved["on"]["target"].tolist() == saved["off"]["target"].tolist() == labels
+    assert saved["on"]["fingerprint"] == on["test_fingerprint"] == off["test_fingerprint"]
 
 
 def test_a_run_with_batch_augmentation_trains_on_augmented_batches(tmp_path, monkeypatch):

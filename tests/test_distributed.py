@@ -53,27 +53,49 @@ def test_two_processes_train_as_one(one_and_two):
     assert proc.stdout.count("[completed]") == 1  # one writer, one line
 
 
+def test_two_processes_write_the_predictions_of_one(one_and_two):
+    """Rank 0 writes every test image's prediction once, in the split's order, as one process does."""
+    import numpy as np
+
+    from bench import predictions, records
+
+    one, two, _ = one_and_two
+    a, b = (predictions.load(records.run_dir(r["config"]["results_dir"], r["backbone"], r["dataset"], r["method"],
+                                             r["variant"], r["protocol"], r["seed"]))["test"] for r in (one, two))
+    assert a["target"].tobytes() == b["target"].tobytes() and a["target"].dtype == b["target"].dtype  # bit-equal
+    assert a["fingerprint"] == b["fingerprint"] == one["test_fingerprint"] == two["test_fingerprint"]
+    assert two["predictions_images"] == len(b["pred"]) == 1000 and two["predictions_complete"] is True
+    assert two["test_top1"] == 100 * np.mean(b["pred"] == b["target"])
+    # as the scores above: a logit that close may flip one prediction of the 1,000
+    assert np.sum(a["pred"] != b["pred"]) <= 1
+
+
 def test_sharded_evaluation_counts_every_image_once(tmp_path):
-    """Seven images over two ranks (4 + 3), against one process, through the real top1."""
+    """Seven images over two ranks (4 + 3), against one process, through the real top1; the gathered
+    per-image predictions are in the split's order on every rank (the parts are 2+1, 2+1, 1+0)."""
     script = tmp_path / "eval.py"
     script.write_text(
         "import torch, torch.nn as nn\n"
         "from torch.utils.data import TensorDataset\n"
         "from bench import dist\n"
-        "from bench.evaluate import top1\n"
+        "from bench.evaluate import predict, top1\n"
         "dist.setup(60)\n"
         "torch.manual_seed(0)\n"
         "x, y = torch.randn(7, 5), torch.tensor([0, 1, 2, 0, 1, 2, 0])\n"
         "model = nn.Linear(5, 3)\n"
         "sharded = top1(model, TensorDataset(x, y), 3, torch.device('cpu'), progress=False)\n"
         "whole = top1(model, TensorDataset(x, y), 3, torch.device('cpu'), progress=False, shard=False)\n"
-        f"open(r'{tmp_path}/rank' + str(dist.rank()), 'w').write(f'{{sharded!r}} {{whole!r}}')\n"
+        "p, t = predict(model, TensorDataset(x, y), 3, torch.device('cpu'), progress=False)\n"
+        "q, u = predict(model, TensorDataset(x, y), 7, torch.device('cpu'), progress=False, shard=False)\n"
+        f"open(r'{tmp_path}/rank' + str(dist.rank()), 'w').write(f'{{sharded!r}} {{whole!r}} '"
+        "f'{p.tolist() == q.tolist()} {t.tolist() == y.tolist() == u.tolist()}')\n"
         "dist.cleanup()\n")
     proc = run([*TORCHRUN, "--nproc-per-node", "2", str(script)], timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     for r in (0, 1):
-        sharded, whole = (tmp_path / f"rank{r}").read_text().split()
-        assert sharded == whole == repr(100 * 2 / 7)  # 7 images counted once each (not 8), 2 of them right
+        sharded, whole, same_pred, same_target = (tmp_path / f"rank{r}").read_text().split()
+        assert sharded == whole == repr(100 * (2 / 7))  # 7 images counted once each (not 8), 2 of them right
+        assert same_pred == same_target == "True"
 
 
 def test_a_batch_that_does_not_divide_is_a_one_line_failure(tmp_path):
@@ -95,7 +117,7 @@ def test_a_rank_that_fails_ends_the_run_and_is_named(tmp_path):
         "    import bench.evaluate as ev\n"
         "    def broken(*a, **k):\n"
         "        raise RuntimeError('injected failure on rank 1')\n"
-        "    ev.top1 = broken\n"
+        "    ev.predict = broken\n"
         "sys.argv = ['launch.py', *sys.argv[1:]]\n"
         "runpy.run_path('launch.py', run_name='__main__')\n")
     proc = run([*TORCHRUN, "--nproc-per-node", "2", str(script), *MINI, "train.dist_timeout_s=60",
@@ -118,6 +140,7 @@ def test_a_killed_rank_fails_the_run_and_a_relaunch_resumes_to_the_same_metrics(
     import signal
     import time
 
+    import numpy as np
     from test_resume_kill import wait_until
 
     args = ["method=ssf", "dataset=mini/count", "train.epochs=4", "train.progress=false", "deploy_iters=0",
@@ -147,7 +170,7 @@ def test_a_killed_rank_fails_the_run_and_a_relaunch_resumes_to_the_same_metrics(
             os.killpg(agent.pid, signal.SIGKILL)
             agent.wait()
     failed = record(tmp_path / "run")
-    assert failed["status"] == "failed"
+    assert failed["status"] == "failed" and not list((tmp_path / "run").rglob("predictions.npz"))
     again = run([*cmd, f"results_dir={tmp_path / 'run'}"], timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     rec = record(tmp_path / "run")
@@ -156,3 +179,6 @@ def test_a_killed_rank_fails_the_run_and_a_relaunch_resumes_to_the_same_metrics(
     for a, b in zip(reference["history"], rec["history"]):
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-6)
     assert rec["test_top1"] == reference["test_top1"]
+    (ref_pred,), (pred,) = ([np.load(p)["pred"] for p in (tmp_path / d).rglob("predictions.npz")]
+                            for d in ("ref", "run"))
+    assert np.array_equal(pred, ref_pred)  # the resumed run writes its predictions at its end, as an uninterrupted one

@@ -159,6 +159,18 @@ def test_domain_generalisation_scores_every_target(tmp_path):
         assert 0 <= rob[f"{name}_top1"] <= 100
     assert "imagenet_a_top1_1000way" in rob and "imagenet_v2_top1_1000way" not in rob
     assert rec["shots"] == 16 and rec["data"]["splits"]["train"]["images"] == 3 * 16
+    # every target's per-image predictions beside the record: those its score used (A and R: over their
+    # 200 classes, as ImageNet indices), with 1000-way labels
+    from bench.predictions import load
+
+    saved = load(path.parent)
+    assert set(saved) == {"test", "imagenet_v2", "imagenet_sketch", "imagenet_a", "imagenet_r"}
+    assert saved["imagenet_v2"]["target"].tolist() == [0, 1, 2, 999] and saved["imagenet_v2"]["pred"].dtype == np.int16
+    assert set(saved["imagenet_a"]["pred"].tolist()) <= set(subset_classes("imagenet_a")[1].tolist())
+    for name in ("imagenet_v2", "imagenet_sketch", "imagenet_a", "imagenet_r"):
+        assert rob[f"{name}_top1"] == 100 * np.mean(saved[name]["pred"] == saved[name]["target"])
+        assert saved[name]["fingerprint"].startswith("sha256:")
+    assert rec["predictions_complete"] is True and rec["test_fingerprint"] == saved["test"]["fingerprint"]
 
 
 def test_many_shot_sweep_composes_and_completes(tmp_path):

@@ -2,10 +2,11 @@
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 
 import bench.train
-from bench import checkpoint
+from bench import checkpoint, records
 from bench.config import DatasetConfig, RunConfig, TrainConfig, backbone_config
 from bench.run import run
 
@@ -43,7 +44,7 @@ def test_interrupted_run_resumes_to_identical_metrics(tmp_path, monkeypatch, met
         run(cfg)
     run_dir = next((tmp_path / "cut").rglob("record.json")).parent
     assert json.loads((run_dir / "record.json").read_text())["status"] == "failed"
-    assert (run_dir / checkpoint.CHECKPOINT).is_file()
+    assert (run_dir / checkpoint.CHECKPOINT).is_file() and not (run_dir / records.PREDICTIONS).exists()
     monkeypatch.setattr(bench.train.ckpt, "save", real_save)
 
     resumed = run(cfg)
@@ -51,6 +52,10 @@ def test_interrupted_run_resumes_to_identical_metrics(tmp_path, monkeypatch, met
     assert resumed["history"] == ref["history"]  # losses, learning rates and val scores, bit for bit
     assert resumed["test_top1"] == ref["test_top1"] and resumed["status"] == "completed"
     assert not (run_dir / checkpoint.CHECKPOINT).exists()  # removed once the record is complete
+    # the resumed run writes its predictions at its end: those of the uninterrupted run
+    ref_dir = next((tmp_path / "ref").rglob("record.json")).parent
+    assert np.array_equal(np.load(run_dir / records.PREDICTIONS)["pred"],
+                          np.load(ref_dir / records.PREDICTIONS)["pred"])
 
 
 def test_checkpoint_of_another_configuration_is_ignored(tmp_path):

@@ -55,3 +55,8 @@ def test_linear_fast_path_matches_epoch_loop(tmp_path):
     for a, b in zip(fast["history"], slow["history"]):
         assert abs(a["train_loss"] - b["train_loss"]) < 1e-4 and abs(a["val_top1"] - b["val_top1"]) <= 0.5
     assert fast["deployed_test_top1"] == fast["test_top1"]
+    from bench.predictions import load
+
+    a, b = (load(next(tmp_path.rglob(f"{m}/val-seed0/predictions.npz")))["test"] for m in ("linear", "linear-slow"))
+    assert a["target"].tolist() == b["target"].tolist() and a["fingerprint"] == b["fingerprint"]
+    assert (a["pred"] != b["pred"]).sum() <= 5  # the same images in the same order; as the scores, 0.5 points at most

@@ -106,6 +106,11 @@ def corruptions_present(cfg) -> list[str]:
     return [c for c in (*STANDARD, *EXTRA) if c in found]
 
 
+def corruption_target(corruption: str, severity: int) -> str:
+    """The name of one ImageNet-C folder as a scored target (`imagenet_c_fog_3`): in predictions files."""
+    return f"imagenet_c_{corruption}_{severity}"
+
+
 # --- arithmetic --------------------------------------------------------------------------------
 def masked_predictions(logits, indices) -> np.ndarray:
     """Arg-max over the 1000-way logits restricted to `indices` (N, 1000) -> (N,) positions in `indices`."""
@@ -130,8 +135,17 @@ def mce(errors: dict[str, dict[int, float]]) -> tuple[float, dict[str, float]]:
 
 
 # --- evaluation of a model ---------------------------------------------------------------------
-def evaluate(model, cfg, mean, std, device, batch_size: int = 250, progress: bool = True) -> dict:
-    """Score an ImageNet-1k model (1000 outputs in sorted-WordNet-id order) on `cfg.robustness`.
+def evaluate(model, cfg, mean, std, device, batch_size: int = 250, progress: bool = True,
+             predictions: dict | None = None) -> dict:
+    """Score an ImageNet-1k model (1000 outputs in sorted-WordNet-id order) on `cfg.robustness`
+    and `cfg.domain_shift`.
+
+    Args:
+        predictions: when given, filled with each target's per-image outcome, by target name
+            (`imagenet_a`, ..., `corruption_target(c, s)` for ImageNet-C): `pred` (the prediction
+            the score used: for A and R the arg-max over their 200 classes), `target`,
+            `fingerprint` (over the image paths relative to the target's folder, and labels),
+            `num_classes` and `bad_images` (unreadable images skipped).
 
     Returns:
         the record's `robustness` field: `imagenet_a_top1`, `imagenet_r_top1`, `imagenet_c_mce`
@@ -144,17 +158,20 @@ def evaluate(model, cfg, mean, std, device, batch_size: int = 250, progress: boo
 
     from bench.data.datasets import ImageDataset
     from bench.data.pipeline import eval_transform
+    from bench.data.fingerprint import fingerprint, relative_ids
     from bench.data.real import _Files, _Origin
 
     transform = eval_transform(cfg, mean, std)
 
     @torch.inference_mode()
-    def predict(listing: Listing, columns, desc: str, both: bool = False):
+    def predict(listing: Listing, columns, desc: str, root: Path, both: bool = False):
+        """Top-1 of `listing` (restricted to `columns` when given); its predictions go into `predictions[desc]`."""
         ds = ImageDataset(_Files(listing.paths), listing.labels, transform, _Origin(listing), cfg.name,
                           cfg.on_bad_image == "skip")
         was = model.training
         model.eval()
         correct = whole = n = 0
+        preds, targets = [], []
         loader = DataLoader(ds, batch_size=batch_size, num_workers=cfg.num_workers)
         for x, y in tqdm(loader, desc=desc, leave=False, disable=not progress):
             logits = model(x.to(device))
@@ -168,7 +185,16 @@ def evaluate(model, cfg, mean, std, device, batch_size: int = 250, progress: boo
                     pred = torch.as_tensor(columns)[pred]
             correct += int((pred == y).sum())
             n += len(y)
+            preds.append(pred.numpy())
+            targets.append(y.numpy())
         model.train(was)
+        if predictions is not None:
+            classes = 1000 if columns is None or both else len(columns)
+            predictions[desc] = {
+                "pred": np.concatenate(preds) if preds else np.zeros(0, np.int64),
+                "target": np.concatenate(targets) if targets else np.zeros(0, np.int64),
+                "fingerprint": fingerprint(relative_ids(listing.paths, root), listing.labels),
+                "num_classes": classes, "bad_images": ds.bad_images}
         top1 = 100.0 * correct / max(n, 1)
         return (top1, 100.0 * whole / max(n, 1)) if both else top1
 
@@ -176,10 +202,11 @@ def evaluate(model, cfg, mean, std, device, batch_size: int = 250, progress: boo
     for name in cfg.robustness:
         if name in SUBSETS:
             listing = subset_listing(cfg, name)
-            out[f"{name}_top1"] = predict(listing, subset_classes(name)[1], name)
+            out[f"{name}_top1"] = predict(listing, subset_classes(name)[1], name, _root(cfg, name))
             out[f"{name}_images"] = len(listing)
         elif name == "imagenet_c":
-            top1 = {c: {s: predict(corruption_listing(cfg, c, s), None, f"imagenet_c {c} {s}") for s in SEVERITIES}
+            top1 = {c: {s: predict(corruption_listing(cfg, c, s), None, corruption_target(c, s),
+                                   _root(cfg, name) / c / str(s)) for s in SEVERITIES}
                     for c in corruptions_present(cfg)}
             out["imagenet_c_mce"], out["imagenet_c_ce"] = mce({c: {s: 100.0 - a for s, a in v.items()}
                                                                for c, v in top1.items()})
@@ -187,11 +214,12 @@ def evaluate(model, cfg, mean, std, device, batch_size: int = 250, progress: boo
         else:
             raise KeyError(f"unknown robustness evaluation {name!r}; valid: {list(EVALUATIONS)}")
     for name in cfg.domain_shift:  # NOAH's domain-generalisation targets: lists with 1000-way labels
-        listing = domain_listing(cfg, name)
+        listing, root = domain_listing(cfg, name), _root(cfg, name, "domain_shift")
         if name in SUBSETS:  # A and R: restricted to their 200 classes (as above), and NOAH's 1000-way arg-max
-            out[f"{name}_top1"], out[f"{name}_top1_1000way"] = predict(listing, subset_classes(name)[1], name, both=True)
+            out[f"{name}_top1"], out[f"{name}_top1_1000way"] = predict(listing, subset_classes(name)[1], name, root,
+                                                                       both=True)
         else:
-            out[f"{name}_top1"] = predict(listing, None, name)
+            out[f"{name}_top1"] = predict(listing, None, name, root)
         out[f"{name}_images"] = len(listing)
     return out
 
