@@ -33,6 +33,8 @@ COLUMNS = {
 }
 META = ("method", "checkpoint", "timm_arch", "recipe", "selection", "evidence", "source")
 MISMATCH = "†"  # marks a cell of ours whose recipe or checkpoint is not the published row's
+WITHIN, OUTSIDE = "within noise", "outside"  # the published value inside / outside our interval
+NOISE_MARKS = {WITHIN: " ≈", OUTSIDE: " ≠", "": ""}
 
 
 def family(arch: str | None) -> str:
@@ -99,8 +101,15 @@ def published_leaderboard(pub: pd.DataFrame, tasks: list[str], groups: dict[str,
     return table
 
 
+def noise(published: float, bounds: tuple[float, float] | None) -> str:
+    """'within noise' where the published value lies inside our interval, 'outside' where not, '' without one."""
+    if bounds is None or published != published:
+        return ""
+    return WITHIN if bounds[0] <= published <= bounds[1] else OUTSIDE
+
+
 def compare(ours: pd.DataFrame, pub: pd.DataFrame, pub_table: pd.DataFrame, archs: dict[str, str],
-            recipes: dict[tuple[str, str], str] | None = None) -> pd.DataFrame:
+            recipes: dict[tuple[str, str], str] | None = None, intervals: dict | None = None) -> pd.DataFrame:
     """Our leaderboard joined to the published one, cell by cell.
 
     Each published row is paired with every row of ours whose method is the published row's
@@ -114,15 +123,17 @@ def compare(ours: pd.DataFrame, pub: pd.DataFrame, pub_table: pd.DataFrame, arch
         pub_table: `published_leaderboard(pub, ...)` with the same task and group columns.
         archs: our backbone name -> its `backbone_arch` (timm name with tag).
         recipes: (backbone, label) of our rows -> the recipe name(s) their records ran, '/'-joined.
+        intervals: (backbone, label, column) -> our interval (`stats.table_stats`), for `noise`.
     Returns:
         Long frame: backbone, method, row (published), checkpoint, our_arch, same_checkpoint
         (True/False, None when the published row names none), recipe (the published row's),
         selection (how its number was chosen), our_recipe, same_recipe (True/False, None when
         either is unknown), like_for_like (False when the checkpoint or the recipe differs),
         column, ours, published, diff (ours - published), derived (the published value was
-        computed, not printed).
+        computed, not printed), ci_low, ci_high (ours), noise ('within noise' / 'outside' / '' when
+        ours has no interval).
     """
-    recipes = recipes or {}
+    recipes, intervals = recipes or {}, intervals or {}
     tasks = list(pub_table.attrs["tasks"])
     columns = tasks + [c for c in pub_table.columns if c not in tasks and c in ours.columns
                        and c not in ("tasks", "seeds", "tunable_params", "tunable_params_no_head")]
@@ -147,7 +158,10 @@ def compare(ours: pd.DataFrame, pub: pd.DataFrame, pub_table: pd.DataFrame, arch
                                 "selection": meta["selection"], "our_recipe": our_recipe, "same_recipe": same_recipe,
                                 "like_for_like": None if b is None else bool(same and same_recipe),
                                 "column": c, "ours": o, "published": prow[c], "diff": o - prow[c],
-                                "derived": c in derived})
+                                "derived": c in derived,
+                                "ci_low": intervals.get((b, lab, c), (math.nan, math.nan))[0],
+                                "ci_high": intervals.get((b, lab, c), (math.nan, math.nan))[1],
+                                "noise": noise(prow[c], intervals.get((b, lab, c)))})
     return pd.DataFrame(records)
 
 
@@ -170,10 +184,10 @@ def comparison_rows(long: pd.DataFrame, table: pd.DataFrame, average: str = "bot
     means = mean_columns(table, average)
     columns = tasks + groups + means
     header = ["backbone", "method", "published row", "published checkpoint", "same checkpoint",
-              "published recipe", "our recipe", "same recipe",
+              "published recipe", "our recipe", "same recipe", "within noise",
               *[short_name(t) for t in tasks], *[f"{g.capitalize()} (derived)" for g in groups],
               *[mean_header(table, m) + (" (derived)" if m == "mean_of_groups" else "") for m in means]]
-    bold = set(range(8 + len(tasks) + len(groups), len(header)))
+    bold = set(range(9 + len(tasks) + len(groups), len(header)))
     rows = []
     if long.empty:
         return header, rows, bold
@@ -186,11 +200,13 @@ def comparison_rows(long: pd.DataFrame, table: pd.DataFrame, average: str = "bot
         out = ["—" if b is None or b != b else b, "—" if lab is None or lab != lab else lab, row,
                first["checkpoint"] or "—", _yes_no(first["same_checkpoint"]), first.get("recipe") or "—",
                first.get("our_recipe") or "—", _yes_no(first.get("same_recipe"))]
+        judged = [cells[c].get("noise", "") for c in columns if cells[c].get("noise", "")]
+        out.append(f"{judged.count(WITHIN)}/{len(judged)}" if judged else "—")
         for c in columns:
             digits = 1 if c in tasks else 2
             o, p, d = cells[c]["ours"], cells[c]["published"], cells[c]["diff"]
             diff = "" if d != d else f" ({d:+.{digits}f})"
             ours = fmt_value(o, digits) + (mark if o == o else "")
-            out.append(f"{ours} / {fmt_value(p, digits)}{diff}")
+            out.append(f"{ours} / {fmt_value(p, digits)}{diff}{NOISE_MARKS[cells[c].get('noise', '')]}")
         rows.append(out)
     return header, rows, bold
