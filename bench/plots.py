@@ -211,7 +211,7 @@ def delta_heatmap(table: pd.DataFrame, title: str, reference: str = "full", aver
     for x in (len(tasks) - 0.5, len(tasks) + len(groups) - 0.5):
         ax.axvline(x, color="black", linewidth=0.6)
     cax = fig.add_axes((1 - 0.8 / w, bottom / h, 0.1 / w, 1 - (bottom + 0.3) / h))
-    fig.colorbar(im, cax=cax, label="top-1 minus full fine-tuning (points)")
+    fig.colorbar(im, cax=cax, label=f"minus {reference} (points)")
     ax.set_title(title)
     return fig
 
@@ -342,10 +342,12 @@ def cd_diagram(scores: pd.DataFrame, title: str, cd: float, alpha: float = 0.05)
     sig = sp.posthoc_nemenyi_friedman(scores.to_numpy())
     sig.index = sig.columns = list(scores.columns)
     k = scores.shape[1]
-    fig, ax = plt.subplots(figsize=(7.5, 1.4 + 0.22 * k))
+    h = 1.6 + 0.25 * k
+    fig, ax = plt.subplots(figsize=(7.5, h))
+    fig.subplots_adjust(left=0.05, right=0.95, top=1 - 0.75 / h, bottom=0.1 / h)
     sp.critical_difference_diagram(ranks, sig, ax=ax, alpha=alpha, label_props={"fontsize": MIN_FONT_PT},
                                    text_h_margin=0.02)
-    ax.set_title(f"{title}; Nemenyi CD = {cd:.2f} at {alpha:g}")
+    ax.set_title(f"{title}; Nemenyi CD = {cd:.2f} at {alpha:g}", pad=24)
     return fig
 
 
