@@ -319,7 +319,7 @@ def leaderboards(df, protocol: str, published: dict, archs: dict, args, out: Out
         title = f"{spec.name} ({protocol} protocol), {args.metric} %"
         cells, marks = cell_stats(recs, args.metric), status_cells(recs)
         table = leaderboard(recs, list(spec.tasks) or None, spec.groups, args.metric, spec.mean, cells)
-        ci = stats.table_stats(table, with_labels(recs), args.metric, args.ci_opts, store, args.baseline, spec.groups)
+        ci = cached_table_stats(out.out, stem, table, with_labels(recs), spec.groups, args, store)
         out.frame(f"leaderboard_{stem}", with_intervals(table, ci.intervals) if args.ci != "none" else table)
         out.frame(f"cells_{stem}", _cells_frame(cells, marks, ci), index=False)
         notes = [AVERAGE_NOTE] if spec.groups else []
@@ -381,6 +381,56 @@ def leaderboards(df, protocol: str, published: dict, archs: dict, args, out: Out
         header[2:6] = ["ImageNet top-1", "ImageNet-A top-1", "ImageNet-R top-1", "ImageNet-C mCE (lower is better)"]
         out.table(f"robustness_{protocol}", f"Robustness ({protocol} protocol): models fine-tuned on ImageNet-1k",
                   header, rows, bold, notes=["— where the record has no robustness evaluation."], echo=True)
+
+
+STATS_CACHE = ".stats"  # in OUT: one file per table, its statistics and the digest of what they came from
+
+
+def _stat(path: str, name) -> tuple:
+    if not isinstance(name, str):
+        return ()
+    try:
+        st = os.stat(os.path.join(os.path.dirname(path), name))
+    except OSError:
+        return (name,)
+    return name, st.st_mtime_ns, st.st_size
+
+
+def cached_table_stats(out_dir: Path, stem: str, table, recs, groups, args, store) -> stats.TableStats:
+    """`stats.table_stats`, or its result from OUT/.stats/<stem>.pkl when nothing it reads has changed.
+
+    Reading every run's predictions and resampling is most of what intervals cost: with 10,000 runs
+    on full-size test sets the files alone take seconds. The digest covers the options, the code of
+    bench/stats.py, the table and every record field the statistics read, and each predictions
+    file's size and modification time; any change recomputes the table's statistics.
+    """
+    if args.ci == "none":
+        return stats.TableStats()
+    fields = [c for c in ("path", "label", "seed", "status", "test_fingerprint", "predictions_complete", args.metric)
+              if c in recs]
+    runs = recs[fields].astype(str).to_numpy().tolist()
+    names = recs["predictions"] if "predictions" in recs else [None] * len(recs)
+    files = [_stat(p, n) for p, n in zip(recs["path"], names)]
+    digest = hashlib.sha256(_stats_code() + pickle.dumps(
+        (args.ci_opts, args.baseline, args.metric, groups, table.to_csv(), runs, files), protocol=4)).hexdigest()
+    path = out_dir / STATS_CACHE / f"{stem}.pkl"
+    try:
+        with open(path, "rb") as f:
+            cached_digest, ci = pickle.load(f)
+        if cached_digest == digest:
+            return ci
+    except (OSError, ValueError, EOFError, pickle.UnpicklingError, AttributeError, TypeError):
+        pass
+    ci = stats.table_stats(table, recs, args.metric, args.ci_opts, store, args.baseline, groups)
+    ci.cells = {}  # the per-image vectors: not needed past this point, and large
+    with atomic_file(path) as tmp:
+        tmp.write_bytes(pickle.dumps((digest, ci), protocol=4))
+    return ci
+
+
+@functools.lru_cache(maxsize=1)
+def _stats_code() -> bytes:
+    return (Path(__file__).resolve().parent / "bench" / "stats.py").read_bytes()
 
 
 def _interval_notes(ci: stats.TableStats, args) -> list[str]:

@@ -141,16 +141,24 @@ def image_draws(columns: list[np.ndarray], resamples: int, rng: np.random.Genera
     """
     c = np.column_stack(columns)  # (n, R) bool
     n, r = c.shape
-    if r <= 20:
-        codes = c.astype(np.int64) @ (np.int64(1) << np.arange(r, dtype=np.int64))  # (n,) pattern per image
-        patterns, counts = np.unique(codes, return_counts=True)
+    if r <= 16:
+        packed = np.packbits(c, axis=1, bitorder="little")  # (n, 1 or 2) bytes: the image's pattern
+        codes = packed[:, 0].astype(np.int64) if r <= 8 else packed[:, 0] + (packed[:, 1].astype(np.int64) << 8)
+        counts = np.bincount(codes)
+        patterns = np.flatnonzero(counts)
+        counts = counts[patterns]
+        bits = ((patterns[:, None] >> np.arange(r)) & 1).astype(np.float64)  # (P, R)
         if len(patterns) <= EXACT_MAX_PATTERNS:
-            bits = ((patterns[:, None] >> np.arange(r)) & 1).astype(np.float64)  # (P, R)
             k = rng.multinomial(n, counts / n, size=resamples)  # (B, P): how often each pattern is drawn
             return 100.0 * (k @ bits) / n
-    x = c.astype(np.float64)
-    cov = np.cov(x, rowvar=False, bias=True).reshape(r, r) / n  # the covariance of the bootstrap means
-    return 100.0 * rng.multivariate_normal(x.mean(0), cov, size=resamples, method="eigh")
+        mean = counts @ bits / n
+        second = bits.T @ (bits * counts[:, None]) / n
+    else:
+        x = c.astype(np.float32)
+        mean = x.mean(axis=0, dtype=np.float64)
+        second = (x.T @ x).astype(np.float64) / n  # sums of 0/1 below 2^24: exact in float32
+    cov = (second - np.outer(mean, mean)) / n  # the covariance of the bootstrap means
+    return 100.0 * rng.multivariate_normal(mean, cov, size=resamples, method="eigh")
 
 
 def seed_means(acc: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -194,8 +194,20 @@ def test_cli_end_to_end_intervals_significance_ranks_and_report(tmp_path):
     # twice: byte-identical tables
     again = tmp_path / "again"
     assert run_cli("analyze.py", str(results), "--out", str(again), "--formats", "csv,md", "--quiet").returncode == 0
-    for p in again.iterdir():
+    tables = [p for p in again.iterdir() if p.suffix in (".csv", ".md")]
+    assert len(tables) >= 12
+    for p in tables:
         assert p.read_bytes() == (out / p.name).read_bytes(), p.name
+    # a changed predictions file is seen: that table's statistics are computed again, not read back
+    run = next((results / "runs").rglob("ssf/val-seed0/predictions.npz"))
+    with np.load(run) as z:
+        flipped = dict(z) | {"pred": np.where(z["pred"] == z["target"], (z["target"] + 1) % 10, z["target"])}
+    np.savez_compressed(run, **flipped)
+    rec_path = run.parent / records.RECORD
+    records.write_json_atomic(rec_path, json.loads(rec_path.read_text()) | {
+        "test_top1": 100.0 * float(np.mean(flipped["pred"] == flipped["target"]))})
+    assert run_cli("analyze.py", str(results), "--out", str(again), "--formats", "csv", "--quiet").returncode == 0
+    assert (again / "significance_mini_val.csv").read_bytes() != (out / "significance_mini_val.csv").read_bytes()
 
 
 def test_cli_ci_none_baseline_choice_and_bad_inputs(tmp_path):
