@@ -198,22 +198,34 @@ class Comparison:
     test: str  # which test gave the p-value
 
 
+def sign_test_p(only_a, discordant):
+    """Two-sided exact binomial p-value of `only_a` successes in `discordant` trials at 1/2 (arrays too).
+
+    What `scipy.stats.binomtest(k, n, 0.5).pvalue` returns (the distribution is symmetric, so the
+    two tails are equal: twice the smaller, capped at 1), from `scipy.special.bdtr`: a ufunc, fast
+    on arrays and without importing scipy.stats (a second here) for every table.
+    """
+    from scipy.special import bdtr
+
+    only_a, discordant = np.asarray(only_a), np.asarray(discordant)
+    p = np.minimum(1.0, 2 * bdtr(np.minimum(only_a, discordant - only_a), discordant, 0.5))
+    return np.where(discordant == 0, 1.0, p)
+
+
 def mcnemar(a: np.ndarray, b: np.ndarray) -> float:
     """Exact McNemar p-value: a two-sided binomial test on the discordant pairs (1.0 without any)."""
-    from scipy.stats import binomtest
-
     only_a, only_b = int(np.sum(a & ~b)), int(np.sum(~a & b))
-    return 1.0 if only_a + only_b == 0 else float(binomtest(only_a, only_a + only_b, 0.5).pvalue)
+    return float(sign_test_p(only_a, only_a + only_b))
 
 
 def normal_p(diff: float, draws: np.ndarray) -> float:
     """Two-sided p-value of `diff` against 0 with the bootstrap's standard error (normal reference)."""
-    from scipy.stats import norm
+    from scipy.special import ndtr
 
     se = float(np.std(draws))
     if se == 0.0:
         return 1.0 if diff == 0 else 0.0
-    return float(2 * norm.sf(abs(diff) / se))
+    return float(2 * ndtr(-abs(diff) / se))
 
 
 def compare_cells(a: Cell, b: Cell, opts: CIOptions, *names: str) -> Comparison:
@@ -251,20 +263,13 @@ def mean_comparison(parts: list[Comparison], opts: CIOptions) -> Comparison:
 
 
 def holm(p_values) -> np.ndarray:
-    """Holm-adjusted p-values (statsmodels' multipletests where installed, else `holm_adjust`)."""
+    """Holm's step-down adjustment: the i-th smallest p times (m - i), made monotone, capped at 1.
+
+    The same numbers as statsmodels' `multipletests(p, method="holm")` (tests/test_stats.py checks
+    it), which is not called here: it runs `gc.collect()` on every call, 0.1 s each on this machine,
+    and analyze.py makes one call per method and benchmark.
+    """
     p = np.asarray(p_values, dtype=float)
-    if p.size == 0:
-        return p
-    try:
-        from statsmodels.stats.multitest import multipletests
-    except ImportError:
-        return holm_adjust(p)
-    return multipletests(p, method="holm")[1]
-
-
-def holm_adjust(p: np.ndarray) -> np.ndarray:
-    """Holm's step-down adjustment: the i-th smallest p times (m - i), made monotone, capped at 1."""
-    p = np.asarray(p, dtype=float)
     m = p.size
     order = np.argsort(p, kind="stable")
     adjusted = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
@@ -285,9 +290,9 @@ def verdict(diff: float, p_adjusted: float, alpha: float) -> str:
 
 def average_ranks(scores: np.ndarray) -> np.ndarray:
     """(tasks, methods) accuracies -> each method's mean rank over tasks (1 = best; ties share the mean rank)."""
-    from scipy.stats import rankdata
+    import pandas as pd
 
-    return rankdata(-np.asarray(scores, dtype=float), axis=1).mean(axis=0)
+    return pd.DataFrame(scores).rank(axis=1, ascending=False).to_numpy().mean(axis=0)
 
 
 def friedman(scores: np.ndarray) -> tuple[float, float]:
@@ -326,17 +331,16 @@ def detectable_difference(n: int, discordance: float, alpha: float = 0.05, power
     `discordance` of them (observed between the task's methods), for differences on a 0.1-point
     grid; the first difference whose simulated power reaches `power`. NaN if none up to 50 points.
     """
-    from scipy.stats import binom
-
     rng = np.random.default_rng([seed, n])
-    d = np.arange(1, 501) / 1000.0  # (G,) candidate differences as fractions, 0.1 points apart
-    q = np.maximum(discordance, d)  # a difference d needs at least d of the pairs to disagree
-    disc = rng.binomial(n, np.broadcast_to(q[:, None], (len(d), sims)))  # (G, sims) discordant pairs
-    only_a = rng.binomial(disc, np.broadcast_to(((1 + d / q) / 2)[:, None], disc.shape))
-    p = np.minimum(1.0, 2 * binom.cdf(np.minimum(only_a, disc - only_a), disc, 0.5))
-    p = np.where(disc == 0, 1.0, p)
-    reached = np.flatnonzero((p < alpha).mean(axis=1) >= power)
-    return float(d[reached[0]] * 100) if reached.size else math.nan
+    for start in range(1, 501, 50):  # 0.1-point steps, 5 points at a time: most answers lie in the first
+        d = np.arange(start, start + 50) / 1000.0  # (G,) candidate differences as fractions
+        q = np.maximum(discordance, d)  # a difference d needs at least d of the pairs to disagree
+        disc = rng.binomial(n, np.broadcast_to(q[:, None], (len(d), sims)))  # (G, sims) discordant pairs
+        only_a = rng.binomial(disc, np.broadcast_to(((1 + d / q) / 2)[:, None], disc.shape))
+        reached = np.flatnonzero((sign_test_p(only_a, disc) < alpha).mean(axis=1) >= power)
+        if reached.size:
+            return float(d[reached[0]] * 100)
+    return math.nan
 
 
 # --- the tables' statistics (records and leaderboards in, plain dicts and frames out) ----------------------

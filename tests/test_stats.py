@@ -103,14 +103,19 @@ def test_mcnemar_equals_binomtest_on_the_discordant_pairs():
     b = np.array([1, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0, 1], bool)
     # discordant: a only at 1, 2, 3, 4, 8, 10 (6); b only at 7 (1)
     assert stats.mcnemar(a, b) == pytest.approx(binomtest(6, 7, 0.5).pvalue) == pytest.approx(16 / 128)
+    for k, n in [(0, 1), (3, 10), (7, 10), (50, 100), (40, 130), (5, 5)]:
+        assert stats.sign_test_p(k, n) == pytest.approx(binomtest(k, n, 0.5).pvalue, rel=1e-9), (k, n)
 
 
 def test_holm_on_a_hand_made_list():
     p = [0.01, 0.04, 0.03, 0.005]
     # sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1 = 0.02, 0.03, 0.06, 0.04 -> monotone 0.02, 0.03, 0.06, 0.06
     expected = [0.03, 0.06, 0.06, 0.02]
-    assert stats.holm_adjust(np.array(p)) == pytest.approx(expected)
     assert stats.holm(p) == pytest.approx(expected)
+    from statsmodels.stats.multitest import multipletests
+
+    assert stats.holm(p) == pytest.approx(multipletests(p, method="holm")[1])
+    assert stats.holm([]).size == 0
 
 
 def test_friedman_and_average_ranks_on_a_hand_made_table():
