@@ -507,7 +507,10 @@ def rank_stats(table, min_tasks: int = 5, min_methods: int = 3, alpha: float = 0
         if len(sub) < min_methods:
             continue
         scores = sub.to_numpy(dtype=float).T  # (tasks, methods)
-        stat, p = friedman(scores)
+        try:
+            stat, p = friedman(scores)
+        except ValueError:  # scipy refuses some degenerate tables (e.g. every method tied everywhere)
+            stat, p = math.nan, math.nan
         out.append({"backbone": backbone, "methods": list(sub.index), "tasks": tasks, "scores": scores,
                     "ranks": average_ranks(scores), "friedman": stat, "p_value": p,
                     "cd": nemenyi_cd(len(sub), len(tasks), alpha)})
