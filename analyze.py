@@ -329,7 +329,7 @@ def leaderboards(df, protocol: str, published: dict, archs: dict, args, out: Out
         notes += _interval_notes(ci, args)
         out.table(f"leaderboard_{stem}", title,
                   *table_rows(table, marks, cells, args.average, ci.intervals, ci.marks), notes=notes, echo=True)
-        significance_tables(table, ci, spec, stem, args, out, recs)
+        significance_tables(table, ci, spec, stem, args, out)
 
         pub_table = None
         if spec.name in published:
@@ -405,7 +405,7 @@ def cached_table_stats(out_dir: Path, stem: str, table, recs, groups, args, stor
     file's size and modification time; any change recomputes the table's statistics.
     """
     if args.ci == "none":
-        return stats.TableStats()
+        return stats.TableStats(ranks=stats.ranks_with_improvement(table, recs, args.metric, args.ci_opts.alpha))
     fields = [c for c in ("path", "label", "seed", "status", "test_fingerprint", "predictions_complete", args.metric)
               if c in recs]
     runs = recs[fields].astype(str).to_numpy().tolist()
@@ -422,6 +422,7 @@ def cached_table_stats(out_dir: Path, stem: str, table, recs, groups, args, stor
     except (OSError, ValueError, EOFError, pickle.UnpicklingError, AttributeError, TypeError):
         pass
     ci = stats.table_stats(table, recs, args.metric, args.ci_opts, store, args.baseline, groups)
+    ci.ranks = stats.ranks_with_improvement(table, recs, args.metric, args.ci_opts.alpha)
     ci.cells = {}  # the per-image vectors: not needed past this point, and large
     with atomic_file(path) as tmp:
         tmp.write_bytes(pickle.dumps((digest, ci), protocol=4))
@@ -460,7 +461,7 @@ def _p(p: float) -> str:
     return "—" if p != p else "<1e-6" if p < 1e-6 else f"{p:.2g}" if p < 0.01 else f"{p:.3f}"
 
 
-def significance_tables(table, ci: stats.TableStats, spec, stem: str, args, out: Outputs, recs) -> None:
+def significance_tables(table, ci: stats.TableStats, spec, stem: str, args, out: Outputs) -> None:
     """Paired comparisons against the baseline, the noise table, ranks across tasks and the CD diagram."""
     level = f"{args.ci_level:.0%}"
     if ci.significance:
@@ -500,9 +501,7 @@ def significance_tables(table, ci: stats.TableStats, spec, stem: str, args, out:
                          "images two methods score differently as observed against the baseline (median); a true "
                          "gap below it is missed more often than not in one comparison. More images narrow it; "
                          "more seeds narrow the interval of the seed-to-seed part."])
-    ranked = stats.rank_stats(table, alpha=args.ci_opts.alpha)
-    if not ranked:
-        return
+    ranked = ci.ranks or []
     for r in ranked:
         suffix = f"_{r['backbone']}" if len(ranked) > 1 else ""
         order = np.argsort(r["ranks"], kind="stable")
@@ -517,8 +516,7 @@ def significance_tables(table, ci: stats.TableStats, spec, stem: str, args, out:
                          f"({len(r['methods'])} methods with every task). Nemenyi critical difference at level "
                          f"{args.ci_opts.alpha:g}: {r['cd']:.2f} ranks; methods whose average ranks differ by less "
                          "are not distinguishable across these tasks (Demšar 2006)."])
-        imp = stats.improvement_matrix(recs if "label" in recs else with_labels(recs), args.metric, r["backbone"],
-                                       r["methods"], r["tasks"])
+        imp = r["improvement"]
         out.frame(f"improvement_{stem}{suffix}", imp.rename_axis("method"))
         out.table(f"improvement_{stem}{suffix}", f"{spec.name} ({r['backbone']}): P(row method > column method)",
                   ["method", *imp.columns], [[a, *[fmt_value(v * 100, 0) + ("" if v != v else " %") for v in row]]
