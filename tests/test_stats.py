@@ -241,3 +241,27 @@ def test_runs_on_different_listings_are_compared_unpaired(tmp_path):
     assert run_cli("analyze.py", str(tmp_path), "--out", str(out), "--formats", "csv", "--quiet").returncode == 0
     row = pd.read_csv(out / "significance_fgvc_paper.csv").iloc[0]
     assert row["paired"].startswith("no: different test listings") and row["ci_low"] < row["ci_high"]
+
+
+def test_published_value_within_or_outside_our_interval():
+    from bench.benchmarks import BENCHMARK_GROUPS
+    from bench.published import compare, comparison_rows, load_published, published_leaderboard
+    from bench.tables import leaderboard
+
+    vtab = BENCHMARK_TASKS["vtab"]
+    pub = load_published()["vtab"]
+    published_dtd = float(pub.at["SSF", "vtab/dtd"])
+    ours = pd.DataFrame([rec("ssf", t, 60.0, recipe="ssf") for t in vtab])
+    table = leaderboard(ours, vtab, BENCHMARK_GROUPS["vtab"])
+    pub_table = published_leaderboard(pub, vtab, BENCHMARK_GROUPS["vtab"])
+    intervals = {("vitb", "ssf", "vtab/dtd"): (published_dtd - 1, published_dtd + 1),
+                 ("vitb", "ssf", "vtab/cifar"): (0.0, 1.0)}
+    long = compare(table, pub, pub_table, {"vitb": "vit_base_patch16_224.augreg_in21k"}, {("vitb", "ssf"): "ssf"},
+                   intervals)
+    ssf = long[long["row"] == "SSF"].set_index("column")
+    assert ssf.at["vtab/dtd", "noise"] == "within noise" and ssf.at["vtab/cifar", "noise"] == "outside"
+    assert ssf.at["vtab/caltech101", "noise"] == ""  # no interval of ours: no judgement
+    header, rows, _ = comparison_rows(long, pub_table)
+    row = next(r for r in rows if r[2] == "SSF")
+    assert row[header.index("within noise")] == "1/2"
+    assert row[header.index("dtd")].endswith(" ≈") and row[header.index("cifar")].endswith(" ≠")
