@@ -476,7 +476,7 @@ def significance_tables(table, ci: stats.TableStats, spec, stem: str, args, out:
                  r["seeds"] if isinstance(r["seeds"], str) and r["seeds"] else "—", r["paired"]]
                 for r in sig.to_dict("records")]
         out.table(f"significance_{stem}", f"{spec.name}: each method minus the baseline, same test images", header,
-                  rows, notes=[
+                  rows, echo=True, notes=[
                       "diff: method minus baseline (points). Interval: paired bootstrap over the test images (and "
                       "seeds where several). p: exact McNemar test on the images the two runs score differently "
                       "(one seed each), else from the bootstrap's standard error; Holm-adjusted over the tasks of "
@@ -499,8 +499,8 @@ def significance_tables(table, ci: stats.TableStats, spec, stem: str, args, out:
                   notes=["Half-width: median over the task's cells. Smallest detectable difference: simulated exact "
                          f"McNemar tests at level {args.ci_opts.alpha:g} on this many images, with the share of "
                          "images two methods score differently as observed against the baseline (median); a true "
-                         "gap below it is missed more often than not in one comparison. More images narrow it; "
-                         "more seeds narrow the interval of the seed-to-seed part."])
+                         f"gap below it is missed in more than {1 - stats.POWER:.0%} of comparisons. More test "
+                         "images lower it; more seeds narrow the seed-to-seed part of the intervals."])
     ranked = ci.ranks or []
     for r in ranked:
         suffix = f"_{r['backbone']}" if len(ranked) > 1 else ""
