@@ -143,11 +143,11 @@ def image_draws(columns: list[np.ndarray], resamples: int, rng: np.random.Genera
 
     Every run is resampled on the same images (the columns share one listing).
     """
-    c = np.column_stack(columns)  # (n, R) bool
-    n, r = c.shape
+    n, r = len(columns[0]), len(columns)
     if r <= 16:
-        packed = np.packbits(c, axis=1, bitorder="little")  # (n, 1 or 2) bytes: the image's pattern
-        codes = packed[:, 0].astype(np.int64) if r <= 8 else packed[:, 0] + (packed[:, 1].astype(np.int64) << 8)
+        codes = np.zeros(n, np.uint16)  # (n,) each image's pattern: bit j set where run j is right
+        for j, col in enumerate(columns):
+            codes |= col.astype(np.uint16) << np.uint16(j)
         counts = np.bincount(codes)
         patterns = np.flatnonzero(counts)
         counts = counts[patterns]
@@ -158,7 +158,7 @@ def image_draws(columns: list[np.ndarray], resamples: int, rng: np.random.Genera
         mean = counts @ bits / n
         second = bits.T @ (bits * counts[:, None]) / n
     else:
-        x = c.astype(np.float32)
+        x = np.column_stack(columns).astype(np.float32)  # (n, R)
         mean = x.mean(axis=0, dtype=np.float64)
         second = (x.T @ x).astype(np.float64) / n  # sums of 0/1 below 2^24: exact in float32
     cov = (second - np.outer(mean, mean)) / n  # the covariance of the bootstrap means
