@@ -193,7 +193,7 @@ def delta_heatmap(table: pd.DataFrame, title: str, reference: str = "full", aver
     xnames = [mean_header(table, c) if c in ("mean", "mean_of_groups") else c.capitalize() if c in groups
               else short_name(c) for c in columns]
     left = 0.2 + max(map(len, names)) * MIN_FONT_PT * _CHAR_IN + (0.2 if len(refs) > 1 else 0)
-    bottom = 0.25 + max(map(len, xnames)) * MIN_FONT_PT * _CHAR_IN * 0.8
+    bottom = 0.35 + max(map(len, xnames)) * MIN_FONT_PT * _CHAR_IN * 0.9  # labels at 60 degrees: sin 60 of their length
     w, h = left + 0.5 * len(columns) + 1.2, bottom + 0.26 * len(rows) + 0.45
     fig, ax = plt.subplots(figsize=(w, h))
     fig.subplots_adjust(left=left / w, right=1 - 0.9 / w, bottom=bottom / h, top=1 - 0.3 / h)
@@ -343,8 +343,10 @@ def cd_diagram(scores: pd.DataFrame, title: str, cd: float, alpha: float = 0.05)
     sig.index = sig.columns = list(scores.columns)
     k = scores.shape[1]
     h = 1.6 + 0.25 * k
-    fig, ax = plt.subplots(figsize=(7.5, h))
-    fig.subplots_adjust(left=0.05, right=0.95, top=1 - 0.75 / h, bottom=0.1 / h)
+    label_in = (max(len(str(m)) for m in scores.columns) + 8) * MIN_FONT_PT * _CHAR_IN  # "name (rank)" beside the axis
+    w = 5.0 + 2 * label_in
+    fig, ax = plt.subplots(figsize=(w, h))
+    fig.subplots_adjust(left=label_in / w, right=1 - label_in / w, top=1 - 0.75 / h, bottom=0.1 / h)
     sp.critical_difference_diagram(ranks, sig, ax=ax, alpha=alpha, label_props={"fontsize": MIN_FONT_PT},
                                    text_h_margin=0.02)
     ax.set_title(f"{title}; Nemenyi CD = {cd:.2f} at {alpha:g}", pad=24)
