@@ -10,7 +10,12 @@ never averaged together) and each table (VTAB-1k, FGVC, CIFAR-100 + ImageNet, mi
 other benchmark found) it writes into OUT_DIR (default: the first RESULTS_DIR's leaderboard/):
 
     leaderboard_<table>_<protocol>.csv/.md   mean per cell, group means, both averages, params
-    cells_<table>_<protocol>.csv             mean, std and number of seeds per cell, or its status
+    cells_<table>_<protocol>.csv             mean, std, seeds and 95 % interval per cell, or its status
+    significance_<table>_<protocol>.csv/.md  each method minus the baseline per task and average: paired
+                                             bootstrap interval, p-value, Holm-adjusted p, verdict
+    noise_<table>_<protocol>.csv/.md         per task: interval half-width, smallest detectable difference
+    ranks_<table>_<protocol>.csv/.md         average ranks, Friedman test, Nemenyi critical difference
+    improvement_<table>_<protocol>.csv/.md   P(row method > column method) over tasks
     published_<table>_<protocol>.csv/.md     ours / published / difference per cell (VTAB, FGVC)
     robustness_<protocol>.csv/.md            ImageNet top-1, ImageNet-A/-R top-1, ImageNet-C mCE
     fewshot_<protocol>.csv/.md/.png          few-shot: dataset x shots, mean ± std over list seeds; accuracy vs shots
@@ -18,7 +23,7 @@ other benchmark found) it writes into OUT_DIR (default: the first RESULTS_DIR's 
     manyshot_<protocol>.csv/.md/.png         accuracy against training-subset size
     cost.csv/.md, status.csv/.md             cost per method x backbone; runs by status
     accuracy_vs_params_<table>_<protocol>, delta_to_full_<table>_<protocol>,
-    cost                                     figures (.png, .svg)
+    critical_difference_<table>_<protocol>_<backbone>, cost   figures (.png, .svg)
     report.html                              everything above in one self-contained file
 
 and prints the markdown leaderboards.
@@ -28,6 +33,7 @@ import fnmatch
 import functools
 import hashlib
 import json
+import math
 import multiprocessing
 import os
 import pickle
@@ -36,17 +42,19 @@ import warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from bench import shots
+from bench import shots, stats
 from bench.benchmarks import table_specs
 from bench.records import atomic_file
 from bench.published import (REFERENCE_DIR, compare, comparison_rows, data_pipeline, load_published,
                              published_leaderboard)
 from bench.report import Report
 from bench.report_load import load_summaries
-from bench.tables import (AVERAGES, ROBUSTNESS, cell_stats, cost_rows, cost_table, leaderboard, markdown,
-                          mean_columns, robustness_records, status_cells, status_summary, table_rows, with_labels)
+from bench.tables import (AVERAGES, ROBUSTNESS, cell_stats, cost_rows, cost_table, fmt_value, leaderboard, markdown,
+                          mean_columns, robustness_records, short_name, status_cells, status_summary, table_rows,
+                          with_intervals, with_labels)
 
 FORMATS = ("csv", "md", "html", "png", "svg", "pdf")
 METRICS = ("test_top1", "test_top1_best_epoch_optimistic", "val_top1")
@@ -121,6 +129,19 @@ def parse_args(argv):
     ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                     help="processes drawing figures in parallel with the tables (default: 2, or 1 on a 1-core "
                          "machine: 1 draws them in this process, after the tables)")
+    ap.add_argument("--ci", choices=stats.CI_METHODS, default="bootstrap",
+                    help="intervals in every cell: 'bootstrap' (default) over test images, and over seeds where a "
+                         "cell has several, from each run's predictions.npz; 'none' leaves them (and the "
+                         "significance tables) out")
+    ap.add_argument("--ci-level", type=float, default=stats.CIOptions.level, metavar="LEVEL",
+                    help="confidence level of the intervals and of the tests (default 0.95)")
+    ap.add_argument("--ci-seed", type=int, default=stats.CIOptions.seed, metavar="SEED",
+                    help="seed of the resampling (default 0; recorded in the tables' notes: same seed, same tables)")
+    ap.add_argument("--ci-resamples", type=int, default=stats.CIOptions.resamples, metavar="B",
+                    help="bootstrap resamples per cell (default 1000)")
+    ap.add_argument("--baseline", default=None, metavar="METHOD",
+                    help="method label every other method is compared with on the same test images "
+                         "(default: full where it ran, else each backbone's first method)")
     ap.add_argument("--quiet", action="store_true", help="print only the summary line, not the markdown tables")
     ap.add_argument("--log-to", choices=("tensorboard", "wandb", "mlflow"), default=None,
                     help="also send the tables and figures to this experiment tracker, beside the runs "
@@ -132,6 +153,11 @@ def parse_args(argv):
     bad = [f for f in args.formats if f not in FORMATS]
     if bad:
         ap.error(f"unknown format(s) {bad}; choose from {', '.join(FORMATS)}")
+    if not 0.5 <= args.ci_level < 1:
+        ap.error(f"--ci-level {args.ci_level}: choose a level in [0.5, 1), e.g. 0.95")
+    if args.ci_resamples < 100:
+        ap.error(f"--ci-resamples {args.ci_resamples}: choose at least 100 (default 1000)")
+    args.ci_opts = stats.CIOptions(args.ci, args.ci_level, args.ci_seed, args.ci_resamples)
     return args
 
 
@@ -186,14 +212,18 @@ class Outputs:
             _write_text_atomic(self.out / f"{name}.csv", df.to_csv(index=index))
 
     def table(self, name: str, title: str, header, rows, bold=frozenset(), notes: list[str] = (),
-              echo: bool = False) -> None:
-        md = markdown(header, rows, bold)
+              echo: bool = False, empty: str = "Nothing to show.") -> None:
+        """Markdown file, echo and report section; a table without rows is `empty`, one sentence, not headers only."""
+        md = markdown(header, rows, bold) if rows else empty
         if "md" in self.formats:
             text = f"# {title}\n\n" + "".join(f"{n}\n\n" for n in notes) + md + "\n"
             _write_text_atomic(self.out / f"{name}.md", text)
         if echo and not self.quiet:
             print(f"\n## {title}\n\n{md}")
         self.report.heading(title, 3)
+        if not rows:
+            self.report.note(empty)
+            return
         for n in notes:
             self.report.note(n)
         self.report.table(header, rows, bold)
@@ -276,16 +306,22 @@ def _data(df) -> dict[tuple[str, str], str]:
     return {k: "/".join(sorted(set(v))) for k, v in pipes.dropna().groupby([d["backbone"], d["label"]])}
 
 
-def _cells_frame(stats, marks):
-    """Long per-cell CSV: mean, std, seeds of completed cells plus the status of cells without a value."""
-    done = stats.reset_index().assign(status="completed")
+def _cells_frame(cells, marks, ci: stats.TableStats):
+    """Long per-cell CSV: mean, std, seeds, interval of completed cells plus the status of cells without a value."""
+    keys = list(cells.index)
+    done = cells.reset_index().assign(
+        status="completed", ci_low=[ci.intervals.get(k, (math.nan,))[0] for k in keys],
+        ci_high=[ci.intervals.get(k, (math.nan, math.nan))[1] for k in keys],
+        no_interval=[ci.reasons.get(k, "") for k in keys])
     missing = pd.DataFrame([{"backbone": b, "method": m, "dataset": d, "status": s}
                             for (b, m, d), s in marks.items()], columns=["backbone", "method", "dataset", "status"])
     return pd.concat([done, missing], ignore_index=True) if len(missing) else done
 
 
-def leaderboards(df, protocol: str, published: dict, archs: dict, args, out: Outputs) -> None:
-    """Every table of one protocol: leaderboards, cells, published comparison, robustness, figures."""
+def leaderboards(df, protocol: str, published: dict, archs: dict, args, out: Outputs,
+                 store: stats.Predictions | None = None) -> None:
+    """Every table of one protocol: leaderboards, cells, significance, published comparison, robustness, figures."""
+    store = store or stats.Predictions()
     out.report.heading(f"{protocol} protocol")
     for spec in table_specs(list(df["benchmark"].unique())):
         recs = df[df["benchmark"].isin(spec.benchmarks)]
@@ -295,13 +331,16 @@ def leaderboards(df, protocol: str, published: dict, archs: dict, args, out: Out
             print(f"warning: {stem}: records of datasets outside the table ignored: {', '.join(unknown)}",
                   file=sys.stderr)
         title = f"{spec.name} ({protocol} protocol), {args.metric} %"
-        stats, marks = cell_stats(recs, args.metric), status_cells(recs)
-        table = leaderboard(recs, list(spec.tasks) or None, spec.groups, args.metric, spec.mean, stats)
-        out.frame(f"leaderboard_{stem}", table)
-        out.frame(f"cells_{stem}", _cells_frame(stats, marks), index=False)
+        cells, marks = cell_stats(recs, args.metric), status_cells(recs)
+        table = leaderboard(recs, list(spec.tasks) or None, spec.groups, args.metric, spec.mean, cells)
+        ci = cached_table_stats(out.out, stem, table, with_labels(recs), spec.groups, args, store)
+        out.frame(f"leaderboard_{stem}", with_intervals(table, ci.intervals) if args.ci != "none" else table)
+        out.frame(f"cells_{stem}", _cells_frame(cells, marks, ci), index=False)
         notes = [AVERAGE_NOTE] if spec.groups else []
-        notes.append("Cells: mean ± std over seeds (number of seeds). n/a: method unsupported on this backbone; "
-                     "failed: every run failed (see the status table).")
+        notes.append("Cells: mean ± std over seeds (number of seeds), or mean [low, high] (seeds) where the runs' "
+                     "predictions give an interval. n/a: method unsupported on this backbone; failed: every run "
+                     "failed (see the status table).")
+        notes += _interval_notes(ci, args)
         pipelines = {}
         for (b, lab), pipe in sorted(_data(recs).items()):
             pipelines.setdefault(pipe, []).append(f"{lab} ({b})")
@@ -309,13 +348,15 @@ def leaderboards(df, protocol: str, published: dict, archs: dict, args, out: Out
             notes.append("Data: " + "; ".join(f"{p}: {', '.join(rows)}" for p, rows in sorted(pipelines.items()))
                          + ". A label ending in [data <version>] holds the runs of one data version where a task "
                          "was run on several (other images, labels or bytes).")
-        out.table(f"leaderboard_{stem}", title, *table_rows(table, marks, stats, args.average), notes=notes, echo=True)
+        out.table(f"leaderboard_{stem}", title,
+                  *table_rows(table, marks, cells, args.average, ci.intervals, ci.marks), notes=notes, echo=True)
+        significance_tables(table, ci, spec, stem, args, out)
 
         pub_table = None
         if spec.name in published:
             pub = published[spec.name]
             pub_table = published_leaderboard(pub, list(spec.tasks), spec.groups)
-            long = compare(table, pub, pub_table, archs, _recipes(recs), _data(recs))
+            long = compare(table, pub, pub_table, archs, _recipes(recs), _data(recs), ci.intervals)
             out.frame(f"published_{stem}", long, index=False)
             checkpoints = [f"{row}: {pub.at[row, 'checkpoint'] or 'not stated'}"
                            + (f" ({pub.at[row, 'timm_arch']})" if pub.at[row, 'timm_arch'] else "")
@@ -330,8 +371,11 @@ def leaderboards(df, protocol: str, published: dict, archs: dict, args, out: Out
                              "recipe the row was trained with (README: Recipes), 'same data' whether our runs read "
                              "the row's pixels (tfds: TFDS tensors or lossless PNG of them; noah_jpeg: NOAH's "
                              "JPEGs at quality 75, about 10 points lower on CIFAR-100; official_jpeg: the FGVC "
-                             "files). † marks ours where the checkpoint or recipe differs or is not known, or the data differs: "
-                             "that difference is not the method's alone. Published numbers: results/reference "
+                             "files). † marks ours where the checkpoint or recipe differs or is not known, or the data "
+                             "differs: that difference is not the method's alone. ≈: the published value lies inside "
+                             f"our {args.ci_level:.0%} interval (within noise); ≠: outside it (README: Reading "
+                             "differences); 'within noise' counts the cells that have an interval. "
+                             "Published numbers: results/reference "
                              "(sources there). Derived columns are computed from the published cells. SSF and NOAH "
                              "picked the best epoch on the test set (--metric test_top1_best_epoch_optimistic "
                              "reproduces that selection); VPT's rows are final-epoch test after a val grid.",
@@ -362,6 +406,156 @@ def leaderboards(df, protocol: str, published: dict, archs: dict, args, out: Out
         header[2:6] = ["ImageNet top-1", "ImageNet-A top-1", "ImageNet-R top-1", "ImageNet-C mCE (lower is better)"]
         out.table(f"robustness_{protocol}", f"Robustness ({protocol} protocol): models fine-tuned on ImageNet-1k",
                   header, rows, bold, notes=["— where the record has no robustness evaluation."], echo=True)
+
+
+STATS_CACHE = ".stats"  # in OUT: one file per table, its statistics and the digest of what they came from
+
+
+def _stat(path: str, name) -> tuple:
+    if not isinstance(name, str):
+        return ()
+    try:
+        st = os.stat(os.path.join(os.path.dirname(path), name))
+    except OSError:
+        return (name,)
+    return name, st.st_mtime_ns, st.st_size
+
+
+def cached_table_stats(out_dir: Path, stem: str, table, recs, groups, args, store) -> stats.TableStats:
+    """`stats.table_stats`, or its result from OUT/.stats/<stem>.pkl when nothing it reads has changed.
+
+    Reading every run's predictions and resampling is most of what intervals cost: with 10,000 runs
+    on full-size test sets the files alone take seconds. The digest covers the options, the code of
+    bench/stats.py, the table and every record field the statistics read, and each predictions
+    file's size and modification time; any change recomputes the table's statistics.
+    """
+    if args.ci == "none":
+        return stats.TableStats(ranks=stats.ranks_with_improvement(table, recs, args.metric, args.ci_opts.alpha))
+    fields = [c for c in ("path", "label", "seed", "status", "test_fingerprint", "predictions_complete", args.metric)
+              if c in recs]
+    runs = recs[fields].astype(str).to_numpy().tolist()
+    names = recs["predictions"] if "predictions" in recs else [None] * len(recs)
+    files = [_stat(p, n) for p, n in zip(recs["path"], names)]
+    digest = hashlib.sha256(_stats_code() + pickle.dumps(
+        (args.ci_opts, args.baseline, args.metric, groups, table.to_csv(), runs, files), protocol=4)).hexdigest()
+    path = out_dir / STATS_CACHE / f"{stem}.pkl"
+    try:
+        with open(path, "rb") as f:
+            cached_digest, ci = pickle.load(f)
+        if cached_digest == digest:
+            return ci
+    except (OSError, ValueError, EOFError, pickle.UnpicklingError, AttributeError, TypeError):
+        pass
+    ci = stats.table_stats(table, recs, args.metric, args.ci_opts, store, args.baseline, groups)
+    ci.ranks = stats.ranks_with_improvement(table, recs, args.metric, args.ci_opts.alpha)
+    ci.cells = {}  # the per-image vectors: not needed past this point, and large
+    with atomic_file(path) as tmp:
+        tmp.write_bytes(pickle.dumps((digest, ci), protocol=4))
+    return ci
+
+
+@functools.lru_cache(maxsize=1)
+def _stats_code() -> bytes:
+    return (Path(__file__).resolve().parent / "bench" / "stats.py").read_bytes()
+
+
+def _interval_notes(ci: stats.TableStats, args) -> list[str]:
+    """The leaderboard's notes on intervals: how they were drawn, the markers' legend, cells without one."""
+    if args.ci == "none":
+        return [args.ci_opts.note()]
+    notes = [args.ci_opts.note()]
+    if ci.baselines:
+        base = ", ".join(f"{lab} ({b})" for b, lab in ci.baselines.items())
+        notes.append(f"▲ / ▼: significantly above / below the baseline ({base}) on the same test images "
+                     f"(Holm-adjusted over the tasks, level {args.ci_opts.alpha:g}; see the significance table).")
+    if ci.reasons:
+        by_reason: dict[str, list[str]] = {}
+        for (b, m, d), why in sorted(ci.reasons.items()):
+            by_reason.setdefault(why, []).append(f"{m} {short_name(d)}" + (f" ({b})" if len(ci.baselines) > 1 else ""))
+        notes.append("Without an interval (mean only): " + "; ".join(
+            f"{why}: {', '.join(cells[:8])}" + (f" and {len(cells) - 8} more" if len(cells) > 8 else "")
+            for why, cells in by_reason.items()) + ".")
+    return notes
+
+
+SIGNIFICANCE_COLUMNS = ["backbone", "method", "baseline", "dataset", "diff", "ci_low", "ci_high", "p_value",
+                        "p_adjusted", "verdict", "n_images", "seeds", "paired", "test"]
+
+
+def _p(p: float) -> str:
+    return "—" if p != p else "<1e-6" if p < 1e-6 else f"{p:.2g}" if p < 0.01 else f"{p:.3f}"
+
+
+def significance_tables(table, ci: stats.TableStats, spec, stem: str, args, out: Outputs) -> None:
+    """Paired comparisons against the baseline, the noise table, ranks across tasks and the CD diagram."""
+    level = f"{args.ci_level:.0%}"
+    if ci.significance:
+        sig = pd.DataFrame(ci.significance).reindex(columns=SIGNIFICANCE_COLUMNS)
+        out.frame(f"significance_{stem}", sig, index=False)
+        header = ["backbone", "method", "baseline", "dataset", "diff", f"{level} interval", "p", "p (Holm)",
+                  "verdict", "images", "seeds", "paired"]
+        rows = [[r["backbone"], r["method"], r["baseline"], short_name(r["dataset"]), f"{r['diff']:+.1f}",
+                 "—" if r["ci_low"] != r["ci_low"] else f"[{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]",
+                 _p(r["p_value"]), _p(r["p_adjusted"]), r["verdict"],
+                 "—" if r["n_images"] is None or r["n_images"] != r["n_images"] else f"{int(r['n_images']):,}",
+                 r["seeds"] if isinstance(r["seeds"], str) and r["seeds"] else "—", r["paired"]]
+                for r in sig.to_dict("records")]
+        out.table(f"significance_{stem}", f"{spec.name}: each method minus the baseline, same test images", header,
+                  rows, echo=True, notes=[
+                      "diff: method minus baseline (points). Interval: paired bootstrap over the test images (and "
+                      "seeds where several). p: exact McNemar test on the images the two runs score differently "
+                      "(one seed each), else from the bootstrap's standard error; Holm-adjusted over the tasks of "
+                      "this benchmark for each method (the averages are tested alone). Verdict at level "
+                      f"{args.ci_opts.alpha:g}: better / worse / not distinguishable. Runs are paired only when "
+                      "their test_fingerprint is equal; 'paired' says why not otherwise.", args.ci_opts.note()])
+    elif args.ci != "none":
+        out.report.heading(f"{spec.name}: each method minus the baseline", 3)
+        out.report.note("No comparison: no backbone has a baseline and another method with a value.")
+    if ci.noise:
+        noise = pd.DataFrame(ci.noise)
+        out.frame(f"noise_{stem}", noise, index=False)
+        out.table(f"noise_{stem}", f"{spec.name}: how large a difference these runs can resolve",
+                  ["dataset", "test images", "seeds", f"{level} interval half-width (median)",
+                   "discordant images (median)", f"smallest difference detected with {stats.POWER:.0%} power"],
+                  [[short_name(r["dataset"]), f"{r['n_images']:,}", str(r["seeds"]), f"±{r['half_width']:.1f}",
+                    "—" if r["discordance"] != r["discordance"] else f"{100 * r['discordance']:.1f} %",
+                    "—" if r["detectable_diff"] != r["detectable_diff"] else f"{r['detectable_diff']:.1f} points"]
+                   for r in ci.noise],
+                  notes=["Half-width: median over the task's cells. Smallest detectable difference: simulated exact "
+                         f"McNemar tests at level {args.ci_opts.alpha:g} on this many images, with the share of "
+                         "images two methods score differently as observed against the baseline (median); a true "
+                         f"gap below it is missed in more than {1 - stats.POWER:.0%} of comparisons. More test "
+                         "images lower it; more seeds narrow the seed-to-seed part of the intervals."])
+    ranked = ci.ranks or []
+    for r in ranked:
+        suffix = f"_{r['backbone']}" if len(ranked) > 1 else ""
+        order = np.argsort(r["ranks"], kind="stable")
+        frame = pd.DataFrame({"backbone": r["backbone"], "method": [r["methods"][i] for i in order],
+                              "average_rank": r["ranks"][order], "friedman_chi2": r["friedman"],
+                              "friedman_p": r["p_value"], "nemenyi_cd": r["cd"], "tasks": len(r["tasks"])})
+        out.frame(f"ranks_{stem}{suffix}", frame, index=False)
+        out.table(f"ranks_{stem}{suffix}", f"{spec.name} ({r['backbone']}): average rank over {len(r['tasks'])} tasks",
+                  ["method", "average rank (1 = best)"],
+                  [[m, f"{v:.2f}"] for m, v in zip(frame["method"], frame["average_rank"])],
+                  notes=[f"Friedman test over the tasks: chi² = {r['friedman']:.2f}, p = {_p(r['p_value'])} "
+                         f"({len(r['methods'])} methods with every task). Nemenyi critical difference at level "
+                         f"{args.ci_opts.alpha:g}: {r['cd']:.2f} ranks; methods whose average ranks differ by less "
+                         "are not distinguishable across these tasks (Demšar 2006)."])
+        imp = r["improvement"]
+        out.frame(f"improvement_{stem}{suffix}", imp.rename_axis("method"))
+        out.table(f"improvement_{stem}{suffix}", f"{spec.name} ({r['backbone']}): P(row method > column method)",
+                  ["method", *imp.columns], [[a, *[fmt_value(v * 100, 0) + ("" if v != v else " %") for v in row]]
+                                             for a, row in zip(imp.index, imp.to_numpy())],
+                  notes=["Probability of improvement (Agarwal et al. 2021): per task, the share of seed pairs in "
+                         "which the row's run beats the column's (ties half), averaged over the tasks."])
+        if out.figures:
+            scores = pd.DataFrame(r["scores"], index=r["tasks"], columns=r["methods"])
+            out.figure(f"critical_difference_{stem}{suffix}", "cd_diagram",
+                       (scores, f"{spec.name} ({r['backbone']}): average ranks over {len(r['tasks'])} tasks",
+                        r["cd"], args.ci_opts.alpha),
+                       f"{spec.name}, {r['backbone']}: critical-difference diagram. Average rank per method (1 = "
+                       "best); methods joined by a bar are not distinguishable by the Nemenyi test "
+                       f"(CD = {r['cd']:.2f}).")
 
 
 def shot_tables(df, protocol: str, args, out: Outputs) -> None:
@@ -457,12 +651,17 @@ def run(args, pool) -> int:
         except (OSError, ValueError) as e:
             print(f"warning: published tables not used: {e}", file=sys.stderr)
     archs = _archs(df)
+    if args.baseline is not None and args.baseline not in set(df["label"]):
+        print(f"error: --baseline {args.baseline}: no such method among the selected records; choose from "
+              f"{', '.join(sorted(set(df['label'])))}", file=sys.stderr)
+        return 2
+    store = stats.Predictions()
 
     out.report.heading("Summary")
     out.report.items([summary, f"metric: {args.metric}; averaging shown: {args.average}",
                       *[f"skipped: {p}" for p in problems[:50]]])
     for protocol in sorted(df["protocol"].unique()):
-        leaderboards(df[df["protocol"] == protocol], protocol, published, archs, args, out)
+        leaderboards(df[df["protocol"] == protocol], protocol, published, archs, args, out, store)
 
     out.report.heading("Cost")
     cost = cost_table(df)
@@ -484,7 +683,8 @@ def run(args, pool) -> int:
     out.table("status", "Runs by status (rows with a failed or unsupported run)",
               ["benchmark", "protocol", "backbone", "method", "completed", "failed", "unsupported", "first error"],
               [[*k, str(r["completed"]), str(r["failed"]), str(r["unsupported"]), r["error"]]
-               for k, r in zip(shown.index, shown.to_dict("records"))])
+               for k, r in zip(shown.index, shown.to_dict("records"))],
+              empty="No run failed and none was unsupported.")
     out.finish()
     print(f"\nwrote {', '.join(args.formats)} outputs to {out_dir}")
     if args.log_to:

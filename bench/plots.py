@@ -17,6 +17,7 @@ import pandas as pd
 from bench.benchmarks import short_name
 from bench.tables import base_method, layout, mean_columns, mean_header
 
+MIN_FONT_PT = 8.5  # every text in a figure; at dpi 100 shown 1:1 in the report that is 8.9 pt on screen
 _CHAR_IN = 0.55 / 72  # width of one character per point of font size, in inches (DejaVu Sans, roughly)
 
 
@@ -27,7 +28,8 @@ def _plt():
     import matplotlib.pyplot as plt
 
     # No glyph hinting: a third less time per text (2 ms each on a slow core), invisible at 100 dpi.
-    plt.rcParams.update({"svg.fonttype": "none", "font.size": 7, "axes.titlesize": 8, "figure.titlesize": 8,
+    plt.rcParams.update({"svg.fonttype": "none", "font.size": MIN_FONT_PT, "axes.titlesize": 9.5,
+                         "figure.titlesize": 9.5, "legend.fontsize": MIN_FONT_PT,
                          "svg.hashsalt": "peft-bench", "text.hinting": "no_hinting"})  # hashsalt: reproducible SVG
     return plt
 
@@ -91,6 +93,7 @@ def _symlog_params(ax, values, label: str) -> None:
     ax.grid(True, alpha=0.3)
 
 
+LABEL_POINTS = 24  # up to this many rows of ours, each point carries its method's name
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
 
 
@@ -124,8 +127,11 @@ def accuracy_vs_params(table: pd.DataFrame, title: str, published: pd.DataFrame 
             ax.scatter(group[params], group[col], marker=marker[label], s=24, zorder=3,
                        c=[colour[b] for b, _ in group.index])
             for key, x, y in zip(group.index, group[params], group[col]):
+                if len(table) <= LABEL_POINTS:  # few points: each named where it is, beside the legend
+                    ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 3), fontsize=MIN_FONT_PT,
+                                color=colour[key[0]])
                 if key in (flagged or ()):
-                    ax.annotate("†", (x, y), textcoords="offset points", xytext=(3, 2), fontsize=7, color="C3")
+                    ax.annotate("†", (x, y), textcoords="offset points", xytext=(3, 2), fontsize=MIN_FONT_PT, color="C3")
         if published is not None and col in published:
             placed = published.dropna(subset=[col, params])
             left_out = [r for _, r in published.index.difference(placed.index, sort=False)]
@@ -133,7 +139,7 @@ def accuracy_vs_params(table: pd.DataFrame, title: str, published: pd.DataFrame 
             xs += list(placed[params])
             ax.scatter(placed[params], placed[col], facecolors="none", edgecolors="black", s=30, zorder=4)
             for (_, label), x, y in zip(placed.index, placed[params], placed[col]):
-                ax.annotate(label, (x, y), textcoords="offset points", xytext=(3, -6), fontsize=5, color="0.35")
+                ax.annotate(label, (x, y), textcoords="offset points", xytext=(3, -6), fontsize=MIN_FONT_PT, color="0.35")
         _symlog_params(ax, xs, "tunable parameters without head (symlog)")
         name = mean_header(table, col) if col in ("mean", "mean_of_groups") else short_name(col)
         ax.set_ylabel(f"{name}, top-1 (%)")
@@ -145,13 +151,15 @@ def accuracy_vs_params(table: pd.DataFrame, title: str, published: pd.DataFrame 
     if flagged:
         handles.append(Line2D([], [], ls="", marker="$†$", color="C3",
                               label="† other recipe or checkpoint than the published row"))
-    axes[0][-1].legend(handles=handles, fontsize=5, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    axes[0][-1].legend(handles=handles, fontsize=MIN_FONT_PT, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     fig.suptitle(title)
     if left_out:
         fig.text(0.01, 0.01, "published, not placed (no agreed parameter count): " + ", ".join(left_out),
-                 fontsize=5, color="0.35")
+                 fontsize=MIN_FONT_PT, color="0.35")
+    legend_in = 0.45 + max(len(h.get_label()) for h in handles) * MIN_FONT_PT * _CHAR_IN
+    fig.set_figwidth(fig.get_figwidth() - 1.55 + legend_in)
     width = fig.get_figwidth()
-    fig.subplots_adjust(left=0.5 / width, right=1 - 1.55 / width, bottom=0.15, top=0.9, wspace=0.22)
+    fig.subplots_adjust(left=0.75 / width, right=1 - legend_in / width, bottom=0.15, top=0.9, wspace=0.25)
     return fig
 
 
@@ -184,26 +192,26 @@ def delta_heatmap(table: pd.DataFrame, title: str, reference: str = "full", aver
     names = [lab for _, lab in rows]
     xnames = [mean_header(table, c) if c in ("mean", "mean_of_groups") else c.capitalize() if c in groups
               else short_name(c) for c in columns]
-    left = 0.2 + max(map(len, names)) * 6 * _CHAR_IN + (0.2 if len(refs) > 1 else 0)
-    bottom = 0.25 + max(map(len, xnames)) * 6 * _CHAR_IN * 0.8
-    w, h = left + 0.32 * len(columns) + 1.0, bottom + 0.2 * len(rows) + 0.35
+    left = 0.2 + max(map(len, names)) * MIN_FONT_PT * _CHAR_IN + (0.2 if len(refs) > 1 else 0)
+    bottom = 0.35 + max(map(len, xnames)) * MIN_FONT_PT * _CHAR_IN * 0.9  # labels at 60 degrees: sin 60 of their length
+    w, h = left + 0.5 * len(columns) + 1.2, bottom + 0.26 * len(rows) + 0.45
     fig, ax = plt.subplots(figsize=(w, h))
     fig.subplots_adjust(left=left / w, right=1 - 0.9 / w, bottom=bottom / h, top=1 - 0.3 / h)
     cmap = plt.get_cmap("RdBu").with_extremes(bad="0.85")
     im = ax.imshow(values, cmap=cmap, vmin=-vmax, vmax=vmax, aspect="auto", interpolation="nearest")
-    ax.set_xticks(range(len(columns)), xnames, rotation=60, ha="right", rotation_mode="anchor", fontsize=6)
-    ax.set_yticks(range(len(rows)), names, fontsize=6)
+    ax.set_xticks(range(len(columns)), xnames, rotation=60, ha="right", rotation_mode="anchor", fontsize=MIN_FONT_PT)
+    ax.set_yticks(range(len(rows)), names, fontsize=MIN_FONT_PT)
     if len(refs) > 1:
         _backbone_blocks(ax, [b for b, _ in rows], left)
     if values.size <= 150:  # beyond that the numbers are unreadable, and slow to draw (2 ms a text here)
         for i, j in zip(*(~pd.isna(values)).nonzero()):
             v = values[i, j]
-            ax.text(j, i, f"{v:+.1f}", ha="center", va="center", fontsize=4.5,
+            ax.text(j, i, f"{v:+.1f}", ha="center", va="center", fontsize=MIN_FONT_PT,
                     color="white" if abs(v) > 0.6 * vmax else "black")
     for x in (len(tasks) - 0.5, len(tasks) + len(groups) - 0.5):
         ax.axvline(x, color="black", linewidth=0.6)
     cax = fig.add_axes((1 - 0.8 / w, bottom / h, 0.1 / w, 1 - (bottom + 0.3) / h))
-    fig.colorbar(im, cax=cax, label="top-1 minus full fine-tuning (points)")
+    fig.colorbar(im, cax=cax, label=f"minus {reference} (points)")
     ax.set_title(title)
     return fig
 
@@ -217,7 +225,7 @@ def _backbone_blocks(ax, backbones: list[str], left_in: float, names: bool = Tru
             if names:
                 ax.annotate(backbones[start], xy=(0, (start + i - 1) / 2), xycoords=("axes fraction", "data"),
                             xytext=(-(left_in - 0.12) * 72, 0), textcoords="offset points", rotation=90,
-                            ha="center", va="center", fontsize=6, annotation_clip=False)
+                            ha="center", va="center", fontsize=MIN_FONT_PT, annotation_clip=False)
             if i < len(backbones):
                 ax.axhline(i - 0.5, color="black", linewidth=0.6)
             start = i
@@ -253,8 +261,8 @@ def cost_figure(cost: pd.DataFrame, title: str):
     protocols = list(dict.fromkeys(cost.index.get_level_values("protocol")))
     labels = [m for _, m in rows]
     multi = len({bb for bb, _ in rows}) > 1
-    left = 0.2 + max(map(len, labels)) * 6 * _CHAR_IN + (0.2 if multi else 0)
-    w, h = left + 2.3 * len(panels), 0.9 + 0.13 * len(rows) * len(protocols)
+    left = 0.2 + max(map(len, labels)) * MIN_FONT_PT * _CHAR_IN + (0.2 if multi else 0)
+    w, h = left + 2.6 * len(panels), 1.0 + 0.17 * len(rows) * len(protocols)
     fig, axes = plt.subplots(1, len(panels), figsize=(w, h), sharey=True, squeeze=False)
     fig.subplots_adjust(left=left / w, right=0.98, bottom=0.45 / h, top=1 - 0.45 / h, wspace=0.08)
     palette = {bb: f"C{i}" for i, bb in enumerate(dict.fromkeys(r[0] for r in rows))}
@@ -271,13 +279,13 @@ def cost_figure(cost: pd.DataFrame, title: str):
         ax.grid(True, axis="x", alpha=0.3)
         if col == "inference_images_per_s_ratio":
             ax.axvline(1.0, color="black", linewidth=0.6)
-    axes[0][0].set_yticks(range(len(rows)), labels, fontsize=6)
+    axes[0][0].set_yticks(range(len(rows)), labels, fontsize=MIN_FONT_PT)
     axes[0][0].set_ylim(len(rows) - 0.5, -0.5)  # first row on top
     if multi:
         for k, ax in enumerate(axes[0]):
             _backbone_blocks(ax, [bb for bb, _ in rows], left, names=k == 0)
     if len(protocols) > 1:
-        axes[0][-1].legend(fontsize=5, loc="lower right")
+        axes[0][-1].legend(fontsize=MIN_FONT_PT, loc="lower right")
     kinds = sorted({k for k in cost["peak_memory_kind"] if k})
     fig.suptitle(title + (f" (memory: {', '.join(kinds)})" if kinds else ""))
     return fig
@@ -305,7 +313,7 @@ def _per_dataset(long: pd.DataFrame, title: str, x: str, xlabel: str, log_base: 
         ax.set_title(short_name(dataset))
         ax.set_xlabel(xlabel)
     axes[0][0].set_ylabel("top-1 %")
-    axes[0][-1].legend(fontsize=6, loc="lower right")
+    axes[0][-1].legend(fontsize=MIN_FONT_PT, loc="lower right")
     fig.suptitle(title)
     fig.subplots_adjust(left=0.3 / len(datasets), right=0.98, bottom=0.18, top=0.82, wspace=0.3)
     return fig
@@ -321,5 +329,29 @@ def manyshot_curve(long: pd.DataFrame, title: str):
     return _per_dataset(long, title, "train_images", "training images", 10)
 
 
-FIGURES = {"accuracy_vs_params": accuracy_vs_params, "delta_heatmap": delta_heatmap, "cost_figure": cost_figure,
+def cd_diagram(scores: pd.DataFrame, title: str, cd: float, alpha: float = 0.05):
+    """Critical-difference diagram (Demšar 2006) of (tasks x methods) accuracies, drawn by scikit-posthocs.
+
+    Average ranks on the axis (1 = best); a bar joins methods the Nemenyi test
+    (`scikit_posthocs.posthoc_nemenyi_friedman`) cannot tell apart at `alpha`.
+    """
+    import scikit_posthocs as sp
+
+    plt = _plt()
+    ranks = scores.rank(axis=1, ascending=False).mean()
+    sig = sp.posthoc_nemenyi_friedman(scores.to_numpy())
+    sig.index = sig.columns = list(scores.columns)
+    k = scores.shape[1]
+    h = 1.6 + 0.25 * k
+    label_in = (max(len(str(m)) for m in scores.columns) + 8) * MIN_FONT_PT * _CHAR_IN  # "name (rank)" beside the axis
+    w = 5.0 + 2 * label_in
+    fig, ax = plt.subplots(figsize=(w, h))
+    fig.subplots_adjust(left=label_in / w, right=1 - label_in / w, top=1 - 0.75 / h, bottom=0.1 / h)
+    sp.critical_difference_diagram(ranks, sig, ax=ax, alpha=alpha, label_props={"fontsize": MIN_FONT_PT},
+                                   text_h_margin=0.02)
+    ax.set_title(f"{title}; Nemenyi CD = {cd:.2f} at {alpha:g}", pad=24)
+    return fig
+
+
+FIGURES = {"cd_diagram": cd_diagram, "accuracy_vs_params": accuracy_vs_params, "delta_heatmap": delta_heatmap, "cost_figure": cost_figure,
            "accuracy_vs_shots": accuracy_vs_shots, "manyshot_curve": manyshot_curve}

@@ -34,6 +34,8 @@ COLUMNS = {
 }
 META = ("method", "checkpoint", "timm_arch", "recipe", "data", "selection", "evidence", "source")
 MISMATCH = "†"  # marks a cell of ours whose recipe, checkpoint or data pipeline is not the published row's
+WITHIN, OUTSIDE = "within noise", "outside"  # the published value inside / outside our interval
+NOISE_MARKS = {WITHIN: " ≈", OUTSIDE: " ≠", "": ""}
 # The pixels a row was scored on (published_rows.csv `data`; ours from the records, `data_pipeline`). NOAH's
 # converter's JPEGs alone move CIFAR-100 by about 10 points against the TFDS tensors (anchors.md 0, 11).
 DATA_PIPELINES = {
@@ -130,9 +132,16 @@ def published_leaderboard(pub: pd.DataFrame, tasks: list[str], groups: dict[str,
     return table
 
 
+def noise(published: float, bounds: tuple[float, float] | None) -> str:
+    """'within noise' where the published value lies inside our interval, 'outside' where not, '' without one."""
+    if bounds is None or published != published:
+        return ""
+    return WITHIN if bounds[0] <= published <= bounds[1] else OUTSIDE
+
+
 def compare(ours: pd.DataFrame, pub: pd.DataFrame, pub_table: pd.DataFrame, archs: dict[str, str],
             recipes: dict[tuple[str, str], str] | None = None,
-            data: dict[tuple[str, str], str] | None = None) -> pd.DataFrame:
+            data: dict[tuple[str, str], str] | None = None, intervals: dict | None = None) -> pd.DataFrame:
     """Our leaderboard joined to the published one, cell by cell.
 
     Each published row is paired with every row of ours whose method is the published row's
@@ -147,6 +156,7 @@ def compare(ours: pd.DataFrame, pub: pd.DataFrame, pub_table: pd.DataFrame, arch
         archs: our backbone name -> its `backbone_arch` (timm name with tag).
         recipes: (backbone, label) of our rows -> the recipe name(s) their records ran, '/'-joined.
         data: (backbone, label) of our rows -> their data pipeline(s) (`data_pipeline`), '/'-joined.
+        intervals: (backbone, label, column) -> our interval (`stats.table_stats`), for `noise`.
     Returns:
         Long frame: backbone, method, row (published), checkpoint, our_arch, same_checkpoint
         (True/False, None when the published row names none), recipe (the published row's),
@@ -154,9 +164,10 @@ def compare(ours: pd.DataFrame, pub: pd.DataFrame, pub_table: pd.DataFrame, arch
         either is unknown), data (the published row's pipeline), our_data, same_data (as same_recipe),
         like_for_like (False when the checkpoint or the recipe differs or is unknown, or the data pipeline differs),
         column, ours, published, diff (ours - published), derived (the published value was
-        computed, not printed).
+        computed, not printed), ci_low, ci_high (ours), noise ('within noise' / 'outside' / '' when
+        ours has no interval).
     """
-    recipes, data = recipes or {}, data or {}
+    recipes, data, intervals = recipes or {}, data or {}, intervals or {}
     tasks = list(pub_table.attrs["tasks"])
     columns = tasks + [c for c in pub_table.columns if c not in tasks and c in ours.columns
                        and c not in ("tasks", "seeds", "tunable_params", "tunable_params_no_head")]
@@ -187,7 +198,10 @@ def compare(ours: pd.DataFrame, pub: pd.DataFrame, pub_table: pd.DataFrame, arch
                                 "like_for_like": None if b is None else bool(same and same_recipe)
                                 and same_data is not False,
                                 "column": c, "ours": o, "published": prow[c], "diff": o - prow[c],
-                                "derived": c in derived})
+                                "derived": c in derived,
+                                "ci_low": intervals.get((b, lab, c), (math.nan, math.nan))[0],
+                                "ci_high": intervals.get((b, lab, c), (math.nan, math.nan))[1],
+                                "noise": noise(prow[c], intervals.get((b, lab, c)))})
     return pd.DataFrame(records)
 
 
@@ -211,9 +225,10 @@ def comparison_rows(long: pd.DataFrame, table: pd.DataFrame, average: str = "bot
     columns = tasks + groups + means
     header = ["backbone", "method", "published row", "published checkpoint", "same checkpoint",
               "published recipe", "our recipe", "same recipe", "published data", "our data", "same data",
+              "within noise",
               *[short_name(t) for t in tasks], *[f"{g.capitalize()} (derived)" for g in groups],
               *[mean_header(table, m) + (" (derived)" if m == "mean_of_groups" else "") for m in means]]
-    bold = set(range(11 + len(tasks) + len(groups), len(header)))
+    bold = set(range(12 + len(tasks) + len(groups), len(header)))
     rows = []
     if long.empty:
         return header, rows, bold
@@ -227,11 +242,13 @@ def comparison_rows(long: pd.DataFrame, table: pd.DataFrame, average: str = "bot
                first["checkpoint"] or "—", _yes_no(first["same_checkpoint"]), first.get("recipe") or "—",
                first.get("our_recipe") or "—", _yes_no(first.get("same_recipe")), first.get("data") or "—",
                first.get("our_data") or "—", _yes_no(first.get("same_data"))]
+        judged = [cells[c].get("noise", "") for c in columns if cells[c].get("noise", "")]
+        out.append(f"{judged.count(WITHIN)}/{len(judged)}" if judged else "—")
         for c in columns:
             digits = 1 if c in tasks else 2
             o, p, d = cells[c]["ours"], cells[c]["published"], cells[c]["diff"]
             diff = "" if d != d else f" ({d:+.{digits}f})"
             ours = fmt_value(o, digits) + (mark if o == o else "")
-            out.append(f"{ours} / {fmt_value(p, digits)}{diff}")
+            out.append(f"{ours} / {fmt_value(p, digits)}{diff}{NOISE_MARKS[cells[c].get('noise', '')]}")
         rows.append(out)
     return header, rows, bold

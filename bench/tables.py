@@ -279,13 +279,42 @@ def mean_header(table: pd.DataFrame, column: str) -> str:
     return f"mean of {len(tasks)} tasks" if groups else "mean"
 
 
+def fmt_interval(text: str, bounds: tuple[float, float] | None, mark: str = "") -> str:
+    """`73.1 [72.4, 73.8]` (and a ▲/▼ significance mark) where an interval exists; `text` unchanged otherwise."""
+    if bounds is None or text == "—":
+        return text + mark
+    return f"{text} [{bounds[0]:.1f}, {bounds[1]:.1f}]{mark}"
+
+
+def with_intervals(table: pd.DataFrame, intervals: dict) -> pd.DataFrame:
+    """The leaderboard for CSV: `<column>_ci_low` and `<column>_ci_high` beside each value column."""
+    tasks, groups = layout(table)
+    out = table.copy()
+    cols = list(table.columns)
+    for c in [*tasks, *groups, "mean", "mean_of_groups"]:
+        if c not in table.columns:
+            continue
+        bounds = [intervals.get((*r, c), (math.nan, math.nan)) for r in table.index]
+        out[f"{c}_ci_low"] = [b[0] for b in bounds]
+        out[f"{c}_ci_high"] = [b[1] for b in bounds]
+        i = cols.index(c) + 1
+        cols[i:i] = [f"{c}_ci_low", f"{c}_ci_high"]
+    out = out[cols]
+    out.attrs = table.attrs
+    return out
+
+
 def table_rows(table: pd.DataFrame, marks: dict | None = None, stats: pd.DataFrame | None = None,
-               average: str = "both") -> tuple[list[str], list[list[str]], set[int]]:
+               average: str = "both", intervals: dict | None = None, signs: dict | None = None
+               ) -> tuple[list[str], list[list[str]], set[int]]:
     """Header, formatted rows and the bold (headline average) column indices of a leaderboard.
 
     Shared by the markdown and HTML renderers so both always show the same strings. With
-    `stats` (from `cell_stats`), each cell reads `mean ± std (seeds)`.
+    `stats` (from `cell_stats`), each cell reads `mean ± std (seeds)`; with `intervals`
+    ((backbone, method, column) -> (low, high)) a cell that has one reads `mean [low, high] (seeds)`
+    instead, and `signs` adds ▲/▼ where a cell is significantly above/below the baseline.
     """
+    intervals, signs = intervals or {}, signs or {}
     marks = marks or {}
     tasks, groups = layout(table)
     means = mean_columns(table, average)
@@ -300,13 +329,18 @@ def table_rows(table: pd.DataFrame, marks: dict | None = None, stats: pd.DataFra
             v = row[t]
             if v != v:
                 cells.append(marks.get((backbone, label, t), "—"))
+            elif (backbone, label, t) in intervals:
+                s = lookup.get((backbone, label, t), {"seeds": 1})
+                seeds = f" ({int(s['seeds'])})" if s["seeds"] > 1 else ""
+                cells.append(fmt_interval(fmt_value(v), intervals[(backbone, label, t)],
+                                          signs.get((backbone, label, t), "")) + seeds)
             elif stats is not None and (backbone, label, t) in lookup:
                 s = lookup[(backbone, label, t)]
-                cells.append(fmt_cell(s["mean"], s["std"], int(s["seeds"])))
+                cells.append(fmt_cell(s["mean"], s["std"], int(s["seeds"])) + signs.get((backbone, label, t), ""))
             else:
                 cells.append(fmt_value(v))
-        cells += [fmt_value(row[g]) for g in groups]
-        cells += [fmt_value(row[m]) for m in means]
+        cells += [fmt_interval(fmt_value(row[c]), intervals.get((backbone, label, c)),
+                               signs.get((backbone, label, c), "")) for c in [*groups, *means]]
         rows.append([backbone, label, *cells, row["tasks"], str(row["seeds"]),
                      fmt_params(row["tunable_params"]), fmt_params(row["tunable_params_no_head"])])
     return header, rows, bold

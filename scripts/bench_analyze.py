@@ -1,11 +1,13 @@
 """Time analyze.py on N synthetic run records (a benchmark, not a test; default 10,000).
 
-    python scripts/bench_analyze.py [--n 10000] [--repeat 3] [--dir DIR] [-- ANALYZE_ARGS...]
+    python scripts/bench_analyze.py [--n 10000] [--repeat 3] [--dir DIR] [--no-predictions] [-- ANALYZE_ARGS...]
 
 Writes N records shaped like bench/run.py's (nested config, environment and per-epoch history
 included, so the files are as large as real ones) over VTAB-1k, FGVC, CIFAR-100, ImageNet
 (with robustness fields) and the mini benchmark, several backbones, methods, variants, both
-protocols and several seeds, with some failed, unsupported and truncated records. Then runs
+protocols and several seeds, with some failed, unsupported and truncated records, and beside each
+completed one a predictions.npz of the test split's real size (`TEST_IMAGES`; a shared per-image
+difficulty per backbone and dataset makes the runs' errors correlate as real ones do). Then runs
 `python analyze.py DIR --out DIR/leaderboard` as a fresh process `--repeat` times (interpreter
 start and imports included, as a user would see it) and prints each time and the median. The
 first run draws every figure; later ones find the figures' inputs unchanged and read them back
@@ -19,6 +21,7 @@ import json
 import os
 import random
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -45,6 +48,17 @@ METHODS = {  # label -> (method, variant, tunable params without head, inference
     "ssf-lr0.01": ("ssf", "lr0.01", 200_000, 0), "lora-r8": ("lora", "r8", 580_000, 0),
 }
 EPOCHS = {"vtab": 100, "fgvc": 100, "cifar100": 100, "imagenet": 30, "mini": 20}
+# Test split sizes (images): VTAB-1k's full test sets, FGVC's, CIFAR-100, ImageNet val, the mini tasks.
+TEST_IMAGES = {
+    "vtab/cifar": 10_000, "vtab/caltech101": 6_084, "vtab/dtd": 1_880, "vtab/oxford_flowers102": 6_149,
+    "vtab/oxford_iiit_pet": 3_669, "vtab/svhn": 26_032, "vtab/sun397": 21_750, "vtab/patch_camelyon": 32_768,
+    "vtab/eurosat": 5_400, "vtab/resisc45": 6_300, "vtab/diabetic_retinopathy": 42_670, "vtab/clevr_count": 15_000,
+    "vtab/clevr_dist": 15_000, "vtab/dmlab": 22_735, "vtab/kitti": 711, "vtab/dsprites_loc": 73_728,
+    "vtab/dsprites_ori": 73_728, "vtab/smallnorb_azi": 12_150, "vtab/smallnorb_ele": 12_150, "fgvc/cub": 5_794,
+    "fgvc/nabirds": 24_633, "fgvc/oxford_flowers": 6_149, "fgvc/stanford_dogs": 8_580, "fgvc/stanford_cars": 8_041,
+    "cifar100/cifar100": 10_000, "imagenet/imagenet": 50_000,
+}
+PREDICTIONS = "predictions.npz"
 
 
 def _group(benchmark: str, dataset: str) -> str | None:
@@ -97,9 +111,28 @@ def synthetic_record(rng: random.Random, backbone: str, dataset: str, label: str
     return rec
 
 
-def generate(root: Path, n: int, seed: int = 0) -> int:
+def write_predictions(folder: Path, rec: dict, difficulty) -> None:
+    """predictions.npz for a completed record: correct where the image's difficulty is below the accuracy;
+    the record's test_top1 becomes that file's accuracy (analyze.py checks they agree)."""
+    import numpy as np
+
+    n = len(difficulty)
+    target = (np.arange(n) % 100).astype(np.int8)  # the smallest int dtype for the classes, as bench/run.py
+    correct = difficulty < rec["test_top1"] / 100
+    pred = np.where(correct, target, (target + 1) % 100)
+    fingerprint = f"sha256:{rec['dataset']}-test-{n}"
+    rec.update(test_top1=100.0 * float(correct.mean()), test_fingerprint=fingerprint, predictions=PREDICTIONS,
+               predictions_images=n)
+    np.savez_compressed(folder / PREDICTIONS, pred=pred, target=target, fingerprint=np.array(fingerprint))
+
+
+def generate(root: Path, n: int, seed: int = 0, predictions: bool = True) -> int:
     """Write n records under root (plus n // 2000 + 1 truncated ones); returns how many were written."""
+    import numpy as np
+
     rng = random.Random(seed)
+    nrng = np.random.default_rng(seed)
+    difficulty: dict = {}  # (backbone, dataset) -> per-image difficulty in [0, 1), shared by its runs
     cells = [(b, d, lab, p) for b, (_, benches) in BACKBONES.items() for bench in benches
              for d in BENCHMARK_TASKS[bench] for lab in METHODS for p in ("val", "paper")]
     written = 0
@@ -110,7 +143,14 @@ def generate(root: Path, n: int, seed: int = 0) -> int:
             method, variant = METHODS[lab][:2]
             path = run_dir(root, b, d, method, variant, p, s) / RECORD
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(synthetic_record(rng, b, d, lab, p, s), indent=1) + "\n")  # no fsync: speed
+            rec = synthetic_record(rng, b, d, lab, p, s)
+            if predictions and rec["status"] == "completed":
+                if (b, d) not in difficulty:
+                    difficulty[(b, d)] = nrng.random(TEST_IMAGES.get(d, 1000))
+                # each seed's own noise on top of the shared difficulty: seeds disagree on some images
+                noisy = np.clip(difficulty[(b, d)] + nrng.normal(0, 0.05, len(difficulty[(b, d)])), 0, 1)
+                write_predictions(path.parent, rec, noisy)
+            path.write_text(json.dumps(rec, indent=1) + "\n")  # no fsync: speed
             written += 1
         else:
             continue
@@ -138,6 +178,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=3, help="timed analyze.py runs (default 3)")
     ap.add_argument("--dir", type=Path, default=None,
                     help="folder for the records; reused if it already holds records (default: a temporary one)")
+    ap.add_argument("--no-predictions", action="store_true",
+                    help="records without predictions.npz (as before per-image predictions existed)")
+    ap.add_argument("--analyze", type=Path, default=ROOT / "analyze.py",
+                    help="the analyze.py to time (default: this checkout's; another checkout's to compare)")
     ap.add_argument("analyze_args", nargs="*", help="extra arguments passed to analyze.py (after --)")
     args = ap.parse_args(argv)
 
@@ -145,18 +189,20 @@ def main(argv: list[str] | None = None) -> int:
         root = args.dir or Path(tmp)
         if not any(root.glob("runs/*")):
             t = time.perf_counter()
-            n = generate(root, args.n)
+            n = generate(root, args.n, predictions=not args.no_predictions)
             print(f"generated {n} records in {root} ({time.perf_counter() - t:.1f} s)")
         out = root / "leaderboard"
         if (out / ".figures.json").exists() and "--redraw" not in args.analyze_args:
             (out / ".figures.json").unlink()  # the first timed run draws every figure
-        cmd = [sys.executable, str(ROOT / "analyze.py"), str(root), "--out", str(out), "--quiet", *args.analyze_args]
+        if (out / ".stats").is_dir():
+            shutil.rmtree(out / ".stats")  # ... and computes every table's statistics
+        cmd = [sys.executable, str(args.analyze), str(root), "--out", str(out), "--quiet", *args.analyze_args]
         print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs (other work skews the times)")
         times, cpus, others = [], [], []
         for _ in range(args.repeat):
             before, busy = resource.getrusage(resource.RUSAGE_CHILDREN), _busy_cpu_s()
             t = time.perf_counter()
-            proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+            proc = subprocess.run(cmd, cwd=args.analyze.parent, capture_output=True, text=True)
             times.append(time.perf_counter() - t)
             after = resource.getrusage(resource.RUSAGE_CHILDREN)
             cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
@@ -170,8 +216,8 @@ def main(argv: list[str] | None = None) -> int:
               f"other processes' CPU meanwhile: {' '.join(f'{o:.1f}' for o in others)} s; "
               f"{len(list(out.iterdir()))} files written")
         if len(times) > 1:  # the first run drew every figure; later ones read unchanged figures back
-            print(f"first run (every figure drawn) {times[0]:.2f} s; later runs (figures unchanged, read back) "
-                  f"median {statistics.median(times[1:]):.2f} s")
+            print(f"first run (every figure drawn, every statistic computed) {times[0]:.2f} s; later runs (figures "
+                  f"and statistics unchanged, read back) median {statistics.median(times[1:]):.2f} s")
     return 0
 
 

@@ -365,7 +365,8 @@ def test_cli_help_explains_each_option():
     proc = run_cli("analyze.py", "--help")
     assert proc.returncode == 0
     for option in ("--out", "--benchmark", "--backbone", "--method", "--protocol", "--average", "--metric",
-                   "--formats", "--reference", "--no-published", "--jobs", "--quiet"):
+                   "--formats", "--reference", "--no-published", "--jobs", "--quiet", "--ci", "--ci-level", "--ci-seed",
+                   "--ci-resamples", "--baseline"):
         assert option in proc.stdout, option
 
 

@@ -1,0 +1,546 @@
+"""Uncertainty for the tables: bootstrap intervals, paired tests, ranks across tasks (numpy/scipy, torch-free).
+
+A run's `predictions.npz` (beside its record) holds the predicted and true class of every test
+image in the listing's order, and `test_fingerprint` names that listing. Everything here works
+on the per-image correctness those give (`pred == target`).
+
+Bootstrap over test images, exactly and cheaply: resampling n images with replacement only
+changes how many times each *pattern* of correctness occurs (one run: correct / wrong; two runs
+on the same images: both, only A, only B, neither). So a resample is a multinomial draw of the
+pattern counts, the same distribution as drawing an n-long index vector, at a cost that does
+not grow with n. Where the runs of one cell or comparison show more than `EXACT_MAX_PATTERNS`
+patterns (several seeds on each side), the image-level resampling is drawn from the normal
+distribution with the bootstrap's exact mean and covariance (the runs' per-image covariance
+over n): at the test-set sizes here (hundreds of images and more) the two agree closely, and the
+exact draw would cost B x patterns. Several seeds: a two-level bootstrap, seeds drawn with
+replacement, then the same images for every seed (the seeds share one test set, so its sampling
+noise is shared, not averaged away).
+
+Determinism: every cell and comparison gets its own generator seeded from `--ci-seed` and the
+cell's names, so a table does not depend on which other cells were selected or their order.
+"""
+import io
+import math
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+CI_METHODS = ("bootstrap", "none")
+VERDICTS = ("better", "worse", "not distinguishable")
+EXACT_MAX_PATTERNS = 16  # above this many correctness patterns: the normal draw (module docstring)
+POWER = 0.8  # the power at which `detectable_difference` counts a difference as detectable
+PREDICTIONS_METRIC = "test_top1"  # the record field a run's predictions.npz reproduces
+
+
+@dataclass(frozen=True)
+class CIOptions:
+    """How analyze.py computes intervals: `method` (bootstrap / none), level, generator seed, resamples."""
+    method: str = "bootstrap"
+    level: float = 0.95
+    seed: int = 0
+    resamples: int = 1000
+
+    @property
+    def alpha(self) -> float:
+        return 1.0 - self.level
+
+    def note(self) -> str:
+        if self.method == "none":
+            return "Intervals: off (--ci none)."
+        return (f"[low, high]: {self.level:.0%} bootstrap interval over test images (several seeds: seeds, then "
+                f"images), {self.resamples} resamples, generator seed {self.seed} (--ci-seed); percentiles.")
+
+
+# --- per-run predictions -------------------------------------------------------------------------
+
+@dataclass
+class Cell:
+    """The usable per-image correctness of one leaderboard cell's seeds, or why there is none."""
+    correct: list = field(default_factory=list)  # one bool array per seed, all on the same listing
+    fingerprint: str = ""
+    reason: str = ""  # non-empty: no interval, and this says why
+
+    @property
+    def n(self) -> int:
+        return len(self.correct[0]) if self.correct else 0
+
+
+class Predictions:
+    """Reads each run's predictions.npz at most once, when a table first needs it."""
+
+    def __init__(self):
+        self._cache: dict[tuple, np.ndarray] = {}
+
+    def correct(self, record_path: str, name: str, target: str = "") -> np.ndarray:
+        """Bool array `pred == target` of one run (`target`: a robustness target's name, "" the test split).
+
+        The file is read in one call and parsed from memory (zipfile's many small reads cost more
+        than the decompression on a busy machine). Its `fingerprint` entry is not read: the
+        record's `test_fingerprint` says the same, and `cell_predictions` checks the accuracy.
+        Raises OSError, ValueError or KeyError on a bad file.
+        """
+        key = (record_path, name, target)
+        if key not in self._cache:
+            suffix = f"__{target}" if target else ""
+            data = (Path(record_path).parent / name).read_bytes()
+            with np.load(io.BytesIO(data), allow_pickle=False) as z:
+                pred, true = z[f"pred{suffix}"], z[f"target{suffix}"]
+            if pred.shape != true.shape or pred.ndim != 1:
+                raise ValueError(f"pred {pred.shape} and target {true.shape} are not one vector each")
+            self._cache[key] = pred == true
+        return self._cache[key]
+
+
+def _present(v) -> bool:
+    return v is not None and not (isinstance(v, float) and v != v)
+
+
+def cell_predictions(runs: list[dict], store: Predictions, metric: str = PREDICTIONS_METRIC) -> Cell:
+    """The correctness vectors of a cell's runs (one per seed, the first record of a repeated seed).
+
+    `runs` are the cell's completed records as dicts (`path`, `seed`, `test_fingerprint`,
+    `predictions`, `predictions_complete`, `metric`). A cell gets no interval, with the reason,
+    when any seed lacks usable predictions: an old record without them, an incomplete or
+    unreadable file, one whose accuracy is not the record's, or seeds on different listings.
+    """
+    if metric != PREDICTIONS_METRIC:
+        return Cell(reason=f"predictions score {PREDICTIONS_METRIC}, not {metric}")
+    seen, cell = set(), Cell()
+    for r in sorted(runs, key=lambda r: (r["seed"], str(r["path"]))):
+        if r["seed"] in seen:
+            continue
+        seen.add(r["seed"])
+        name, fp = r.get("predictions"), r.get("test_fingerprint")
+        if not _present(name) or not _present(fp):
+            return Cell(reason="no predictions (older record)")
+        if r.get("predictions_complete") is False:
+            return Cell(reason="predictions incomplete (unreadable test images skipped)")
+        try:
+            correct = store.correct(r["path"], str(name))
+        except (OSError, ValueError, KeyError) as e:
+            return Cell(reason=f"predictions unreadable ({type(e).__name__})")
+        value = r.get(metric)
+        if _present(value) and abs(100.0 * correct.mean() - float(value)) > 0.01:
+            return Cell(reason=f"predictions disagree with the record's {metric}")
+        if cell.correct and (fp != cell.fingerprint or len(correct) != cell.n):
+            return Cell(reason="seeds scored on different test listings")
+        cell.correct.append(correct)
+        cell.fingerprint = str(fp)
+    return cell
+
+
+# --- resampling ------------------------------------------------------------------------------------
+
+def generator(seed: int, *names: str) -> np.random.Generator:
+    """A generator for one cell or comparison: `seed` and a stable hash of its names (not Python's hash)."""
+    return np.random.default_rng([seed, zlib.crc32("\x1f".join(names).encode())])
+
+
+def image_draws(columns: list[np.ndarray], resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """Accuracy (%) of each run on `resamples` bootstrap resamples of the images: (resamples, runs).
+
+    Every run is resampled on the same images (the columns share one listing).
+    """
+    n, r = len(columns[0]), len(columns)
+    if r <= 16:
+        codes = np.zeros(n, np.uint16)  # (n,) each image's pattern: bit j set where run j is right
+        for j, col in enumerate(columns):
+            codes |= col.astype(np.uint16) << np.uint16(j)
+        counts = np.bincount(codes)
+        patterns = np.flatnonzero(counts)
+        counts = counts[patterns]
+        bits = ((patterns[:, None] >> np.arange(r)) & 1).astype(np.float64)  # (P, R)
+        if len(patterns) <= EXACT_MAX_PATTERNS:
+            k = rng.multinomial(n, counts / n, size=resamples)  # (B, P): how often each pattern is drawn
+            return 100.0 * (k @ bits) / n
+        mean = counts @ bits / n
+        second = bits.T @ (bits * counts[:, None]) / n
+    else:
+        x = np.column_stack(columns).astype(np.float32)  # (n, R)
+        mean = x.mean(axis=0, dtype=np.float64)
+        second = (x.T @ x).astype(np.float64) / n  # sums of 0/1 below 2^24: exact in float32
+    cov = (second - np.outer(mean, mean)) / n  # the covariance of the bootstrap means
+    return 100.0 * rng.multivariate_normal(mean, cov, size=resamples, method="eigh")
+
+
+def seed_means(acc: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(B, S) per-seed accuracies -> (B,) means over seeds drawn with replacement (S = 1: the column)."""
+    b, s = acc.shape
+    if s == 1:
+        return acc[:, 0]
+    pick = rng.integers(0, s, size=(b, s))
+    return np.take_along_axis(acc, pick, axis=1).mean(axis=1)
+
+
+def cell_draws(cell: Cell, opts: CIOptions, *names: str) -> np.ndarray:
+    """(B,) bootstrap accuracies of one cell (mean over its seeds)."""
+    rng = generator(opts.seed, "cell", *names)
+    return seed_means(image_draws(cell.correct, opts.resamples, rng), rng)
+
+
+def interval(draws: np.ndarray, level: float) -> tuple[float, float]:
+    """Percentile interval of bootstrap draws."""
+    lo, hi = np.quantile(draws, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(lo), float(hi)
+
+
+# --- paired comparison ----------------------------------------------------------------------------------
+
+@dataclass
+class Comparison:
+    """A method minus the baseline on one task: difference (points), its interval and p-value."""
+    diff: float
+    ci_low: float
+    ci_high: float
+    p_value: float
+    draws: np.ndarray
+    paired: str  # "yes", or why not ("no: ...")
+    n_images: int
+    seeds: str
+    test: str  # which test gave the p-value
+
+
+def sign_test_p(only_a, discordant):
+    """Two-sided exact binomial p-value of `only_a` successes in `discordant` trials at 1/2 (arrays too).
+
+    What `scipy.stats.binomtest(k, n, 0.5).pvalue` returns (the distribution is symmetric, so the
+    two tails are equal: twice the smaller, capped at 1), from `scipy.special.bdtr`: a ufunc, fast
+    on arrays and without importing scipy.stats (a second here) for every table.
+    """
+    from scipy.special import bdtr
+
+    only_a, discordant = np.asarray(only_a), np.asarray(discordant)
+    p = np.minimum(1.0, 2 * bdtr(np.minimum(only_a, discordant - only_a), discordant, 0.5))
+    return np.where(discordant == 0, 1.0, p)
+
+
+def mcnemar(a: np.ndarray, b: np.ndarray) -> float:
+    """Exact McNemar p-value: a two-sided binomial test on the discordant pairs (1.0 without any)."""
+    only_a, only_b = int(np.sum(a & ~b)), int(np.sum(~a & b))
+    return float(sign_test_p(only_a, only_a + only_b))
+
+
+def normal_p(diff: float, draws: np.ndarray) -> float:
+    """Two-sided p-value of `diff` against 0 with the bootstrap's standard error (normal reference)."""
+    from scipy.special import ndtr
+
+    se = float(np.std(draws))
+    if se == 0.0:
+        return 1.0 if diff == 0 else 0.0
+    return float(2 * ndtr(-abs(diff) / se))
+
+
+def compare_cells(a: Cell, b: Cell, opts: CIOptions, *names: str) -> Comparison:
+    """`a` minus `b` on one task: paired on the same images when their listings agree, else unpaired."""
+    rng = generator(opts.seed, "pair", *names)
+    sa, sb = len(a.correct), len(b.correct)
+    diff = float(np.mean([c.mean() for c in a.correct]) - np.mean([c.mean() for c in b.correct])) * 100.0
+    seeds = f"{sa} vs {sb}"
+    if a.fingerprint == b.fingerprint and a.n == b.n:
+        acc = image_draws(a.correct + b.correct, opts.resamples, rng)  # (B, sa + sb), the same images
+        draws = seed_means(acc[:, :sa], rng) - seed_means(acc[:, sa:], rng)
+        if sa == sb == 1:
+            p, test = mcnemar(a.correct[0], b.correct[0]), "exact McNemar"
+        else:
+            p, test = normal_p(diff, draws), "paired bootstrap (normal)"
+        paired, n = "yes", a.n
+    else:
+        draws = (seed_means(image_draws(a.correct, opts.resamples, rng), rng)
+                 - seed_means(image_draws(b.correct, opts.resamples, rng), rng))
+        p, test = normal_p(diff, draws), "unpaired bootstrap (normal)"
+        paired, n = "no: different test listings (test_fingerprint)", min(a.n, b.n)
+    draws = np.round(draws, 9)  # identical predictions give exactly 0, not a rounding residue
+    lo, hi = interval(draws, opts.level)
+    return Comparison(round(diff, 9), lo, hi, p, draws, paired, n, seeds, test)
+
+
+def mean_comparison(parts: list[Comparison], opts: CIOptions) -> Comparison:
+    """The difference of a benchmark mean: the per-task draws averaged (tasks fixed), normal p-value."""
+    draws = np.mean([c.draws for c in parts], axis=0)
+    diff = float(np.mean([c.diff for c in parts]))
+    lo, hi = interval(draws, opts.level)
+    paired = "yes" if all(c.paired == "yes" for c in parts) else "partly: some tasks unpaired"
+    return Comparison(diff, lo, hi, normal_p(diff, draws), draws, paired, sum(c.n_images for c in parts),
+                      "", "bootstrap over tasks' images (normal)")
+
+
+def holm(p_values) -> np.ndarray:
+    """Holm's step-down adjustment: the i-th smallest p times (m - i), made monotone, capped at 1.
+
+    The same numbers as statsmodels' `multipletests(p, method="holm")` (tests/test_stats.py checks
+    it), which is not called here: it runs `gc.collect()` on every call, 0.1 s each on this machine,
+    and analyze.py makes one call per method and benchmark.
+    """
+    p = np.asarray(p_values, dtype=float)
+    m = p.size
+    order = np.argsort(p, kind="stable")
+    adjusted = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    out = np.empty(m)
+    out[order] = adjusted
+    return out
+
+
+def verdict(diff: float, p_adjusted: float, alpha: float) -> str:
+    if p_adjusted < alpha and diff > 0:
+        return VERDICTS[0]
+    if p_adjusted < alpha and diff < 0:
+        return VERDICTS[1]
+    return VERDICTS[2]
+
+
+# --- across tasks -------------------------------------------------------------------------------------------
+
+def average_ranks(scores: np.ndarray) -> np.ndarray:
+    """(tasks, methods) accuracies -> each method's mean rank over tasks (1 = best; ties share the mean rank)."""
+    import pandas as pd
+
+    return pd.DataFrame(scores).rank(axis=1, ascending=False).to_numpy().mean(axis=0)
+
+
+def friedman(scores: np.ndarray) -> tuple[float, float]:
+    """Friedman chi-square statistic and p-value over (tasks, methods) accuracies (scipy.stats)."""
+    from scipy.stats import friedmanchisquare
+
+    res = friedmanchisquare(*np.asarray(scores, dtype=float).T)
+    return float(res.statistic), float(res.pvalue)
+
+
+def nemenyi_cd(k: int, n_tasks: int, alpha: float = 0.05) -> float:
+    """Nemenyi critical difference of average ranks (Demšar 2006): q_alpha sqrt(k (k + 1) / (6 N)),
+    q_alpha the studentized range quantile over sqrt(2)."""
+    from scipy.stats import studentized_range
+
+    q = studentized_range.ppf(1 - alpha, k, np.inf) / math.sqrt(2)
+    return float(q * math.sqrt(k * (k + 1) / (6.0 * n_tasks)))
+
+
+def probability_of_improvement(per_task: list[tuple[np.ndarray, np.ndarray]]) -> float:
+    """P(A > B): per task the chance a seed of A beats a seed of B (ties half), averaged over tasks (rliable's)."""
+    values = []
+    for a, b in per_task:
+        a, b = np.asarray(a, float)[:, None], np.asarray(b, float)[None, :]
+        values.append(float(np.mean((a > b) + 0.5 * (a == b))))
+    return float(np.mean(values))
+
+
+# --- how many images and seeds are enough ------------------------------------------------------------------
+
+def detectable_difference(n: int, discordance: float, alpha: float = 0.05, power: float = POWER,
+                          sims: int = 400, seed: int = 0) -> float:
+    """Smallest difference (points) the exact McNemar test finds with `power` at level `alpha`.
+
+    Simulated, not from a formula: pairs of runs on `n` images that disagree on a fraction
+    `discordance` of them (observed between the task's methods), for differences on a 0.1-point
+    grid; the first difference whose simulated power reaches `power`. NaN if none up to 50 points.
+    """
+    rng = np.random.default_rng([seed, n])
+    for start in range(1, 501, 50):  # 0.1-point steps, 5 points at a time: most answers lie in the first
+        d = np.arange(start, start + 50) / 1000.0  # (G,) candidate differences as fractions
+        q = np.maximum(discordance, d)  # a difference d needs at least d of the pairs to disagree
+        disc = rng.binomial(n, np.broadcast_to(q[:, None], (len(d), sims)))  # (G, sims) discordant pairs
+        only_a = rng.binomial(disc, np.broadcast_to(((1 + d / q) / 2)[:, None], disc.shape))
+        reached = np.flatnonzero((sign_test_p(only_a, disc) < alpha).mean(axis=1) >= power)
+        if reached.size:
+            return float(d[reached[0]] * 100)
+    return math.nan
+
+
+# --- the tables' statistics (records and leaderboards in, plain dicts and frames out) ----------------------
+
+@dataclass
+class TableStats:
+    """Intervals and comparisons of one leaderboard (one benchmark, one protocol)."""
+    intervals: dict = field(default_factory=dict)  # (backbone, method, column) -> (low, high)
+    reasons: dict = field(default_factory=dict)  # (backbone, method, dataset) -> why no interval
+    cells: dict = field(default_factory=dict)  # (backbone, method, dataset) -> Cell (usable ones)
+    significance: list = field(default_factory=list)  # rows of the significance table
+    marks: dict = field(default_factory=dict)  # (backbone, method, column) -> "▲" / "▼"
+    baselines: dict = field(default_factory=dict)  # backbone -> baseline label
+    noise: list = field(default_factory=list)  # rows of the noise (interval width, detectable difference) table
+    ranks: list | None = None  # `rank_stats` with each backbone's `improvement_matrix` (None: not computed yet)
+
+
+def runs_by_cell(recs, metric: str) -> dict:
+    """(backbone, label, dataset) -> the cell's completed records as dicts (the fields predictions need)."""
+    import pandas as pd
+
+    value = pd.to_numeric(recs[metric], errors="coerce") if metric in recs else None
+    done = recs[(recs["status"] == "completed") & (value.notna() if value is not None else False)]
+    cols = [c for c in ("path", "seed", "test_fingerprint", "predictions", "predictions_complete", metric)
+            if c in done]
+    out: dict = {}
+    for key, r in zip(zip(done["backbone"], done["label"], done["dataset"]), done[cols].to_dict("records")):
+        out.setdefault(key, []).append(r)
+    return out
+
+
+def table_stats(table, recs, metric: str, opts: CIOptions, store: Predictions, baseline: str | None = None,
+                groups: dict | None = None) -> TableStats:
+    """Intervals for every cell and average of `table`, and every method against its backbone's baseline.
+
+    Args:
+        table: `tables.leaderboard` (its attrs name the tasks and groups).
+        recs: the records it was built from, with `label` (`tables.with_labels`).
+        baseline: the method label compared against; None: `full` where the backbone has it, else
+            the backbone's first row.
+        groups: group name -> its datasets (the table's group columns).
+    """
+    from bench.tables import base_method
+
+    out = TableStats()
+    if opts.method == "none":
+        return out
+    tasks, groups = list(table.attrs["tasks"]), dict(groups or {})
+    runs = runs_by_cell(recs, metric)
+    draws: dict = {}
+    for backbone, label in table.index:
+        for t in tasks:
+            key = (backbone, label, t)
+            if key not in runs:
+                continue
+            cell = cell_predictions(runs[key], store, metric)
+            if cell.reason:
+                out.reasons[key] = cell.reason
+                continue
+            out.cells[key] = cell
+            draws[t] = cell_draws(cell, opts, *key)
+            out.intervals[key] = interval(draws[t], opts.level)
+        _average_intervals(out.intervals, (backbone, label), draws, tasks, groups, table.columns, opts.level)
+        draws.clear()
+    rows = list(table.index)
+    for backbone in dict.fromkeys(b for b, _ in rows):
+        labels = [lab for b, lab in rows if b == backbone]
+        if baseline is not None:
+            base = baseline if baseline in labels else None
+        else:
+            base = next((lab for lab in labels if lab == "full"), None) or next(
+                (lab for lab in labels if base_method(lab) == "full"), labels[0])
+        if base is None or len(labels) < 2:
+            continue
+        out.baselines[backbone] = base
+        for label in labels:
+            if label != base:
+                _compare_row(out, backbone, label, base, tasks, groups, table, opts)
+    out.noise = _noise_rows(out, tasks, opts)
+    return out
+
+
+def _average_intervals(intervals, row, draws, tasks, groups, columns, level) -> None:
+    """Intervals of the group means and averages from the per-task draws (tasks fixed)."""
+    group_draws = {}
+    for name, members in groups.items():
+        if all(m in draws for m in members):
+            group_draws[name] = np.mean([draws[m] for m in members], axis=0)
+            intervals[(*row, name)] = interval(group_draws[name], level)
+    if "mean" in columns and tasks and all(t in draws for t in tasks):
+        intervals[(*row, "mean")] = interval(np.mean([draws[t] for t in tasks], axis=0), level)
+    if "mean_of_groups" in columns and groups and len(group_draws) == len(groups):
+        intervals[(*row, "mean_of_groups")] = interval(np.mean(list(group_draws.values()), axis=0), level)
+
+
+def _compare_row(out: TableStats, backbone, label, base, tasks, groups, table, opts: CIOptions) -> None:
+    """One method against the baseline: every task it shares with the baseline, Holm over those, averages."""
+    found, rows = {}, []
+    for t in tasks:
+        a, b = out.cells.get((backbone, label, t)), out.cells.get((backbone, base, t))
+        va, vb = table.at[(backbone, label), t], table.at[(backbone, base), t]
+        if va != va or vb != vb:
+            continue
+        row = {"backbone": backbone, "method": label, "baseline": base, "dataset": t, "diff": float(va - vb),
+               "ci_low": math.nan, "ci_high": math.nan, "p_value": math.nan, "p_adjusted": math.nan,
+               "verdict": "no interval", "n_images": None, "seeds": None, "paired": "", "test": ""}
+        if a is None or b is None:
+            why = out.reasons.get((backbone, label, t)) or out.reasons.get((backbone, base, t)) or "no predictions"
+            row["paired"] = f"no: {why}"
+        else:
+            c = compare_cells(a, b, opts, backbone, label, base, t)
+            found[t] = c
+            row.update(diff=c.diff, ci_low=c.ci_low, ci_high=c.ci_high, p_value=c.p_value, n_images=c.n_images,
+                       seeds=c.seeds, paired=c.paired, test=c.test)
+            if c.paired == "yes":
+                row["discordance"] = float(np.mean(a.correct[0] != b.correct[0]))
+        rows.append(row)
+    tested = [r for r in rows if r["p_value"] == r["p_value"]]
+    for r, p in zip(tested, holm([r["p_value"] for r in tested])):
+        r["p_adjusted"] = float(p)
+        r["verdict"] = verdict(r["diff"], r["p_adjusted"], opts.alpha)
+    averages = []
+    if "mean" in table.columns and tasks and all(t in found for t in tasks):
+        averages.append(("mean", mean_comparison([found[t] for t in tasks], opts)))
+    if "mean_of_groups" in table.columns and groups and all(t in found for t in tasks):
+        by_group = [mean_comparison([found[t] for t in members], opts) for members in groups.values()]
+        averages.append(("mean_of_groups", mean_comparison(by_group, opts)))
+    for name, c in averages:  # an average is its own test: not in the tasks' Holm family
+        rows.append({"backbone": backbone, "method": label, "baseline": base, "dataset": name, "diff": c.diff,
+                     "ci_low": c.ci_low, "ci_high": c.ci_high, "p_value": c.p_value, "p_adjusted": c.p_value,
+                     "verdict": verdict(c.diff, c.p_value, opts.alpha), "n_images": c.n_images, "seeds": "",
+                     "paired": c.paired, "test": c.test})
+    for r in rows:
+        if r["verdict"] in VERDICTS[:2]:
+            out.marks[(backbone, label, r["dataset"])] = "▲" if r["verdict"] == VERDICTS[0] else "▼"
+    out.significance += rows
+
+
+def _noise_rows(out: TableStats, tasks, opts: CIOptions) -> list[dict]:
+    """Per task: images, seeds, the median interval half-width, and the smallest detectable difference."""
+    rows = []
+    for t in tasks:
+        cells = [c for (_, _, d), c in out.cells.items() if d == t]
+        if not cells:
+            continue
+        widths = [(hi - lo) / 2 for (b, m, d), (lo, hi) in out.intervals.items() if d == t]
+        disc = [r["discordance"] for r in out.significance if r["dataset"] == t and "discordance" in r]
+        n = int(np.median([c.n for c in cells]))
+        q = float(np.median(disc)) if disc else math.nan
+        rows.append({"dataset": t, "n_images": n, "seeds": int(np.median([len(c.correct) for c in cells])),
+                     "half_width": float(np.median(widths)), "discordance": q,
+                     "detectable_diff": detectable_difference(n, q, opts.alpha, seed=opts.seed) if q == q else math.nan})
+    return rows
+
+
+def rank_stats(table, min_tasks: int = 5, min_methods: int = 3, alpha: float = 0.05) -> list[dict]:
+    """Per backbone with >= `min_tasks` tasks and >= `min_methods` methods done on all of them:
+    average ranks, the Friedman test and the Nemenyi critical difference (Demšar 2006)."""
+    tasks = list(table.attrs["tasks"])
+    out = []
+    if len(tasks) < min_tasks:
+        return out
+    for backbone in dict.fromkeys(b for b, _ in table.index):
+        sub = table.xs(backbone, level="backbone")[tasks].dropna()
+        if len(sub) < min_methods:
+            continue
+        scores = sub.to_numpy(dtype=float).T  # (tasks, methods)
+        try:
+            stat, p = friedman(scores)
+        except ValueError:  # scipy refuses some degenerate tables (e.g. every method tied everywhere)
+            stat, p = math.nan, math.nan
+        out.append({"backbone": backbone, "methods": list(sub.index), "tasks": tasks, "scores": scores,
+                    "ranks": average_ranks(scores), "friedman": stat, "p_value": p,
+                    "cd": nemenyi_cd(len(sub), len(tasks), alpha)})
+    return out
+
+
+def ranks_with_improvement(table, recs, metric: str, alpha: float = 0.05) -> list[dict]:
+    """`rank_stats` of a leaderboard, each entry with `improvement`: its `improvement_matrix`."""
+    ranked = rank_stats(table, alpha=alpha)
+    for r in ranked:
+        r["improvement"] = improvement_matrix(recs, metric, r["backbone"], r["methods"], r["tasks"])
+    return ranked
+
+
+def improvement_matrix(recs, metric: str, backbone: str, methods: list[str], tasks: list[str]):
+    """P(row method > column method) over tasks, seeds compared pairwise within each task (rliable's)."""
+    import pandas as pd
+
+    done = recs[(recs["status"] == "completed") & (recs["backbone"] == backbone)]
+    values = pd.to_numeric(done[metric], errors="coerce")
+    per_seed = values.groupby([done["label"], done["dataset"], done["seed"]]).mean()
+    seeds = {k: g.to_numpy() for k, g in per_seed.groupby(level=[0, 1])}
+    m = pd.DataFrame(math.nan, index=methods, columns=methods)
+    for a in methods:
+        for b in methods:
+            if a != b:
+                m.at[a, b] = probability_of_improvement([(seeds[(a, t)], seeds[(b, t)]) for t in tasks])
+    return m

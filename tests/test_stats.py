@@ -1,0 +1,267 @@
+"""Intervals, paired tests, Holm, ranks (bench/stats.py) on known answers and synthetic run folders
+(record.json + predictions.npz, the predictions contract), and analyze.py's uncertainty outputs."""
+import hashlib
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import binomtest
+
+from bench import records, stats
+from bench.benchmarks import BENCHMARK_TASKS
+from conftest import run_cli
+from test_analyze import rec, write
+
+OPTS = stats.CIOptions()
+MINI = BENCHMARK_TASKS["mini"]
+
+
+def fingerprint(n: int) -> str:
+    return "sha256:" + hashlib.sha256(str(n).encode()).hexdigest()
+
+
+def correct_vector(rng, n: int, acc: float) -> np.ndarray:
+    """Exactly round(acc n) correct images, in random places."""
+    c = np.zeros(n, bool)
+    c[rng.choice(n, int(round(acc * n)), replace=False)] = True
+    return c
+
+
+def write_run(root, r, correct: np.ndarray, classes: int = 10, complete: bool = True, fp: str | None = None):
+    """A run folder as a finished run leaves it: predictions.npz (pred/target/fingerprint) and its record."""
+    n = len(correct)
+    target = np.arange(n) % classes
+    pred = np.where(correct, target, (target + 1) % classes)
+    fp = fp or fingerprint(n)
+    r = r | {"test_top1": 100.0 * correct.mean(), "test_fingerprint": fp, "predictions": "predictions.npz",
+             "predictions_images": n}
+    if not complete:
+        r["predictions_complete"] = False
+    path = write(root, r)
+    np.savez_compressed(path.parent / "predictions.npz", pred=pred, target=target, fingerprint=np.array(fp))
+    return path
+
+
+def cell(*vectors, fp="x") -> stats.Cell:
+    return stats.Cell(correct=list(vectors), fingerprint=fp)
+
+
+# --- known answers ------------------------------------------------------------------------------
+
+def test_identical_predictions_give_zero_difference_and_p_one():
+    c = correct_vector(np.random.default_rng(0), 1000, 0.7)
+    cmp = stats.compare_cells(cell(c), cell(c.copy()), OPTS, "a")
+    assert (cmp.diff, cmp.ci_low, cmp.ci_high, cmp.p_value) == (0.0, 0.0, 0.0, 1.0)
+    assert stats.verdict(cmp.diff, cmp.p_value, OPTS.alpha) == "not distinguishable"
+    two = stats.compare_cells(cell(c, c), cell(c, c), OPTS, "b")  # several seeds: bootstrap p
+    assert (two.diff, two.ci_low, two.ci_high, two.p_value) == (0.0, 0.0, 0.0, 1.0)
+
+
+def test_five_point_gap_on_10000_images_is_better():
+    rng = np.random.default_rng(1)
+    base = correct_vector(rng, 10_000, 0.70)
+    better = base.copy()
+    better[rng.choice(np.flatnonzero(~base), 500, replace=False)] = True  # +5 points on the same images
+    cmp = stats.compare_cells(cell(better), cell(base), OPTS, "gap")
+    assert cmp.diff == pytest.approx(5.0) and cmp.p_value < 1e-6 and cmp.ci_low > 4
+    assert stats.verdict(cmp.diff, cmp.p_value, OPTS.alpha) == "better"
+
+
+def test_small_gap_on_500_images_is_not_distinguishable():
+    rng = np.random.default_rng(2)
+    base = correct_vector(rng, 500, 0.70)
+    other = base.copy()
+    wrong, right = np.flatnonzero(~base), np.flatnonzero(base)
+    other[rng.choice(wrong, 30, replace=False)] = True  # 30 gained, 29 lost: +0.2 points
+    other[rng.choice(right, 29, replace=False)] = False
+    cmp = stats.compare_cells(cell(other), cell(base), OPTS, "small")
+    assert cmp.diff == pytest.approx(0.2) and cmp.ci_low < 0 < cmp.ci_high
+    assert stats.verdict(cmp.diff, cmp.p_value, OPTS.alpha) == "not distinguishable"
+
+
+def test_bootstrap_interval_covers_the_true_accuracy_about_95_percent():
+    rng = np.random.default_rng(3)
+    truth, n, runs, covered = 0.62, 800, 400, 0
+    for k in range(runs):
+        c = rng.random(n) < truth  # one simulated single-seed run of a model of known accuracy
+        lo, hi = stats.interval(stats.cell_draws(cell(c), OPTS, str(k)), OPTS.level)
+        covered += lo <= 100 * truth <= hi
+    assert 0.92 <= covered / runs <= 0.98, covered / runs
+
+
+def test_two_level_interval_is_wider_with_seed_to_seed_spread():
+    rng = np.random.default_rng(4)
+    seeds = [rng.random(2000) < p for p in (0.55, 0.65, 0.75)]
+    lo, hi = stats.interval(stats.cell_draws(cell(*seeds), OPTS, "s"), OPTS.level)
+    one_lo, one_hi = stats.interval(stats.cell_draws(cell(seeds[1]), OPTS, "s"), OPTS.level)
+    assert hi - lo > 2 * (one_hi - one_lo)
+
+
+def test_mcnemar_equals_binomtest_on_the_discordant_pairs():
+    a = np.array([1, 1, 1, 1, 1, 1, 0, 0, 1, 0, 1, 1], bool)
+    b = np.array([1, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0, 1], bool)
+    # discordant: a only at 1, 2, 3, 4, 8, 10 (6); b only at 7 (1)
+    assert stats.mcnemar(a, b) == pytest.approx(binomtest(6, 7, 0.5).pvalue) == pytest.approx(16 / 128)
+    for k, n in [(0, 1), (3, 10), (7, 10), (50, 100), (40, 130), (5, 5)]:
+        assert stats.sign_test_p(k, n) == pytest.approx(binomtest(k, n, 0.5).pvalue, rel=1e-9), (k, n)
+
+
+def test_holm_on_a_hand_made_list():
+    p = [0.01, 0.04, 0.03, 0.005]
+    # sorted 0.005, 0.01, 0.03, 0.04 times 4, 3, 2, 1 = 0.02, 0.03, 0.06, 0.04 -> monotone 0.02, 0.03, 0.06, 0.06
+    expected = [0.03, 0.06, 0.06, 0.02]
+    assert stats.holm(p) == pytest.approx(expected)
+    from statsmodels.stats.multitest import multipletests
+
+    assert stats.holm(p) == pytest.approx(multipletests(p, method="holm")[1])
+    assert stats.holm([]).size == 0
+
+
+def test_friedman_and_average_ranks_on_a_hand_made_table():
+    scores = np.array([[90, 80, 70], [85, 86, 60], [70, 60, 50], [75, 75, 65], [88, 70, 72]], float)
+    # ranks per task (1 = best): [1,2,3] [2,1,3] [1,2,3] [1.5,1.5,3] [1,3,2]
+    assert stats.average_ranks(scores) == pytest.approx([6.5 / 5, 9.5 / 5, 14 / 5])
+    stat, p = stats.friedman(scores)
+    # Friedman with ties: 12/(n k (k+1)) sum R_j^2 - 3 n (k+1), corrected by 1 - sum(t^3 - t) / (n (k^3 - k))
+    n, k = 5, 3
+    raw = 12 / (n * k * (k + 1)) * (6.5 ** 2 + 9.5 ** 2 + 14 ** 2) - 3 * n * (k + 1)
+    assert stat == pytest.approx(raw / (1 - 6 / (n * (k ** 3 - k))))
+    assert 0 < p < 0.1
+    assert stats.nemenyi_cd(3, 5) == pytest.approx(2.343 * np.sqrt(3 * 4 / 30), abs=2e-3)  # Demšar's q_0.05 table
+
+
+def test_probability_of_improvement():
+    assert stats.probability_of_improvement([([2.0], [1.0]), ([1.0], [1.0]), ([0.0], [1.0])]) == pytest.approx(0.5)
+    assert stats.probability_of_improvement([([1.0, 3.0], [2.0])]) == pytest.approx(0.5)
+
+
+def test_detectable_difference_shrinks_with_more_images():
+    small = stats.detectable_difference(500, 0.2)
+    large = stats.detectable_difference(10_000, 0.2)
+    assert 0 < large < small < 20
+
+
+# --- run folders and analyze.py ---------------------------------------------------------------------
+
+def sweep(root, methods=("full", "linear", "ssf"), seeds=(0, 1), n=600, gaps=None):
+    """The mini benchmark, `methods` x `seeds`, per-image predictions; ssf clearly above full, linear below."""
+    rng = np.random.default_rng(5)
+    gaps = gaps or {"full": 0.0, "linear": -0.15, "ssf": 0.08}
+    for t in MINI:
+        base = rng.random(n)  # image difficulty shared by all methods: the pairs are correlated, as real ones
+        for m in methods:
+            for s in seeds:
+                c = base < 0.55 + gaps[m] + rng.normal(0, 0.01)
+                write_run(root, rec(m, t, 0, seed=s, backbone="vit_tiny_mini", arch="vit_tiny_patch16_224",
+                                    protocol="val"), c)
+
+
+def test_cell_without_predictions_or_with_incomplete_ones_has_a_reason(tmp_path):
+    old = write(tmp_path, rec("ssf", "mini/digits", 50.0))
+    part = write_run(tmp_path, rec("full", "mini/digits", 0), np.ones(10, bool), complete=False)
+    store = stats.Predictions()
+    assert stats.cell_predictions([{"path": str(old), "seed": 0}], store).reason.startswith("no predictions")
+    full = json.loads(part.read_text()) | {"path": str(part)}
+    assert "incomplete" in stats.cell_predictions([full], store).reason
+
+
+def test_cli_end_to_end_intervals_significance_ranks_and_report(tmp_path):
+    results = tmp_path / "results"
+    sweep(results)
+    write(results, rec("bias", "mini/digits", 40.0, backbone="vit_tiny_mini", protocol="val"))  # an old record
+    out = tmp_path / "out"
+    proc = run_cli("analyze.py", str(results), "--out", str(out), "--jobs", "1")
+    assert proc.returncode == 0, proc.stderr
+    names = {p.name for p in out.iterdir()}
+    for stem in ("significance_mini_val", "noise_mini_val", "ranks_mini_val", "improvement_mini_val"):
+        assert {f"{stem}.csv", f"{stem}.md"} <= names, stem
+    assert {"critical_difference_mini_val.png", "critical_difference_mini_val.svg"} <= names
+    sig = pd.read_csv(out / "significance_mini_val.csv")
+    assert set(sig.columns) >= {"backbone", "method", "baseline", "dataset", "diff", "ci_low", "ci_high", "p_value",
+                                "p_adjusted", "verdict", "n_images", "seeds"}
+    assert set(sig["baseline"]) == {"full"}
+    ssf = sig[(sig["method"] == "ssf") & (sig["dataset"] == "mean")].iloc[0]
+    assert ssf["verdict"] == "better" and ssf["ci_low"] > 0
+    lin = sig[(sig["method"] == "linear") & sig["dataset"].isin(MINI)]
+    assert (lin["verdict"] == "worse").all() and (lin["p_adjusted"] >= lin["p_value"]).all()
+    board = pd.read_csv(out / "leaderboard_mini_val.csv")
+    assert {"mini/digits_ci_low", "mini/digits_ci_high", "mean_ci_low", "mean_ci_high"} <= set(board.columns)
+    row = board[board["method"] == "ssf"].iloc[0]
+    assert row["mini/digits_ci_low"] < row["mini/digits"] < row["mini/digits_ci_high"]
+    md = (out / "leaderboard_mini_val.md").read_text()
+    assert "▲" in md and "▼" in md and "resamples" in md and "no predictions (older record): bias digits" in md
+    html = (out / "report.html").read_text()
+    assert "critical-difference diagram" in html and "each method minus the baseline" in html
+    assert "No run failed and none was unsupported." in html
+    ranks = pd.read_csv(out / "ranks_mini_val.csv")
+    assert ranks["method"].tolist() == ["ssf", "full", "linear"] and ranks["average_rank"].tolist() == [1, 2, 3]
+    # twice: byte-identical tables
+    again = tmp_path / "again"
+    assert run_cli("analyze.py", str(results), "--out", str(again), "--formats", "csv,md", "--quiet").returncode == 0
+    tables = [p for p in again.iterdir() if p.suffix in (".csv", ".md")]
+    assert len(tables) >= 12
+    for p in tables:
+        assert p.read_bytes() == (out / p.name).read_bytes(), p.name
+    # a changed predictions file is seen: that table's statistics are computed again, not read back
+    run = next((results / "runs").rglob("ssf/val-seed0/predictions.npz"))
+    with np.load(run) as z:
+        flipped = dict(z) | {"pred": np.where(z["pred"] == z["target"], (z["target"] + 1) % 10, z["target"])}
+    np.savez_compressed(run, **flipped)
+    rec_path = run.parent / records.RECORD
+    records.write_json_atomic(rec_path, json.loads(rec_path.read_text()) | {
+        "test_top1": 100.0 * float(np.mean(flipped["pred"] == flipped["target"]))})
+    assert run_cli("analyze.py", str(results), "--out", str(again), "--formats", "csv", "--quiet").returncode == 0
+    assert (again / "significance_mini_val.csv").read_bytes() != (out / "significance_mini_val.csv").read_bytes()
+
+
+def test_cli_ci_none_baseline_choice_and_bad_inputs(tmp_path):
+    results = tmp_path / "results"
+    sweep(results, seeds=(0,))
+    out = tmp_path / "out"
+    proc = run_cli("analyze.py", str(results), "--out", str(out), "--formats", "csv,md", "--quiet", "--ci", "none")
+    assert proc.returncode == 0, proc.stderr
+    assert not (out / "significance_mini_val.csv").exists()
+    assert "mini/digits_ci_low" not in pd.read_csv(out / "leaderboard_mini_val.csv").columns
+    proc = run_cli("analyze.py", str(results), "--out", str(out), "--formats", "csv", "--quiet", "--baseline", "linear")
+    assert proc.returncode == 0, proc.stderr
+    sig = pd.read_csv(out / "significance_mini_val.csv")
+    assert set(sig["baseline"]) == {"linear"} and (sig[sig["dataset"].isin(MINI)]["test"] == "exact McNemar").all()
+    proc = run_cli("analyze.py", str(results), "--out", str(out), "--baseline", "nope")
+    assert proc.returncode == 2 and "--baseline nope" in proc.stderr and "full, linear, ssf" in proc.stderr
+    proc = run_cli("analyze.py", str(results), "--ci-level", "1.5")
+    assert proc.returncode == 2 and "--ci-level" in proc.stderr
+
+
+def test_runs_on_different_listings_are_compared_unpaired(tmp_path):
+    rng = np.random.default_rng(6)
+    write_run(tmp_path, rec("full", "fgvc/cub", 0), correct_vector(rng, 400, 0.6))
+    write_run(tmp_path, rec("ssf", "fgvc/cub", 0), correct_vector(rng, 400, 0.6), fp="sha256:other")
+    out = tmp_path / "out"
+    assert run_cli("analyze.py", str(tmp_path), "--out", str(out), "--formats", "csv", "--quiet").returncode == 0
+    row = pd.read_csv(out / "significance_fgvc_paper.csv").iloc[0]
+    assert row["paired"].startswith("no: different test listings") and row["ci_low"] < row["ci_high"]
+
+
+def test_published_value_within_or_outside_our_interval():
+    from bench.benchmarks import BENCHMARK_GROUPS
+    from bench.published import compare, comparison_rows, load_published, published_leaderboard
+    from bench.tables import leaderboard
+
+    vtab = BENCHMARK_TASKS["vtab"]
+    pub = load_published()["vtab"]
+    published_dtd = float(pub.at["SSF", "vtab/dtd"])
+    ours = pd.DataFrame([rec("ssf", t, 60.0, recipe="ssf") for t in vtab])
+    table = leaderboard(ours, vtab, BENCHMARK_GROUPS["vtab"])
+    pub_table = published_leaderboard(pub, vtab, BENCHMARK_GROUPS["vtab"])
+    intervals = {("vitb", "ssf", "vtab/dtd"): (published_dtd - 1, published_dtd + 1),
+                 ("vitb", "ssf", "vtab/cifar"): (0.0, 1.0)}
+    long = compare(table, pub, pub_table, {"vitb": "vit_base_patch16_224.augreg_in21k"}, {("vitb", "ssf"): "ssf"},
+                   intervals)
+    ssf = long[long["row"] == "SSF"].set_index("column")
+    assert ssf.at["vtab/dtd", "noise"] == "within noise" and ssf.at["vtab/cifar", "noise"] == "outside"
+    assert ssf.at["vtab/caltech101", "noise"] == ""  # no interval of ours: no judgement
+    header, rows, _ = comparison_rows(long, pub_table)
+    row = next(r for r in rows if r[2] == "SSF")
+    assert row[header.index("within noise")] == "1/2"
+    assert row[header.index("dtd")].endswith(" ≈") and row[header.index("cifar")].endswith(" ≠")
