@@ -257,7 +257,7 @@ def test_published_value_within_or_outside_our_interval():
     intervals = {("vitb", "ssf", "vtab/dtd"): (published_dtd - 1, published_dtd + 1),
                  ("vitb", "ssf", "vtab/cifar"): (0.0, 1.0)}
     long = compare(table, pub, pub_table, {"vitb": "vit_base_patch16_224.augreg_in21k"}, {("vitb", "ssf"): "ssf"},
-                   intervals)
+                   intervals=intervals)
     ssf = long[long["row"] == "SSF"].set_index("column")
     assert ssf.at["vtab/dtd", "noise"] == "within noise" and ssf.at["vtab/cifar", "noise"] == "outside"
     assert ssf.at["vtab/caltech101", "noise"] == ""  # no interval of ours: no judgement
