@@ -100,6 +100,7 @@ class TrainConfig:
     # parameter (PETL_Vision) | vpt: every trainable parameter but the classifier's bias (VPT's SGD)
     lr_base_batch: int = 0  # > 0: lr scaled by batch_size / lr_base_batch (VPT: 256); 0: lr as given
     head_init: str = "timm"  # timm: the backbone's own head init | vpt: Kaiming-normal (fan_out) weights, bias -log(99)
+    # | pytorch: nn.Linear's default init, Kaiming-uniform weights and a uniform bias (PETL_Vision's reset_classifier)
     label_smoothing: float = 0.0
     mixup: float = 0.0  # mixup alpha (timm Mixup); 0 disables
     cutmix: float = 0.0  # cutmix alpha; 0 disables
@@ -180,7 +181,7 @@ POSITIVE, NON_NEGATIVE = (lambda v: v > 0, "must be > 0"), (lambda v: v >= 0, "m
 UNIT = (lambda v: 0 <= v < 1, "must be in [0, 1)")
 PROBABILITY = (lambda v: 0 <= v <= 1, "must be in [0, 1]")
 NORMS = ("backbone", "imagenet", "inception", "none")  # dataset.norm (bench.models.normalization)
-HEAD_INITS = ("timm", "vpt")  # train.head_init (bench.models.init_head)
+HEAD_INITS = ("timm", "vpt", "pytorch")  # train.head_init (bench.models.init_head)
 
 
 def one_of(*choices):

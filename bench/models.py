@@ -94,6 +94,9 @@ def init_head(model: nn.Module, kind: str) -> None:
 
     vpt: KMnP/vpt:src/models/mlp.py initialises its Linear head with Kaiming-normal weights
     (fan_out, std sqrt(2 / num_classes)) and the bias at -log((1 - 0.01) / 0.01).
+    pytorch: PETL_Vision (experiment/build_model.py) calls timm's `reset_classifier` after loading
+    the checkpoint, which builds a fresh nn.Linear: PyTorch's default init, Kaiming-uniform
+    (a = sqrt(5)) weights and a bias uniform in +-1/sqrt(fan_in), not timm's std 0.02 and zero bias.
     """
     if kind == "timm":
         return
@@ -101,6 +104,10 @@ def init_head(model: nn.Module, kind: str) -> None:
         raise ValueError(f"train.head_init={kind!r}; valid: {', '.join(HEAD_INITS)}")
     head = model.get_classifier()
     if not isinstance(head, nn.Linear):
-        raise ValueError(f"train.head_init=vpt needs a Linear classifier; {type(model).__name__} has {type(head).__name__}")
+        raise ValueError(f"train.head_init={kind} needs a Linear classifier; {type(model).__name__} has "
+                         f"{type(head).__name__}")
+    if kind == "pytorch":
+        head.reset_parameters()
+        return
     nn.init.kaiming_normal_(head.weight, a=0, mode="fan_out")
     nn.init.constant_(head.bias, -math.log((1 - 0.01) / 0.01))
