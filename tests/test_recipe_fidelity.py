@@ -298,3 +298,60 @@ def test_petl_vision_head_is_pytorchs_default_linear():
     assert head.weight.abs().max() <= bound and head.bias.abs().max() <= bound and head.bias.abs().min() > 0
     assert head.weight.std() > 0.02 * 2  # not timm's std 0.02
     assert composed("dataset=vtab/dtd", "method=lora", "recipe=noah", "backbone=tiny_vit").train.head_init == "timm"
+
+
+# --- the recipe's checkpoint ----------------------------------------------------------------------------------
+def test_the_recipes_checkpoint_is_the_default_backbone_and_the_command_line_wins():
+    from bench import recipes
+
+    for name in recipes.names():  # every recipe's checkpoint is a backbone config
+        assert (launch.CONF / "backbone" / f"{recipes.info(name)['checkpoint']}.yaml").is_file(), name
+    for dataset, recipe, want in [("vtab/dtd", "noah", "vit_base_patch16_224.orig_in21k"),
+                                  ("vtab/dtd", "petl_vision", "vit_base_patch16_224.orig_in21k"),
+                                  ("vtab/dtd", "vpt", "vit_base_patch16_224.orig_in21k"),
+                                  ("vtab/dtd", None, "vit_base_patch16_224.augreg_in21k"),  # ssf, vtab's default
+                                  ("fgvc/cub", "vpt", "vit_base_patch16_224.orig_in21k"),
+                                  ("fewshot/food101", None, "vit_base_patch16_224.orig_in21k"),  # noah
+                                  ("cifar100/cifar100", None, "vit_base_patch16_224.augreg_in21k"),
+                                  ("mini/count", None, "vit_tiny_mini")]:  # the mini benchmark keeps its own
+        method = "vpt" if recipe in ("noah", "vpt") else "lora"
+        args = [f"dataset={dataset}", f"method={method}"] + ([f"recipe={recipe}"] if recipe else [])
+        rc = composed(*args)
+        assert rc.backbone.name == want and (rc.backbone.arch == want or want == "vit_tiny_mini"), args
+        assert rc.recipe.checkpoint == want
+        assert composed(*args, "backbone=tiny_vit").backbone.name == "tiny_vit"  # backbone= still wins
+    rc = composed("dataset=vtab/dtd", "method=lora", "recipe=noah", "backbone.file=/w/ViT-B_16.safetensors",
+                  "backbone.kwargs.img_size=224")
+    assert rc.backbone.name == "vit_base_patch16_224.orig_in21k" and rc.backbone.file == "/w/ViT-B_16.safetensors"
+    assert rc.backbone.kwargs == {"img_size": 224}  # backbone.<key>= applies to the recipe's backbone
+
+
+def test_weights_that_cannot_be_had_stop_the_run_in_one_line_naming_backbone_file(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"), PYTHONPATH=str(launch.CONF.parent))
+    proc = subprocess.run([sys.executable, "launch.py", "method=lora", "dataset=vtab/dtd", "recipe=noah",
+                           f"results_dir={tmp_path / 'results'}"], cwd=launch.CONF.parent, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert "vit_base_patch16_224.orig_in21k" in proc.stderr and "backbone.file=" in proc.stderr
+    assert not list(tmp_path.rglob("record.json"))  # before any run folder is written
+
+
+def test_check_weights_offline_and_with_a_file(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    from bench.config import BackboneConfig, ConfigError, backbone_config
+    from bench.models import check_weights
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda repo, f: None)  # an empty cache
+    with pytest.raises(ConfigError, match=r"backbone vit_base_patch16_224\.augreg_in21k: .*offline.*backbone\.file="):
+        check_weights(backbone_config("vit_base_patch16_224.augreg_in21k"))
+    check_weights(BackboneConfig(name="x", arch="vit_base_patch16_224.augreg_in21k", file=str(tmp_path / "w.pth")))
+    check_weights(backbone_config("tiny_vit"))  # not pretrained: nothing to fetch
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda repo, f: "/cache/" + f)  # cached
+    check_weights(backbone_config("vit_base_patch16_224.augreg_in21k"))
