@@ -355,3 +355,60 @@ def test_check_weights_offline_and_with_a_file(tmp_path, monkeypatch):
     check_weights(backbone_config("tiny_vit"))  # not pretrained: nothing to fetch
     monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda repo, f: "/cache/" + f)  # cached
     check_weights(backbone_config("vit_base_patch16_224.augreg_in21k"))
+
+
+# --- VPT on FGVC ---------------------------------------------------------------------------------------------
+def test_vpt_fgvc_transforms_equal_vpts_torchvision_composition():
+    """KMnP/vpt:src/data/transforms.py get_transforms(split, 224), written out, on a generated image."""
+    import numpy as np
+    from PIL import Image
+    from torchvision import transforms as T
+
+    from bench.data.pipeline import eval_transform, train_transform
+
+    ds = composed("dataset=fgvc/cub", "method=vpt", "recipe=vpt").dataset
+    assert (ds.train_aug, ds.resize, ds.crop_pct, ds.interpolation, ds.norm) == \
+        ("crop_flip", "crop", 0.875, "bilinear", "imagenet")
+    img = Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 417, 3), dtype=np.uint8))
+    normalize = T.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
+    vpt_train = T.Compose([T.Resize(256), T.RandomCrop(224), T.RandomHorizontalFlip(0.5), T.ToTensor(), normalize])
+    vpt_eval = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(), normalize])
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    ours_train, ours_eval = train_transform(ds, mean, std), eval_transform(ds, mean, std)
+    flips = set()
+    for seed in range(6):  # the same random crop and flip for the same generator state
+        torch.manual_seed(seed)
+        want = vpt_train(img)
+        torch.manual_seed(seed)
+        got = ours_train(img)
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+        torch.manual_seed(seed)
+        flips.add(not torch.equal(want, T.Compose([T.Resize(256), T.RandomCrop(224), T.ToTensor(), normalize])(img)))
+    assert flips == {True, False}  # the seeds cover both a flipped and an unflipped crop
+    torch.testing.assert_close(ours_eval(img), vpt_eval(img), atol=1e-5, rtol=0)
+    assert ours_train(img).shape == (3, 224, 224)
+
+
+def test_vpt_fgvc_per_task_settings():
+    cub = {m: composed("dataset=fgvc/cub", f"method={m}", "recipe=vpt").train for m in ("vpt", "linear", "full", "bias")}
+    assert (cub["vpt"].lr, cub["vpt"].weight_decay, cub["vpt"].optimizer, cub["vpt"].batch_size) == (0.1, 0.01, "sgd", 128)
+    assert (cub["linear"].lr, cub["linear"].batch_size) == (0.1, 1024)
+    assert (cub["full"].lr, cub["full"].weight_decay, cub["full"].optimizer, cub["full"].batch_size,
+            cub["full"].warmup_epochs) == (0.00375, 0.01, "adamw", 384, 5)
+    assert (cub["bias"].lr, cub["bias"].optimizer) == (0.1, "sgd")
+    for t in cub.values():
+        assert (t.epochs, t.lr_base_batch, t.head_init, t.warmup_prefix, t.drop_path) == (100, 0, "vpt", True, 0.0)
+    cars = composed("dataset=fgvc/stanford_cars", "method=full", "recipe=vpt").train
+    assert (cars.lr, cars.weight_decay) == (0.0375, 0.001)  # configs/finetune/cars.yaml
+    assert composed("dataset=fgvc/stanford_cars", "method=vpt", "recipe=vpt").train.lr == 0.001  # configs/prompt/cars.yaml
+    assert composed("dataset=fgvc/cub", "method=ssf").train.lr == 1e-2  # the SSF recipe, FGVC's default, as before
+
+
+def test_vpt_fgvc_sweep_composes_20_runs(tmp_path):
+    from conftest import run_cli
+
+    proc = run_cli("launch.py", "-m", "method=vpt,linear,full,bias", "dataset=fgvc/*", "recipe=vpt", "--status",
+                   f"results_dir={tmp_path}", timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "20 runs in the grid" in proc.stdout
+    assert proc.stdout.count("vit_base_patch16_224.orig_in21k") == 20  # the recipe's checkpoint

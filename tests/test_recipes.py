@@ -176,7 +176,8 @@ def test_every_recipe_names_what_it_defines():
     with pytest.raises(ValueError, match="recipe 'noah' does not define method 'ssf'"):
         recipes.check(["noah"], ["ssf"], ["vtab/dtd"])
     with pytest.raises(ValueError, match="does not define benchmark 'fgvc'"):
-        recipes.check(["vpt"], ["vpt"], ["fgvc/cub"])
+        recipes.check(["petl_vision"], ["vpt"], ["fgvc/cub"])
+    recipes.check(["vpt"], ["vpt", "linear", "full", "bias"], ["fgvc/cub"])  # VPT's FGVC rows
     recipes.check([], ["ssf"], ["vtab/dtd", "mini/count"])  # the defaults cover every method
 
 
