@@ -181,8 +181,47 @@ def variant_from_overrides(overrides: list[str]) -> str:
     return "_".join(parts)  # a folder name and a Hydra value: no braces, quotes, colons or commas
 
 
+def recipe_backbone(d: dict, keys: set[str]) -> None:
+    """The recipe's checkpoint (`recipe.checkpoint`) as the run's backbone, unless `backbone=` was given.
+
+    A researcher who names a recipe expects its run, on the checkpoint its published numbers used;
+    the mini recipe's checkpoint is the embedded backbone, so the mini benchmark keeps it. Done here,
+    on the composed config, because Hydra cannot: its defaults list chooses the backbone before the
+    dataset's layers choose the recipe. Both the launcher's and the sweeper's compositions pass
+    through here, so they agree. `backbone.<key>=...` overrides carry over to the recipe's backbone.
+
+    Raises:
+        ConfigError: the recipe has a settings layer for its own checkpoint (conf/recipe/backbone*/),
+            which this substitution, after composition, would miss.
+    """
+    import yaml
+
+    from bench.config import ConfigError
+
+    checkpoint = (d.get("recipe") or {}).get("checkpoint") or ""
+    if "backbone" in keys or not checkpoint or d["backbone"].get("name") == checkpoint:
+        return
+    recipe = d["recipe"]["name"]
+    layers = [p for p in CONF.glob(f"recipe/backbone*/{recipe}/*/{checkpoint}*")]
+    if layers:
+        raise ConfigError(f"recipe {recipe!r} has settings for its checkpoint in {layers[0].relative_to(CONF)}; "
+                          f"name it on the command line: backbone={checkpoint}")
+    chosen = yaml.safe_load((CONF / "backbone" / f"{checkpoint}.yaml").read_text())
+    for key in sorted(k for k in keys if k.startswith("backbone.")):  # as set on the composed default backbone
+        *parents, leaf = key.split(".")[1:]
+        src, dst = d["backbone"], chosen
+        for p in parents:
+            src, dst = src.get(p) or {}, dst.setdefault(p, {})
+        if leaf in src:
+            dst[leaf] = src[leaf]
+        else:  # deleted (~backbone.key)
+            dst.pop(leaf, None)
+    d["backbone"] = chosen
+
+
 def to_run_config(cfg: dict, overrides: list[str]):
-    """The composed config (a plain dict) as a `RunConfig`; `overrides` name the variant if unset."""
+    """The composed config (a plain dict) as a `RunConfig`; `overrides` name the variant if unset and
+    say whether the backbone was chosen (else the recipe's checkpoint: `recipe_backbone`)."""
     from bench.config import RunConfig, from_dict
 
     from bench.recipes import default_for
@@ -190,6 +229,7 @@ def to_run_config(cfg: dict, overrides: list[str]):
     d = dict(cfg)
     method = dict(d.pop("method"))
     keys = {o.lstrip("+~").partition("=")[0] for o in overrides}
+    recipe_backbone(d, keys)
     recipe = d.get("recipe") or {}
     # the recipe's method arguments over the method's file, under the command line's method.*
     method |= {k: v for k, v in (recipe.get("method_args") or {}).items() if f"method.{k}" not in keys}
@@ -294,12 +334,14 @@ def main() -> None:
                 elif not other and not hc.sweeper.get("rerun", False):
                     print(f"[skipped] {out_dir}: {rec['status']} already (--rerun runs it again)", flush=True)
                     return rec.get("test_top1")
-            from bench.models import check_image_size
+            from bench.models import check_image_size, check_weights
             from bench.run import run  # imported here: bad command lines fail before torch loads
             from methods import method_config
 
             method_config(rc.method, rc.method_args)  # a bad method argument fails before the run folder is touched
             check_image_size(rc.backbone, rc.dataset.image_size)
+            if int(os.environ.get("LOCAL_RANK", "0")) == 0:  # one process per machine fetches the weights
+                check_weights(rc.backbone)
         except ConfigError as e:
             fail(f"error: {e}", 2)
         if int(os.environ.get("RANK", "0")) == 0:  # several processes: rank 0 keeps the books

@@ -53,7 +53,8 @@ class DatasetConfig:
     interpolation: str = "bicubic"
     train_interpolation: str = "random"  # train_aug=timm: timm train.py's default `random`; NOAH: bicubic
     norm: str = "backbone"  # pixel normalisation: backbone (its data config) | imagenet | inception (0.5) | none ([0, 1])
-    train_aug: str = "none"  # none (as evaluation) | simple (random-resized crop + flip) | timm (timm's train transform)
+    train_aug: str = "none"  # none (as evaluation) | simple (random-resized crop + flip) | crop_flip (the `crop`
+    # resize, then a random crop + flip: VPT's FGVC) | timm (timm's train transform)
     auto_augment: str = ""  # train_aug=timm: timm auto-augment policy, e.g. rand-m9-mstd0.5-inc1
     re_prob: float = 0.0  # train_aug=timm: random-erasing probability
     cache: str = "none"  # decoded, resized pixels: none | memory | disk (memory-mapped file under cache_dir)
@@ -100,6 +101,7 @@ class TrainConfig:
     # parameter (PETL_Vision) | vpt: every trainable parameter but the classifier's bias (VPT's SGD)
     lr_base_batch: int = 0  # > 0: lr scaled by batch_size / lr_base_batch (VPT: 256); 0: lr as given
     head_init: str = "timm"  # timm: the backbone's own head init | vpt: Kaiming-normal (fan_out) weights, bias -log(99)
+    # | pytorch: nn.Linear's default init, Kaiming-uniform weights and a uniform bias (PETL_Vision's reset_classifier)
     label_smoothing: float = 0.0
     mixup: float = 0.0  # mixup alpha (timm Mixup); 0 disables
     cutmix: float = 0.0  # cutmix alpha; 0 disables
@@ -189,7 +191,7 @@ POSITIVE, NON_NEGATIVE = (lambda v: v > 0, "must be > 0"), (lambda v: v >= 0, "m
 UNIT = (lambda v: 0 <= v < 1, "must be in [0, 1)")
 PROBABILITY = (lambda v: 0 <= v <= 1, "must be in [0, 1]")
 NORMS = ("backbone", "imagenet", "inception", "none")  # dataset.norm (bench.models.normalization)
-HEAD_INITS = ("timm", "vpt")  # train.head_init (bench.models.init_head)
+HEAD_INITS = ("timm", "vpt", "pytorch")  # train.head_init (bench.models.init_head)
 
 
 def one_of(*choices):
@@ -212,7 +214,7 @@ RULES = {
     "dataset.num_classes": POSITIVE, "dataset.image_size": POSITIVE,
     "dataset.crop_pct": (lambda v: 0 < v <= 1, "must be in (0, 1]"),
     "dataset.resize": one_of("squash", "crop", "squash_crop"), "dataset.train_interpolation": one_of("random", "bicubic", "bilinear"), "dataset.interpolation": one_of("bicubic", "bilinear", "nearest"),
-    "dataset.train_aug": one_of("none", "simple", "timm"), "dataset.cache": one_of("none", "memory", "disk"),
+    "dataset.train_aug": one_of("none", "simple", "crop_flip", "timm"), "dataset.cache": one_of("none", "memory", "disk"),
     "dataset.norm": one_of(*NORMS), "dataset.re_prob": PROBABILITY,
     "dataset.num_workers": NON_NEGATIVE, "dataset.cache_short_side": NON_NEGATIVE,
     "dataset.on_bad_image": one_of("error", "skip"), "dataset.shots": NON_NEGATIVE,

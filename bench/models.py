@@ -49,6 +49,68 @@ def build_backbone(cfg: BackboneConfig, num_classes: int, drop_path: float = 0.0
                              num_classes=num_classes, **kwargs)
 
 
+HUB_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")  # what timm fetches
+
+
+def check_weights(cfg: BackboneConfig) -> None:
+    """Refuse, before anything runs, a pretrained backbone without `backbone.file` whose weights are
+    neither in the hub cache nor downloadable now (offline, no network).
+
+    Downloading here, where the run would download them anyway, turns a network failure deep inside
+    timm into one line saying how to provide the weights.
+
+    Raises:
+        ConfigError: naming the backbone and `backbone.file`.
+    """
+    from bench.config import ConfigError
+
+    if not cfg.pretrained:
+        return
+    if weights_path(cfg) is not None:
+        return  # a local file; a missing one fails the run in build_backbone, which records it
+    how = (f"download them where there is network (they are cached under the Hugging Face cache, HF_HOME) or set "
+           f"backbone.file=<a local .safetensors or .pth of {cfg.arch}>")
+    pcfg = timm.models.get_pretrained_cfg(cfg.arch)
+    if pcfg is None:
+        raise ConfigError(f"backbone {cfg.name}: timm knows no pretrained weights for {cfg.arch}; set backbone.file=<weights> "
+                          f"or backbone.pretrained=false")
+    source, loc = timm.models._builder._resolve_pretrained_source(pcfg.to_dict() | dict(cfg.pretrained_cfg))
+    if source != "hf-hub":
+        if source == "url" and not timm.models._hub.check_cached_file(loc) and _offline():
+            raise ConfigError(f"backbone {cfg.name}: its pretrained weights ({loc}) are not cached and the hub is "
+                              f"offline; {how}")
+        return  # a state dict in the config, or a URL timm fetches itself
+    import huggingface_hub
+
+    repo, files = (loc[0], (loc[1],)) if isinstance(loc, tuple) else (loc, HUB_WEIGHT_FILES)
+    if any(isinstance(huggingface_hub.try_to_load_from_cache(repo, f), str) for f in files):
+        return
+    if _offline():
+        raise ConfigError(f"backbone {cfg.name}: its pretrained weights (hub {repo}) are not in the cache and the hub "
+                          f"is offline (HF_HUB_OFFLINE); {how}")
+    try:
+        import socket
+        from urllib.parse import urlparse
+
+        endpoint = urlparse(huggingface_hub.constants.ENDPOINT)  # a dead network answers here, not after a minute
+        socket.create_connection((endpoint.hostname, endpoint.port or 443), timeout=10).close()  # of hub retries
+        listed = set(huggingface_hub.list_repo_files(repo))
+        name = next((f for f in files if f in listed), None)
+        if name is None:
+            raise FileNotFoundError(f"none of {', '.join(files)} in the repository")
+        huggingface_hub.hf_hub_download(repo, name)
+    except Exception as e:
+        reason = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        raise ConfigError(f"backbone {cfg.name}: its pretrained weights could not be downloaded from the hub ({repo}; "
+                          f"{reason}); {how}") from e
+
+
+def _offline() -> bool:
+    import huggingface_hub
+
+    return bool(huggingface_hub.constants.HF_HUB_OFFLINE)
+
+
 def check_image_size(backbone: BackboneConfig, image_size: int) -> None:
     """Refuse, before anything runs, an image size a fixed-size backbone (ViT, Swin, Mixer) cannot take.
 
@@ -94,6 +156,9 @@ def init_head(model: nn.Module, kind: str) -> None:
 
     vpt: KMnP/vpt:src/models/mlp.py initialises its Linear head with Kaiming-normal weights
     (fan_out, std sqrt(2 / num_classes)) and the bias at -log((1 - 0.01) / 0.01).
+    pytorch: PETL_Vision (experiment/build_model.py) calls timm's `reset_classifier` after loading
+    the checkpoint, which builds a fresh nn.Linear: PyTorch's default init, Kaiming-uniform
+    (a = sqrt(5)) weights and a bias uniform in +-1/sqrt(fan_in), not timm's std 0.02 and zero bias.
     """
     if kind == "timm":
         return
@@ -101,6 +166,10 @@ def init_head(model: nn.Module, kind: str) -> None:
         raise ValueError(f"train.head_init={kind!r}; valid: {', '.join(HEAD_INITS)}")
     head = model.get_classifier()
     if not isinstance(head, nn.Linear):
-        raise ValueError(f"train.head_init=vpt needs a Linear classifier; {type(model).__name__} has {type(head).__name__}")
+        raise ValueError(f"train.head_init={kind} needs a Linear classifier; {type(model).__name__} has "
+                         f"{type(head).__name__}")
+    if kind == "pytorch":
+        head.reset_parameters()
+        return
     nn.init.kaiming_normal_(head.weight, a=0, mode="fan_out")
     nn.init.constant_(head.bias, -math.log((1 - 0.01) / 0.01))

@@ -5,12 +5,17 @@ Initialisations, named as in PETL_Vision's `model/utils.py:init_weight` where th
   zero `up`: the branch starts at zero. This is PETL_Vision's and AdaptFormer's `lora_kaiming`.
 - `lora_xavier`: Xavier-uniform `down`, everything else zero (Convpass, RepAdapter).
 - `xavier`: both Xavier-uniform, biases N(0, 1e-6): the branch does not start at zero
-  (NOAH's adapter, PETL_Vision's rand_h_adapter).
+  (NOAH's adapter, PETL_Vision's rand_h_adapter, as their module files declare it).
+- `trunc_normal`: both weights trunc-normal std 0.02, biases zero: what those modules hold when
+  the runs start, NOAH's and PETL_Vision's model constructors redrawing every Linear after the
+  modules' own init (methods/_common.py:redraw_linears). The branch does not start at zero.
 """
 import torch
 import torch.nn as nn
 
-INITS = ("zero_up", "lora_xavier", "xavier")
+from methods._common import redraw_linears
+
+INITS = ("zero_up", "lora_xavier", "xavier", "trunc_normal")
 ACTS = ("gelu", "quick_gelu", "relu")
 
 
@@ -27,6 +32,9 @@ def activation(name: str) -> nn.Module:
 
 def init_pair(down: nn.Module, up: nn.Module, init: str) -> None:
     """Initialise a down/up projection pair (Linear or Conv) in place; `down` keeps PyTorch's init under zero_up."""
+    if init == "trunc_normal":
+        redraw_linears([down, up])
+        return
     with torch.no_grad():
         if init == "xavier":
             for m in (down, up):

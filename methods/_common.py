@@ -66,3 +66,46 @@ def detach(module: nn.Module, name: str, hook) -> None:
     """Undo `attach`: remove the hooks `hook` (a function, or a hook class) and the child `name`."""
     remove_hooks(module, hook)
     delattr(module, name)
+
+
+def redraw_linears(modules) -> None:
+    """Draw every nn.Linear inside `modules` (an nn.Module or an iterable of them) as timm's ViT init
+    does: weight trunc-normal std 0.02 (cut at +-2, i.e. 100 std: a normal in practice), bias zero.
+
+    What NOAH's `self.apply(_init_vit_weights)` (timm 0.5.4) and PETL_Vision's `init_weights`
+    (timm 0.9.12 `init_weights_vit_timm`) do to the PEFT modules, after the modules' own init ran:
+    both constructors redraw the whole model and the pretrained checkpoint then restores only the
+    backbone's tensors. Convolutions and bare parameter tensors are not Linears and keep their init.
+    """
+    import torch
+    from timm.layers import trunc_normal_
+
+    modules = [modules] if isinstance(modules, nn.Module) else list(modules)
+    with torch.no_grad():
+        for root in modules:
+            for m in root.modules():
+                if isinstance(m, nn.Linear):
+                    trunc_normal_(m.weight, std=0.02)
+                    if m.bias is not None:
+                        nn.init.zeros_(m.bias)
+
+
+DROP_PATHS = ("shared", "sublayer", "separate", "nested")  # where drop path acts around a PEFT branch
+
+
+def take_drop_path(block: nn.Module, index: int, method: str) -> nn.Module:
+    """Take `block.drop_path<index>` (timm's stochastic depth around sublayer `index`, 1 attention,
+    2 MLP) out of the block's own sum, leaving the identity there, and return it for the method's
+    hook to apply where the official code applies it. Called twice it draws twice (one mask per
+    call); it is identity in evaluation, so evaluated and merged models are unchanged.
+
+    Raises:
+        Unsupported: the block has no `drop_path<index>` (timm's ViT blocks have both).
+    """
+    name = f"drop_path{index}"
+    dp = getattr(block, name, None)
+    if not isinstance(dp, nn.Module):
+        raise Unsupported(f"{method}: block {type(block).__name__} has no {name}; a drop-path placement other than "
+                          f"`shared` needs timm's ViT blocks")
+    setattr(block, name, nn.Identity())
+    return dp

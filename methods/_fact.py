@@ -11,6 +11,11 @@ or (TK) slices of one tensor product `C x P`, C (r, r, r), P (r, (4 + 2m) blocks
 Xavier-uniform. Each update is a matrix `s V core U`, so `merge` adds it to the weight: exact,
 and the deployed model is the untouched architecture.
 
+`init=trunc_normal` is what PETL_Vision's runs start from: its model constructor redraws every
+Linear after FacT's own init, so U, V and (TT) the cores start trunc-normal std 0.02 (V is not
+zero: the model does not start equal to the backbone); TK's C and P are bare tensors and keep
+their Xavier init.
+
 Needs ViT blocks of one width (`blocks` with attn.qkv/proj and mlp.fc1/fc2, MLP width a
 multiple of the width); Swin (widths change per stage) and the CNN/MLP families are reported
 unsupported, as the official code supports only the ViT.
@@ -20,11 +25,13 @@ import dataclasses
 import torch
 import torch.nn as nn
 
-from bench.config import NON_NEGATIVE, POSITIVE
+from bench.config import NON_NEGATIVE, POSITIVE, one_of
 from methods import Unsupported
-from methods._common import blocks, freeze, remove_hooks, train_head
+from methods._common import blocks, freeze, redraw_linears, remove_hooks, train_head
 
 SITES = ("qkv", "proj", "fc1", "fc2")
+INITS = ("zero_v", "trunc_normal")  # zero_v: U PyTorch's Linear init, V zero (official) | trunc_normal: every
+# Linear of FacT std 0.02 (PETL_Vision's runs)
 
 
 def layers(model: nn.Module, method: str) -> tuple[int, int, list[dict[str, nn.Linear]]]:
@@ -124,26 +131,29 @@ class _Delta:
         return output + self.fact.delta(self.block, self.site, inputs[0])
 
 
-RULES = {"method.rank": POSITIVE, "method.scale": NON_NEGATIVE}  # both variants' arguments
+RULES = {"method.rank": POSITIVE, "method.scale": NON_NEGATIVE, "method.init": one_of(*INITS)}  # both variants'
 
 
 def config(rank: int, scale: float) -> type:
-    """A variant's Config dataclass: `rank` and `scale` with that variant's defaults."""
+    """A variant's Config dataclass: `rank` and `scale` with that variant's defaults, and `init`."""
     return dataclasses.make_dataclass("Config", [("rank", int, dataclasses.field(default=rank)),
-                                                 ("scale", float, dataclasses.field(default=scale))])
+                                                 ("scale", float, dataclasses.field(default=scale)),
+                                                 ("init", str, dataclasses.field(default="zero_v"))])
 
 
 def applier(kind: str):
-    """`apply(model, cfg)` of the variant `kind` (tt, tk): its Config has `rank` and `scale`."""
+    """`apply(model, cfg)` of the variant `kind` (tt, tk): its Config has `rank`, `scale` and `init`."""
     def apply_variant(model: nn.Module, cfg) -> nn.Module:
-        return apply(model, cfg.rank, cfg.scale, kind, f"fact_{kind}")
+        return apply(model, cfg.rank, cfg.scale, kind, f"fact_{kind}", cfg.init)
     return apply_variant
 
 
-def apply(model: nn.Module, rank: int, scale: float, kind: str, method: str) -> nn.Module:
+def apply(model: nn.Module, rank: int, scale: float, kind: str, method: str, init: str = "zero_v") -> nn.Module:
     dim, m, found = layers(model, method)
     freeze(model)
     model.fact = FacT(dim, rank, m, len(found), scale, kind)
+    if init == "trunc_normal":
+        redraw_linears(model.fact)
     for i, site in enumerate(found):
         for name, linear in site.items():
             linear.register_forward_hook(_Delta(model.fact, i, name))

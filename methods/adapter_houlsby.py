@@ -8,6 +8,13 @@ the backbone. Defaults are PETL_Vision's: bottleneck 64, scale 0.1, dropout 0.1 
 bottleneck {4, 8, 16, 32} x scale {0.01, 0.1, 1, 10}). On blocks with LayerScale (DINOv2)
 the adapter acts before it; PETL_Vision applies LayerScale on both sides.
 
+The Xavier init is what PETL_Vision's adapter file declares; its runs start elsewhere: its model
+constructor redraws every Linear afterwards, so weights trunc-normal std 0.02, biases zero
+(`init=trunc_normal`, `recipe=petl_vision`). Its block also applies drop path twice, on the
+sublayer's output and again around sublayer + adapter, two draws and the 1/(1-p) rescaling
+twice where both keep: `x + DP'(DP(h) + a(DP(h)))` (`drop_path=nested`), where the default
+`shared` is timm's one drop path around `h + a(h)`. The same in evaluation.
+
 Needs blocks with `attn` and `mlp` (ViT family, Swin); nothing to merge.
 """
 from dataclasses import dataclass
@@ -16,7 +23,9 @@ import torch.nn as nn
 
 from bench.config import NON_NEGATIVE, POSITIVE, UNIT, one_of
 from methods._bottleneck import INITS, Bottleneck
-from methods._common import attach, blocks, freeze, train_head
+from methods._common import attach, blocks, freeze, take_drop_path, train_head
+
+DROP_PATHS = ("shared", "nested")
 
 
 @dataclass
@@ -24,25 +33,34 @@ class Config:
     bottleneck: int = 64
     scale: float = 0.1
     dropout: float = 0.1
-    init: str = "xavier"  # xavier (PETL_Vision) | zero_up: starts equal to the backbone | lora_xavier
+    init: str = "xavier"  # xavier (PETL_Vision's file) | zero_up: starts equal to the backbone | lora_xavier
+    # | trunc_normal: weights std 0.02, biases 0 (PETL_Vision's runs)
+    drop_path: str = "shared"  # shared: one draw around sublayer + adapter | nested: PETL_Vision's two draws
 
 
 RULES = {"method.bottleneck": POSITIVE, "method.scale": NON_NEGATIVE, "method.dropout": UNIT,
-         "method.init": one_of(*INITS)}
+         "method.init": one_of(*INITS), "method.drop_path": one_of(*DROP_PATHS)}
 
 
 class _After:
     """Forward hook: the sublayer's output plus its adapter's branch (the residual around the adapter)."""
 
     def __call__(self, module, inputs, output):
-        return output + module.houlsby(output)
+        adapter = module.houlsby
+        if "drop_path" in adapter._modules:  # drop_path=nested: DP'(DP(h) + a(DP(h))), two draws
+            h = adapter.drop_path(output)
+            return adapter.drop_path(h + adapter(h))
+        return output + adapter(output)
 
 
 def apply(model: nn.Module, cfg: Config) -> nn.Module:
     freeze(model)
     for block in blocks(model, "adapter_houlsby"):
         dim = block.norm1.normalized_shape[-1]
-        for sub in (block.attn, block.mlp):
-            attach(sub, "houlsby", Bottleneck(dim, cfg.bottleneck, cfg.scale, cfg.init, "relu", cfg.dropout), _After())
+        for index, sub in ((1, block.attn), (2, block.mlp)):
+            adapter = Bottleneck(dim, cfg.bottleneck, cfg.scale, cfg.init, "relu", cfg.dropout)
+            if cfg.drop_path == "nested":
+                adapter.drop_path = take_drop_path(block, index, "adapter_houlsby")
+            attach(sub, "houlsby", adapter, _After())
     train_head(model)
     return model

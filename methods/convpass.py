@@ -11,6 +11,13 @@ the centre tap), `down` Xavier-uniform, `up` zero, biases zero, so the model sta
 the backbone. Defaults: bottleneck 8, scale 10, dropout 0.1 (PETL_Vision's defaults; its grid:
 scale {0.01, 0.1, 1, 10, 100} x bottleneck {8, 16}).
 
+As PETL_Vision's runs effectively trained it (`recipe=petl_vision`): its model constructor
+redraws every Linear after the bypass's own init, so `down` and `up` start trunc-normal std 0.02
+with zero biases (`init=trunc_normal`; the convolution keeps its identity init, convolutions
+are not redrawn), and its block draws drop path separately for each sublayer and its bypass,
+`x + DP(attn(n1)) + DP'(convpass(n1))` (`drop_path=separate`), where the default `shared`
+drops both with one draw. The same in evaluation.
+
 Needs a ViT token sequence (`patch_embed.grid_size`, `num_prefix_tokens`, `blocks`); Swin's
 windowed attention sees windows, not the image grid, so Swin is reported unsupported.
 """
@@ -19,10 +26,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from bench.config import NON_NEGATIVE, POSITIVE, UNIT
+from bench.config import NON_NEGATIVE, POSITIVE, UNIT, one_of
 from methods import Unsupported
 from methods._bottleneck import QuickGELU, init_pair
-from methods._common import attach, blocks, freeze, train_head
+from methods._common import attach, blocks, freeze, take_drop_path, train_head
+
+INITS = ("lora_xavier", "trunc_normal")
+DROP_PATHS = ("shared", "separate")
 
 
 @dataclass
@@ -31,14 +41,17 @@ class Config:
     scale: float = 10.0
     dropout: float = 0.1
     xavier_conv: bool = False  # False: the 3 x 3 conv starts as the identity (official) | True: Xavier-uniform
+    init: str = "lora_xavier"  # lora_xavier: down Xavier, up zero (official) | trunc_normal: both std 0.02, biases 0
+    drop_path: str = "shared"  # shared: one draw for sublayer + bypass | separate: a draw each (PETL_Vision)
 
 
-RULES = {"method.bottleneck": POSITIVE, "method.scale": NON_NEGATIVE, "method.dropout": UNIT}
+RULES = {"method.bottleneck": POSITIVE, "method.scale": NON_NEGATIVE, "method.dropout": UNIT,
+         "method.init": one_of(*INITS), "method.drop_path": one_of(*DROP_PATHS)}
 
 
 class ConvBypass(nn.Module):
     def __init__(self, dim: int, bottleneck: int, scale: float, dropout: float, grid: tuple[int, int], prefix: int,
-                 xavier_conv: bool = False):
+                 xavier_conv: bool = False, init: str = "lora_xavier"):
         super().__init__()
         self.conv = nn.Conv2d(bottleneck, bottleneck, 3, 1, 1)
         with torch.no_grad():
@@ -49,7 +62,7 @@ class ConvBypass(nn.Module):
                 self.conv.weight[:, :, 1, 1] = torch.eye(bottleneck)
             self.conv.bias.zero_()
         self.down, self.up = nn.Linear(dim, bottleneck), nn.Linear(bottleneck, dim)
-        init_pair(self.down, self.up, "lora_xavier")
+        init_pair(self.down, self.up, init)
         self.act, self.drop = QuickGELU(), nn.Dropout(dropout)
         self.scale, self.grid, self.prefix = scale, tuple(grid), prefix
 
@@ -70,7 +83,10 @@ class _Beside:
     """Forward hook: the sublayer's output plus the bypass of its (normalised) input."""
 
     def __call__(self, module, inputs, output):
-        return output + module.convpass(inputs[0])
+        bypass = module.convpass
+        if "drop_path" in bypass._modules:  # drop_path=separate: the block's drop path, one draw per term
+            return bypass.drop_path(output) + bypass.drop_path(bypass(inputs[0]))
+        return output + bypass(inputs[0])
 
 
 def apply(model: nn.Module, cfg: Config) -> nn.Module:
@@ -82,8 +98,10 @@ def apply(model: nn.Module, cfg: Config) -> nn.Module:
     grid, prefix = model.patch_embed.grid_size, model.num_prefix_tokens
     for block in blocks(model, "convpass"):
         dim = block.norm1.normalized_shape[-1]
-        for sub in (block.attn, block.mlp):
-            attach(sub, "convpass", ConvBypass(dim, cfg.bottleneck, cfg.scale, cfg.dropout, grid, prefix,
-                                               cfg.xavier_conv), _Beside())
+        for index, sub in ((1, block.attn), (2, block.mlp)):
+            bypass = ConvBypass(dim, cfg.bottleneck, cfg.scale, cfg.dropout, grid, prefix, cfg.xavier_conv, cfg.init)
+            if cfg.drop_path == "separate":
+                bypass.drop_path = take_drop_path(block, index, "convpass")
+            attach(sub, "convpass", bypass, _Beside())
     train_head(model)
     return model

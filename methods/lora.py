@@ -7,14 +7,22 @@ ConvNeXt's MLP is a 1x1 Conv2d (`conv_mlp`), peft's Conv2d LoRA (A and B 1x1 con
 the same r (in + out) parameters) takes its place and merges the same way. peft's init:
 A Kaiming-uniform, B zero, so the model starts equal to the backbone and both factors train
 from the second step on. `merge` folds B A into W.
+
+`init=trunc_normal` draws A and B (their Linears; a Conv2d LoRA keeps peft's init) trunc-normal
+std 0.02: what NOAH's and PETL_Vision's LoRA runs start from, their model constructors redrawing
+every Linear after the LoRA modules' own Kaiming / zero init (methods/_common.py:redraw_linears).
+B is then not zero: the model does not start equal to the backbone. `dropout` acts on the
+LoRA branch's input, as peft's `lora_dropout`, NOAH's `LoRA_drop` and PETL_Vision's `lora_drop` do.
 """
 from dataclasses import dataclass
 
 import torch.nn as nn
 
-from bench.config import POSITIVE, UNIT
+from bench.config import POSITIVE, UNIT, one_of
 from methods import peft as peft_method
-from methods._common import find_modules
+from methods._common import find_modules, redraw_linears
+
+INITS = ("kaiming_zero", "trunc_normal")
 
 
 @dataclass
@@ -23,9 +31,11 @@ class Config:
     alpha: float | None = 8.0  # None: alpha = r, no alpha / r scaling (NOAH, PETL_Vision)
     dropout: float = 0.0
     target_modules: list[str] | None = None  # None: qkv where the backbone has it, else fc1/fc2
+    init: str = "kaiming_zero"  # kaiming_zero: peft's, starts equal to the backbone | trunc_normal: A and B
+    # trunc-normal std 0.02 (NOAH's and PETL_Vision's runs)
 
 
-RULES = {"method.r": POSITIVE, "method.alpha": POSITIVE, "method.dropout": UNIT}
+RULES = {"method.r": POSITIVE, "method.alpha": POSITIVE, "method.dropout": UNIT, "method.init": one_of(*INITS)}
 
 
 def is_pointwise(m: nn.Module) -> bool:
@@ -45,7 +55,12 @@ def apply(model: nn.Module, cfg: Config) -> nn.Module:
     targets = list(cfg.target_modules) if cfg.target_modules else default_targets(model)
     alpha = cfg.r if cfg.alpha is None else cfg.alpha
     config = LoraConfig(r=cfg.r, lora_alpha=alpha, lora_dropout=cfg.dropout, target_modules=targets, bias="none")
-    return peft_method.wrap(model, config, "lora")
+    wrapped = peft_method.wrap(model, config, "lora")
+    if cfg.init == "trunc_normal":
+        from peft.tuners.lora import LoraLayer
+
+        redraw_linears([f for m in wrapped.modules() if isinstance(m, LoraLayer) for f in (m.lora_A, m.lora_B)])
+    return wrapped
 
 
 merge = peft_method.merge

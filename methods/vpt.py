@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
-from bench.config import POSITIVE, UNIT
+from bench.config import POSITIVE, UNIT, one_of
 from methods import Unsupported, _vpt_swin
 from methods._common import freeze, train_head
 
@@ -24,9 +24,11 @@ from methods._common import freeze, train_head
 class Config:
     length: int = 8  # prompt tokens per prompted layer
     dropout: float = 0.0  # dropout on the prompt embeddings
+    shallow_prompts: str = "carry"  # vpt_shallow: carry: the prompt outputs flow through every block (VPT) |
+    # remove: dropped after the first block (PETL_Vision); vpt replaces its prompts at every block either way
 
 
-RULES = {"method.length": POSITIVE, "method.dropout": UNIT}
+RULES = {"method.length": POSITIVE, "method.dropout": UNIT, "method.shallow_prompts": one_of("carry", "remove")}
 
 
 class Prompts(nn.Module):
@@ -50,8 +52,21 @@ class _InsertPrompts:
         return (torch.cat([x[:, :self.prefix], p, rest], dim=1), *args[1:]), kwargs
 
 
+class _RemovePrompts:
+    """Forward hook on the first block: drop its `length` prompt outputs after the `prefix` tokens."""
+
+    def __init__(self, prefix: int, length: int):
+        self.prefix, self.length = prefix, length
+
+    def __call__(self, block, inputs, output):  # (B, prefix + length + N, D) -> (B, prefix + N, D)
+        return torch.cat([output[:, :self.prefix], output[:, self.prefix + self.length:]], dim=1)
+
+
 def add_prompts(model: nn.Module, cfg: Config, deep: bool, method: str) -> nn.Module:
+    remove = not deep and cfg.shallow_prompts == "remove"
     if _vpt_swin.is_swin(model):  # per-stage prompts (methods/_vpt_swin.py)
+        if remove:
+            raise Unsupported(f"{method}: shallow_prompts=remove is PETL_Vision's ViT forward; not defined on Swin")
         freeze(model)
         _vpt_swin.add_prompts(model, cfg.length, deep, cfg.dropout)
         train_head(model)
@@ -66,8 +81,10 @@ def add_prompts(model: nn.Module, cfg: Config, deep: bool, method: str) -> nn.Mo
     prefix = model.num_prefix_tokens
     for i in range(layers):
         model.blocks[i].register_forward_pre_hook(_InsertPrompts(model.vpt, i, prefix, replace=i > 0), with_kwargs=True)
-    # Prompts sit among the prefix tokens, so timm's pooling (CLS or average) ignores them.
-    model.num_prefix_tokens = prefix + cfg.length
+    if remove:  # PETL_Vision's forward_features: the prompt outputs of block 0 are cut before block 1
+        model.blocks[0].register_forward_hook(_RemovePrompts(prefix, cfg.length))
+    else:  # prompts sit among the prefix tokens, so timm's pooling (CLS or average) ignores them
+        model.num_prefix_tokens = prefix + cfg.length
     train_head(model)
     return model
 

@@ -2,6 +2,11 @@
 
 The prompts are inserted after the class token before the first block and then flow
 through the network like the other tokens. Implementation shared with `vpt`.
+
+PETL_Vision's `vpt_shallow` (model/vision_transformer.py) cuts the prompt outputs after the
+first block, so they reach that block only: `shallow_prompts=remove`, set by `recipe=petl_vision`.
+It prepends the prompts before the class token; blocks treat tokens alike whatever their order,
+so the result is the same as ours after the class token.
 """
 import torch.nn as nn
 

@@ -20,7 +20,7 @@ def test_one_epoch_on_the_vtab_fixture_writes_a_completed_record(tmp_path, monke
     vtab_tree(tmp_path / "data", "dtd", classes=3)
     monkeypatch.setenv("BENCH_DATA_ROOT", str(tmp_path / "data"))
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
-    proc = run_cli("launch.py", "method=ssf", "dataset=vtab/dtd", "protocol=paper", *ONE_EPOCH,
+    proc = run_cli("launch.py", "method=ssf", "dataset=vtab/dtd", "backbone=vit_tiny_mini", "protocol=paper", *ONE_EPOCH,
                    "dataset.image_size=32", "dataset.num_classes=3", "dataset.splits={train:6,val:2,trainval:8,test:5}", "train.batch_size=4",
                    "variant=fixture", f"results_dir={tmp_path / 'results'}", timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -47,7 +47,7 @@ def test_noah_recipe_one_epoch_on_the_vtab_fixture(tmp_path, monkeypatch):
     assert rec["recipe"] == "noah" and rec["variant"].startswith("noah")
     assert rec["config"]["recipe"]["checkpoint"] == "vit_base_patch16_224.orig_in21k"
     assert rec["same_checkpoint_as_recipe"] is False  # tiny_vit is not NOAH's checkpoint: said, not hidden
-    assert rec["config"]["method_args"]["init"] == "noah" and rec["config"]["train"]["sched_lag"] == 1
+    assert rec["config"]["method_args"]["init"] == "trunc_normal" and rec["config"]["train"]["sched_lag"] == 1
     assert rec["normalization"]["mean"] == pytest.approx([0.485, 0.456, 0.406])  # ImageNet's, as NOAH
     assert rec["optimizer_steps"] == 2  # 8 images at batch 4, drop_last
     assert list((tmp_path / "results").rglob("adapter-noah*/paper-seed0/record.json"))

@@ -140,7 +140,8 @@ def test_recipe_composition_per_method_and_backbone(recipe, method, backbone, ex
 
 def test_recipe_method_arguments_and_the_command_line_wins():
     adapter = composed("dataset=vtab/dtd", "method=adapter", "recipe=noah")
-    assert adapter.method_args == {"bottleneck": 8, "scale": 1.0, "init": "noah", "act": "quick_gelu"}
+    assert adapter.method_args == {"bottleneck": 8, "scale": 1.0, "init": "trunc_normal", "act": "quick_gelu",
+                                   "dropout": 0.1, "drop_path": "sublayer"}  # as NOAH's runs trained it
     assert adapter.dataset.norm == "imagenet"
     assert composed("dataset=vtab/dtd", "method=vpt", "recipe=noah").dataset.norm == "inception"  # --inception
     lora = composed("dataset=vtab/dtd", "method=lora", "recipe=petl_vision", "method.r=16", "train.lr=0.01")
@@ -175,7 +176,8 @@ def test_every_recipe_names_what_it_defines():
     with pytest.raises(ValueError, match="recipe 'noah' does not define method 'ssf'"):
         recipes.check(["noah"], ["ssf"], ["vtab/dtd"])
     with pytest.raises(ValueError, match="does not define benchmark 'fgvc'"):
-        recipes.check(["vpt"], ["vpt"], ["fgvc/cub"])
+        recipes.check(["petl_vision"], ["vpt"], ["fgvc/cub"])
+    recipes.check(["vpt"], ["vpt", "linear", "full", "bias"], ["fgvc/cub"])  # VPT's FGVC rows
     recipes.check([], ["ssf"], ["vtab/dtd", "mini/count"])  # the defaults cover every method
 
 

@@ -216,7 +216,13 @@ def test_sweeper_shortcut_composes_exactly_what_the_launcher_composes():
             exact = loader.load_sweep_config(config, list(job))
             with open_dict(exact):
                 del exact["hydra"]
-            assert sweeper._compose(job) == OmegaConf.to_container(exact, resolve=True), job
+            plain = OmegaConf.to_container(exact, resolve=True)
+            shortcut = sweeper._compose(job)
+            assert shortcut == plain, job
+            # the run each path makes of it, the recipe's checkpoint as the default backbone included
+            rc = launch.to_run_config(shortcut, job)
+            assert rc == launch.to_run_config(plain, job), job
+            assert rc.backbone.name == rc.recipe.checkpoint  # vit_tiny_mini for the mini recipe
         assert len(sweeper._composed) == 6 + 2  # method x dataset x recipe, less the mini benchmark's noah; the two extra jobs
         # the plain shortcut served every job but those with a mapping or an interpolated value
         assert sweeper._whole == 0 and sweeper._slow == sum(

@@ -6,7 +6,9 @@
   default evaluation transform, used for FGVC, CIFAR-100 and ImageNet); `squash_crop` squashes
   to image_size / crop_pct square, then centre-crops (NOAH's few-shot evaluation, 256 -> 224).
 - `simple` training augmentation is SSF's `--simple-aug`: random-resized crop (scale 0.08-1)
-  and horizontal flip (FGVC). `timm` is timm's full training transform: random-resized crop,
+  and horizontal flip (FGVC). `crop_flip` is VPT's FGVC training transform
+  (KMnP/vpt:src/data/transforms.py): the evaluation resize of `crop` (shorter side to
+  image_size / crop_pct, 256 for 224), then a random image_size crop and a horizontal flip. `timm` is timm's full training transform: random-resized crop,
   flip, the configured auto-augment policy and random erasing (CIFAR-100, ImageNet).
   Training interpolation is timm train.py's default, `random` (bilinear or bicubic) *(analysis)*.
 - Normalisation uses the backbone's own mean and std. Mixup, cutmix and label smoothing are
@@ -19,7 +21,8 @@ import torch
 from PIL import Image
 from torchvision import transforms as T
 
-VALID = {"resize": ("squash", "crop", "squash_crop"), "train_aug": ("none", "simple", "timm"),
+TRAIN_AUGS = ("none", "simple", "crop_flip", "timm")  # dataset.train_aug
+VALID = {"resize": ("squash", "crop", "squash_crop"), "train_aug": TRAIN_AUGS,
          "interpolation": ("bicubic", "bilinear"), "train_interpolation": ("random", "bicubic", "bilinear")}
 _PIL = {"bicubic": T.InterpolationMode.BICUBIC, "bilinear": T.InterpolationMode.BILINEAR}
 
@@ -78,6 +81,10 @@ def train_transform(cfg, mean, std):
     """PIL image -> normalised float tensor with the configured training augmentation."""
     if cfg.train_aug == "none":
         return eval_transform(cfg, mean, std)
+    if cfg.train_aug == "crop_flip":  # VPT: Resize(256) -> RandomCrop(224) -> RandomHorizontalFlip(0.5)
+        s = cfg.image_size
+        return T.Compose([T.Resize(math.floor(s / cfg.crop_pct), interpolation=_PIL[cfg.interpolation]),
+                          T.RandomCrop(s), T.RandomHorizontalFlip(), ToNormalized(mean, std)])
     if cfg.train_aug == "simple":
         from timm.data.transforms import RandomResizedCropAndInterpolation
 
