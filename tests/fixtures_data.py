@@ -1,6 +1,8 @@
 """Fixture trees in each real on-disk format, a few tiny images each (built in tmp_path, never downloaded).
 
 Labels follow a known rule (entry i of a split has label i % classes) so tests can check them.
+`to_real_shapes` rewrites a tree's images at the sizes and modes real datasets have, and
+`real_images` yields such images in memory, for the real-size tier (tests/test_realsize.py).
 """
 import json
 import pickle
@@ -18,6 +20,50 @@ def image(path: Path, seed: int = 0, size: tuple[int, int] = (12, 9)) -> Path:
     rng = np.random.default_rng(seed)
     Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(path)
     return path
+
+
+# --- real shapes ------------------------------------------------------------------------------------
+# (width, height) of the images real datasets hold: ImageNet's most common 500 x 375 and its portrait
+# twin, other camera and web sizes, a 2048 x 1536 photo, thumbnails, VTAB-1k's small squares
+# (dSprites 64, smallNORB and PatchCamelyon 96), KITTI's 1242 x 375 and two extreme aspect ratios.
+REAL_SIZES = ((500, 375), (375, 500), (500, 333), (640, 480), (1024, 768), (333, 500), (2048, 1536), (120, 90),
+              (64, 64), (96, 96), (1242, 375), (1200, 300), (200, 800), (800, 600), (300, 225), (32, 32))
+CIFAR_SIZE = (32, 32)  # CIFAR-100's arrays
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+
+
+def real_mode(k: int, jpeg: bool = True) -> str:
+    """The mode of the k-th real-shape image: ImageNet-1k holds a few grayscale and CMYK JPEGs among its
+    RGB ones; here every 10th image is grayscale (L) and every 25th other one CMYK (JPEG only)."""
+    if k % 10 == 9:
+        return "L"
+    return "CMYK" if jpeg and k % 25 == 12 else "RGB"
+
+
+def real_image(seed: int, size: tuple[int, int] = (500, 375), mode: str = "RGB") -> Image.Image:
+    """A photo-like image of `size` (width, height) in `mode`: smooth random colour fields (a coarse
+    random grid, bicubic-upsampled), so resizing, JPEG and the colour ops see gradients rather than
+    white noise (and it is cheap: about a millisecond at 500 x 375)."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    coarse = rng.integers(0, 256, (max(2, h // 48), max(2, w // 48), 3), dtype=np.uint8)
+    return Image.fromarray(coarse).resize((w, h), Image.BICUBIC).convert(mode)
+
+
+def real_images(n: int, sizes=REAL_SIZES, seed: int = 0):
+    """`n` real-shape images as a dataset source hands them to the transforms: decoded and converted
+    to RGB (bench.data.datasets.open_rgb), including the grayscale and CMYK ones."""
+    for k in range(n):
+        yield real_image(seed + k, sizes[k % len(sizes)], real_mode(k)).convert("RGB")
+
+
+def to_real_shapes(root: Path, sizes=REAL_SIZES) -> int:
+    """Rewrite every image file under `root` (sorted order, the k-th at sizes[k % len]) at a real
+    dataset's size and mode (`real_mode`), keeping its name and format; returns how many."""
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    for k, path in enumerate(files):
+        real_image(k, sizes[k % len(sizes)], real_mode(k, jpeg=path.suffix.lower() != ".png")).save(path)
+    return len(files)
 
 
 def config(name: str, data_root: Path, **overrides) -> DatasetConfig:

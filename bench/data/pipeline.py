@@ -13,12 +13,15 @@
   Training interpolation is timm train.py's default, `random` (bilinear or bicubic) *(analysis)*.
 - Normalisation uses the backbone's own mean and std. Mixup, cutmix and label smoothing are
   applied per batch by the training loop (timm's Mixup), not here.
+- timm's posterize op is replaced by `posterize_as_pillow9` in every timm transform built here
+  (`replace_ops`): the official codes ran it on Pillow <= 9.5, which maps 0 bits to a black image;
+  Pillow 13 raises instead, on about 1.5 images in 1,000 of `rand-m9-mstd0.5-inc1`.
 """
 import math
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torchvision import transforms as T
 
 TRAIN_AUGS = ("none", "simple", "crop_flip", "timm")  # dataset.train_aug
@@ -72,6 +75,53 @@ class ToNormalized:
         return torch.from_numpy(to_uint8(img).astype(np.float32) * self.scale - self.shift)
 
 
+def posterize_as_pillow9(img: Image.Image, bits_to_keep: int, **_) -> Image.Image:
+    """timm's posterize op as the official codes ran it: keep the `bits_to_keep` high bits of each channel.
+
+    SSF (timm 0.6.5, Python 3.7: Pillow <= 9.5) and NOAH (timm 0.5.4) pass RandAugment's bits
+    straight to `ImageOps.posterize`, and `PosterizeIncreasing` gives 4 - int(level / 10 * 4) bits:
+    0 at level 10, which `mstd0.5` draws (magnitude 9 + N(0, 0.5), clipped to 10) 2.3 % of the
+    time. Pillow up to 12.x builds the lookup table i & ~(2**(8 - bits) - 1); at 0 bits the mask is
+    ~255 and every value becomes 0, a black image. Pillow 13 refuses 0 bits with a ValueError, so
+    0 is answered here as old Pillow did; 1 to 7 bits go to today's Pillow, whose table is the same.
+    """
+    if bits_to_keep >= 8:  # timm's own shortcut
+        return img
+    if bits_to_keep >= 1:
+        return ImageOps.posterize(img, bits_to_keep)
+    if img.mode not in ("L", "RGB"):  # old Pillow's lookup tables took these modes only
+        raise ValueError(f"posterize: image mode {img.mode!r}; valid: ['L', 'RGB']")
+    return img.point([0] * 256 * len(img.getbands()))  # mask ~(2**8 - 1) keeps no bit
+
+
+def _op_replacements() -> dict:
+    """timm augmentation function -> ours, for ops whose result differs from the official codes' runs."""
+    from timm.data import auto_augment
+
+    return {auto_augment.posterize: posterize_as_pillow9}
+
+
+def replace_ops(transform) -> int:
+    """Swap the function of every timm AugmentOp inside `transform` found in `_op_replacements`, in place.
+
+    The op keeps its probability and magnitude draws (same random numbers, same order); only the
+    function applied to the drawn level changes. Returns how many ops were replaced.
+    """
+    from timm.data.auto_augment import AugmentOp
+
+    table, n, todo = _op_replacements(), 0, [transform]
+    while todo:  # Compose.transforms, RandAugment.ops, AugMix.ops, AutoAugment.policy (lists of lists)
+        t = todo.pop()
+        if isinstance(t, (list, tuple)):
+            todo.extend(t)
+        elif isinstance(t, AugmentOp):
+            if t.aug_fn in table:
+                t.aug_fn, n = table[t.aug_fn], n + 1
+        else:
+            todo.extend(getattr(t, attr) for attr in ("transforms", "ops", "policy") if hasattr(t, attr))
+    return n
+
+
 def eval_transform(cfg, mean, std):
     """PIL image -> normalised float tensor, deterministic."""
     return T.Compose([eval_pixels(cfg), ToNormalized(mean, std)])
@@ -94,6 +144,8 @@ def train_transform(cfg, mean, std):
 
     # timm train.py defaults (anchors.md 1.3: "full timm augmentation by default"): hflip 0.5,
     # random erasing in `pixel` mode, one erasing, `random` interpolation.
-    return create_transform(cfg.image_size, is_training=True, auto_augment=cfg.auto_augment or None,
-                            interpolation=cfg.train_interpolation, re_prob=cfg.re_prob, re_mode="pixel", re_count=1,
-                            mean=tuple(mean), std=tuple(std))
+    t = create_transform(cfg.image_size, is_training=True, auto_augment=cfg.auto_augment or None,
+                         interpolation=cfg.train_interpolation, re_prob=cfg.re_prob, re_mode="pixel", re_count=1,
+                         mean=tuple(mean), std=tuple(std))
+    replace_ops(t)
+    return t
