@@ -127,23 +127,26 @@ TASKS = {
     "diabetic_retinopathy": Task("diabetic_retinopathy_detection/btgraham-300", "3.0.0", "validation"),
 }
 SPLITS = ("train800", "val200", "test")  # written; train800val200 lists train800 then val200
+# VTAB-1k's sizes: the first TRAIN_SIZE of TFDS train, VAL_SIZE from where VTAB's val starts. Module attributes so
+# that tests can prepare a scaled-down task from TFDS's mock data in a fraction of the time; never changed elsewhere.
+TRAIN_SIZE, VAL_SIZE = 800, 200
 
 
 def slices(task: Task, counts: dict[str, int]) -> dict[str, list[Slice]]:
     """Our splits as ranges of TFDS splits, given the TFDS splits' sizes (`counts`, e.g. {"train": 50000, "test": 10000})."""
-    n = counts["train"]
-    train800 = [("train", 0, 800)]
+    n, k, v = counts["train"], TRAIN_SIZE, VAL_SIZE
+    train800 = [("train", 0, k)]
     if task.kind == "percent":  # VTAB val = train[p%:], test = TFDS test
         start = task.train_percent * n // 100
-        return {"train800": train800, "val200": [("train", start, start + 200)], "test": [("test", 0, counts["test"])]}
-    if task.kind == "three_way":  # train[:p], val = train[p:p+v], test = train[p+v:]
+        return {"train800": train800, "val200": [("train", start, start + v)], "test": [("test", 0, counts["test"])]}
+    if task.kind == "three_way":  # train[:p%], val = train[p%:(p+q)%], test = train[(p+q)%:]
         start, val = n * task.train_percent // 100, n * task.val_percent // 100
-        return {"train800": train800, "val200": [("train", start, start + 200)], "test": [("train", start + val, n)]}
+        return {"train800": train800, "val200": [("train", start, start + v)], "test": [("train", start + val, n)]}
     if task.kind == "validation":
-        return {"train800": train800, "val200": [("validation", 0, 200)], "test": [("test", 0, counts["test"])]}
+        return {"train800": train800, "val200": [("validation", 0, v)], "test": [("test", 0, counts["test"])]}
     if task.kind == "smallnorb":  # val = test[:50%], test = test[50%:] (TFDS rounds percent boundaries to the closest)
         half = round(50 * counts["test"] / 100)
-        return {"train800": train800, "val200": [("test", 0, 200)], "test": [("test", half, counts["test"])]}
+        return {"train800": train800, "val200": [("test", 0, v)], "test": [("test", half, counts["test"])]}
     raise ValueError(f"unknown split kind {task.kind!r}")
 
 

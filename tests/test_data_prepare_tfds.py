@@ -1,0 +1,190 @@
+"""`python -m bench.data prepare tfds` through the real TFDS (`TfdsReader`, `as_data_source`) under TFDS's own
+`tfds.testing.mock_data`, which generates small examples with each builder's real features and version.
+
+The mock gives every split `num_examples` examples and example i the same content in every split (its seed is
+the index), so these tests check which TFDS split each of our splits was read from through a spy on the real
+reader's calls, and which examples through the labels and pixels the loaders read back. The expected ranges are
+written out here from task_adaptation's definitions, not taken from `vtab_tfds.slices`.
+
+CI installs tensorflow-datasets (the `test` extra); with CI=true a missing TFDS fails these tests, elsewhere they
+skip with a message.
+"""
+import json
+import os
+import warnings
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bench.data import prepare, real, vtab_tfds
+from bench.data.vtab_tfds import TASKS
+from conftest import run_cli
+
+try:
+    import tensorflow_datasets as tfds
+except ImportError as e:  # checked per test below: fail in CI, skip elsewhere
+    tfds, TFDS_MISSING = None, f"tensorflow-datasets is not installed (pip install -e '.[tfds]'): {e}"
+
+
+@pytest.fixture(autouse=True)
+def need_tfds():
+    if tfds is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true and {TFDS_MISSING}")
+        pytest.skip(TFDS_MISSING)
+
+
+class SpyReader(vtab_tfds.TfdsReader):
+    """The real reader, recording each (builder, TFDS split, start, stop) it is asked for."""
+
+    def __init__(self, data_dir):
+        super().__init__(data_dir)
+        self.calls = []
+
+    def read(self, name, split, start, stop):
+        self.calls.append((name, split, start, stop))
+        yield from super().read(name, split, start, stop)
+
+
+def mock_examples(builder: str, split: str, start: int, stop: int, num_examples: int, data_dir) -> list[dict]:
+    """The mock's examples split[start:stop], read straight from TFDS (not through our reader)."""
+    with tfds.testing.mock_data(num_examples=num_examples):
+        source = tfds.builder(builder, data_dir=str(data_dir)).as_data_source(split)
+        return [source[i] for i in range(start, stop)]
+
+
+def label(ex) -> int:
+    return int(ex["label"])
+
+
+def rgb(ex) -> np.ndarray:
+    return ex["image"]
+
+
+def gray(ex) -> np.ndarray:
+    return np.concatenate([ex["image"]] * 3, axis=-1)
+
+
+def check_task(root, name, num_examples, ranges, data_dir, label=label, image=rgb):
+    """The prepared task reads back through the loaders as the TFDS ranges `ranges` ({our split: (split, a, b)})
+    with `label` and `image` (written here from task_adaptation, not vtab_tfds's) applied, in that order; returns
+    the manifest."""
+    task = TASKS[name.removeprefix("vtab/")]
+    cfg = prepare.dataset_config(name, root)
+    want = {ours: mock_examples(task.builder, *r, num_examples, data_dir) for ours, r in ranges.items()}
+    for split, ours in (("train", "train800"), ("val", "val200"), ("test", "test")):
+        lst = real.listing(cfg, split)
+        assert len(lst) == len(want[ours])
+        assert lst.labels.tolist() == [label(ex) for ex in want[ours]]
+        for i in (0, len(lst) // 2, len(lst) - 1):  # PNG is lossless: the expected pixels exactly
+            px = np.asarray(Image.open(lst.paths[i]).convert("RGB"))
+            assert px.dtype == np.uint8 and np.array_equal(px, image(want[ours][i]))
+    tv = real.listing(cfg, "trainval")
+    assert tv.labels.tolist() == [label(ex) for ex in want["train800"] + want["val200"]]
+    assert len(set(tv.labels.tolist())) > 1  # the mock's random labels: the comparison is not vacuous
+    m = json.loads((real.dataset_root(cfg) / "manifest.json").read_text())
+    counts = {s: len(want[o]) for s, o in (("train", "train800"), ("val", "val200"), ("test", "test"))}
+    assert m["counts"] == {**counts, "trainval": counts["train"] + counts["val"]}
+    assert m["source"]["kind"] == "tfds" and m["source"]["builder"] == task.builder and m["pixel_format"] == "png"
+    assert m["source"]["version"] == str(tfds.builder(task.builder, data_dir=str(data_dir)).version)
+    assert m["source"]["slices"] == {o: [f"{s}[{a}:{b}]"] for o, (s, a, b) in ranges.items()}
+    return m
+
+
+@pytest.fixture
+def small(monkeypatch):
+    """VTAB-1k's 800 / 200 scaled to 80 / 20, so that a task needs ten times fewer mock examples (the CLI test
+    prepares one task at the real sizes)."""
+    monkeypatch.setattr(vtab_tfds, "TRAIN_SIZE", 80)
+    monkeypatch.setattr(vtab_tfds, "VAL_SIZE", 20)
+
+
+# eurosat: 60 % train / 20 % val / the rest test, all of TFDS train (1000 -> val [600, 800), test [800, 1000))
+EUROSAT = {"train800": ("train", 0, 800), "val200": ("train", 600, 800), "test": ("train", 800, 1000)}
+CLI = """
+import runpy, sys
+import tensorflow_datasets as tfds
+sys.argv = ["python -m bench.data", *sys.argv[1:]]
+with tfds.testing.mock_data(num_examples={n}):
+    try:
+        runpy.run_module("bench.data", run_name="__main__", alter_sys=True)
+        code = 0
+    except SystemExit as e:
+        code = e.code
+print("tensorflow imported:", "tensorflow" in sys.modules)
+sys.exit(code)
+"""
+
+
+def test_cli_prepares_eurosat_at_vtab_sizes_from_mock_tfds_without_tensorflow(tmp_path):
+    """`python -m bench.data prepare tfds` run as a module (runpy, inside TFDS's mock) in a fresh interpreter, at
+    VTAB-1k's real 800 / 200; eurosat's test comes from TFDS train's tail."""
+    out, tfds_dir = tmp_path / "data", tmp_path / "tfds"
+    proc = run_cli("-c", CLI.format(n=1000), "prepare", "tfds", "vtab/eurosat", "--data-root", str(out),
+                   "--tfds-dir", str(tfds_dir))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "done  vtab/eurosat: train 800, val 200, trainval 1000, test 200, png" in proc.stdout
+    assert "tensorflow imported: False" in proc.stdout  # array_record through as_data_source: no TensorFlow
+    assert "pinned" not in proc.stdout + proc.stderr  # eurosat/rgb is at VPT's 2.0.0 in the tested TFDS
+    m = check_task(out, "vtab/eurosat", 1000, EUROSAT, tfds_dir)
+    assert m["source"]["version"] == m["source"]["pinned_version"] == "2.0.0" and not m["notes"]
+
+
+def test_svhn_90_percent_boundary_and_other_version_warning(tmp_path, small):
+    """svhn: val starts at 90 % of TFDS train, test is TFDS test; the tested TFDS's svhn_cropped is 3.1.0, not
+    the 3.0.0 VPT pinned, so the task is prepared with a warning naming both and the manifest records 3.1.0."""
+    version = str(tfds.builder_cls("svhn_cropped").VERSION)
+    assert version != TASKS["svhn"].pinned  # else this test no longer covers the warning path
+    reader = SpyReader(str(tmp_path / "tfds"))
+    with tfds.testing.mock_data(num_examples=200), \
+            pytest.warns(UserWarning, match=f"svhn_cropped is version {version}, VPT pinned 3.0.0"):
+        line = prepare.run_task("vtab/svhn", tmp_path / "data", False, prepare.tfds_writer("vtab/svhn", reader))
+    assert line.startswith("done  vtab/svhn: train 80, val 20, trainval 100, test 200, png")
+    assert f"note: TFDS svhn_cropped is version {version}, VPT pinned 3.0.0" in line
+    ranges = {"train800": ("train", 0, 80), "val200": ("train", 180, 200), "test": ("test", 0, 200)}
+    assert reader.calls == [("svhn_cropped", *r) for r in ranges.values()]
+    m = check_task(tmp_path / "data", "vtab/svhn", 200, ranges, tmp_path / "tfds")
+    assert m["source"]["version"] == version and m["source"]["pinned_version"] == "3.0.0" and len(m["notes"]) == 1
+
+    again = SpyReader(str(tmp_path / "tfds"))  # prepared and verified: not read again, no warning
+    with tfds.testing.mock_data(num_examples=200), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert "already prepared" in prepare.run_task("vtab/svhn", tmp_path / "data", False,
+                                                      prepare.tfds_writer("vtab/svhn", again))
+    assert again.calls == []
+
+
+@pytest.mark.parametrize("name, n, ranges, label_name, label, image", [
+    # smallnorb: label_elevation, gray tiled to RGB; val = TFDS test[:20], test = TFDS test[50%:]
+    ("vtab/smallnorb_ele", 80, {"train800": ("train", 0, 80), "val200": ("test", 0, 20), "test": ("test", 40, 80)},
+     "label_elevation", lambda ex: int(ex["label_elevation"]), gray),
+    # dsprites: x position (32 values) in 16 bins, the 0/1 pixels times 255 in uint8 (the mock's 0..255 wrap
+    # around as TensorFlow's uint8 multiply would); 80 % train / 10 % val / 10 % test of TFDS train
+    ("vtab/dsprites_loc", 100, {"train800": ("train", 0, 80), "val200": ("train", 80, 100),
+                                "test": ("train", 90, 100)}, "label_x_position_in_16_bins",
+     lambda ex: int(ex["label_x_position"]) // 2, lambda ex: (gray(ex).astype(np.int64) * 255 % 256).astype(np.uint8)),
+])
+def test_label_function_tasks(tmp_path, small, name, n, ranges, label_name, label, image):
+    task = TASKS[name.removeprefix("vtab/")]
+    reader = SpyReader(str(tmp_path / "tfds"))
+    with tfds.testing.mock_data(num_examples=n), warnings.catch_warnings():
+        warnings.simplefilter("error")  # both builders are at VPT's 2.0.0: no version warning
+        line = prepare.run_task(name, tmp_path / "data", False, prepare.tfds_writer(name, reader))
+    test = ranges["test"][2] - ranges["test"][1]
+    assert line.startswith(f"done  {name}: train 80, val 20, trainval 100, test {test}, png")
+    assert reader.calls == [(task.builder, *r) for r in ranges.values()]
+    m = check_task(tmp_path / "data", name, n, ranges, tmp_path / "tfds", label, image)
+    assert m["source"]["label"] == label_name and m["source"]["version"] == "2.0.0" and not m["notes"]
+
+
+def test_too_few_tfds_examples_is_one_line(tmp_path, monkeypatch, capsys):
+    """A TFDS split smaller than a slice needs: one line naming the builder, split, size and range; nothing left."""
+    reader = vtab_tfds.TfdsReader(str(tmp_path / "tfds"))
+    monkeypatch.setattr(vtab_tfds, "TfdsReader", lambda d: reader)
+    with tfds.testing.mock_data(num_examples=900), pytest.warns(UserWarning, match="VPT pinned 3.0.0"):
+        code = prepare.main(["tfds", "vtab/svhn", "--data-root", str(tmp_path / "data")])  # 90 % of 900 + 200 > 900
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1
+    assert err.startswith("error: vtab/svhn: TFDS svhn_cropped split 'train' has 900 examples, val200 needs [810:1010]")
+    assert not (tmp_path / "data" / "vtab-1k" / "svhn").exists()
