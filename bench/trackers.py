@@ -407,6 +407,11 @@ def open_trackers(cfg, run_dir: Path, config: dict | None = None, main: bool = T
 
 
 # --- analyze.py --log-to: the leaderboard's tables and figures in the same tracker ------------------
+def _outputs(out_dir: Path) -> list[Path]:
+    """analyze.py's output files, not its own caches (.stats/, .figures.json)."""
+    return [p for p in sorted(out_dir.iterdir()) if p.is_file() and not p.name.startswith(".")]
+
+
 def log_leaderboard(tool: str, out_dir: Path, results_dir: Path) -> str:
     """Send analyze.py's outputs in `out_dir` (markdown/CSV tables, PNG figures, report.html) to `tool`,
     where its runs are (same defaults as a run's tracker: <results_dir>/tensorboard, offline W&B under
@@ -453,7 +458,8 @@ def log_leaderboard(tool: str, out_dir: Path, results_dir: Path) -> str:
         experiment = client.get_experiment_by_name("leaderboard")
         experiment_id = experiment.experiment_id if experiment else client.create_experiment("leaderboard")
         run_id = client.create_run(experiment_id, run_name=str(out_dir)).info.run_id
-        client.log_artifacts(run_id, str(out_dir))
+        for path in _outputs(out_dir):
+            client.log_artifact(run_id, str(path))
         client.set_terminated(run_id)
         return f"{uri} (experiment leaderboard, run {run_id})"
     if tool == "wandb":
@@ -468,7 +474,8 @@ def log_leaderboard(tool: str, out_dir: Path, results_dir: Path) -> str:
         logged |= {f"figures/{p.stem}": wandb.Image(str(p)) for p in figures}
         run.log(logged)
         artifact = wandb.Artifact("leaderboard", type="leaderboard")
-        artifact.add_dir(str(out_dir))
+        for path in _outputs(out_dir):
+            artifact.add_file(str(path), name=path.name)
         run.log_artifact(artifact)
         run.finish()
         return f"{results_dir / 'wandb'} (W&B run {run.id})"

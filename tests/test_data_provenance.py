@@ -130,7 +130,7 @@ def test_sweep_through_launch_reruns_changed_data_and_skips_moved_data(tmp_path,
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
     results = tmp_path / "results"
     grid = lambda root: run_cli(
-        "launch.py", "-m", "method=linear", "dataset=vtab/dtd", "protocol=paper", "train.epochs=1",
+        "launch.py", "-m", "method=linear", "dataset=vtab/dtd", "backbone=vit_tiny_mini", "protocol=paper", "train.epochs=1",
         "train.cooldown_epochs=0", "train.warmup_epochs=0", "train.progress=false", "deploy_iters=0",
         "save_weights=false", "dataset.image_size=32", "dataset.num_classes=3",
         "dataset.splits={train:6,val:2,trainval:8,test:5}", "train.batch_size=4", f"dataset.data_root={root}",

@@ -100,7 +100,7 @@ def test_the_tier_covers_every_real_dataset_config_and_recipe():
     keys = transform_configs()
     assert all(dict(settings)["image_size"] == 224 for _, _, settings in keys)  # every config's real size
     kinds = [kind for _, kind, _ in keys]
-    assert (kinds.count("train"), kinds.count("eval")) == (4, 5), [label(k) for k in keys]
+    assert (kinds.count("train"), kinds.count("eval")) == (5, 6), [label(k) for k in keys]
 
 
 def test_every_distinct_transform_survives_thousands_of_real_shape_images(one_thread, monkeypatch):
@@ -212,7 +212,7 @@ def pipelines() -> dict:
 # composes nothing; test_the_pipelines_are_the_distinct_ones_of_every_config checks it against `pipelines()`
 PIPELINES = [("ssf", "vtab/caltech101"), ("noah", "vtab/caltech101"), ("vpt", "vtab/caltech101"),
              ("petl_vision", "vtab/caltech101"), ("ssf", "fgvc/cub"), ("ssf", "cifar100/cifar100"),
-             ("ssf", "imagenet/imagenet"), ("noah", "fewshot/fgvc_aircraft"), ("noah", "dg/imagenet")]
+             ("ssf", "imagenet/imagenet"), ("noah", "fewshot/fgvc_aircraft"), ("noah", "dg/imagenet"), ("vpt", "fgvc/cub")]
 
 
 def test_the_pipelines_are_the_distinct_ones_of_every_config():
