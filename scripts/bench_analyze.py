@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.benchmarks import BENCHMARK_GROUPS, BENCHMARK_TASKS  # noqa: E402
-from bench.records import RECORD, SCHEMA, run_dir  # noqa: E402
+from bench.records import PREDICTIONS, RECORD, SCHEMA, run_dir  # noqa: E402
 
 BACKBONES = {  # name -> (timm arch, benchmarks it runs)
     "vit_base_augreg": ("vit_base_patch16_224.augreg_in21k", ("vtab", "fgvc", "cifar100", "imagenet")),
@@ -58,7 +58,6 @@ TEST_IMAGES = {
     "fgvc/nabirds": 24_633, "fgvc/oxford_flowers": 6_149, "fgvc/stanford_dogs": 8_580, "fgvc/stanford_cars": 8_041,
     "cifar100/cifar100": 10_000, "imagenet/imagenet": 50_000,
 }
-PREDICTIONS = "predictions.npz"
 
 
 def _group(benchmark: str, dataset: str) -> str | None:
