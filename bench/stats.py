@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.predictions import SEP
+
 CI_METHODS = ("bootstrap", "none")
 VERDICTS = ("better", "worse", "not distinguishable")
 EXACT_MAX_PATTERNS = 16  # above this many correctness patterns: the normal draw (module docstring)
@@ -83,7 +85,7 @@ class Predictions:
         """
         key = (record_path, name, target)
         if key not in self._cache:
-            suffix = f"__{target}" if target else ""
+            suffix = f"{SEP}{target}" if target else ""  # the file format: bench/predictions.py
             data = (Path(record_path).parent / name).read_bytes()
             with np.load(io.BytesIO(data), allow_pickle=False) as z:
                 pred, true = z[f"pred{suffix}"], z[f"target{suffix}"]
