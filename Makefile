@@ -5,6 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
+# where the demo's runs and leaderboard land (scripts/bench_demo.py times the demo in a folder of its own)
+RESULTS ?= results
 
 .PHONY: setup demo test
 
@@ -19,8 +21,8 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python launch.py -m 'method=*' 'dataset=mini/*'
-	$(BIN)/python analyze.py results --out results/leaderboard
+	$(BIN)/python launch.py -m 'method=*' 'dataset=mini/*' results_dir=$(RESULTS)
+	$(BIN)/python analyze.py $(RESULTS) --out $(RESULTS)/leaderboard
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests

@@ -1,0 +1,50 @@
+"""Time the demo (a benchmark, not a test): `make demo`'s sweep and analysis, alone or beside a competitor.
+
+    python scripts/bench_demo.py [--compete N] [--results DIR]
+
+Runs the Makefile's `demo` target (the README's main command, venv already set up) into a fresh results
+folder and prints its wall time. `--compete N` starts N CPU-bound busy loops for the whole run, the way a
+shared laptop or a second job competes for the cores; they are stopped when the demo ends. The leaderboard
+lands in <results>/leaderboard as with `make demo`, so two runs' tables can be compared cell for cell.
+Run it with nothing else on the machine: a figure measured beside other work means nothing.
+"""
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BUSY = "while True: pass"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--compete", type=int, default=0, help="CPU-bound busy loops running beside the demo")
+    ap.add_argument("--results", help="results folder (default: a new temporary folder, kept)")
+    args = ap.parse_args(argv)
+    results = Path(args.results or tempfile.mkdtemp(prefix="bench-demo-")).resolve()
+    if (results / "runs").exists():
+        sys.stderr.write(f"error: {results} already holds runs; the demo would skip them: give a new --results\n")
+        return 2
+    rivals = [subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range(args.compete)]
+    try:
+        t0 = time.perf_counter()
+        proc = subprocess.run(["make", "-s", "demo", f"RESULTS={results}"], cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        wall = time.perf_counter() - t0
+    finally:
+        for p in rivals:
+            p.kill()
+            p.wait()
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr[-3000:])
+        return proc.returncode
+    print(f"demo wall: {wall:.1f} s ({wall / 60:.1f} min) with {args.compete} competing busy loop(s); "
+          f"leaderboard: {results / 'leaderboard'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
