@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.data import DataError, describe, load_split, preflight
+from bench.data import DataError, describe, list_splits, load_split, load_splits
 from fixtures_data import (VTAB_SPLITS, cifar_tree, class_folders_tree, config, dogs_tree, fgvc_json_tree,
                            official_tree, vtab_tree)
 
@@ -72,9 +72,7 @@ def test_vtab_cifar_accepts_the_cifar100_folder_name(tmp_path):
 def test_describe_names_format_counts_and_listing_hash(tmp_path):
     vtab_tree(tmp_path, "dtd")
     cfg = config("vtab/dtd", tmp_path, splits=VTAB_SPLITS, image_size=8)
-    preflight(cfg, ["trainval", "test"])
-    data = {s: load_split(cfg, s, MEAN, STD) for s in ("trainval", "test")}
-    info = describe(cfg, data)
+    info = describe(cfg, load_splits(cfg, ["trainval", "test"], MEAN, STD, listed=list_splits(cfg, ["trainval", "test"])))
     assert info["format"] == "vtab_txt" and info["root"] == str(tmp_path / "vtab-1k" / "dtd")
     assert info["splits"]["test"]["images"] == 5 and len(info["splits"]["test"]["sha1"]) == 40
     assert info["splits"]["trainval"]["sources"] == [str(tmp_path / "vtab-1k/dtd/train800val200.txt")]
@@ -174,10 +172,10 @@ def test_mini_benchmark_is_unchanged():
 
 
 def test_large_splits_stay_memory_mapped_and_batch_like_single_items(tmp_path, monkeypatch):
-    from bench.data import real
-    from bench.data.datasets import PixelDataset
+    from bench.data import splits
+    from bench.data.torch_datasets import PixelDataset
 
-    monkeypatch.setattr(real, "IN_MEMORY_BYTES", 0)  # as if the split were too large to read into memory
+    monkeypatch.setattr(splits, "IN_MEMORY_BYTES", 0)  # as if the split were too large to read into memory
     vtab_tree(tmp_path, "dtd")
     ds = load_split(config("vtab/dtd", tmp_path, splits=VTAB_SPLITS, image_size=8), "test", MEAN, STD)
     assert isinstance(ds, PixelDataset) and isinstance(ds.pixels, np.memmap)
@@ -192,8 +190,9 @@ def test_unreadable_images_can_be_skipped_and_counted(tmp_path, cache):
     (root / "images/test/000001.jpg").write_bytes(b"broken")
     cfg = config("vtab/dtd", tmp_path, splits=VTAB_SPLITS, image_size=8, cache=cache, on_bad_image="skip")
     with pytest.warns(UserWarning, match="000001.jpg"):
-        ds = load_split(cfg, "test", MEAN, STD)
+        test = load_splits(cfg, ["test"], MEAN, STD)
+        ds = test["test"].dataset
         if cache == "none":  # decoded lazily: the broken image is met, replaced by the next one, counted
             assert ds[1][1] == labels(ds)[2]
-    assert describe(cfg, {"test": ds})["bad_images_skipped"] == 1
+    assert describe(cfg, test)["bad_images_skipped"] == 1
     assert len(ds) == (4 if cache == "disk" else 5)

@@ -1,0 +1,8 @@
+"""NABirds in its official layout: CUB's files (bench/data/formats/cub.py), with the 555 class ids it
+uses remapped to sorted order instead of CUB's 1-based labels."""
+from bench.data.formats import cub
+from bench.data.listing import Listing
+
+
+def list_splits(cfg, splits) -> dict[str, Listing]:
+    return cub.list_splits(cfg, splits, one_based=False)
