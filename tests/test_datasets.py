@@ -196,3 +196,54 @@ def test_unreadable_images_can_be_skipped_and_counted(tmp_path, cache):
             assert ds[1][1] == labels(ds)[2]
     assert describe(cfg, test)["bad_images_skipped"] == 1
     assert len(ds) == (4 if cache == "disk" else 5)
+
+
+# --- each split listed once per run --------------------------------------------------------------
+def test_a_val_protocol_run_lists_each_split_once_and_stats_each_image_once(tmp_path, monkeypatch):
+    """The FGVC JSON files are parsed once each, the format lists its splits in one call, and every
+    image is stat-ed once (the pixel cache's and the content hash's keys reuse the listing's stats)."""
+    import json
+    import os
+
+    from bench.config import BackboneConfig, RunConfig, TrainConfig
+    from bench.data.formats import FORMATS, Format, fgvc_json
+    from bench.run import run
+
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
+    root = fgvc_json_tree(tmp_path / "fgvc" / "stanford_cars", "", ids=(1, 2, 3))
+    images = {str(root / rel) for name in ("train", "val", "test") for rel in json.loads((root / f"{name}.json").read_text())}
+    parsed, listed, stats = [], [], []
+    read_json, list_splits, stat = fgvc_json._read_json, FORMATS["fgvc_json"].list, os.stat
+    monkeypatch.setattr(fgvc_json, "_read_json", lambda cfg, path: parsed.append(path.name) or read_json(cfg, path))
+    monkeypatch.setitem(FORMATS, "fgvc_json", Format(FORMATS["fgvc_json"].splits,
+                                                     lambda cfg, splits: listed.append(list(splits)) or
+                                                     list_splits(cfg, splits)))
+    monkeypatch.setattr(os, "stat", lambda p, *a, **k: (stats.append(str(p)) if str(p) in images else None) or
+                        stat(p, *a, **k))
+    ds = config("fgvc/stanford_cars", tmp_path, num_classes=3, image_size=16, cache="disk",
+                splits={"train": 6, "val": 3, "trainval": 9, "test": 4})
+    backbone = BackboneConfig(name="tiny_vit", arch="vit_tiny_patch16_224", pretrained=False,
+                              kwargs={"img_size": 16, "patch_size": 4, "embed_dim": 32, "depth": 2, "num_heads": 2},
+                              pretrained_cfg={"input_size": [3, 16, 16], "mean": list(MEAN), "std": list(STD)})
+    cfg = RunConfig(method="linear", dataset=ds, backbone=backbone, protocol="val", results_dir=str(tmp_path / "out"),
+                    deploy_iters=0, save_weights=False, train=TrainConfig(epochs=1, batch_size=4, progress=False))
+    rec = run(cfg)
+    assert rec["status"] == "completed", rec.get("error")
+    assert sorted(parsed) == ["test.json", "train.json", "val.json"]  # once per file, not once per split
+    assert [sorted(s) for s in listed] == [["test", "train", "val"]]  # one listing of the three splits
+    assert sorted(stats) == sorted(images)  # each image once
+
+
+def test_cifar_pickles_are_read_once_per_split(tmp_path, monkeypatch):
+    import pickle
+
+    from bench.data.formats import cifar100_python
+
+    cifar_tree(tmp_path / "cifar100", n_train=10, n_test=5)
+    loads, load = [], pickle.load
+    monkeypatch.setattr(cifar100_python.pickle, "load", lambda f, **k: loads.append(f.name) or load(f, **k))
+    cfg = config("cifar100/cifar100", tmp_path, image_size=16, splits={"trainval": 10, "test": 5})
+    names = ("trainval", "test")
+    splits = load_splits(cfg, names, MEAN, STD, listed=list_splits(cfg, names))  # as a run: listed, then loaded
+    assert [len(splits[s].dataset) for s in names] == [10, 5] and labels(splits["test"].dataset) == [0, 1, 2, 3, 4]
+    assert sorted(p.rsplit("/", 1)[1] for p in loads) == ["test", "train"]
