@@ -39,6 +39,7 @@ from tqdm.auto import tqdm
 
 from bench import PROJECT_ROOT
 from bench.data import jpeg, vtab_tfds
+from bench.data.formats import vtab_txt
 from bench.data.errors import DataError
 from bench.data.roots import data_root
 from bench.data.fingerprint import fingerprint, relative_ids
@@ -48,7 +49,7 @@ CONVERTER = {"name": "bench.data.prepare", "version": 1}  # bump when what is wr
 SOURCES = ("tfds", "hf", "fgvc")
 TMP_MARK = ".prepare-"
 HF_CONF = PROJECT_ROOT / "conf" / "prepare"
-VTAB_FILES = {"train800": "train800.txt", "val200": "val200.txt", "test": "test.txt"}
+VTAB_FILES = {vtab_txt.stem(s): vtab_txt.SPLIT_FILES[s] for s in vtab_txt.WRITTEN}  # train800 -> train800.txt, ...
 FGVC_SPLITS = ("train", "val", "test")
 
 
@@ -228,7 +229,8 @@ def write_vtab(w: TaskWriter, examples: dict[str, "object"], totals: dict[str, i
             lines[split].append(f"{rel} {int(label)}")
     for split, name in VTAB_FILES.items():
         w.path(name).write_text("\n".join(lines[split]) + "\n")
-    w.path("train800val200.txt").write_text("\n".join(lines["train800"] + lines["val200"]) + "\n")
+    both = lines[vtab_txt.stem("train")] + lines[vtab_txt.stem("val")]
+    w.path(vtab_txt.SPLIT_FILES["trainval"]).write_text("\n".join(both) + "\n")
 
 
 def _save_png(w: TaskWriter, stem: str, pixels) -> str:

@@ -66,7 +66,7 @@ def list_splits(cfg, names, check_files: bool = True) -> dict[str, Listing]:
     for split in names:
         require_split(cfg, split)
     out = {}
-    for split, lst in fmt.list(cfg, names).items():
+    for split, lst in fmt.list(cfg, names):  # each checked before the next is listed
         check_size(cfg, split, len(lst), ", ".join(map(str, lst.sources)) or str(dataset_root(cfg)))
         lst = subset.apply(cfg, split, lst)  # dataset.train_subset: after the size check, which is the full split's
         check_labels(cfg, lst)

@@ -1,9 +1,11 @@
 """The on-disk formats, one module each, named by its `dataset.format` key (conf/dataset/**).
 
-A format says which splits it has and lists any of them (`list(cfg, splits) -> {split: Listing}`):
-a format whose split files share one parse (FGVC's JSON files, CUB's and NABirds' three tables)
+A format says which splits it has and lists any of them (`list(cfg, splits)` yields (split,
+Listing) in the order asked, one at a time, so a split is checked before the next is read): a
+format whose split files share one parse (FGVC's JSON files, CUB's and NABirds' three tables)
 lists every requested split from that one parse, so a run reads each file once.
 """
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Callable
 
@@ -15,15 +17,16 @@ from bench.data.listing import OFFICIAL, SPLITS, Listing
 
 def each(list_split: Callable) -> Callable:
     """A format's `list` from its one-split function: the splits listed one by one."""
-    def list_splits(cfg, splits) -> dict[str, Listing]:
-        return {s: list_split(cfg, s) for s in splits}
+    def list_splits(cfg, splits) -> Iterator[tuple[str, Listing]]:
+        for s in splits:
+            yield s, list_split(cfg, s)
     return list_splits
 
 
 @dataclass(frozen=True)
 class Format:
     splits: tuple[str, ...]  # the splits this format has
-    list: Callable  # (cfg, splits) -> {split: Listing}
+    list: Callable  # (cfg, splits) -> iterator of (split, Listing)
     listed_files: bool = True  # paths come from a list file, so each must be checked to exist
     arrays: bool = False  # images come as arrays inside the listed files (`Listing.arrays`), not one file each
 

@@ -6,6 +6,7 @@
 Labels are 1-based in CUB (`one_based`); NABirds' class ids are remapped to sorted order
 (bench/data/formats/nabirds.py). Only train/test exist: trainval = the official training set.
 """
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -39,9 +40,9 @@ def _int(cfg, path: Path, value: str, n: int) -> int:
         raise DataError(f"dataset {cfg.name!r}: {path}:{n}: {value!r} is not an integer; see {README}") from None
 
 
-def list_splits(cfg, splits, one_based: bool = True) -> dict[str, Listing]:
-    """CUB (`one_based`: labels 1..C) or NABirds (class ids remapped to sorted order): the listed splits,
-    from one parse of the three files."""
+def list_splits(cfg, splits, one_based: bool = True) -> Iterator[tuple[str, Listing]]:
+    """CUB (`one_based`: labels 1..C) or NABirds (class ids remapped to sorted order): (split, listing) of
+    each split, from one parse of the three files."""
     root = dataset_root(cfg)
     if not root.is_dir():
         raise missing(cfg, root, OFFICIAL_EXPECTED)
@@ -61,7 +62,6 @@ def list_splits(cfg, splits, one_based: bool = True) -> dict[str, Listing]:
             raise DataError(f"dataset {cfg.name!r}: {files[1]} uses {len(used)} class ids, expected "
                             f"{cfg.num_classes}; see {README}")
         contiguous = {c: i for i, c in enumerate(used)}
-    out = {}
     for split in splits:
         want = 1 if split == "trainval" else 0
         paths, labels, where = [], [], []
@@ -75,5 +75,4 @@ def list_splits(cfg, splits, one_based: bool = True) -> dict[str, Listing]:
                 paths.append(str(root / "images" / rel))
                 labels.append(contiguous[label_of[key]])
                 where.append(f"{files[0]}:{n} ({files[1]}:{classes[key][1]})")
-        out[split] = Listing(paths, np.asarray(labels, dtype=np.int64), where, files)
-    return out
+        yield split, Listing(paths, np.asarray(labels, dtype=np.int64), where, files)

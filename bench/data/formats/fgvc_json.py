@@ -9,6 +9,7 @@ official layouts the SSF code reads are `cub`, `nabirds`, `stanford_dogs` and, f
 Cars, `class_folders` (each its own module here).
 """
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +40,8 @@ def _read_json(cfg, path: Path) -> dict:
     return data
 
 
-def list_splits(cfg, splits) -> dict[str, Listing]:
-    """The listed splits, from one parse of the three files (the class ids are remapped over all of them)."""
+def list_splits(cfg, splits) -> Iterator[tuple[str, Listing]]:
+    """(split, listing) of each split, from one parse of the three files (the class ids are remapped over all)."""
     root = dataset_root(cfg)
     if not root.is_dir():
         raise missing(cfg, root, JSON_EXPECTED)
@@ -51,7 +52,6 @@ def list_splits(cfg, splits) -> dict[str, Listing]:
                         f"expected {cfg.num_classes}; label out of range; see {README}")
     contiguous = {c: i for i, c in enumerate(ids)}
     base = root / cfg.image_dir
-    out = {}
     for split in splits:
         paths, labels, where, sources = [], [], [], []
         for name in JSON_FILES[split]:
@@ -60,5 +60,4 @@ def list_splits(cfg, splits) -> dict[str, Listing]:
                 paths.append(str(base / key))
                 labels.append(contiguous[int(value)])
                 where.append(f"{root / name} entry {key!r}")
-        out[split] = Listing(paths, np.asarray(labels, dtype=np.int64), where, sources)
-    return out
+        yield split, Listing(paths, np.asarray(labels, dtype=np.int64), where, sources)

@@ -13,8 +13,14 @@ from bench.data.listing import Listing, read_split_file
 from bench.data.roots import dataset_root, missing
 
 SPLIT_FILES = {"train": "train800.txt", "val": "val200.txt", "trainval": "train800val200.txt", "test": "test.txt"}
+WRITTEN = ("train", "val", "test")  # the splits a converter writes images for; trainval lists train's, then val's
 FOLDER_ALIASES = {"cifar": ("cifar100",)}  # our (NOAH's) folder name -> other names in the wild
 EXPECTED = ", ".join(SPLIT_FILES.values()) + " (lines '<image path> <label>') and the images they list"
+
+
+def stem(split: str) -> str:
+    """A split's file name without `.txt` (`train800`): the converters' name for it and its image folder."""
+    return SPLIT_FILES[split].removesuffix(".txt")
 
 
 def task_root(cfg) -> Path:
