@@ -10,6 +10,10 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench.data import transforms
+from bench.data.cache import CACHE_MODES
+from bench.data.errors import BAD_IMAGE_MODES
+
 PROTOCOLS = {
     # name: (split trained on, split scored every epoch, split reported)
     "val": ("train", "val", "test"),  # VPT-style: train on train800, monitor val200, report final test
@@ -41,8 +45,8 @@ class DatasetConfig:
     num_classes: int
     image_size: int
     data_seed: int = 0  # fixes generated data and split permutations; independent of the run seed
-    # --- real data on disk (bench/data/real.py); the generated mini benchmark ignores these ---
-    format: str = "generated"  # on-disk format; bench/data/real.py:FORMATS lists the valid ones
+    # --- real data on disk (bench/data/splits.py); the generated mini benchmark ignores these ---
+    format: str = "generated"  # on-disk format; bench/data/formats/__init__.py:FORMATS lists the valid ones
     root: str = ""  # this dataset's folder, relative to data_root (or absolute)
     data_root: str = ""  # folder holding every dataset; empty: $BENCH_DATA_ROOT, else ./data
     image_dir: str = ""  # fgvc_json, meta_list: folder inside root that the listed paths are relative to ("": root)
@@ -64,7 +68,7 @@ class DatasetConfig:
     num_workers: int = 0  # decoding threads for the cache, DataLoader workers for the rest
     on_bad_image: str = "error"  # error | skip (replace by the next readable image, warn and count)
     robustness: dict[str, str] = field(default_factory=dict)  # evaluations after training: name -> folder under data_root
-    # --- few-shot, domain generalisation, many-shot (bench/data/meta_list.py, bench/data/subset.py) ---
+    # --- few-shot, domain generalisation, many-shot (bench/data/formats/meta_list.py, bench/data/subset.py) ---
     split_lists: dict[str, str] = field(default_factory=dict)  # format meta_list: list file per split, over the defaults
     split_dirs: dict[str, str] = field(default_factory=dict)  # format meta_list: image folder per split, over image_dir
     shots: int = 0  # format meta_list: training list train_meta.list.num_shot_<shots>.seed_<fewshot_seed>; 0: train_meta.list
@@ -213,11 +217,12 @@ RULES = {
                      "valid: auto, cpu, cuda, cuda:<index>, mps"),
     "dataset.num_classes": POSITIVE, "dataset.image_size": POSITIVE,
     "dataset.crop_pct": (lambda v: 0 < v <= 1, "must be in (0, 1]"),
-    "dataset.resize": one_of("squash", "crop", "squash_crop"), "dataset.train_interpolation": one_of("random", "bicubic", "bilinear"), "dataset.interpolation": one_of("bicubic", "bilinear", "nearest"),
-    "dataset.train_aug": one_of("none", "simple", "crop_flip", "timm"), "dataset.cache": one_of("none", "memory", "disk"),
+    # resize, interpolation, train_interpolation, train_aug: the pixel pipelines' own table
+    **{f"dataset.{key}": one_of(*choices) for key, choices in transforms.VALID.items()},
+    "dataset.cache": one_of(*CACHE_MODES),
     "dataset.norm": one_of(*NORMS), "dataset.re_prob": PROBABILITY,
     "dataset.num_workers": NON_NEGATIVE, "dataset.cache_short_side": NON_NEGATIVE,
-    "dataset.on_bad_image": one_of("error", "skip"), "dataset.shots": NON_NEGATIVE,
+    "dataset.on_bad_image": one_of(*BAD_IMAGE_MODES), "dataset.shots": NON_NEGATIVE,
     "dataset.fewshot_seed": NON_NEGATIVE, "dataset.train_subset": NON_NEGATIVE, "dataset.subset_seed": NON_NEGATIVE,
     "deploy_iters": NON_NEGATIVE, "deploy_budget": NON_NEGATIVE,
     "deploy_score": one_of("check", "full"),

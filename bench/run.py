@@ -18,12 +18,13 @@ import torch
 import methods
 from bench import checkpoint, dist, env, linear_probe, predictions, records, trackers
 from bench.config import PROTOCOLS, RunConfig
-from bench.data import describe, load_split, preflight
-from bench.data.device import to_device
+from bench.data import describe, list_splits, load_splits
+from bench.data.batching import batches
+from bench.data.on_device import to_device
 from bench.deploy import deployable, images_per_s, n_params
 from bench.evaluate import accuracy, predict, top1
 from bench.models import build_backbone, data_config, init_head, normalization
-from bench.train import autocast_dtype, base_lr, batches, train
+from bench.train import autocast_dtype, base_lr, train
 
 
 def _now() -> str:
@@ -115,14 +116,14 @@ def run(cfg: RunConfig) -> dict:
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
-        preflight(cfg.dataset, PROTOCOLS[cfg.protocol])  # a broken dataset fails here, before any model is built
+        # each split listed and checked once: a broken dataset fails here, before any model is built
+        listed = list_splits(cfg.dataset, PROTOCOLS[cfg.protocol])
         model = build_backbone(cfg.backbone, cfg.dataset.num_classes, drop_path=cfg.train.drop_path)
         init_head(model, cfg.train.head_init)
         mean, std = normalization(cfg.dataset.norm, data_config(model))
         record["normalization"] = {"mean": list(mean), "std": list(std)}
         train_split, monitor_split, report_split = PROTOCOLS[cfg.protocol]
-        splits = {s: load_split(cfg.dataset, s, mean, std)
-                  for s in {train_split, monitor_split, report_split}}
+        splits = load_splits(cfg.dataset, {train_split, monitor_split, report_split}, mean, std, listed=listed)
         # a checkpoint written on other data (same names, other bytes) is never resumed (bench/data/version.py)
         data_version = describe(cfg.dataset, splits)["version"]
         splits = to_device(splits, device, cfg.train.data_on_device)  # batches gathered where the model runs
@@ -151,7 +152,8 @@ def run(cfg: RunConfig) -> dict:
         fast = linear_probe.applies(cfg)
         t0 = time.perf_counter()
         # fast path: the head trains on features extracted once; it is the model's own classifier
-        data = {s: linear_probe.features(model, d, bs, device, amp) for s, d in splits.items()} if fast else splits
+        data = {s: linear_probe.features(model, d.dataset, bs, device, amp) for s, d in splits.items()} if fast \
+            else {s: d.dataset for s, d in splits.items()}
         trainee = model.get_classifier() if fast else model
         extract_s = time.perf_counter() - t0
         out = train(trainee, data[train_split], cfg.train, num_classes=cfg.dataset.num_classes, seed=cfg.seed,
@@ -183,7 +185,7 @@ def run(cfg: RunConfig) -> dict:
         record["eval_batch_size"] = bs
         record["data"] = describe(cfg.dataset, splits)
         # unreadable images skipped (on_bad_image=skip) are read, and counted, by each rank apart
-        test_skipped = int(dist.all_sum(getattr(splits[report_split], "bad_images", 0))[0])
+        test_skipped = int(dist.all_sum(splits[report_split].bad_images)[0])
         if not dist.is_main():  # the rest (robustness, weights, the deployed model, the record) is rank 0's
             record.update(status="completed", history=history)
             return record
@@ -194,8 +196,8 @@ def run(cfg: RunConfig) -> dict:
                                                        bs, cfg.train.progress, target_outcomes)
         if cfg.save_weights:
             save_trained(model, out_dir / records.WEIGHTS)
-        record.update(deploy(model, method, cfg, splits[report_split], record[f"{report_split}_top1"], device, label,
-                             out["train_seconds"]))
+        record.update(deploy(model, method, cfg, splits[report_split].dataset, record[f"{report_split}_top1"], device,
+                             label, out["train_seconds"]))
         peak, kind = _peak_memory_mb(device, per_run_memory)
         if kind == "run_peak_rss":
             record["memory_at_start_mb"] = rss_at_start  # the process's base (torch, libraries) inside that peak

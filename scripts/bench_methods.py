@@ -248,7 +248,7 @@ def vtab_sized_run(args, device) -> dict:
     `train.data_on_device` holds a cached split), normalised per batch; the loop, evaluation and
     autocast are the ones `bench.run` uses. Reading a real cached split adds about 1 s per
     1,000 images (scripts/bench_data_cache.py)."""
-    from bench.data.device import BatchDataset
+    from bench.data.on_device import BatchDataset
     from bench.evaluate import top1
 
     t0 = time.perf_counter()

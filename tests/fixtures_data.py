@@ -52,7 +52,7 @@ def real_image(seed: int, size: tuple[int, int] = (500, 375), mode: str = "RGB")
 
 def real_images(n: int, sizes=REAL_SIZES, seed: int = 0):
     """`n` real-shape images as a dataset source hands them to the transforms: decoded and converted
-    to RGB (bench.data.datasets.open_rgb), including the grayscale and CMYK ones."""
+    to RGB (bench.data.torch_datasets.open_rgb), including the grayscale and CMYK ones."""
     for k in range(n):
         yield real_image(seed + k, sizes[k % len(sizes)], real_mode(k)).convert("RGB")
 

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.data import prepare, real, vtab_tfds
+from bench.data import prepare, vtab_tfds
+from bench.data.splits import listing, prepared_source
 from bench.data.vtab_tfds import TASKS, clevr_count, clevr_dist, kitti_dist, slices
 from conftest import run_cli
 
@@ -87,11 +88,11 @@ def test_tfds_task_written_as_the_loaders_read_it(tmp_path):
     cfg = prepare.dataset_config("vtab/dsprites_loc", tmp_path)
     plan = slices(TASKS["dsprites_loc"], COUNTS)
     for split, ours in (("train", "train800"), ("val", "val200"), ("test", "test")):
-        lst = real.listing(cfg, split)
+        lst = listing(cfg, split)
         assert lst.labels.tolist() == _expected_labels(plan[ours])
-    tv = real.listing(cfg, "trainval")
+    tv = listing(cfg, "trainval")
     assert len(tv) == 1000 and tv.labels.tolist() == _expected_labels(plan["train800"] + plan["val200"])
-    px = np.asarray(Image.open(real.listing(cfg, "test").paths[0]))
+    px = np.asarray(Image.open(listing(cfg, "test").paths[0]))
     assert px.shape == (4, 4, 3) and set(np.unique(px)) <= {0, 255}  # lossless PNG of the tiled 0/255 pixels
     m = json.loads((tmp_path / "vtab-1k" / "dsprites_loc" / "manifest.json").read_text())
     assert m["source"]["builder"] == "dsprites" and m["source"]["version"] == "2.0.0" and m["pixel_format"] == "png"
@@ -172,7 +173,7 @@ def test_hf_parquet_vtab_task_offline(tmp_path, capsys):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "done  vtab/dtd: train 30, val 20, trainval 50, test 25, jpeg q90" in proc.stdout
     cfg = prepare.dataset_config("vtab/dtd", out)
-    lst = real.listing(cfg, "test")
+    lst = listing(cfg, "test")
     assert lst.labels.tolist() == [i % 5 for i in range(25)]
     assert open(lst.paths[3], "rb").read() == _jpeg(203)  # the bytes as they were, no re-encoding
     m = json.loads((out / "vtab-1k" / "dtd" / "manifest.json").read_text())
@@ -200,7 +201,7 @@ def test_hf_parquet_fgvc_task(tmp_path):
     assert prepare.main(["hf", "fgvc/cub", "--mapping", str(mapping), "--from", str(tmp_path / "snap"),
                          "--data-root", str(tmp_path / "data")]) == 0
     cfg = prepare.dataset_config("fgvc/cub", tmp_path / "data")
-    assert real.listing(cfg, "val").labels.tolist() == [i % 3 for i in range(6)] and len(real.listing(cfg, "test")) == 9
+    assert listing(cfg, "val").labels.tolist() == [i % 3 for i in range(6)] and len(listing(cfg, "test")) == 9
 
 
 # --- FGVC official archives + VPT JSON ------------------------------------------------------------
@@ -226,10 +227,10 @@ def test_fgvc_archive_nabirds_val_lacking_two_classes_keeps_one_label_map(tmp_pa
     cfg = prepare.dataset_config("fgvc/nabirds", out)
     index = {c: i for i, c in enumerate(ids)}  # one map over all three files
     for split in ("train", "val", "test"):
-        lst = real.listing(cfg, split)
+        lst = listing(cfg, split)
         want = [index[tables[split][p.split("images/", 1)[1]]] for p in lst.paths]
         assert lst.labels.tolist() == want
-    assert set(real.listing(cfg, "val").labels.tolist()) == {0, 1, 2}
+    assert set(listing(cfg, "val").labels.tolist()) == {0, 1, 2}
     m = json.loads((out / "fgvc" / "nabirds" / "manifest.json").read_text())
     assert set(m["source"]["split_files"]) == {"train.json", "val.json", "test.json"} and m["source"]["classes"] == 5
     shutil.rmtree(splits)
@@ -253,7 +254,7 @@ def test_missing_tfds_builder_is_one_line_and_prepared_source_reaches_the_record
     assert prepare.main(["tfds", "vtab/dsprites_loc", "--data-root", str(tmp_path)]) == 0
     from bench.published import data_pipeline
 
-    source = real.prepared_source(prepare.dataset_config("vtab/dsprites_loc", tmp_path))
+    source = prepared_source(prepare.dataset_config("vtab/dsprites_loc", tmp_path))
     assert source["source"]["kind"] == "tfds" and source["pixel_format"] == "png"
     assert data_pipeline({"format": "vtab_txt", "pixel_format": "png", "manifest": source}) == "tfds"
 
@@ -271,7 +272,7 @@ def test_hf_image_folder_task(tmp_path):
     assert prepare.main(["hf", "vtab/eurosat", "--mapping", str(mapping), "--from", str(tmp_path / "snap"),
                          "--data-root", str(tmp_path / "data")]) == 0
     cfg = prepare.dataset_config("vtab/eurosat", tmp_path / "data")
-    lst = real.listing(cfg, "test")  # class folders in sorted order, images in name order: 0 3 1 4 2 5
+    lst = listing(cfg, "test")  # class folders in sorted order, images in name order: 0 3 1 4 2 5
     assert lst.labels.tolist() == [0, 0, 1, 1, 2, 2]
     m = json.loads((tmp_path / "data" / "vtab-1k" / "eurosat" / "manifest.json").read_text())
     assert m["source"]["classes"] == names and m["source"]["image_folders"]["test"] == "test" and m["jpeg_quality"] == 80

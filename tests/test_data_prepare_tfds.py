@@ -17,7 +17,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.data import prepare, real, vtab_tfds
+from bench.data import prepare, vtab_tfds
+from bench.data.roots import dataset_root
+from bench.data.splits import listing
 from bench.data.vtab_tfds import TASKS
 from conftest import run_cli
 
@@ -74,16 +76,16 @@ def check_task(root, name, num_examples, ranges, data_dir, label=label, image=rg
     cfg = prepare.dataset_config(name, root)
     want = {ours: mock_examples(task.builder, *r, num_examples, data_dir) for ours, r in ranges.items()}
     for split, ours in (("train", "train800"), ("val", "val200"), ("test", "test")):
-        lst = real.listing(cfg, split)
+        lst = listing(cfg, split)
         assert len(lst) == len(want[ours])
         assert lst.labels.tolist() == [label(ex) for ex in want[ours]]
         for i in (0, len(lst) // 2, len(lst) - 1):  # PNG is lossless: the expected pixels exactly
             px = np.asarray(Image.open(lst.paths[i]).convert("RGB"))
             assert px.dtype == np.uint8 and np.array_equal(px, image(want[ours][i]))
-    tv = real.listing(cfg, "trainval")
+    tv = listing(cfg, "trainval")
     assert tv.labels.tolist() == [label(ex) for ex in want["train800"] + want["val200"]]
     assert len(set(tv.labels.tolist())) > 1  # the mock's random labels: the comparison is not vacuous
-    m = json.loads((real.dataset_root(cfg) / "manifest.json").read_text())
+    m = json.loads((dataset_root(cfg) / "manifest.json").read_text())
     counts = {s: len(want[o]) for s, o in (("train", "train800"), ("val", "val200"), ("test", "test"))}
     assert m["counts"] == {**counts, "trainval": counts["train"] + counts["val"]}
     assert m["source"]["kind"] == "tfds" and m["source"]["builder"] == task.builder and m["pixel_format"] == "png"

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from bench import records, sweep
-from bench.data import jpeg, real, version
+from bench.data import jpeg, splits, version
 from bench.tables import leaderboard, with_labels
 from fixtures_data import config, vtab_tree
 
@@ -39,7 +39,7 @@ def _cfg(data_root, cache):
 
 def _describe(data_root, cache):
     cfg = _cfg(data_root, cache)
-    return real.describe(cfg, {s: real.load_split(cfg, s, MEAN, STD) for s in ("trainval", "test")}), cfg
+    return splits.describe(cfg, splits.load_splits(cfg, ("trainval", "test"), MEAN, STD)), cfg
 
 
 def _reencode(task_root, quality=95):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench.data import DataError, describe, load_split, preflight
+from bench.data import DataError, describe, list_splits, load_split, load_splits
 from fixtures_data import (VTAB_SPLITS, cifar_tree, class_folders_tree, config, dogs_tree, fgvc_json_tree,
                            official_tree, vtab_tree)
 
@@ -72,9 +72,7 @@ def test_vtab_cifar_accepts_the_cifar100_folder_name(tmp_path):
 def test_describe_names_format_counts_and_listing_hash(tmp_path):
     vtab_tree(tmp_path, "dtd")
     cfg = config("vtab/dtd", tmp_path, splits=VTAB_SPLITS, image_size=8)
-    preflight(cfg, ["trainval", "test"])
-    data = {s: load_split(cfg, s, MEAN, STD) for s in ("trainval", "test")}
-    info = describe(cfg, data)
+    info = describe(cfg, load_splits(cfg, ["trainval", "test"], MEAN, STD, listed=list_splits(cfg, ["trainval", "test"])))
     assert info["format"] == "vtab_txt" and info["root"] == str(tmp_path / "vtab-1k" / "dtd")
     assert info["splits"]["test"]["images"] == 5 and len(info["splits"]["test"]["sha1"]) == 40
     assert info["splits"]["trainval"]["sources"] == [str(tmp_path / "vtab-1k/dtd/train800val200.txt")]
@@ -174,10 +172,10 @@ def test_mini_benchmark_is_unchanged():
 
 
 def test_large_splits_stay_memory_mapped_and_batch_like_single_items(tmp_path, monkeypatch):
-    from bench.data import real
-    from bench.data.datasets import PixelDataset
+    from bench.data import splits
+    from bench.data.torch_datasets import PixelDataset
 
-    monkeypatch.setattr(real, "IN_MEMORY_BYTES", 0)  # as if the split were too large to read into memory
+    monkeypatch.setattr(splits, "IN_MEMORY_BYTES", 0)  # as if the split were too large to read into memory
     vtab_tree(tmp_path, "dtd")
     ds = load_split(config("vtab/dtd", tmp_path, splits=VTAB_SPLITS, image_size=8), "test", MEAN, STD)
     assert isinstance(ds, PixelDataset) and isinstance(ds.pixels, np.memmap)
@@ -192,8 +190,60 @@ def test_unreadable_images_can_be_skipped_and_counted(tmp_path, cache):
     (root / "images/test/000001.jpg").write_bytes(b"broken")
     cfg = config("vtab/dtd", tmp_path, splits=VTAB_SPLITS, image_size=8, cache=cache, on_bad_image="skip")
     with pytest.warns(UserWarning, match="000001.jpg"):
-        ds = load_split(cfg, "test", MEAN, STD)
+        test = load_splits(cfg, ["test"], MEAN, STD)
+        ds = test["test"].dataset
         if cache == "none":  # decoded lazily: the broken image is met, replaced by the next one, counted
             assert ds[1][1] == labels(ds)[2]
-    assert describe(cfg, {"test": ds})["bad_images_skipped"] == 1
+    assert describe(cfg, test)["bad_images_skipped"] == 1
     assert len(ds) == (4 if cache == "disk" else 5)
+
+
+# --- each split listed once per run --------------------------------------------------------------
+def test_a_val_protocol_run_lists_each_split_once_and_stats_each_image_once(tmp_path, monkeypatch):
+    """The FGVC JSON files are parsed once each, the format lists its splits in one call, and every
+    image is stat-ed once (the pixel cache's and the content hash's keys reuse the listing's stats)."""
+    import json
+    import os
+
+    from bench.config import BackboneConfig, RunConfig, TrainConfig
+    from bench.data.formats import FORMATS, Format, fgvc_json
+    from bench.run import run
+
+    monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
+    root = fgvc_json_tree(tmp_path / "fgvc" / "stanford_cars", "", ids=(1, 2, 3))
+    images = {str(root / rel) for name in ("train", "val", "test") for rel in json.loads((root / f"{name}.json").read_text())}
+    parsed, listed, stats = [], [], []
+    read_json, list_splits, stat = fgvc_json._read_json, FORMATS["fgvc_json"].list, os.stat
+    monkeypatch.setattr(fgvc_json, "_read_json", lambda cfg, path: parsed.append(path.name) or read_json(cfg, path))
+    monkeypatch.setitem(FORMATS, "fgvc_json", Format(FORMATS["fgvc_json"].splits,
+                                                     lambda cfg, splits: listed.append(list(splits)) or
+                                                     list_splits(cfg, splits)))
+    monkeypatch.setattr(os, "stat", lambda p, *a, **k: (stats.append(str(p)) if str(p) in images else None) or
+                        stat(p, *a, **k))
+    ds = config("fgvc/stanford_cars", tmp_path, num_classes=3, image_size=16, cache="disk",
+                splits={"train": 6, "val": 3, "trainval": 9, "test": 4})
+    backbone = BackboneConfig(name="tiny_vit", arch="vit_tiny_patch16_224", pretrained=False,
+                              kwargs={"img_size": 16, "patch_size": 4, "embed_dim": 32, "depth": 2, "num_heads": 2},
+                              pretrained_cfg={"input_size": [3, 16, 16], "mean": list(MEAN), "std": list(STD)})
+    cfg = RunConfig(method="linear", dataset=ds, backbone=backbone, protocol="val", results_dir=str(tmp_path / "out"),
+                    deploy_iters=0, save_weights=False, train=TrainConfig(epochs=1, batch_size=4, progress=False))
+    rec = run(cfg)
+    assert rec["status"] == "completed", rec.get("error")
+    assert sorted(parsed) == ["test.json", "train.json", "val.json"]  # once per file, not once per split
+    assert [sorted(s) for s in listed] == [["test", "train", "val"]]  # one listing of the three splits
+    assert sorted(stats) == sorted(images)  # each image once
+
+
+def test_cifar_pickles_are_read_once_per_split(tmp_path, monkeypatch):
+    import pickle
+
+    from bench.data.formats import cifar100_python
+
+    cifar_tree(tmp_path / "cifar100", n_train=10, n_test=5)
+    loads, load = [], pickle.load
+    monkeypatch.setattr(cifar100_python.pickle, "load", lambda f, **k: loads.append(f.name) or load(f, **k))
+    cfg = config("cifar100/cifar100", tmp_path, image_size=16, splits={"trainval": 10, "test": 5})
+    names = ("trainval", "test")
+    splits = load_splits(cfg, names, MEAN, STD, listed=list_splits(cfg, names))  # as a run: listed, then loaded
+    assert [len(splits[s].dataset) for s in names] == [10, 5] and labels(splits["test"].dataset) == [0, 1, 2, 3, 4]
+    assert sorted(p.rsplit("/", 1)[1] for p in loads) == ["test", "train"]

@@ -6,11 +6,12 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from bench.data.datasets import PixelDataset
-from bench.data.pipeline import normalize
-from bench.data.device import (BatchDataset, as_batches, crop_boxes, nbytes, random_resized_crop_flip, resample,
-                               to_device, within)
-from bench.train import batches
+from bench.data.batching import batches
+from bench.data.on_device import (BatchDataset, as_batches, crop_boxes, nbytes, random_resized_crop_flip, resample,
+                                  to_device, within)
+from bench.data.splits import Split
+from bench.data.torch_datasets import PixelDataset
+from bench.data.transforms import normalize
 from fixtures_data import config, fgvc_json_tree, vtab_tree
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -82,13 +83,16 @@ def test_to_device_moves_what_it_can_and_names_bad_modes():
     floats = TensorDataset(normalised(px), torch.from_numpy(px.labels))
     mini = TensorDataset(torch.zeros(4, 3, 8, 8), torch.zeros(4, dtype=torch.long))
     cpu = torch.device("cpu")
-    assert to_device({"test": px}, cpu, "auto")["test"] is px  # auto: only on CUDA
-    assert to_device({"test": px}, cpu, "off")["test"] is px
-    moved = to_device({"test": px, "train": floats, "val": mini}, cpu, "on")
-    assert isinstance(moved["test"], BatchDataset) and moved["test"].tensors[0].dtype == torch.uint8
-    assert isinstance(moved["train"], TensorDataset) and moved["train"].bad_images == 0
+    test = {"test": Split("test", px, {"images": len(px)})}
+    assert to_device(test, cpu, "auto")["test"] is test["test"]  # auto: only on CUDA
+    assert to_device(test, cpu, "off")["test"] is test["test"]
+    splits = {s: Split(s, d, {"images": len(d)}) for s, d in (("test", px), ("train", floats), ("val", mini))}
+    moved = to_device(splits, cpu, "on")
+    assert isinstance(moved["test"].dataset, BatchDataset) and moved["test"].dataset.tensors[0].dtype == torch.uint8
+    assert isinstance(moved["train"].dataset, TensorDataset) and moved["train"].bad_images == 0
+    assert moved["test"].info is splits["test"].info  # the record's entry travels with the split
     with pytest.raises(ValueError, match="valid: auto, on, off"):
-        to_device({"test": px}, cpu, "sometimes")
+        to_device(test, cpu, "sometimes")
     assert nbytes(px) == 10 * 3 * 8 * 8 + 8 * 10  # uint8 pixels + int64 labels
 
 
@@ -124,7 +128,7 @@ def test_a_run_with_data_on_the_device_matches_the_loader(tmp_path, monkeypatch)
 
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
     # trainval (8 images, 6 KiB) is read into memory; test (12 images, 9 KiB) stays memory-mapped
-    monkeypatch.setattr("bench.data.real.IN_MEMORY_BYTES", 7_000)
+    monkeypatch.setattr("bench.data.splits.IN_MEMORY_BYTES", 7_000)
     vtab_tree(tmp_path / "data", "dtd", classes=3, sizes={"train": 6, "val": 2, "test": 12})
     ds = config("vtab/dtd", tmp_path / "data", splits={"train": 6, "val": 2, "trainval": 8, "test": 12}, image_size=16,
                 num_classes=3, cache="disk")

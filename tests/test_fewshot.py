@@ -7,8 +7,8 @@ import pytest
 
 from bench.data import load_split
 from bench.data.check import main as check_main
-from bench.data.files import DataError
-from bench.data.real import listing
+from bench.data.errors import DataError
+from bench.data.splits import listing
 from bench.data.subset import stratified
 from conftest import run_cli
 from fixtures_data import config, noah_domain_tree, noah_fewshot_tree
@@ -83,7 +83,7 @@ def test_subset_larger_than_the_split_is_a_one_line_error(tmp_path):
 
 
 def test_noah_evaluation_pixels_squash_to_256_then_crop(tmp_path):
-    from bench.data.pipeline import eval_pixels
+    from bench.data.transforms import eval_pixels
     from PIL import Image
 
     cfg = fewshot(tmp_path)

@@ -2,7 +2,8 @@
 import shutil
 
 from bench.config import DatasetConfig
-from bench.data import describe, load_split, mini_fingerprint
+from bench.data import describe, load_splits
+from bench.data.generated import split_fingerprint
 from bench.data.fingerprint import fingerprint, relative_ids
 
 
@@ -23,7 +24,7 @@ def test_relative_ids_ignore_the_root(tmp_path):
 def test_mini_fingerprint_trainval_is_train_then_val():
     cfg = DatasetConfig(name="mini/digits", benchmark="mini", task="digits", group="natural", num_classes=10,
                         image_size=32)
-    fps = {s: mini_fingerprint(cfg, s) for s in ("train", "val", "trainval", "test")}
+    fps = {s: split_fingerprint(cfg, s) for s in ("train", "val", "trainval", "test")}
     assert len(set(fps.values())) == 4
-    d = describe(cfg, {"test": load_split(cfg, "test", (0.5,) * 3, (0.5,) * 3)})
+    d = describe(cfg, load_splits(cfg, ["test"], (0.5,) * 3, (0.5,) * 3))
     assert d["splits"]["test"]["fingerprint"] == fps["test"]

@@ -21,6 +21,8 @@ FAST = ["train.epochs=1", "train.progress=false", "deploy_iters=0"]
     (["train.amp=fp8"], "error: train.amp=fp8: valid: auto, bf16, off"),
     (["train.label_smoothing=1.5"], "error: train.label_smoothing=1.5: must be in [0, 1)"),
     (["dataset.num_workers=x"], "error: dataset.num_workers='x': must be an integer"),
+    # the transforms' own choices, checked with the command line, not when the model is built
+    (["dataset.interpolation=nearest"], "error: dataset.interpolation=nearest: valid: bicubic, bilinear"),
     (["protocol=foo"], "error: protocol=foo: unknown protocol; valid: val, paper, val_retrain"),
     (["method.rr=3"], "error: method.rr: unknown key; valid method keys: init_std, name"),
     (["train.lrr=3"], "error: train.lrr: unknown key; valid train keys:"),

@@ -109,7 +109,7 @@ def test_every_distinct_transform_survives_thousands_of_real_shape_images(one_th
     The timm pipelines draw RandAugment's posterize at 0 bits (level 10) on about 1.5 images in
     1,000: the count of such draws is asserted, so the tier is known to reach the case that crashed.
     """
-    from bench.data import pipeline
+    from bench.data import transforms
 
     zero_bits = []
 
@@ -117,8 +117,8 @@ def test_every_distinct_transform_survives_thousands_of_real_shape_images(one_th
         zero_bits.append(bits_to_keep == 0)
         return posterize(img, bits_to_keep, **kw)
 
-    posterize = pipeline.posterize_as_pillow9
-    monkeypatch.setattr(pipeline, "posterize_as_pillow9", counting)  # what replace_ops installs from now on
+    posterize = transforms.posterize_as_pillow9
+    monkeypatch.setattr(transforms, "posterize_as_pillow9", counting)  # what replace_ops installs from now on
     keys = transform_configs()
     random.seed(0), np.random.seed(0), torch.manual_seed(0)
     failures, applied = {}, dict.fromkeys(keys, 0)
@@ -127,7 +127,7 @@ def test_every_distinct_transform_survives_thousands_of_real_shape_images(one_th
         for key, users in keys.items():
             if key[0] == family:
                 d = users[0][2]
-                built[key] = (pipeline.train_transform if key[1] == "train" else pipeline.eval_transform)(d, MEAN, STD)
+                built[key] = (transforms.train_transform if key[1] == "train" else transforms.eval_transform)(d, MEAN, STD)
         for k, img in enumerate(real_images(IMAGES, sizes)):
             for key, transform in built.items():
                 try:
@@ -153,7 +153,7 @@ def test_posterize_at_zero_bits_gives_the_black_image_old_pillow_gave():
     from PIL import Image
     from timm.data.auto_augment import AugmentOp
 
-    from bench.data.pipeline import posterize_as_pillow9, replace_ops
+    from bench.data.transforms import posterize_as_pillow9, replace_ops
 
     rng = np.random.default_rng(0)
     img = Image.fromarray(rng.integers(0, 256, (375, 500, 3), dtype=np.uint8))
@@ -175,7 +175,7 @@ def test_posterize_at_zero_bits_gives_the_black_image_old_pillow_gave():
 def test_every_timm_train_transform_has_its_posterize_replaced():
     from timm.data import auto_augment
 
-    from bench.data.pipeline import posterize_as_pillow9, train_transform
+    from bench.data.transforms import posterize_as_pillow9, train_transform
 
     for key, users in transform_configs().items():
         if key[1] == "train" and dict(key[2])["train_aug"] == "timm":

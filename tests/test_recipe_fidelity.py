@@ -364,7 +364,7 @@ def test_vpt_fgvc_transforms_equal_vpts_torchvision_composition():
     from PIL import Image
     from torchvision import transforms as T
 
-    from bench.data.pipeline import eval_transform, train_transform
+    from bench.data.transforms import eval_transform, train_transform
 
     ds = composed("dataset=fgvc/cub", "method=vpt", "recipe=vpt").dataset
     assert (ds.train_aug, ds.resize, ds.crop_pct, ds.interpolation, ds.norm) == \

@@ -27,9 +27,12 @@ from typing import Callable
 
 import numpy as np
 
-from bench.data.files import ENV_CACHE_DIR, README, DataError, Listing, data_root
+from bench.data.errors import README, DataError
+from bench.data.listing import Listing
+from bench.data.roots import ENV_CACHE_DIR, data_root
 
 VERSION = 1  # bump when the stored layout or the pixel pipeline changes
+CACHE_MODES = ("none", "memory", "disk")  # dataset.cache
 
 
 def cache_dir(cfg) -> Path:
@@ -40,12 +43,17 @@ def cache_dir(cfg) -> Path:
 def manifest_key(listing: Listing, settings: dict) -> str:
     """Hash of the listed files (path, label, size, mtime) and the settings that shape the pixels."""
     h = hashlib.sha1(json.dumps({"version": VERSION, **settings}, sort_keys=True).encode())
-    for p, y in zip(listing.paths, listing.labels.tolist()):
-        try:
-            st = os.stat(p)
-            h.update(f"{p}\0{y}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-        except OSError:
-            h.update(f"{p}\0{y}\0missing\n".encode())
+    for i, (p, y) in enumerate(zip(listing.paths, listing.labels.tolist())):
+        if listing.stats is not None:  # stat-ed once when the split was listed (bench.data.listing.stat_files)
+            size, mtime = listing.stats[i]
+        else:
+            try:
+                st = os.stat(p)
+            except OSError:
+                h.update(f"{p}\0{y}\0missing\n".encode())
+                continue
+            size, mtime = st.st_size, st.st_mtime_ns
+        h.update(f"{p}\0{y}\0{size}\0{mtime}\n".encode())
     return h.hexdigest()[:16]
 
 

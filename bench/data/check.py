@@ -29,7 +29,9 @@ import yaml
 
 from bench import PROJECT_ROOT
 from bench.config import DatasetConfig, from_dict
-from bench.data.files import DataError, Listing, dataset_root
+from bench.data.errors import DataError
+from bench.data.listing import Listing
+from bench.data.roots import dataset_root
 
 CONF = PROJECT_ROOT / "conf" / "dataset"
 
@@ -48,7 +50,7 @@ def dataset_configs(conf: Path = CONF) -> dict[str, dict]:
 
 def _decode(listing: Listing, workers: int, seen: dict | None = None) -> list[str]:
     """Decode every image; one problem string per unreadable one. `seen` gets {path: (pixel hash, mode, (w, h))}."""
-    from bench.data.datasets import open_rgb
+    from bench.data.torch_datasets import open_rgb
 
     def one(i):
         try:
@@ -145,7 +147,7 @@ def integrity(cfg: DatasetConfig, listings: dict[str, Listing], pixels: dict) ->
 
 
 def _exists(cfg: DatasetConfig) -> bool:
-    from bench.data.vtab import task_root
+    from bench.data.formats.vtab_txt import task_root
 
     return (task_root(cfg) if cfg.format == "vtab_txt" else dataset_root(cfg)).exists()
 
@@ -153,7 +155,8 @@ def _exists(cfg: DatasetConfig) -> bool:
 def check_dataset(cfg: DatasetConfig, decode: bool = True, workers: int = 4,
                   report: dict | None = None) -> tuple[list[str], list[str]]:
     """(problems, one 'split n' summary per split); `report` (if given) gets `integrity`'s findings."""
-    from bench.data.real import get_format, listing
+    from bench.data.formats import get_format
+    from bench.data.splits import listing
 
     problems, sizes, seen, listings = [], [], {}, {}
     try:
@@ -283,11 +286,11 @@ def main(argv: list[str] | None = None) -> int:
             problems, sizes = check_dataset(cfg, not args.no_decode, args.workers, details)
             where = dataset_root(cfg)
         else:
-            from bench.data.robustness import _root
+            from bench.data.robustness import target_root
 
             problems, sizes = check_robustness(cfg, robust, not args.no_decode, args.workers)
             domain = robust.startswith("domain/")
-            where = _root(cfg, robust.removeprefix("domain/"), "domain_shift" if domain else "robustness")
+            where = target_root(cfg, robust.removeprefix("domain/"), "domain_shift" if domain else "robustness")
         failed += bool(problems)
         print(_line(name, where, problems, sizes, args.verbose, details), flush=True)
         full[name] = {"status": "fail" if problems else "warn" if details.get("warnings") else "ok",

@@ -12,7 +12,7 @@ Sources (README, section 'Preparing the datasets'):
            rewritten with one label map over all three splits, the images copied as they are.
 
 Every task is written into a temporary folder beside its destination, read back through the
-loaders' own listing (bench/data/real.py: counts, labels, every image present), given its
+loaders' own listing (bench/data/splits.py: counts, labels, every image present), given its
 `manifest.json` (source, converter version, counts, pixel format, fingerprint and content hash
 per split) and only then renamed into place. So a task folder that exists is complete; an
 interrupted one leaves only a temporary folder, removed on the next run; a task already
@@ -39,15 +39,17 @@ from tqdm.auto import tqdm
 
 from bench import PROJECT_ROOT
 from bench.data import jpeg, vtab_tfds
-from bench.data.files import DataError, data_root
+from bench.data.formats import vtab_txt
+from bench.data.errors import DataError
+from bench.data.roots import data_root
 from bench.data.fingerprint import fingerprint, relative_ids
-from bench.data.real import MANIFEST
+from bench.data.splits import MANIFEST
 
 CONVERTER = {"name": "bench.data.prepare", "version": 1}  # bump when what is written for the same source changes
 SOURCES = ("tfds", "hf", "fgvc")
 TMP_MARK = ".prepare-"
 HF_CONF = PROJECT_ROOT / "conf" / "prepare"
-VTAB_FILES = {"train800": "train800.txt", "val200": "val200.txt", "test": "test.txt"}
+VTAB_FILES = {vtab_txt.stem(s): vtab_txt.SPLIT_FILES[s] for s in vtab_txt.WRITTEN}  # train800 -> train800.txt, ...
 FGVC_SPLITS = ("train", "val", "test")
 
 
@@ -130,12 +132,13 @@ def dataset_config(name: str, root: Path):
 
 def read_back(cfg) -> dict[str, dict]:
     """Every split as the loaders read it: {split: {"images", "fingerprint", "classes", "paths", "labels"}}."""
-    from bench.data import real
+    from bench.data.formats import get_format
+    from bench.data.roots import dataset_root
+    from bench.data.splits import list_splits
 
     out = {}
-    for split in real.get_format(cfg).splits:
-        lst = real.listing(cfg, split)
-        out[split] = {"images": len(lst), "fingerprint": fingerprint(relative_ids(lst.paths, real.dataset_root(cfg)),
+    for split, lst in list_splits(cfg, get_format(cfg).splits).items():
+        out[split] = {"images": len(lst), "fingerprint": fingerprint(relative_ids(lst.paths, dataset_root(cfg)),
                                                                      lst.labels),
                       "classes": int(len(np.unique(lst.labels))), "paths": lst.paths, "labels": lst.labels.tolist()}
     return out
@@ -184,7 +187,7 @@ def write_manifest(w: TaskWriter, cfg, source: dict, notes: list[str]) -> dict:
 
 def run_task(name: str, root: Path, force: bool, write) -> str:
     """Prepare one dataset unless it is prepared and verified; `write(w, cfg) -> (source, notes)` fills the writer."""
-    from bench.data.files import dataset_root
+    from bench.data.roots import dataset_root
 
     cfg = dataset_config(name, root)
     dest = dataset_root(cfg)
@@ -226,7 +229,8 @@ def write_vtab(w: TaskWriter, examples: dict[str, "object"], totals: dict[str, i
             lines[split].append(f"{rel} {int(label)}")
     for split, name in VTAB_FILES.items():
         w.path(name).write_text("\n".join(lines[split]) + "\n")
-    w.path("train800val200.txt").write_text("\n".join(lines["train800"] + lines["val200"]) + "\n")
+    both = lines[vtab_txt.stem("train")] + lines[vtab_txt.stem("val")]
+    w.path(vtab_txt.SPLIT_FILES["trainval"]).write_text("\n".join(both) + "\n")
 
 
 def _save_png(w: TaskWriter, stem: str, pixels) -> str:
@@ -318,7 +322,7 @@ def _image_folder(folder: Path, split: str) -> Path | None:
 def _folder_rows(split_dir: Path, classes: list[str]):
     """(bytes, label) per image of an image-folder split; labels index the sorted class folder names of all splits,
     as the imagefolder builder assigns them."""
-    from bench.data.files import IMAGE_EXTENSIONS
+    from bench.data.formats.class_folders import IMAGE_EXTENSIONS
 
     index = {c: i for i, c in enumerate(classes)}
     for c in sorted(e.name for e in split_dir.iterdir() if e.is_dir()):

@@ -16,7 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.data.files import README, DataError, Listing, class_folders, data_root, subfolders
+from bench.data.errors import README, DataError
+from bench.data.formats.class_folders import list_folder, subfolders
+from bench.data.listing import Listing
+from bench.data.roots import data_root
 
 STANDARD = ("gaussian_noise", "shot_noise", "impulse_noise", "defocus_blur", "glass_blur", "motion_blur", "zoom_blur",
             "snow", "frost", "fog", "brightness", "contrast", "elastic_transform", "pixelate", "jpeg_compression")
@@ -57,7 +60,7 @@ def subset_classes(name: str) -> tuple[list[str], np.ndarray]:
     return wnids, idx
 
 
-def _root(cfg, name: str, kind: str = "robustness") -> Path:
+def target_root(cfg, name: str, kind: str = "robustness") -> Path:
     """The folder of evaluation `name` in `cfg.<kind>` (robustness, domain_shift), under the data root unless absolute."""
     folders = getattr(cfg, kind)
     if name not in folders:
@@ -73,11 +76,11 @@ def _missing(cfg, name: str, path: Path, expected: str) -> DataError:
 
 def subset_listing(cfg, name: str) -> Listing:
     """ImageNet-A or -R: labels are 200-way (the position of the class in the subset's list)."""
-    root = _root(cfg, name)
+    root = target_root(cfg, name)
     if not root.is_dir():
         raise _missing(cfg, name, root, "200 folders named by WordNet id (n01498041/, ...) holding the images")
     wnids, _ = subset_classes(name)
-    listing, _ = class_folders(cfg, root, wnids)
+    listing, _ = list_folder(cfg, root, wnids)
     expected = cfg.splits.get(name, EXPECTED_IMAGES[name])  # dataset.splits may set it (0: any)
     if len(listing) == 0 or (expected and len(listing) != expected):
         raise DataError(f"robustness set {name!r}: {root} holds {len(listing)} images, expected {expected}; "
@@ -87,16 +90,16 @@ def subset_listing(cfg, name: str) -> Listing:
 
 def corruption_listing(cfg, corruption: str, severity: int) -> Listing:
     """One ImageNet-C folder; labels are ImageNet-1k indices."""
-    root = _root(cfg, "imagenet_c")
+    root = target_root(cfg, "imagenet_c")
     folder = root / corruption / str(severity)
     if not folder.is_dir():
         raise _missing(cfg, "imagenet_c", folder, "<corruption>/<severity 1-5>/<wnid>/<image> for the 15 standard "
                        f"corruptions ({', '.join(STANDARD)})")
-    return class_folders(cfg, folder, imagenet_classes())[0]
+    return list_folder(cfg, folder, imagenet_classes())[0]
 
 
 def corruptions_present(cfg) -> list[str]:
-    root = _root(cfg, "imagenet_c")
+    root = target_root(cfg, "imagenet_c")
     if not root.is_dir():
         raise _missing(cfg, "imagenet_c", root, "<corruption>/<severity 1-5>/<wnid>/<image>")
     found = set(subfolders(root))
@@ -156,17 +159,16 @@ def evaluate(model, cfg, mean, std, device, batch_size: int = 250, progress: boo
     from torch.utils.data import DataLoader
     from tqdm.auto import tqdm
 
-    from bench.data.datasets import ImageDataset
-    from bench.data.pipeline import eval_transform
     from bench.data.fingerprint import fingerprint, relative_ids
-    from bench.data.real import _Files, _Origin
+    from bench.data.torch_datasets import FileImages, ImageDataset, Origins
+    from bench.data.transforms import eval_transform
 
     transform = eval_transform(cfg, mean, std)
 
     @torch.inference_mode()
     def predict(listing: Listing, columns, desc: str, root: Path, both: bool = False):
         """Top-1 of `listing` (restricted to `columns` when given); its predictions go into `predictions[desc]`."""
-        ds = ImageDataset(_Files(listing.paths), listing.labels, transform, _Origin(listing), cfg.name,
+        ds = ImageDataset(FileImages(listing.paths), listing.labels, transform, Origins(listing), cfg.name,
                           cfg.on_bad_image == "skip")
         was = model.training
         model.eval()
@@ -202,11 +204,11 @@ def evaluate(model, cfg, mean, std, device, batch_size: int = 250, progress: boo
     for name in cfg.robustness:
         if name in SUBSETS:
             listing = subset_listing(cfg, name)
-            out[f"{name}_top1"] = predict(listing, subset_classes(name)[1], name, _root(cfg, name))
+            out[f"{name}_top1"] = predict(listing, subset_classes(name)[1], name, target_root(cfg, name))
             out[f"{name}_images"] = len(listing)
         elif name == "imagenet_c":
             top1 = {c: {s: predict(corruption_listing(cfg, c, s), None, corruption_target(c, s),
-                                   _root(cfg, name) / c / str(s)) for s in SEVERITIES}
+                                   target_root(cfg, name) / c / str(s)) for s in SEVERITIES}
                     for c in corruptions_present(cfg)}
             out["imagenet_c_mce"], out["imagenet_c_ce"] = mce({c: {s: 100.0 - a for s, a in v.items()}
                                                                for c, v in top1.items()})
@@ -214,7 +216,7 @@ def evaluate(model, cfg, mean, std, device, batch_size: int = 250, progress: boo
         else:
             raise KeyError(f"unknown robustness evaluation {name!r}; valid: {list(EVALUATIONS)}")
     for name in cfg.domain_shift:  # NOAH's domain-generalisation targets: lists with 1000-way labels
-        listing, root = domain_listing(cfg, name), _root(cfg, name, "domain_shift")
+        listing, root = domain_listing(cfg, name), target_root(cfg, name, "domain_shift")
         if name in SUBSETS:  # A and R: restricted to their 200 classes (as above), and NOAH's 1000-way arg-max
             out[f"{name}_top1"], out[f"{name}_top1_1000way"] = predict(listing, subset_classes(name)[1], name, root,
                                                                        both=True)
@@ -233,13 +235,12 @@ def domain_listing(cfg, name: str) -> Listing:
     (NOAH's lib/datasets.py for its ImageNet-derived targets), labels ImageNet-1k indices."""
     import dataclasses
 
-    from bench.data.files import check_exists, check_labels
-    from bench.data.meta_list import read_list
+    from bench.data.formats.meta_list import read_list
+    from bench.data.listing import check_labels, stat_files
 
     if name not in DOMAIN_TARGETS:
         raise KeyError(f"unknown domain-generalisation target {name!r}; valid: {list(DOMAIN_TARGETS)}")
-    root = _root(cfg, name, "domain_shift")
+    root = target_root(cfg, name, "domain_shift")
     listing = read_list(cfg, root / "annotations" / "val_meta.list", root)
     check_labels(dataclasses.replace(cfg, num_classes=1000), listing)  # ImageNet-1k labels, whatever the source's classes
-    check_exists(cfg, listing)
-    return listing
+    return stat_files(cfg, listing)

@@ -6,9 +6,12 @@ to the classes with the largest fractional parts, ties to the lower class index)
 images are drawn by a permutation seeded with `seed` alone, so a subset depends on the split,
 `n` and `seed`, never on the run's seed; the kept entries stay in the split's order.
 """
+import dataclasses
+
 import numpy as np
 
-from bench.data.files import README, DataError, Listing
+from bench.data.errors import README, DataError
+from bench.data.listing import TRAINING, Listing
 
 
 def stratified(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -30,11 +33,12 @@ def stratified(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
 def apply(cfg, split: str, lst: Listing) -> Listing:
     """`lst` cut to `cfg.train_subset` images (training splits only); larger than the split: an error."""
     n = cfg.train_subset
-    if not n or split not in ("train", "trainval"):
+    if not n or split not in TRAINING:
         return lst
     if n > len(lst):
         raise DataError(f"dataset {cfg.name!r}: dataset.train_subset={n} is larger than the {split!r} split "
                         f"({len(lst)} images); use at most {len(lst)}, or 0 for the whole split; see {README}")
     keep = stratified(lst.labels, n, cfg.subset_seed)
     where = [lst.where[i] for i in keep] if lst.where is not None else None
-    return Listing([lst.paths[i] for i in keep], lst.labels[keep], where, lst.sources)
+    return dataclasses.replace(lst, paths=[lst.paths[i] for i in keep], labels=lst.labels[keep], where=where,
+                               stats=[lst.stats[i] for i in keep] if lst.stats is not None else None)

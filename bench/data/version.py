@@ -32,11 +32,16 @@ def file_digest(path: str) -> str:
     return h.hexdigest()
 
 
-def _stat_key(name: str, files: list[str], labels) -> str:
+def _stat_key(name: str, files: list[str], labels, stats: list[tuple[int, int]] | None = None) -> str:
+    """`stats`: each file's (size, mtime_ns) when the listing already stat-ed them (bench.data.listing.stat_files)."""
     h = hashlib.sha1(name.encode())
-    for p, y in zip(files, labels):
-        st = os.stat(p)
-        h.update(f"{p}\0{y}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())  # listings hold absolute paths
+    for i, (p, y) in enumerate(zip(files, labels)):
+        if stats is None:
+            st = os.stat(p)
+            size, mtime = st.st_size, st.st_mtime_ns
+        else:
+            size, mtime = stats[i]
+        h.update(f"{p}\0{y}\0{size}\0{mtime}\n".encode())  # listings hold absolute paths
     return h.hexdigest()[:20]
 
 
@@ -49,17 +54,18 @@ def content_hash(ids: list[str], labels, files: list[str]) -> str:
 
 
 def split_content(cfg, lst, root: Path, cache: Path | None) -> str | None:
-    """The content hash of a validated listing (bench.data.real.listing), cached under `cache`.
+    """The content hash of a validated listing (bench.data.splits.list_splits), cached under `cache`.
 
     Array-backed splits (CIFAR's python pickles, listed as `file[i]`) hash the array files instead
     of per-image files: the identifiers already say which row. None when a file cannot be read.
     """
-    arrays = bool(lst.paths) and not os.path.exists(lst.paths[0]) and lst.sources
+    arrays = bool(lst.paths) and lst.arrays is not None and bool(lst.sources)
     files = [str(s) for s in lst.sources] if arrays else list(lst.paths)
     labels = lst.labels.tolist()
     try:
         key_labels = [0] * len(files) if arrays else labels
-        key = _stat_key(f"{cfg.name}\0{'|'.join(lst.paths) if arrays else ''}", files, key_labels)
+        key = _stat_key(f"{cfg.name}\0{'|'.join(lst.paths) if arrays else ''}", files, key_labels,
+                        None if arrays else lst.stats)
     except OSError:
         return None
     path = cache / CACHE_SUBDIR / f"{cfg.name.replace('/', '_')}-{key}.json" if cache else None
@@ -112,18 +118,18 @@ def current(cfg, splits) -> str | None:
 
     Used by the sweeper to tell whether a completed run was scored on the data there now.
     """
-    from bench.data import files
+    from bench.data.errors import DataError
 
     splits = sorted(set(splits))
     if cfg.benchmark == "mini":
-        from bench.data import mini_fingerprint
+        from bench.data.generated import split_fingerprint
 
-        return version({s: {"fingerprint": mini_fingerprint(cfg, s)} for s in splits})
-    from bench.data import real
+        return version({s: {"fingerprint": split_fingerprint(cfg, s)} for s in splits})
+    from bench.data.splits import list_splits, split_identity
 
     try:
-        return version({s: real.split_identity(cfg, real.listing(cfg, s)) for s in splits})
-    except (files.DataError, OSError, ValueError):
+        return version({s: split_identity(cfg, lst) for s, lst in list_splits(cfg, splits).items()})
+    except (DataError, OSError, ValueError):
         return None
 
 

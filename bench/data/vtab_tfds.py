@@ -23,6 +23,8 @@ from typing import Callable
 
 import numpy as np
 
+from bench.data.formats import vtab_txt
+
 # (TFDS split, start, stop) ranges; a split of ours is their concatenation, in this order
 Slice = tuple[str, int, int]
 
@@ -126,7 +128,7 @@ TASKS = {
     "clevr_count": Task("clevr", "3.1.0", "percent", 90, label=clevr_count),
     "diabetic_retinopathy": Task("diabetic_retinopathy_detection/btgraham-300", "3.0.0", "validation"),
 }
-SPLITS = ("train800", "val200", "test")  # written; train800val200 lists train800 then val200
+SPLITS = tuple(vtab_txt.stem(s) for s in vtab_txt.WRITTEN)  # train800, val200, test; train800val200 lists both
 # VTAB-1k's sizes: the first TRAIN_SIZE of TFDS train, VAL_SIZE from where VTAB's val starts. Module attributes so
 # that tests can prepare a scaled-down task from TFDS's mock data in a fraction of the time; never changed elsewhere.
 TRAIN_SIZE, VAL_SIZE = 800, 200

@@ -16,10 +16,10 @@ drawn; it is independent of the run's seed.
 """
 from pathlib import Path
 
-from bench.data.files import DataError, Listing, README, dataset_root, missing
-from bench.data.vtab import read_split_file
+from bench.data.errors import README, DataError
+from bench.data.listing import TRAINING, Listing, read_split_file
+from bench.data.roots import dataset_root, missing
 
-SPLITS = ("train", "val", "trainval", "test")
 EXPECTED = ("annotations/train_meta.list.num_shot_<k>.seed_<s>, val_meta.list and test_meta.list "
             "(lines '<path under images/> <label>') and images/ holding what they list")
 
@@ -27,7 +27,7 @@ EXPECTED = ("annotations/train_meta.list.num_shot_<k>.seed_<s>, val_meta.list an
 def list_name(cfg, split: str) -> str:
     if split in cfg.split_lists:  # e.g. few-shot ImageNet scores val_meta.list as its test split
         return cfg.split_lists[split]
-    if split in ("train", "trainval"):
+    if split in TRAINING:
         return f"train_meta.list.num_shot_{cfg.shots}.seed_{cfg.fewshot_seed}" if cfg.shots else "train_meta.list"
     return f"{split}_meta.list"
 
@@ -50,7 +50,7 @@ def list_split(cfg, split: str) -> Listing:
         raise missing(cfg, root, EXPECTED)
     path = root / "annotations" / list_name(cfg, split)
     if not path.is_file():
-        if split in ("train", "trainval") and cfg.shots:
+        if split in TRAINING and cfg.shots:
             raise DataError(f"dataset {cfg.name!r}: no list for dataset.shots={cfg.shots} dataset.fewshot_seed="
                             f"{cfg.fewshot_seed}: {path} not found; lists present: {available(path.parent)}; "
                             f"see {README}")

@@ -3,22 +3,23 @@
     <root>/cifar-100-python/train, test     pickles with `data` (N x 3072 uint8, channel-major) and `fine_labels`
 
 SSF loads it as timm's `torch/cifar100` and evaluates on the 10k test set. The images are
-already decoded (32x32), so nothing is cached here beyond what bench/data/real.py does for
-evaluation pixels.
+already decoded (32x32): a split's listing names each row `<file>[i]` and carries the file's
+images (`Listing.arrays`), so each pickle is read once per run.
 """
 import pickle
-from pathlib import Path
 
 import numpy as np
 
-from bench.data.files import README, DataError, dataset_root, missing
+from bench.data.errors import README, DataError
+from bench.data.listing import Listing
+from bench.data.roots import dataset_root, missing
 
 FILES = {"trainval": "train", "test": "test"}
 EXPECTED = "cifar-100-python/train and cifar-100-python/test (torchvision's pickles)"
 
 
-def load(cfg, split: str) -> tuple[np.ndarray, np.ndarray, Path]:
-    """Images (N, 32, 32, 3) uint8, labels (N,) int64 and the file they came from."""
+def list_split(cfg, split: str) -> Listing:
+    """Entries `<file>[i]` with the file's images (N, 32, 32, 3) uint8 as `arrays`, labels (N,) int64."""
     path = dataset_root(cfg) / "cifar-100-python" / FILES[split]
     if not path.is_file():
         raise missing(cfg, path, EXPECTED)
@@ -34,4 +35,5 @@ def load(cfg, split: str) -> tuple[np.ndarray, np.ndarray, Path]:
     if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(data) != len(labels):
         raise DataError(f"dataset {cfg.name!r}: {path}: 'data' has shape {data.shape} for {len(labels)} labels, "
                         f"expected (N, 3072); see {README}")
-    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels, path
+    return Listing([f"{path}[{i}]" for i in range(len(labels))], labels, None, [path],
+                   arrays=data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))

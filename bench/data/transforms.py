@@ -16,18 +16,25 @@
 - timm's posterize op is replaced by `posterize_as_pillow9` in every timm transform built here
   (`replace_ops`): the official codes ran it on Pillow <= 9.5, which maps 0 bits to a black image;
   Pillow 13 raises instead, on about 1.5 images in 1,000 of `rand-m9-mstd0.5-inc1`.
+
+`VALID` is the one table of the settings' choices: bench/config.py checks a command line against
+it before torch loads, so torch and torchvision are imported here where a transform is built.
 """
 import math
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps
-from torchvision import transforms as T
 
-TRAIN_AUGS = ("none", "simple", "crop_flip", "timm")  # dataset.train_aug
-VALID = {"resize": ("squash", "crop", "squash_crop"), "train_aug": TRAIN_AUGS,
-         "interpolation": ("bicubic", "bilinear"), "train_interpolation": ("random", "bicubic", "bilinear")}
-_PIL = {"bicubic": T.InterpolationMode.BICUBIC, "bilinear": T.InterpolationMode.BILINEAR}
+INTERPOLATIONS = ("bicubic", "bilinear")  # dataset.interpolation: torchvision's InterpolationMode of that name
+VALID = {"resize": ("squash", "crop", "squash_crop"), "train_aug": ("none", "simple", "crop_flip", "timm"),
+         "interpolation": INTERPOLATIONS, "train_interpolation": ("random", *INTERPOLATIONS)}  # dataset.<key>
+
+
+def _mode(name: str):
+    """torchvision's InterpolationMode for a `dataset.interpolation` choice."""
+    from torchvision.transforms import InterpolationMode
+
+    return InterpolationMode[name.upper()]
 
 
 def validate(cfg) -> None:
@@ -38,7 +45,9 @@ def validate(cfg) -> None:
 
 def eval_pixels(cfg):
     """PIL image -> PIL image of image_size x image_size (deterministic; what the cache stores)."""
-    s, mode = cfg.image_size, _PIL[cfg.interpolation]
+    from torchvision import transforms as T
+
+    s, mode = cfg.image_size, _mode(cfg.interpolation)
     if cfg.resize == "squash":
         return T.Resize((s, s), interpolation=mode)
     if cfg.resize == "squash_crop":  # NOAH's few-shot evaluation: Resize((256, 256)) then CenterCrop(224)
@@ -53,8 +62,10 @@ def to_uint8(img: Image.Image) -> np.ndarray:
     return np.array(img.convert("RGB"), dtype=np.uint8).transpose(2, 0, 1)  # a writable copy
 
 
-def normalize(x: torch.Tensor, mean, std) -> torch.Tensor:
+def normalize(x, mean, std):
     """uint8 (..., 3, H, W) -> float, scaled to [0, 1] then normalised per channel (as ToTensor + Normalize)."""
+    import torch
+
     m = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)
     s = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
     return (x.float().div_(255) - m) / s
@@ -71,7 +82,9 @@ class ToNormalized:
         self.scale = (1.0 / (255.0 * np.asarray(std, dtype=np.float32))).reshape(-1, 1, 1)
         self.shift = (np.asarray(mean, dtype=np.float32) / np.asarray(std, dtype=np.float32)).reshape(-1, 1, 1)
 
-    def __call__(self, img: Image.Image) -> torch.Tensor:
+    def __call__(self, img: Image.Image):
+        import torch
+
         return torch.from_numpy(to_uint8(img).astype(np.float32) * self.scale - self.shift)
 
 
@@ -124,16 +137,20 @@ def replace_ops(transform) -> int:
 
 def eval_transform(cfg, mean, std):
     """PIL image -> normalised float tensor, deterministic."""
+    from torchvision import transforms as T
+
     return T.Compose([eval_pixels(cfg), ToNormalized(mean, std)])
 
 
 def train_transform(cfg, mean, std):
     """PIL image -> normalised float tensor with the configured training augmentation."""
+    from torchvision import transforms as T
+
     if cfg.train_aug == "none":
         return eval_transform(cfg, mean, std)
     if cfg.train_aug == "crop_flip":  # VPT: Resize(256) -> RandomCrop(224) -> RandomHorizontalFlip(0.5)
         s = cfg.image_size
-        return T.Compose([T.Resize(math.floor(s / cfg.crop_pct), interpolation=_PIL[cfg.interpolation]),
+        return T.Compose([T.Resize(math.floor(s / cfg.crop_pct), interpolation=_mode(cfg.interpolation)),
                           T.RandomCrop(s), T.RandomHorizontalFlip(), ToNormalized(mean, std)])
     if cfg.train_aug == "simple":
         from timm.data.transforms import RandomResizedCropAndInterpolation

@@ -9,13 +9,18 @@ are NOAH's names (`cifar`, `oxford_flowers102`, ...); V-PETL Bench names CIFAR-1
 """
 from pathlib import Path
 
-import numpy as np
-
-from bench.data.files import README, DataError, Listing, dataset_root, missing, numbered_lines
+from bench.data.listing import Listing, read_split_file
+from bench.data.roots import dataset_root, missing
 
 SPLIT_FILES = {"train": "train800.txt", "val": "val200.txt", "trainval": "train800val200.txt", "test": "test.txt"}
+WRITTEN = ("train", "val", "test")  # the splits a converter writes images for; trainval lists train's, then val's
 FOLDER_ALIASES = {"cifar": ("cifar100",)}  # our (NOAH's) folder name -> other names in the wild
 EXPECTED = ", ".join(SPLIT_FILES.values()) + " (lines '<image path> <label>') and the images they list"
+
+
+def stem(split: str) -> str:
+    """A split's file name without `.txt` (`train800`): the converters' name for it and its image folder."""
+    return SPLIT_FILES[split].removesuffix(".txt")
 
 
 def task_root(cfg) -> Path:
@@ -28,26 +33,8 @@ def task_root(cfg) -> Path:
     return root
 
 
-def read_split_file(cfg, path: Path, base: Path) -> Listing:
-    """Parse one split file; every malformed line is an error naming the file and line."""
-    paths, labels, where = [], [], []
-    for n, line in numbered_lines(path):
-        rel, sep, label = line.rpartition(" ")
-        if not sep or not rel.strip():
-            raise DataError(f"dataset {cfg.name!r}: {path}:{n}: malformed line {line!r}; expected "
-                            f"'<relative image path> <integer label>'; see {README}")
-        try:
-            y = int(label)
-        except ValueError:
-            raise DataError(f"dataset {cfg.name!r}: {path}:{n}: label {label!r} is not an integer "
-                            f"(line {line!r}); see {README}") from None
-        paths.append(str(base / rel.strip()))
-        labels.append(y)
-        where.append(f"{path}:{n}")
-    return Listing(paths, np.asarray(labels, dtype=np.int64), where, [path])
-
-
 def list_split(cfg, split: str) -> Listing:
+    """One split file of the task folder."""
     root = task_root(cfg)
     if not root.is_dir():
         raise missing(cfg, root, EXPECTED)

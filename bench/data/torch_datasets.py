@@ -3,6 +3,10 @@
 - `PixelDataset`: fixed-size uint8 pixels (cached or in memory), normalised per batch: no decoding.
 - `ImageDataset`: images from a source (files, the variable-size cache, or an in-memory array),
   through a transform (random augmentation or the deterministic evaluation pipeline).
+- `Tensors`: float images already in memory (the generated mini benchmark), or moved to the device.
+
+The sources (`FileImages`, `ArrayImages`, `FlatImages`) and `Origins` are classes, not closures:
+DataLoader workers may pickle the dataset.
 
 Every dataset carries `labels` (int64 array), `num_workers` (for the DataLoader that reads it)
 and `bad_images` (unreadable images skipped, a counter shared with DataLoader workers).
@@ -14,10 +18,11 @@ from typing import Callable
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, TensorDataset
 
-from bench.data.files import README, DataError
-from bench.data.pipeline import normalize
+from bench.data.errors import README, DataError
+from bench.data.listing import Listing
+from bench.data.transforms import normalize
 
 
 class _Base(Dataset):
@@ -88,8 +93,56 @@ class ImageDataset(_Base):
         raise DataError(f"dataset {self.name!r}: no readable image at all; see {README}")
 
 
+class Tensors(TensorDataset):
+    """Normalised float images and labels held as tensors: nothing is decoded, so nothing is skipped."""
+    bad_images = 0
+
+
 def open_rgb(path: str) -> Image.Image:
     """Decode fully (a truncated file fails here, not later) and convert to RGB."""
     with Image.open(path) as im:
         im.load()
         return im.convert("RGB")
+
+
+class FileImages:
+    """Image i of a listing, decoded from its file."""
+
+    def __init__(self, paths: list[str]):
+        self.paths = paths
+
+    def __call__(self, i: int) -> Image.Image:
+        return open_rgb(self.paths[i])
+
+
+class ArrayImages:
+    """Image i from (N, H, W, 3) arrays, through `index` (a subset's rows) when given."""
+
+    def __init__(self, images: np.ndarray, index: np.ndarray | None = None):
+        self.images, self.index = images, index
+
+    def __call__(self, i: int) -> Image.Image:
+        j = i if self.index is None else self.index[i]
+        return Image.fromarray(np.asarray(self.images[j]))
+
+
+class FlatImages:
+    """Image i of the variable-size cache (bench/data/cache.py): one flat array, offsets and shapes."""
+
+    def __init__(self, flat, offsets, shapes, index):
+        self.flat, self.offsets, self.shapes, self.index = flat, offsets, shapes, index
+
+    def __call__(self, i: int) -> Image.Image:
+        j = self.index[i]
+        h, w, c = self.shapes[j]
+        return Image.fromarray(np.asarray(self.flat[self.offsets[j]:self.offsets[j] + h * w * c]).reshape(h, w, c))
+
+
+class Origins:
+    """Where entry i was listed (file:line), through `index` when the dataset keeps a part of the listing."""
+
+    def __init__(self, lst: Listing, index: np.ndarray | None = None):
+        self.lst, self.index = lst, index
+
+    def __call__(self, i: int) -> str:
+        return self.lst.origin(i if self.index is None else int(self.index[i]))

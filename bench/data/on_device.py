@@ -11,6 +11,7 @@ loader cannot become the bottleneck of a small dataset.
 `batch_transform` turns a gathered uint8 batch into normalised floats; `to_device` moves the
 splits a run uses to its device when they fit.
 """
+import dataclasses
 import math
 
 import numpy as np
@@ -18,7 +19,7 @@ import torch
 from torch.utils.data import Dataset, TensorDataset
 from torchvision.ops import roi_align
 
-from bench.data.datasets import PixelDataset
+from bench.data.torch_datasets import PixelDataset, Tensors
 
 AUGMENTS = ("none", "simple")
 SCALE, RATIO = (0.08, 1.0), (3 / 4, 4 / 3)  # torchvision's RandomResizedCrop defaults, as SSF's --simple-aug
@@ -57,8 +58,8 @@ class BatchDataset(TensorDataset):
         return self.batch_transform(self.tensors[0][i:i + 1], None)[0], int(self.tensors[1][i])
 
     def to(self, device: torch.device) -> "BatchDataset":
-        return _keep_info(self, BatchDataset(self.tensors[0].to(device), self.tensors[1].to(device), self.mean,
-                                             self.std, self.augment, self.num_workers, self._bad))
+        return BatchDataset(self.tensors[0].to(device), self.tensors[1].to(device), self.mean, self.std, self.augment,
+                            self.num_workers, self._bad)
 
     def batch_transform(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         """uint8 (B, 3, S, S) -> normalised float (B, 3, S, S); augmented when training (a generator given).
@@ -66,7 +67,7 @@ class BatchDataset(TensorDataset):
         No host-device synchronisation: the random boxes and flips are drawn on the CPU and
         copied with non_blocking, everything else stays on the pixels' device.
 
-        Unaugmented batches take exactly `bench.data.pipeline.normalize`'s arithmetic (/255, minus
+        Unaugmented batches take exactly `bench.data.transforms.normalize`'s arithmetic (/255, minus
         the mean, over the std), so a split held as uint8 gives the same bits as one normalised
         up front or by the loader; augmented ones keep the one-division form they always had."""
         if self.augment == "simple" and generator is not None:
@@ -122,15 +123,8 @@ def resample(x: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
 def as_batches(ds: PixelDataset, augment: str = "none") -> BatchDataset:
     """A fixed-size pixel split (memory-mapped or in memory) read into one uint8 tensor."""
     pixels = torch.from_numpy(np.ascontiguousarray(ds.pixels[ds.index]))
-    return _keep_info(ds, BatchDataset(pixels, torch.from_numpy(ds.labels.copy()), ds.mean, ds.std, augment,
-                                       ds.num_workers, ds.bad_images))
-
-
-def _keep_info(src: Dataset, dst: Dataset) -> Dataset:
-    """Carry the split's description for the record (`bench.data.describe`) over to its new form."""
-    if hasattr(src, "info"):
-        dst.info = src.info
-    return dst
+    return BatchDataset(pixels, torch.from_numpy(ds.labels.copy()), ds.mean, ds.std, augment, ds.num_workers,
+                        ds.bad_images)
 
 
 def nbytes(ds: Dataset) -> int | None:
@@ -152,17 +146,20 @@ def within(sizes: dict[str, int], budget: int) -> list[str]:
     return chosen
 
 
-def to_device(splits: dict[str, Dataset], device: torch.device, mode: str) -> dict[str, Dataset]:
+def to_device(splits: dict, device: torch.device, mode: str) -> dict:
     """The splits a run uses, moved to `device` where they can be held there.
 
     mode: `auto` moves them on CUDA, smallest first (the training and validation splits, read
     every epoch, before a large test split read once), while together they take at most a
     quarter of the free device memory, leaving the rest to training; `on` moves every one (on
     the CPU: memory-mapped caches are read into memory); `off` none.
+
+    Args:
+        splits: name -> `bench.data.Split`; each moved one comes back with its dataset replaced.
     """
     if mode not in ("auto", "on", "off"):
         raise ValueError(f"train.data_on_device={mode!r}; valid: auto, on, off")
-    sizes = {s: nbytes(d) for s, d in splits.items()}
+    sizes = {s: nbytes(d.dataset) for s, d in splits.items()}
     movable = [s for s, n in sizes.items() if n is not None]
     if mode == "off" or not movable or (mode == "auto" and device.type != "cuda"):
         return splits
@@ -170,13 +167,11 @@ def to_device(splits: dict[str, Dataset], device: torch.device, mode: str) -> di
         movable = within({s: sizes[s] for s in movable}, torch.cuda.mem_get_info(device)[0] // 4)
     out = dict(splits)
     for s in movable:
-        d = as_batches(splits[s]) if isinstance(splits[s], PixelDataset) else splits[s]
-        if isinstance(d, BatchDataset):
-            out[s] = d.to(device)
-        else:  # an in-memory float split (the mini benchmark)
-            moved = _keep_info(d, TensorDataset(*(t.to(device) for t in d.tensors)))
-            moved.bad_images = getattr(d, "bad_images", 0)  # for the record (bench.data.describe)
-            out[s] = moved
+        d = splits[s].dataset
+        d = as_batches(d) if isinstance(d, PixelDataset) else d
+        # a BatchDataset, or an in-memory float split (the mini benchmark)
+        moved = d.to(device) if isinstance(d, BatchDataset) else Tensors(*(t.to(device) for t in d.tensors))
+        out[s] = dataclasses.replace(splits[s], dataset=moved)
     return out
 
 
