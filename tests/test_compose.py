@@ -78,7 +78,8 @@ def sample() -> list[list[str]]:
 
 def test_merge_is_omegaconfs_merge_or_unproven():
     cases = [({"a": {"x": 1, "y": 2}}, {"a": {"x": {"z": 1}}}), ({"a": 5}, {"a": None}), ({"a": None}, {"a": {"x": 1}}),
-             ({"a": {"x": 1}}, {"a": 5}), ({"a": [1, 2]}, {"a": [3]}), ({"a": 5}, {"a": "???"}), ({"a": "???"}, {"a": 5}),
+             ({"a": {"x": 1}}, {"a": 5}), ({"a": [1, 2]}, {"a": [3]}), ({"a": 5}, {"a": "???"}),
+             ({"a": "???"}, {"a": 5}),
              ({"a": {"x": 1}}, {"a": "???"}), ({"b": 1}, {"a": "???"}), ({"a": "${b}", "b": 1}, {"a": 7}),
              ({"a": {"x": 1}, "b": {}}, {"a": "${b}"}), ({"a": "${b}", "b": {"y": 1}}, {"a": {"x": 1}}),
              ({"a": "${b}", "b": [1]}, {"a": [2]})]
@@ -96,8 +97,6 @@ def test_merge_is_omegaconfs_merge_or_unproven():
 def test_shortcut_composes_every_config_file_as_hydra(hydra_sweeper, monkeypatch):
     """Every file of conf/ (but Hydra's, the site's and the data presets') in some job; each job the same
     through the shortcut and through Hydra, and the same run (the recipe's checkpoint as the backbone)."""
-    import launch as launch_module
-
     monkeypatch.setenv("BENCH_DATA_ROOT", "/data/bench")  # ${oc.env:...} is read as Hydra reads it
     loader, config, sweeper = hydra_sweeper
     jobs = sample()
@@ -106,7 +105,7 @@ def test_shortcut_composes_every_config_file_as_hydra(hydra_sweeper, monkeypatch
     for job in jobs:
         shortcut = sweeper._compose(job)
         assert shortcut == hydra_compose(loader, config, job), job
-        rc = launch_module.to_run_config(shortcut, job)
+        rc = launch.to_run_config(shortcut, job)
         assert rc.dataset.data_root == "/data/bench"
         if not any(o.startswith("backbone=") for o in job) and rc.recipe.checkpoint:
             assert rc.backbone.name == rc.recipe.checkpoint, job
@@ -139,7 +138,8 @@ def test_overrides_left_to_hydra_compose_as_hydra(hydra_sweeper):
     groups = [[sweeper._parse(o) for o in job if sweeper._is_group(o.lstrip("+~").split("=")[0].split("@")[0])]
               for job in jobs[:3]]
     assert all(sweeper._composer.compose(g) is None for g in groups)  # group deletions, lists, additions: Hydra's
-    for job in (["prepare=hf_vtab1k"], ["dataset=vtab/nope"], ["+grid=petl_vision/lora"], ["method=ssf", "train.lrr=1"]):
+    errors = (["prepare=hf_vtab1k"], ["dataset=vtab/nope"], ["+grid=petl_vision/lora"], ["method=ssf", "train.lrr=1"])
+    for job in errors:
         with pytest.raises(Exception) as shortcut:
             sweeper._compose(job)
         with pytest.raises(Exception) as hydra:

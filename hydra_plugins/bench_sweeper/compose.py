@@ -1,6 +1,6 @@
-"""A job's task config in a millisecond or so: the sweeper's shortcut through Hydra's composition.
+"""A job's task config from config files read once per sweep: the sweeper's shortcut through Hydra's composition.
 
-Hydra composes a job in ~0.1 s here: it rereads every config file, rebuilds OmegaConf objects for
+Hydra's composition of a job is slow for a sweep: it rereads every config file, rebuilds OmegaConf objects for
 each step of its defaults list, and merges them. A grid of methods x datasets x backbones has
 hundreds of distinct choices of config options, so a sweep spent minutes before submitting anything.
 Here each config file is loaded once per sweep (by Hydra's own config repository, so YAML parsing,
@@ -14,9 +14,11 @@ packages and `# @package` headers, defaults that interpolate other groups' choic
 or `group@pkg` override, a list of options, `override` outside the primary config, a config that is
 missing or backed by a dataclass, two values for one group, a merge OmegaConf does not do by plain
 replacement) is not proven to compose as Hydra does: `compose` returns None and Hydra composes.
-The `hydra` node is left out (the task config drops it); a file that writes into it is trusted only
-once Hydra has composed a choice with it and agreed (`confirm`), so Hydra's own checks of that node
-(its schemas) still stop a sweep that Hydra would stop.
+The `hydra` node is left out (the task config drops it): Hydra's configs (hydra/config, conf/hydra/)
+are not walked, as they fill that node only, and a job that overrides them is Hydra's. A file of
+ours that writes into it (conf/config.yaml, conf/grid/) is trusted only once Hydra has composed a
+choice with it and the shortcut agreed (`confirm`): the shortcut's first choice of a sweep is
+always checked, and Hydra's own checks of that node (its schemas) still stop a sweep Hydra would stop.
 """
 import copy
 import re
