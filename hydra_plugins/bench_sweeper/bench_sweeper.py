@@ -74,7 +74,7 @@ class BenchSweeper(BasicSweeper):
         self._parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         self._composed: Dict[tuple, DictConfig] = {}  # Hydra's compositions, where the shortcut could not serve
         self._plain: Dict[tuple, Optional[dict]] = {}
-        self._env: Dict[str, Any] = {}
+        self._env: Dict[str, Any] = {}  # each `${oc.env:...}` value as read once
         # the config files read once per sweep (compose.py); not where the config's search path moves
         self._composer = None if self.config.hydra.searchpath else \
             Composer(self.hydra_context.config_loader.repository, self.config.hydra.job.config_name)
@@ -106,10 +106,10 @@ class BenchSweeper(BasicSweeper):
         config file once per sweep and merges them as Hydra does, or Hydra composes it where that
         shortcut cannot prove it agrees), resolved once when its only interpolations read the
         environment, and each job sets its values (train.lr=..., seed=...) on a copy of that plain
-        dict, as Hydra would on the config (tests/test_sweep.py checks they agree). Anything this
-        shortcut cannot do exactly (a value that is a mapping or a list, a deletion, a key that is not
-        there, a value other keys interpolate) goes through Hydra's own override on Hydra's composed
-        config, or composes the job whole.
+        dict, as Hydra would on the config (tests/test_sweep.py and test_compose.py check they agree).
+        Anything this shortcut cannot do exactly (a value that is a mapping or a list, a deletion, a
+        key that is not there, a value other keys interpolate) goes through Hydra's own override on
+        Hydra's composed config, or composes the job whole.
         """
         parsed = [self._parse(line) for line in job]
         group = [o for o in parsed if self._is_group(o.key_or_group) and not isinstance(o.value(), dict)]
