@@ -223,7 +223,7 @@ def test_sweeper_shortcut_composes_exactly_what_the_launcher_composes():
             rc = launch.to_run_config(shortcut, job)
             assert rc == launch.to_run_config(plain, job), job
             assert rc.backbone.name == rc.recipe.checkpoint  # vit_tiny_mini for the mini recipe
-        assert len(sweeper._composed) == 6 + 2  # method x dataset x recipe, less the mini benchmark's noah; the two extra jobs
+        assert len(sweeper._plain) == 6 + 2  # method x dataset x recipe, less the mini benchmark's noah; the two extra jobs
         # the plain shortcut served every job but those with a mapping or an interpolated value
         assert sweeper._whole == 0 and sweeper._slow == sum(
             any(x.startswith("++dataset.splits") or x == "train.min_lr='${train.lr}'" for x in j) for j in jobs) == 50

@@ -13,7 +13,6 @@ Hydra finds this module because hydra_plugins/ is a namespace package: the proje
 sys.path when launch.py runs) adds to it, next to the installed hydra_submitit_launcher.
 """
 import copy
-import re
 import sys
 import time
 from pathlib import Path
@@ -26,8 +25,7 @@ from hydra.core.override_parser.types import OverrideType
 from hydra.core.utils import JobStatus
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
-
-_ENV_ONLY = re.compile(r"^\$\{oc\.env:[^${}]*\}$")
+from hydra_plugins.bench_sweeper.compose import ENV_ONLY, Composer, copy_tree, resolve_env
 
 
 def _node_interpolations(cfg: DictConfig) -> bool:
@@ -36,21 +34,12 @@ def _node_interpolations(cfg: DictConfig) -> bool:
         items = node.items_ex(resolve=False) if isinstance(node, DictConfig) else enumerate(node)
         for k, _ in items:
             child = node._get_node(k)
-            if OmegaConf.is_interpolation(node, k) and not _ENV_ONLY.match(str(child._value())):
+            if OmegaConf.is_interpolation(node, k) and not ENV_ONLY.match(str(child._value())):
                 return True
             if isinstance(child, (DictConfig, ListConfig)) and walk(child):
                 return True
         return False
     return walk(cfg)
-
-
-def _copy(x):
-    """A copy of a plain config tree (dicts, lists, scalars): three times faster than copy.deepcopy."""
-    if isinstance(x, dict):
-        return {k: _copy(v) for k, v in x.items()}
-    if isinstance(x, list):
-        return [_copy(v) for v in x]
-    return x
 
 
 def _set_value(d: dict, o) -> bool:
@@ -83,8 +72,12 @@ class BenchSweeper(BasicSweeper):
 
     def _jobs(self, arguments: List[str]) -> List[List[str]]:
         self._parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        self._composed: Dict[tuple, DictConfig] = {}
+        self._composed: Dict[tuple, DictConfig] = {}  # Hydra's compositions, where the shortcut could not serve
         self._plain: Dict[tuple, Optional[dict]] = {}
+        self._env: Dict[str, Any] = {}  # each `${oc.env:...}` value as read once
+        # the config files read once per sweep (compose.py); not where the config's search path moves
+        self._composer = None if self.config.hydra.searchpath else \
+            Composer(self.hydra_context.config_loader.repository, self.config.hydra.job.config_name)
         self._parsed: Dict[str, Any] = {}
         self._groups: Dict[str, bool] = {}
         self._compose_s = 0.0  # time in composing the distinct choices of options
@@ -107,38 +100,58 @@ class BenchSweeper(BasicSweeper):
     def _compose(self, job: List[str]) -> dict:
         """The job's task config as a plain resolved dict, as its launcher will compose it.
 
-        Composing a job costs ~0.1 s here (the recipe layers), too slow for grids of thousands of runs.
-        Only overrides that pick config group options change the defaults list; the others set values.
-        So each distinct choice of options is composed once (and resolved once, when its only
-        interpolations read the environment), and each job sets its values (train.lr=..., seed=...)
-        on a copy of that plain dict, as Hydra would on the config (tests/test_sweep.py checks the
-        two agree). Anything this shortcut cannot do exactly (a value that is a mapping or a list, a
-        deletion, a key that is not there, a value other keys interpolate) goes through Hydra's own
-        override on the composed config, or composes the job whole.
+        Composing a job through Hydra costs ~0.1 s here (the recipe layers), too slow for grids of
+        thousands of runs. Only overrides that pick config group options change the defaults list; the
+        others set values. So each distinct choice of options is composed once (compose.py reads each
+        config file once per sweep and merges them as Hydra does, or Hydra composes it where that
+        shortcut cannot prove it agrees), resolved once when its only interpolations read the
+        environment, and each job sets its values (train.lr=..., seed=...) on a copy of that plain
+        dict, as Hydra would on the config (tests/test_sweep.py and test_compose.py check they agree).
+        Anything this shortcut cannot do exactly (a value that is a mapping or a list, a deletion, a
+        key that is not there, a value other keys interpolate) goes through Hydra's own override on
+        Hydra's composed config, or composes the job whole.
         """
         parsed = [self._parse(line) for line in job]
         group = [o for o in parsed if self._is_group(o.key_or_group) and not isinstance(o.value(), dict)]
         key = tuple(o.input_line for o in group)
         values = [o for o in parsed if o not in group]
         try:
-            if key not in self._composed:
+            if key not in self._plain:
                 t0 = time.perf_counter()
-                cfg = self._load(list(key))
-                self._composed[key] = cfg
-                self._plain[key] = None if _node_interpolations(cfg) else OmegaConf.to_container(cfg, resolve=True)
+                self._plain[key] = self._choice(group)
                 self._compose_s += time.perf_counter() - t0
             plain = self._plain[key]
             if plain is not None:
-                d = _copy(plain)
+                d = copy_tree(plain)
                 if all(_set_value(d, o) for o in values):
                     return d
             self._slow += 1
-            cfg = copy.deepcopy(self._composed[key])
+            cfg = copy.deepcopy(self._hydra(key))
             ConfigLoaderImpl._apply_overrides_to_config(values, cfg)
             return OmegaConf.to_container(cfg, resolve=True)
         except Exception:
             self._whole += 1
             return OmegaConf.to_container(self._load(list(job)), resolve=True)  # the exact path; raises what Hydra raises
+
+    def _choice(self, group: list) -> Optional[dict]:
+        """The config of a choice of options, plain and resolved; None where a value interpolates another key."""
+        try:
+            raw = self._composer.compose(group) if self._composer else None
+        except Exception:  # a file Hydra cannot read either: Hydra composes, and raises what it raises
+            raw = None
+        if raw is not None:
+            return resolve_env(raw, self._env)
+        key = tuple(o.input_line for o in group)
+        cfg = self._hydra(key)
+        if self._composer and not self._composer.confirm(group, OmegaConf.to_container(cfg, resolve=False)):
+            self._composer = None  # it composed something else than Hydra: Hydra composes the rest of the sweep
+        return None if _node_interpolations(cfg) else OmegaConf.to_container(cfg, resolve=True)
+
+    def _hydra(self, key: tuple) -> DictConfig:
+        """Hydra's composition of a choice of options (`key`, their override lines), once per sweep."""
+        if key not in self._composed:
+            self._composed[key] = self._load(list(key))
+        return self._composed[key]
 
     def _data_version(self, rc) -> Optional[str]:
         """The data version a run of `rc` would read now (bench/data/version.py), once per dataset config and
@@ -182,7 +195,7 @@ class BenchSweeper(BasicSweeper):
                 launch.fail(f"error: {e} (in the job {' '.join(job)})", 2)
             states.append(inspector.inspect(run_dir, identity, lambda rc=rc: self._data_version(rc)))
         compose_s = time.perf_counter() - tic
-        timing = (f"checked in {compose_s:.2f} s; {len(self._composed)} distinct compositions in "
+        timing = (f"checked in {compose_s:.2f} s; {len(self._plain)} distinct compositions in "
                   f"{self._compose_s:.2f} s" + (f"; {self._slow} runs' values set by Hydra" if self._slow else "")
                   + (f"; {self._whole} runs composed whole" if self._whole else "")
             + (f"; data versions of {len(self._versions)} dataset(s) in {self._versions_s:.2f} s"
