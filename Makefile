@@ -18,6 +18,7 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 
 setup: $(STAMP)
 
+# The default launcher runs one single-threaded run per core at once without a GPU, one after another with one.
 demo: $(STAMP)
 	$(BIN)/python launch.py -m 'method=*' 'dataset=mini/*'
 	$(BIN)/python analyze.py results --out results/leaderboard
