@@ -19,8 +19,8 @@ FAST = ["train.epochs=1", "deploy_iters=0", "save_weights=false"]
 GRID = ["method=linear,bias", "dataset=mini/count,mini/digits", *FAST]
 ACCURACIES = ("test_top1", "val_top1", "history")
 
-pytestmark = pytest.mark.skipif(torch.cuda.is_available() or usable_cores() < 2,
-                                reason="the parallel default needs two usable cores and no GPU")
+parallel_default = pytest.mark.skipif(torch.cuda.is_available() or usable_cores() < 2,
+                                      reason="the parallel default needs two usable cores and no GPU")
 
 
 def _records(results: Path) -> dict[str, dict]:
@@ -39,6 +39,7 @@ def parallel(tmp_path_factory):
     return results, proc, _records(results)
 
 
+@parallel_default
 def test_a_sweep_runs_one_single_threaded_process_per_core(parallel):
     results, proc, recs = parallel
     assert len(recs) == 4 and {r["status"] for r in recs.values()} == {"completed"}
@@ -60,6 +61,7 @@ def test_a_sweep_runs_one_single_threaded_process_per_core(parallel):
         assert log.name == OUTPUT and "it/s" in log.read_text() and "[completed]" in log.read_text()
 
 
+@parallel_default
 def test_a_finished_sweep_submits_nothing_again(parallel):
     results, _, recs = parallel
     again = run_cli("launch.py", "-m", *GRID, f"results_dir={results}", timeout=300)
@@ -71,6 +73,7 @@ def test_a_finished_sweep_submits_nothing_again(parallel):
     assert status.returncode == 0 and total[1:] == ["4", "0", "0", "0", "0"], status.stdout
 
 
+@parallel_default
 def test_parallel_runs_give_the_records_of_the_same_runs_one_at_a_time(parallel):
     """Deterministic per thread count: two single-threaded runs side by side, then one after another."""
     results, _, recs = parallel
@@ -88,6 +91,7 @@ def test_parallel_runs_give_the_records_of_the_same_runs_one_at_a_time(parallel)
         assert {k: r[k] for k in ACCURACIES} == {k: recs[key][k] for k in ACCURACIES}, key
 
 
+@parallel_default
 def test_a_failed_run_is_one_line_and_the_others_complete(tmp_path):
     weights = ROOT / "weights" / "vit_tiny_mini.safetensors"
     proc = run_cli("launch.py", "-m", "method=linear", "dataset=mini/count", *FAST,
@@ -119,6 +123,7 @@ def _ours(results: Path) -> list[int]:
     return found
 
 
+@parallel_default
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
 def test_stopping_the_sweep_leaves_no_process(tmp_path, sig):
     """Ctrl-C, a time limit's SIGTERM, or even SIGKILL of the sweep: its runs' processes end too."""
@@ -148,3 +153,20 @@ def test_stopping_the_sweep_leaves_no_process(tmp_path, sig):
         if parent.poll() is None:
             parent.kill()
             parent.wait()
+
+
+def test_the_default_runs_one_per_core_without_a_gpu_and_in_process_with_one(monkeypatch):
+    from hydra_plugins.bench_launcher import bench_launcher as bl
+
+    calls = []
+    monkeypatch.setattr(bl.BasicLauncher, "launch", lambda self, jobs, idx: calls.append(("in process",)) or [])
+    monkeypatch.setattr(bl.BenchLauncher, "_parallel", lambda self, jobs, idx, n, t: calls.append((n, t)) or [])
+    monkeypatch.setattr(bl, "usable_cores", lambda: 8)
+    for gpu in (True, False):
+        monkeypatch.setattr(bl, "gpu_present", lambda: gpu)
+        for kwargs in ({}, {"n_jobs": 3}, {"cpus_per_task": 2}):
+            bl.BenchLauncher(**kwargs).launch([["method=linear"]], 0)
+    assert calls == [("in process",), (3, 1), ("in process",), (8, 1), (3, 1), (4, 2)]
+    for key in ("n_jobs", "cpus_per_task"):
+        with pytest.raises(ValueError, match=f"hydra.launcher.{key}=0: must be a whole number of at least 1"):
+            bl.BenchLauncher(**{key: 0}).launch([["method=linear"]], 0)
