@@ -20,6 +20,7 @@ $(STAMP): pyproject.toml requirements/constraints.txt
 
 setup: $(STAMP)
 
+# The default launcher runs one single-threaded run per core at once without a GPU, one after another with one.
 demo: $(STAMP)
 	$(BIN)/python launch.py -m 'method=*' 'dataset=mini/*' results_dir=$(RESULTS)
 	$(BIN)/python analyze.py $(RESULTS) --out $(RESULTS)/leaderboard

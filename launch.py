@@ -297,6 +297,8 @@ def job_info(hydra_cfg) -> dict:
             info["log"] = str(submitit.JobEnvironment().paths.stdout)
         except Exception:  # the log path is a convenience; never fail a run over it
             pass
+    elif env.get("BENCH_JOB_LOG"):  # a run in its own process under the default launcher: its stdout and stderr
+        info["log"] = env["BENCH_JOB_LOG"]
     elif hydra_cfg.job.get("name"):
         info["log"] = str(Path(hydra_cfg.runtime.output_dir) / f"{hydra_cfg.job.name}.log")
     return info

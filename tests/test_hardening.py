@@ -156,7 +156,7 @@ def test_our_own_checkpoints_load_with_weights_only(tmp_path):
 def test_per_run_memory_in_a_two_run_sweep(tmp_path):
     """Full fine-tuning first, then linear probing, in one process: the second run's peak is its own."""
     proc = run_cli("launch.py", "-m", "method=full,linear", "dataset=mini/count", "train.batch_size=512", *FAST,
-                   f"results_dir={tmp_path}", timeout=300)
+                   "hydra/launcher=basic", f"results_dir={tmp_path}", timeout=300)  # (the default: a process per run)
     assert proc.returncode == 0, proc.stderr[-2000:]
     recs = {r["method"]: r for r in (json.loads(p.read_text()) for p in tmp_path.rglob(records.RECORD))}
     assert {r["peak_memory_kind"] for r in recs.values()} == {"run_peak_rss"}

@@ -142,7 +142,8 @@ def test_launcher_presets_compose_and_site_file_and_command_line_override(tmp_pa
     assert any("OMP_NUM_THREADS=$SLURM_CPUS_PER_TASK" in line for line in lc.setup)
     assert local.hydra.launcher._target_.endswith("LocalLauncher") and local.hydra.launcher.cpus_per_task == 1
     assert default.hydra.sweeper._target_.endswith("BenchSweeper") and default.hydra.sweeper.rerun is False
-    assert default.hydra.launcher._target_.endswith("BasicLauncher")  # sequential on a laptop
+    assert default.hydra.launcher._target_.endswith("BenchLauncher")  # one run per core without a GPU
+    assert default.hydra.launcher.n_jobs is None and default.hydra.launcher.cpus_per_task is None
 
 
 def test_relaunch_skips_completed_reruns_corrupt_and_forced(tmp_path):
@@ -152,7 +153,7 @@ def test_relaunch_skips_completed_reruns_corrupt_and_forced(tmp_path):
     assert "1 not started" in first.stdout and "submitting 1" in first.stdout and "[completed]" in first.stdout
     (linear,) = tmp_path.rglob("record.json")
     job = json.loads((linear.parent / sweep.JOB).read_text())
-    assert job["state"] == "running" and job["pid"] and job["log"].endswith("launch.log")
+    assert job["state"] == "running" and job["pid"] and job["log"].endswith(("/launch.log", "/output.log"))
     before = json.loads(linear.read_text())
     bias = linear.parent.parent.parent / "bias-epochs1" / "val-seed0" / "record.json"
     bias.parent.mkdir(parents=True)
