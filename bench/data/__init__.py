@@ -37,7 +37,7 @@ def load_split(cfg: DatasetConfig, split: str, mean, std, *, train: bool | None 
 
     Raises:
         DataError: the dataset on disk is missing, incomplete or malformed (the message names
-            the file and line, and points to the README section on preparing data).
+            the file and line, and points to docs/datasets.md, section on preparing data).
     """
     if split not in SPLITS:
         raise KeyError(f"unknown split {split!r}; valid: {list(SPLITS)}")

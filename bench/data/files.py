@@ -3,7 +3,7 @@
 Every loader turns its on-disk format into a `Listing` (image paths, 0-based labels, and
 where each entry came from, "file:line"), so that size checks, label checks, caching and the
 `check` command are written once. Every message about a broken dataset names the file (and
-line), says what was expected and points to the README section on preparing data.
+line), says what was expected and points to the docs section on preparing data (docs/datasets.md).
 """
 import os
 from dataclasses import dataclass, field
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-README = "README.md, section 'Preparing the datasets'"
+README = "docs/datasets.md, section 'Preparing the datasets'"
 ENV_DATA_ROOT = "BENCH_DATA_ROOT"
 ENV_CACHE_DIR = "BENCH_CACHE_DIR"
 # What timm's and torchvision's folder datasets accept (lower-cased suffixes).
