@@ -12,7 +12,7 @@ checked for instead, and a command that no rule covers fails, naming itself:
 - `analyze.py`: run for real on generated records, each folder it names filled with them.
 - `python -m bench.data check`: run for real against an empty data root (every dataset named must
   exist; each then FAILs as missing: exit status 1, never 2, the status of a bad request).
-- `python -m bench.sweep`: run for real on an empty results folder.
+- `python -m bench.sweep`: run for real on an empty results folder (its `runs/` made).
 - `scripts/select_and_retrain.py`: run with `--dry-run` on an empty results folder; it must get as far
   as finding no grid runs.
 - `python -m bench.data prepare`, `bench.export`, `bench.pretrain` and the benchmark scripts (hours,
@@ -237,7 +237,7 @@ def job(cmd: Command, tmp: Path):
         def check():
             folders = [work / a for a in args if not a.startswith("-")]
             for f in folders:
-                f.mkdir(parents=True, exist_ok=True)
+                (f / "runs").mkdir(parents=True, exist_ok=True)  # a results folder no run has written to yet
             p = run(["-m", "bench.sweep", *[str(work / a) if not a.startswith("-") else a for a in args]], work)
             return p.returncode == 0, p.stdout[-1500:] + p.stderr[-1500:]
         return check
