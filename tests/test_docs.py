@@ -2,8 +2,9 @@
 
 The one convention for commands: a fenced block tagged ```bash (or ```sh), one command a line, `\\` to
 continue a line, `#` for a comment. Output and trees go in ```text blocks and are not run. Commands that
-need real data, a GPU, a cluster or the network cannot run for real here; RULES says what each kind is
-checked for instead, and a command that no rule covers fails, naming itself:
+need real data, a GPU, a cluster or the network cannot run for real here; the rules below (`job` for
+those that start a process, `static` for the rest) say what each kind is checked for instead, and a
+command that no rule covers fails, naming itself:
 
 - `launch.py` (also behind `torchrun`): run with `--status` and `results_dir=<empty folder>`, which
   composes every run of the grid and fails on any bad key, option, recipe or value. Glob patterns are
@@ -191,8 +192,8 @@ def generated_records(folder: Path) -> None:
 
 
 def job(cmd: Command, tmp: Path):
-    """What checks `cmd` by starting a process: a function returning (ok, message), or None when a
-    static rule covers it (RULES) and "no rule" when nothing does."""
+    """What checks `cmd` by starting a process: a function returning (ok, message), or None where no
+    process rule applies (then `static` judges it)."""
     prog, args = program(cmd.words)
     name = Path(prog.split()[-1]).name if prog else ""
     work = Path(tempfile.mkdtemp(dir=tmp))
@@ -289,7 +290,7 @@ def static(cmd: Command) -> tuple[bool, str] | str:
         text = script.read_text()
         bad = [a for a in words[2:] if not re.search(rf"^\s*{re.escape(a)}\)", text, re.M)]
         return not bad, f"{words[1]} handles no {bad}"
-    if prog == "pip" or (prog == "-m pip"):
+    if prog in ("pip", "-m pip"):
         pip_args = args[1:] if args[:1] == ["install"] else None
         if pip_args is None:
             return False, "pip: only `pip install` is documented"
