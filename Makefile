@@ -10,7 +10,7 @@ RESULTS ?= results
 
 .PHONY: setup demo test
 
-# torch and torchvision first, from their exact versions (see README, "Installing"), then the
+# torch and torchvision first, from their exact versions (see docs/installing.md), then the
 # rest under the tested constraints so pip never swaps torch.
 $(STAMP): pyproject.toml requirements/constraints.txt
 	$(PYTHON) -m venv $(VENV)

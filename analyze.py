@@ -145,7 +145,7 @@ def parse_args(argv):
     ap.add_argument("--quiet", action="store_true", help="print only the summary line, not the markdown tables")
     ap.add_argument("--log-to", choices=("tensorboard", "wandb", "mlflow"), default=None,
                     help="also send the tables and figures to this experiment tracker, beside the runs "
-                         "(README: Trackers); needs its extra, e.g. pip install -e '.[wandb]'")
+                         "(docs/trackers.md); needs its extra, e.g. pip install -e '.[wandb]'")
     ap.add_argument("--redraw", action="store_true",
                     help="draw every figure, even those whose inputs are unchanged since OUT/.figures.json")
     args = ap.parse_args(argv)
@@ -368,12 +368,12 @@ def leaderboards(df, protocol: str, published: dict, archs: dict, args, out: Out
                       notes=["Each cell: ours / published (ours minus published). Published rows are ViT-B/16 "
                              "pre-trained on ImageNet-21k, but not all on the same weights: 'same checkpoint' says "
                              "whether our backbone's timm tag is the row's, 'same recipe' whether our runs used the "
-                             "recipe the row was trained with (README: Recipes), 'same data' whether our runs read "
+                             "recipe the row was trained with (docs/recipes.md), 'same data' whether our runs read "
                              "the row's pixels (tfds: TFDS tensors or lossless PNG of them; noah_jpeg: NOAH's "
                              "JPEGs at quality 75, about 10 points lower on CIFAR-100; official_jpeg: the FGVC "
                              "files). † marks ours where the checkpoint or recipe differs or is not known, or the data "
                              "differs: that difference is not the method's alone. ≈: the published value lies inside "
-                             f"our {args.ci_level:.0%} interval (within noise); ≠: outside it (README: Reading "
+                             f"our {args.ci_level:.0%} interval (within noise); ≠: outside it (docs/statistics.md: Reading "
                              "differences); 'within noise' counts the cells that have an interval. "
                              "Published numbers: results/reference "
                              "(sources there). Derived columns are computed from the published cells. SSF and NOAH "

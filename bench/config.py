@@ -93,7 +93,7 @@ class TrainConfig:
     warmup_lr: float = 1e-6
     min_lr: float = 1e-6
     cooldown_epochs: int = 0  # extra epochs at min_lr after the cosine (timm's cooldown; SSF uses 10)
-    # --- schedule and batch semantics (README: Recipes) ---
+    # --- schedule and batch semantics (docs/recipes.md) ---
     sched_unit: str = "step"  # step: the schedule moves every optimizer step | epoch: held within an epoch (timm t_in_epochs)
     sched_lag: int = 0  # sched_unit=epoch: epoch e (0-based) trains at the schedule's value at max(e - lag, 0);
     # 0: SSF (scheduler.step(epoch + 1) after each epoch), 1: NOAH, PETL_Vision (scheduler.step(epoch))

@@ -142,7 +142,7 @@ def normalization(norm: str, dcfg: dict) -> tuple[tuple, tuple]:
     """(mean, std) for `dataset.norm`: the backbone's own (its timm data config), or a recipe's fixed pair.
 
     NOAH normalises with ImageNet's mean/std (VPT runs: 0.5, `--inception`) whatever the checkpoint's
-    own statistics are, and PETL_Vision not at all; a recipe says which (README: Recipes).
+    own statistics are, and PETL_Vision not at all; a recipe says which (docs/recipes.md).
     """
     if norm == "backbone":
         return tuple(dcfg["mean"]), tuple(dcfg["std"])

@@ -1,7 +1,7 @@
 """The training loop: one readable function.
 
 The optimizer (AdamW or SGD), which parameters get weight decay (`wd_policy`), and the
-schedule are the recipe's (README: Recipes). The schedule is timm's warm-up + cosine
+schedule are the recipe's (docs/recipes.md). The schedule is timm's warm-up + cosine
 (`CosineLRScheduler`), then `cooldown_epochs` at the minimum rate, and it moves either every
 optimizer step (`sched_unit=step`, the mini benchmark) or once per epoch, held within it
 (`sched_unit=epoch`: timm's `t_in_epochs`, as the official SSF, NOAH, VPT and PETL_Vision

@@ -4,7 +4,7 @@
 
 Builds timm's `vit_base_patch16_224` with random weights (pretrained=False: counts do not depend
 on the weights), applies each method with the settings listed, and counts the parameters that
-train, less the classifier head. The README sets these next to the counts the papers report.
+train, less the classifier head. docs/methods.md sets these next to the counts the papers report.
 """
 import argparse
 import csv

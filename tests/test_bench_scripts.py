@@ -1,4 +1,4 @@
-"""The benchmark scripts run end to end on tiny settings and write what they print (their numbers go in the README)."""
+"""The benchmark scripts run end to end on tiny settings and write what they print (their numbers go in docs/speed.md)."""
 import csv
 import os
 import subprocess
@@ -108,7 +108,7 @@ def test_sweep_benchmark_times_the_status_of_a_grid():
 
 
 def test_parameter_counts_on_vit_b_match_the_formulas():
-    """scripts/count_params.py's counts (README table) on the real ViT-B/16 shape, against formulas by hand."""
+    """scripts/count_params.py's counts (docs/methods.md table) on the real ViT-B/16 shape, against formulas by hand."""
     sys.path.insert(0, str(PROJECT_ROOT / "scripts"))
     from count_params import count
 

@@ -8,7 +8,7 @@ dataset config under its benchmark's default recipe and every other recipe that 
 - one short run per distinct pipeline (format, transforms, cache, augmentation, mixup, schedule):
   fixture trees rewritten as real-shape JPEGs (grayscale and CMYK among them), the config's real
   image size (224), a ViT with the real patch size (16) at tiny width, a few steps, then evaluation.
-README: Tests.
+docs/datasets.md: Checks at real size.
 """
 import dataclasses
 import functools

@@ -1,6 +1,6 @@
 """`python -m bench.data prepare SOURCE [DATASET ...]`: write the on-disk layouts the loaders read.
 
-Sources (README, section 'Preparing the datasets'):
+Sources (docs/datasets.md, section 'Preparing the datasets'):
     tfds   VTAB-1k from a TFDS data dir (`pip install -e '.[tfds]'`), with task_adaptation's slices
            and label functions (bench/data/vtab_tfds.py); pixels written as PNG, losslessly.
     hf     VTAB-1k or FGVC from Hugging Face datasets: parquet files (image + label columns, named
