@@ -103,8 +103,10 @@ class FacT(nn.Module):
     def delta(self, i: int, site: str, x: torch.Tensor) -> torch.Tensor:
         """The update's output for the site's input x (..., in_features)."""
         u, v, cores = self.U, self.V, self.core(i, site)
-        if site == "qkv":
-            return self.scale * torch.cat([v(self.drop(u(x) @ c.t())) for c in cores], -1)
+        if site == "qkv":  # U x once for the three cores, V once on the three stacked: q, k, v side by side;
+            # the same outputs bit for bit as three U x and three V, U's and V's gradients summed in another order
+            h = u(x)
+            return self.scale * v(torch.stack([self.drop(h @ c.t()) for c in cores], -2)).flatten(-2)
         if site == "proj":
             return self.scale * v(self.drop(u(x) @ cores[0].t()))
         if site == "fc1":  # (..., dim) -> r -> m r -> m chunks of r -> m chunks of dim
@@ -142,7 +144,8 @@ class _Slabs:
     """TK: forward pre-hook on the first block and forward hook on the last: each block's C x P is
     computed once per forward, before the first block, rather than once per site (4 times), and
     dropped after the last block, so `update` (merge) never reads a product of older factors.
-    The same products as per site, bit for bit; C's gradient sums 4 per-block terms instead of 16."""
+    The same products as per site, bit for bit; C's gradient sums one term per block instead of
+    one per site, in another order (equal up to rounding)."""
 
     def __init__(self, fact: FacT, start: bool):
         self.fact, self.start = fact, start
