@@ -63,7 +63,8 @@ class FacT(nn.Module):
         self.U = nn.Linear(dim, rank, bias=False)
         self.V = nn.Linear(rank, dim, bias=False)
         nn.init.zeros_(self.V.weight)
-        self.drop, self.scale, self.kind, self.m, self.rank, self.depth = nn.Dropout(dropout), scale, kind, m, rank, depth
+        self.drop, self.scale, self.kind, self.m, self.rank = nn.Dropout(dropout), scale, kind, m, rank
+        self.depth = depth
         if kind == "tt":
             r = rank
             self.cores = nn.ModuleList(nn.ModuleDict({
