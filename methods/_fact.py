@@ -64,6 +64,7 @@ class FacT(nn.Module):
         self.V = nn.Linear(rank, dim, bias=False)
         nn.init.zeros_(self.V.weight)
         self.drop, self.scale, self.kind, self.m, self.rank = nn.Dropout(dropout), scale, kind, m, rank
+        self.depth = depth
         if kind == "tt":
             r = rank
             self.cores = nn.ModuleList(nn.ModuleDict({
@@ -76,6 +77,14 @@ class FacT(nn.Module):
             self.P = nn.Parameter(torch.empty(rank, (4 + 2 * m) * depth))
             nn.init.xavier_uniform_(self.C)
             nn.init.xavier_uniform_(self.P)
+        self.slabs = None  # TK: every block's C x P while a forward runs (`_Slabs`), else None
+
+    def slab(self, i: int) -> torch.Tensor:
+        """TK: block i's cores, C x P[:, its columns] (r, r, 4 + 2m): the product each site slices."""
+        if self.slabs is not None:
+            return self.slabs[i]
+        cols = 4 + 2 * self.m
+        return self.C @ self.P[:, i * cols:(i + 1) * cols]
 
     def core(self, i: int, site: str) -> list[torch.Tensor]:
         """The core matrices (out x in, as Linear weights) of block i's site: 3 for qkv, else 1."""
@@ -83,8 +92,7 @@ class FacT(nn.Module):
         if self.kind == "tt":
             c = self.cores[i][site]
             return [lin.weight for lin in c] if site == "qkv" else [c.weight]
-        cols = 4 + 2 * m
-        slab = self.C @ self.P[:, i * cols:(i + 1) * cols]  # (r, r, 4 + 2m)
+        slab = self.slab(i)  # (r, r, 4 + 2m)
         if site == "qkv":  # the official `(U x) @ core`: a Linear weight is its transpose
             return [slab[:, :, j].t() for j in range(3)]
         if site == "proj":
@@ -96,8 +104,10 @@ class FacT(nn.Module):
     def delta(self, i: int, site: str, x: torch.Tensor) -> torch.Tensor:
         """The update's output for the site's input x (..., in_features)."""
         u, v, cores = self.U, self.V, self.core(i, site)
-        if site == "qkv":
-            return self.scale * torch.cat([v(self.drop(u(x) @ c.t())) for c in cores], -1)
+        if site == "qkv":  # U x once for the three cores, V once on the three stacked: q, k, v side by side;
+            # the same outputs bit for bit as three U x and three V, U's and V's gradients summed in another order
+            h = u(x)
+            return self.scale * v(torch.stack([self.drop(h @ c.t()) for c in cores], -2)).flatten(-2)
         if site == "proj":
             return self.scale * v(self.drop(u(x) @ cores[0].t()))
         if site == "fc1":  # (..., dim) -> r -> m r -> m chunks of r -> m chunks of dim
@@ -131,6 +141,25 @@ class _Delta:
         return output + self.fact.delta(self.block, self.site, inputs[0])
 
 
+class _Slabs:
+    """TK: forward pre-hook on the first block and forward hook on the last: each block's C x P is
+    computed once per forward, before the first block, rather than once per site (4 times), and
+    dropped after the last block, so `update` (merge) never reads a product of older factors.
+    The same products as per site, bit for bit; C's gradient sums one term per block instead of
+    one per site, in another order (equal up to rounding)."""
+
+    def __init__(self, fact: FacT, start: bool):
+        self.fact, self.start = fact, start
+
+    def __call__(self, block, inputs, output=None):
+        fact = self.fact
+        if self.start:
+            fact.slabs = None  # a forward that raised leaves older products: never read them
+            fact.slabs = [fact.slab(i) for i in range(fact.depth)]
+        else:
+            fact.slabs = None
+
+
 RULES = {"method.rank": POSITIVE, "method.scale": NON_NEGATIVE, "method.init": one_of(*INITS)}  # both variants'
 
 
@@ -157,6 +186,10 @@ def apply(model: nn.Module, rank: int, scale: float, kind: str, method: str, ini
     for i, site in enumerate(found):
         for name, linear in site.items():
             linear.register_forward_hook(_Delta(model.fact, i, name))
+    if kind == "tk":
+        found_blocks = blocks(model, method)
+        found_blocks[0].register_forward_pre_hook(_Slabs(model.fact, start=True))
+        found_blocks[-1].register_forward_hook(_Slabs(model.fact, start=False))
     train_head(model)
     return model
 
@@ -171,6 +204,8 @@ def merge(model: nn.Module) -> nn.Module:
         for name, linear in site.items():
             linear.weight.add_(fact.update(i, name))
             remove_hooks(linear, _Delta)
+    for block in blocks(model, "fact"):
+        remove_hooks(block, _Slabs)
     del model.fact
     return model
 

@@ -14,6 +14,9 @@ For each method x backbone it measures, in one process:
   loop's start (sampled every 2 ms; CPU has no allocator counter);
 - the deployed model's (merged where the method folds) inference images/s over the
   untouched backbone's, measured round-robin on the same batch;
+- each method's training step time over full fine-tuning's on the same backbone
+  (`step_over_full`: full's images/s over the method's, both through our loop in this run;
+  empty where `full` is not among --methods);
 - on CUDA, the FLOPs of one training step (torch.utils.flop_counter) and the achieved
   FLOP/s as a fraction of the device's peak (--peak-tflops, default from the device name).
 Then, unless --no-linear-probe, the linear-probe fast path against the epoch loop on a mini
@@ -188,6 +191,16 @@ def bench_one(backbone: str, method: str, args, device) -> dict:
     return row
 
 
+def add_step_over_full(rows: list[dict]) -> None:
+    """`step_over_full` on every measured row: its training step time over full fine-tuning's on the
+    same backbone in this run (full's images/s through our loop over the row's, same batch); a PEFT
+    method computes no weight gradient for the frozen backbone, so above 1 is its own extra work."""
+    full = {r["backbone"]: r["train_img_s_ours"] for r in rows if r["method"] == "full" and r["status"] == "ok"}
+    for r in rows:
+        if r["status"] == "ok" and r["backbone"] in full:
+            r["step_over_full"] = round(full[r["backbone"]] / r["train_img_s_ours"], 3)
+
+
 def device_name(device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{torch.get_num_threads()} threads"
 
@@ -333,11 +346,12 @@ def main(argv=None) -> int:
             rows.append(row)
             print(f"{b} {m}: {row.get('status')} ours {row.get('train_img_s_ours', '-')} img/s, "
                   f"ours/bare {row.get('ours_over_bare', '-')}, deployed/backbone {row.get('infer_ratio', '-')}", flush=True)
+    add_step_over_full(rows)
     out = args.out or PROJECT_ROOT / "results" / "bench" / f"methods_{device.type}.csv"
     write_csv(out, rows)
     ok = [r for r in rows if r["status"] == "ok"]
-    cols = ["backbone", "method", "train_img_s_ours", "train_img_s_bare", "ours_over_bare", "ours_over_bare_best",
-            "peak_mem_mb", "merged", "infer_ratio"] + (["achieved_tflops", "mfu"] if device.type == "cuda" else [])
+    cols = ["backbone", "method", "train_img_s_ours", "step_over_full", "train_img_s_bare", "ours_over_bare",
+            "ours_over_bare_best", "peak_mem_mb", "merged", "infer_ratio"] + (["achieved_tflops", "mfu"] if device.type == "cuda" else [])
     print(f"\n{device_name(device)}, batch {args.batch}, {args.rounds} rounds of at least {args.steps} steps and "
           f"{args.min_loop_s} s per loop\n")
     print(markdown(ok, cols))

@@ -13,24 +13,40 @@ from bench import PROJECT_ROOT
 def test_method_benchmark_writes_its_csv_and_times_a_vtab_sized_run(tmp_path):
     out = tmp_path / "methods.csv"
     proc = subprocess.run(
-        [sys.executable, "scripts/bench_methods.py", "--backbones", "tiny_vit,tiny_convnext", "--methods", "ssf,vpt,linear",
-         "--steps", "2", "--rounds", "2", "--min-loop-s", "0", "--infer-iters", "2", "--no-linear-probe",
+        [sys.executable, "scripts/bench_methods.py", "--backbones", "tiny_vit,tiny_convnext", "--methods",
+         "full,ssf,vpt,linear", "--steps", "2", "--rounds", "2", "--min-loop-s", "0", "--infer-iters", "2", "--no-linear-probe",
          "--vtab-run", "--vtab-images", "64", "--vtab-epochs", "2", "--vtab-test", "100", "--out", str(out)],
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = list(csv.DictReader(out.open()))
     assert [(r["backbone"], r["method"]) for r in rows] == [(b, m) for b in ("tiny_vit", "tiny_convnext")
-                                                          for m in ("ssf", "vpt", "linear")]
+                                                          for m in ("full", "ssf", "vpt", "linear")]
     ok = [r for r in rows if r["status"] == "ok"]
-    assert len(ok) == 5 and rows[4]["status"].startswith("unsupported")  # VPT needs tokens: not on a CNN
+    assert len(ok) == 7 and rows[6]["status"].startswith("unsupported")  # VPT needs tokens: not on a CNN
+    full = {r["backbone"]: float(r["train_img_s_ours"]) for r in ok if r["method"] == "full"}
     for r in ok:
         assert float(r["train_img_s_ours"]) > 0 and float(r["train_img_s_bare"]) > 0 and float(r["ours_over_bare"]) > 0
         assert float(r["infer_ratio"]) > 0 and int(r["steps"]) >= 2
+        # step time over full's on the same backbone, from the images/s this run measured
+        assert float(r["step_over_full"]) == round(full[r["backbone"]] / float(r["train_img_s_ours"]), 3)
+    assert rows[6]["step_over_full"] == "" and "| step_over_full |" in proc.stdout
     assert {r["merged"] for r in ok if r["method"] == "ssf"} == {"True"}
     (job,) = csv.DictReader((tmp_path / "methods_vtab_run.csv").open())
     assert job["backbone"] == "tiny_vit" and float(job["train_s"]) > 0 and float(job["total_s"]) >= float(job["train_s"])
     assert float(job["train_img_s"]) > 0 and 0 <= float(job["test_top1_random_labels"]) <= 100
     assert "| tiny_vit | ssf |" in proc.stdout and "VTAB-1k-sized SSF run" in proc.stdout
+
+
+def test_step_over_full_is_full_images_per_s_over_the_method_s_on_the_same_backbone():
+    sys.path.insert(0, str(PROJECT_ROOT / "scripts"))
+    from bench_methods import add_step_over_full
+
+    rows = [{"backbone": "a", "method": "full", "status": "ok", "train_img_s_ours": 900.0},
+            {"backbone": "a", "method": "fact_tk", "status": "ok", "train_img_s_ours": 600.0},
+            {"backbone": "a", "method": "vpt", "status": "unsupported: no tokens"},
+            {"backbone": "b", "method": "lora", "status": "ok", "train_img_s_ours": 500.0}]  # b: full not measured
+    add_step_over_full(rows)
+    assert [r.get("step_over_full") for r in rows] == [1.0, 1.5, None, None]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU: --gpu-check would run")
