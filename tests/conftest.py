@@ -1,6 +1,6 @@
 """Shared fixtures: tiny timm models built with pretrained=False and generated data. No downloads.
 
-Also the suite's tiers (markers in pyproject.toml; README: Tests): a test that starts a Python interpreter
+Also the suite's tiers (markers in pyproject.toml; README: Quick start): a test that starts a Python interpreter
 (launch.py, analyze.py, a script, torchrun, `python -c`) must carry the `process` marker, else it fails, so that
 `make test-fast` never starts one. Under pytest-xdist (`make test`) every worker, and every process a test
 starts, computes on one torch thread (the workers already share the cores), and the tests that start
@@ -46,7 +46,8 @@ def _tag_xdist_groups(items):
     from _pytest.nodeid import coerce_node_id
 
     for item in items:
-        names = {str(m.args[0] if m.args else m.kwargs.get("name", "default")) for m in item.iter_markers("xdist_group")}
+        marks = item.iter_markers("xdist_group")
+        names = {str(m.args[0] if m.args else m.kwargs.get("name", "default")) for m in marks}
         tag = "@" + "_".join(sorted(names))
         if names and not item.nodeid.endswith(tag):
             item._id = coerce_node_id(item.nodeid + tag)
@@ -95,6 +96,7 @@ def pytest_runtest_call(item):
 def pytest_runtest_teardown(item, nextitem):
     with _python_needs_process_marker(item):
         return (yield)
+
 
 # The mini backbone's architecture (conf/backbone/vit_tiny_mini.yaml), random weights.
 TINY_VIT = dict(img_size=32, patch_size=8, embed_dim=96, depth=4, num_heads=3, mlp_ratio=2.0)
