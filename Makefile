@@ -1,5 +1,7 @@
 # Two entry points for a fresh machine: `make demo` (set up, run the mini benchmark sweep,
 # analyse) and `make test` (set up, run the test suite). Set-up is shared and runs once.
+# `make test-fast` is the edit loop's tier: no test that starts a process, needs Slurm, runs
+# torch.distributed or is real-size (markers in pyproject.toml; README: Tests).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -8,7 +10,12 @@ export HF_HUB_OFFLINE := 1
 # where the demo's runs and leaderboard land (scripts/bench_demo.py times the demo in a folder of its own)
 RESULTS ?= results
 
-.PHONY: setup demo test
+# Every core (pytest-xdist); tests that share a costly fixture, or the local Slurm cluster, share a
+# worker (their xdist_group), hence loadgroup.
+PYTEST := $(BIN)/python -m pytest -n auto --dist loadgroup
+FAST := not process and not slurm and not distributed and not realsize
+
+.PHONY: setup demo test test-fast
 
 # torch and torchvision first, from their exact versions (see docs/installing.md), then the
 # rest under the tested constraints so pip never swaps torch.
@@ -26,4 +33,7 @@ demo: $(STAMP)
 	$(BIN)/python analyze.py $(RESULTS) --out $(RESULTS)/leaderboard
 
 test: $(STAMP)
-	$(BIN)/python -m pytest tests
+	$(PYTEST) tests
+
+test-fast: $(STAMP)
+	$(PYTEST) -m '$(FAST)' tests

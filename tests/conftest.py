@@ -1,13 +1,102 @@
-"""Shared fixtures: tiny timm models built with pretrained=False and generated data. No downloads."""
+"""Shared fixtures: tiny timm models built with pretrained=False and generated data. No downloads.
+
+Also the suite's tiers (markers in pyproject.toml; README: Quick start): a test that starts a Python interpreter
+(launch.py, analyze.py, a script, torchrun, `python -c`) must carry the `process` marker, else it fails, so that
+`make test-fast` never starts one. Under pytest-xdist (`make test`) every worker, and every process a test
+starts, computes on one torch thread (the workers already share the cores), and the tests that start
+processes are handed out first, so the longest ones do not finish last.
+"""
+import contextlib
 import os
+import subprocess
 import sys
 from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # never reach the hub from tests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+PARALLEL = bool(os.environ.get("PYTEST_XDIST_WORKER"))  # set in each xdist worker
+if PARALLEL:
+    os.environ["OMP_NUM_THREADS"] = "1"  # inherited by the processes tests start (run_cli copies the environment)
 
 import pytest  # noqa: E402
+
+
+def pytest_configure(config):
+    if PARALLEL:
+        import torch
+
+        torch.set_num_threads(1)
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-xdist's own hook
+def pytest_collection_modifyitems(config, items):
+    """Under xdist, tests marked `process` first (in their order): with --dist loadgroup the groups go
+    out first, then single tests in this order, so the minutes-long ones start early."""
+    if PARALLEL:
+        items.sort(key=lambda item: item.get_closest_marker("process") is None)
+        if config.getvalue("loadgroup"):
+            _tag_xdist_groups(items)
+
+
+def _tag_xdist_groups(items):
+    """pytest-xdist 3.8 marks a grouped test by appending `@<group>` to its id through `item._nodeid`, which
+    pytest 9 no longer reads (the id is `item._id`), so every group would be split over the workers: the
+    same tag, set where pytest 9 keeps the id (a no-op where xdist's tag took)."""
+    from _pytest.nodeid import coerce_node_id
+
+    for item in items:
+        marks = item.iter_markers("xdist_group")
+        names = {str(m.args[0] if m.args else m.kwargs.get("name", "default")) for m in marks}
+        tag = "@" + "_".join(sorted(names))
+        if names and not item.nodeid.endswith(tag):
+            item._id = coerce_node_id(item.nodeid + tag)
+
+
+def _starts_python(args) -> bool:
+    first = args if isinstance(args, (str, bytes, os.PathLike)) else next(iter(args), "")
+    first = os.fsdecode(first).split(" ")[0]
+    return first == sys.executable or Path(first).name.startswith(("python", "torchrun"))
+
+
+@contextlib.contextmanager
+def _python_needs_process_marker(item):
+    """While an unmarked test (its fixtures included) runs, starting a Python interpreter fails it."""
+    if item.get_closest_marker("process"):
+        yield
+        return
+    popen_init = subprocess.Popen.__init__
+
+    def refuse(self, args, *a, **k):
+        if _starts_python(args):
+            pytest.fail(f"{item.nodeid} starts a Python process ({args!r}) without the `process` marker: "
+                        "add @pytest.mark.process (or the module's pytestmark)", pytrace=False)
+        popen_init(self, args, *a, **k)
+
+    subprocess.Popen.__init__ = refuse
+    try:
+        yield
+    finally:
+        subprocess.Popen.__init__ = popen_init
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item):
+    with _python_needs_process_marker(item):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    with _python_needs_process_marker(item):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    with _python_needs_process_marker(item):
+        return (yield)
+
 
 # The mini backbone's architecture (conf/backbone/vit_tiny_mini.yaml), random weights.
 TINY_VIT = dict(img_size=32, patch_size=8, embed_dim=96, depth=4, num_heads=3, mlp_ratio=2.0)
@@ -27,7 +116,5 @@ def tiny_vit():
 
 def run_cli(*args: str, timeout: int = 600):
     """Run `python <args>` from the project root; returns the CompletedProcess."""
-    import subprocess
-
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
     return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)

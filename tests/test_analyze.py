@@ -146,6 +146,7 @@ def test_loaded_dtypes_are_declared(tmp_path):
 
 # --- protocols --------------------------------------------------------------------------------------
 
+@pytest.mark.process
 def test_protocols_are_never_averaged_together(tmp_path):
     for r in [rec("ssf", "fgvc/cub", 50.0, protocol="val"), rec("ssf", "fgvc/cub", 90.0, protocol="paper")]:
         write(tmp_path, r)
@@ -299,6 +300,7 @@ def fixture_results(tmp_path_factory):
     return root
 
 
+@pytest.mark.process
 def test_cli_writes_every_table_figure_and_the_report(fixture_results, tmp_path):
     proc = run_cli("analyze.py", str(fixture_results), "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
@@ -321,6 +323,7 @@ def test_cli_writes_every_table_figure_and_the_report(fixture_results, tmp_path)
     assert "| vit_tiny_mini | ssf |" in proc.stdout
 
 
+@pytest.mark.process
 def test_unchanged_figures_are_read_back_changed_ones_redrawn(fixture_results, tmp_path):
     import shutil
 
@@ -347,6 +350,7 @@ def test_unchanged_figures_are_read_back_changed_ones_redrawn(fixture_results, t
     assert all(p.stat().st_mtime_ns != after[p.name] for p in out.glob("*.png"))
 
 
+@pytest.mark.process
 def test_cli_filters_average_and_formats(fixture_results, tmp_path):
     proc = run_cli("analyze.py", str(fixture_results), "--out", str(tmp_path), "--benchmark", "vtab",
                    "--method", "ssf,full*", "--average", "groups", "--formats", "md", "--quiet")
@@ -361,6 +365,7 @@ def test_cli_filters_average_and_formats(fixture_results, tmp_path):
     assert proc.returncode == 2 and "matches the filters" in proc.stderr
 
 
+@pytest.mark.process
 def test_cli_help_explains_each_option():
     proc = run_cli("analyze.py", "--help")
     assert proc.returncode == 0
@@ -370,6 +375,7 @@ def test_cli_help_explains_each_option():
         assert option in proc.stdout, option
 
 
+@pytest.mark.process
 def test_analysis_path_is_torch_free():
     code = ("import sys, analyze, bench.plots, bench.published, bench.report, bench.report_load; "
             "from bench import plots; plots._plt(); print('torch' in sys.modules or 'timm' in sys.modules)")
@@ -382,6 +388,7 @@ def test_every_table_spec_has_known_tasks():
         assert spec.tasks and all(g in spec.tasks for members in spec.groups.values() for g in members)
 
 
+@pytest.mark.process
 def test_cli_reads_several_sweep_folders_together(tmp_path):
     write(tmp_path / "sweep1", rec("ssf", "fgvc/cub", 50.0))
     write(tmp_path / "sweep2", rec("full", "fgvc/cub", 60.0))

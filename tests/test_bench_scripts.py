@@ -10,6 +10,7 @@ import torch
 from bench import PROJECT_ROOT
 
 
+@pytest.mark.process
 def test_method_benchmark_writes_its_csv_and_times_a_vtab_sized_run(tmp_path):
     out = tmp_path / "methods.csv"
     proc = subprocess.run(
@@ -49,6 +50,7 @@ def test_step_over_full_is_full_images_per_s_over_the_method_s_on_the_same_backb
     assert [r.get("step_over_full") for r in rows] == [1.0, 1.5, None, None]
 
 
+@pytest.mark.process
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU: --gpu-check would run")
 def test_gpu_check_refuses_without_a_gpu():
     proc = subprocess.run([sys.executable, "scripts/bench_methods.py", "--gpu-check"], cwd=PROJECT_ROOT,
@@ -56,6 +58,7 @@ def test_gpu_check_refuses_without_a_gpu():
     assert proc.returncode == 2 and "--gpu-check needs a CUDA device" in proc.stderr
 
 
+@pytest.mark.process
 def test_whole_run_benchmark_prints_the_figures_it_measured(tmp_path):
     proc = subprocess.run([sys.executable, "scripts/bench_run.py", "--repeat", "1", "--epochs", "1", "--train", "40",
                            "--test", "10", "--out", str(tmp_path)], cwd=PROJECT_ROOT, capture_output=True, text=True,
@@ -95,6 +98,7 @@ def test_official_log_gives_epoch_times_images_and_the_last_top1():
         parse_official_log(OFFICIAL_LOG.split("Test:")[0], batch_size=32, n_test=300)
 
 
+@pytest.mark.process
 def test_official_runner_runs_a_cuda_script_unmodified_on_the_cpu(tmp_path):
     (tmp_path / "helper.py").write_text("VALUE = 7\n")
     (tmp_path / "train.py").write_text(
@@ -115,6 +119,7 @@ def test_official_runner_runs_a_cuda_script_unmodified_on_the_cpu(tmp_path):
     assert proc.returncode != 0 and "no train.py in" in proc.stderr
 
 
+@pytest.mark.process
 def test_sweep_benchmark_times_the_status_of_a_grid():
     proc = subprocess.run([sys.executable, "scripts/bench_sweep.py", "--repeat", "1", "method=ssf,lora",
                            "dataset=mini/count", "seed=0,1,2,3,4"], cwd=PROJECT_ROOT, capture_output=True, text=True,

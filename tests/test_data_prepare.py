@@ -161,6 +161,7 @@ def _mapping(tmp_path, name, repo, splits, columns=None):
     return path
 
 
+@pytest.mark.process
 def test_hf_parquet_vtab_task_offline(tmp_path, capsys):
     snap = tmp_path / "snap" / "vtab-1k_dtd" / "data"
     for split, n, seed in (("train", 30, 0), ("validation", 20, 100), ("test", 25, 200)):
@@ -205,6 +206,7 @@ def test_hf_parquet_fgvc_task(tmp_path):
 
 
 # --- FGVC official archives + VPT JSON ------------------------------------------------------------
+@pytest.mark.process
 def test_fgvc_archive_nabirds_val_lacking_two_classes_keeps_one_label_map(tmp_path, capsys):
     src, splits = tmp_path / "nabirds", tmp_path / "vpt_splits"
     ids = [295, 296, 297, 400, 401]  # NABirds-like sparse class ids

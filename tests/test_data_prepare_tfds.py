@@ -119,6 +119,7 @@ sys.exit(code)
 """
 
 
+@pytest.mark.process
 def test_cli_prepares_eurosat_at_vtab_sizes_from_mock_tfds_without_tensorflow(tmp_path):
     """`python -m bench.data prepare tfds` run as a module (runpy, inside TFDS's mock) in a fresh interpreter, at
     VTAB-1k's real 800 / 200; eurosat's test comes from TFDS train's tail."""

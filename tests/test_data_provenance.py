@@ -121,6 +121,7 @@ def test_two_data_versions_of_one_task_are_two_rows():
     assert with_labels(other_protocol)["label"].tolist()[:2] == ["lora", "lora"]
 
 
+@pytest.mark.process
 def test_sweep_through_launch_reruns_changed_data_and_skips_moved_data(tmp_path, monkeypatch):
     import json
 

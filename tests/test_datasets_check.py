@@ -104,6 +104,7 @@ def test_fgvc_json_and_official_defects(tmp_path, capsys):
         load_split(cub, "trainval", MEAN, STD)
 
 
+@pytest.mark.process
 def test_cli_entry_point(tmp_path, vtab):
     proc = run_cli("-m", "bench.data", "check", "vtab/dtd", "--data-root", str(tmp_path), "--set", SPLITS_ARG,
                    "--no-decode", timeout=120)

@@ -16,6 +16,7 @@ def records(root, protocol=None):
     return [r for r in recs if protocol is None or r["protocol"] == protocol]
 
 
+@pytest.mark.process
 def test_one_epoch_on_the_vtab_fixture_writes_a_completed_record(tmp_path, monkeypatch):
     vtab_tree(tmp_path / "data", "dtd", classes=3)
     monkeypatch.setenv("BENCH_DATA_ROOT", str(tmp_path / "data"))
@@ -32,6 +33,7 @@ def test_one_epoch_on_the_vtab_fixture_writes_a_completed_record(tmp_path, monke
     assert any((tmp_path / "cache").iterdir())  # the decoded pixels were cached
 
 
+@pytest.mark.process
 def test_noah_recipe_one_epoch_on_the_vtab_fixture(tmp_path, monkeypatch):
     """A NOAH-recipe run names itself after the recipe and records what the recipe set."""
     vtab_tree(tmp_path / "data", "dtd", classes=3)
@@ -53,6 +55,7 @@ def test_noah_recipe_one_epoch_on_the_vtab_fixture(tmp_path, monkeypatch):
     assert list((tmp_path / "results").rglob("adapter-noah*/paper-seed0/record.json"))
 
 
+@pytest.mark.process
 def test_a_broken_dataset_stops_the_run_before_training(tmp_path, monkeypatch):
     monkeypatch.setenv("BENCH_DATA_ROOT", str(tmp_path / "nowhere"))
     proc = run_cli("launch.py", "method=linear", "dataset=vtab/kitti", "backbone=tiny_vit", "dataset.image_size=32",
@@ -63,6 +66,7 @@ def test_a_broken_dataset_stops_the_run_before_training(tmp_path, monkeypatch):
         assert rec["status"] == "failed" and "history" not in rec
 
 
+@pytest.mark.process
 def test_paper_protocol_on_the_mini_benchmark(tmp_path):
     proc = run_cli("launch.py", "method=linear", "dataset=mini/count", "protocol=paper", *ONE_EPOCH,
                    f"results_dir={tmp_path}", timeout=300)
@@ -73,6 +77,7 @@ def test_paper_protocol_on_the_mini_benchmark(tmp_path):
     assert rec["test_top1_best_epoch_optimistic"] >= rec["test_top1"]  # recorded, flagged, never the headline
 
 
+@pytest.mark.process
 def test_val_protocol_grid_then_select_and_retrain_on_the_mini_benchmark(tmp_path):
     results = tmp_path / "results"
     grid = run_cli("launch.py", "-m", "method=linear", "dataset=mini/count", "protocol=val", *ONE_EPOCH,
@@ -99,6 +104,7 @@ def test_val_protocol_grid_then_select_and_retrain_on_the_mini_benchmark(tmp_pat
     assert empty.returncode == 2 and "no completed `val` grid runs" in empty.stderr
 
 
+@pytest.mark.process
 def test_recipe_grid_file_then_select_and_retrain_on_the_vtab_fixture(tmp_path, monkeypatch):
     """grid=petl_vision/ssf sweeps PETL_Vision's 2 x 2 grid; the same grid= selects and retrains with its seed 42."""
     vtab_tree(tmp_path / "data", "dtd", classes=3)

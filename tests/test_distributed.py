@@ -11,6 +11,7 @@ import pytest
 from conftest import ROOT
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+pytestmark = [pytest.mark.process, pytest.mark.distributed]
 MINI = ["method=ssf", "dataset=mini/count", "train.epochs=2", "train.batch_size=64", "train.progress=false",
         "deploy_iters=0", "train.num_threads=1"]
 
@@ -36,6 +37,7 @@ def one_and_two(tmp_path_factory):
     return record(out / "one"), record(out / "two"), double
 
 
+@pytest.mark.xdist_group("one_and_two")
 def test_two_processes_train_as_one(one_and_two):
     one, two, proc = one_and_two
     assert two["status"] == "completed" and two["distributed"]["world_size"] == 2
@@ -53,6 +55,7 @@ def test_two_processes_train_as_one(one_and_two):
     assert proc.stdout.count("[completed]") == 1  # one writer, one line
 
 
+@pytest.mark.xdist_group("one_and_two")
 def test_two_processes_write_the_predictions_of_one(one_and_two):
     """Rank 0 writes every test image's prediction once, in the split's order, as one process does."""
     import numpy as np

@@ -10,6 +10,8 @@ from conftest import run_cli
 
 EIGHT = ["adapter", "bias", "full", "linear", "lora", "ssf", "vpt", "vpt_shallow"]
 
+pytestmark = pytest.mark.process
+
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
@@ -20,6 +22,7 @@ def sweep(tmp_path_factory):
     return results, proc
 
 
+@pytest.mark.xdist_group("end_to_end_sweep")
 def test_multirun_writes_one_completed_record_per_method(sweep):
     results, proc = sweep
     paths = sorted(results.rglob("record.json"))
@@ -39,6 +42,7 @@ def test_multirun_writes_one_completed_record_per_method(sweep):
     assert proc.stdout.count("[completed]") == len(paths)  # one summary line per run
 
 
+@pytest.mark.xdist_group("end_to_end_sweep")
 def test_analyze_writes_leaderboard_and_plot(sweep, tmp_path):
     results, _ = sweep
     proc = run_cli("analyze.py", str(results), "--out", str(tmp_path))

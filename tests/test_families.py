@@ -144,6 +144,8 @@ def family_sweep(tmp_path_factory):
     return results
 
 
+@pytest.mark.xdist_group("family_sweep")
+@pytest.mark.process
 def test_sweep_finishes_with_unsupported_records(family_sweep):
     recs = [json.loads(p.read_text()) for p in family_sweep.rglob("record.json")]
     n_methods = len(METHODS)
@@ -170,6 +172,8 @@ def test_sweep_finishes_with_unsupported_records(family_sweep):
             assert (r["inference_extra_params"] == 0) == merged_plain, (r["backbone"], r["method"])
 
 
+@pytest.mark.xdist_group("family_sweep")
+@pytest.mark.process
 def test_export_loads_in_plain_timm(family_sweep, tmp_path):
     for family in ("tiny_vit", "tiny_swin"):
         for method in ("ssf", "lora"):
@@ -190,6 +194,8 @@ def test_export_loads_in_plain_timm(family_sweep, tmp_path):
             torch.testing.assert_close(plain(x), trained.eval()(x), atol=1e-4, rtol=0)
 
 
+@pytest.mark.xdist_group("family_sweep")
+@pytest.mark.process
 def test_export_of_unmergeable_methods_round_trips(family_sweep, tmp_path):
     from bench.export import load_deployed
     for method in ("vpt", "adapter"):

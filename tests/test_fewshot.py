@@ -114,6 +114,7 @@ def fewshot_sweep(tmp_path_factory):
     return root, status, proc
 
 
+@pytest.mark.process
 def test_fewshot_grid_composes_and_completes(fewshot_sweep):
     root, status, proc = fewshot_sweep
     assert "8 runs" in status.stdout + status.stderr
@@ -128,6 +129,7 @@ def test_fewshot_grid_composes_and_completes(fewshot_sweep):
     assert two["optimizer_steps"] == 3 and two["data"]["splits"]["train"]["images"] == 6
 
 
+@pytest.mark.process
 def test_domain_generalisation_scores_every_target(tmp_path):
     data = tmp_path / "data"
     noah_fewshot_tree(data / "few-shot" / "imagenet", classes=3, shots=(16,), seeds=(0,), n_val=4, image_dir="train")
@@ -173,6 +175,7 @@ def test_domain_generalisation_scores_every_target(tmp_path):
     assert rec["predictions_complete"] is True and rec["test_fingerprint"] == saved["test"]["fingerprint"]
 
 
+@pytest.mark.process
 def test_many_shot_sweep_composes_and_completes(tmp_path):
     """dataset.train_subset as a sweep: --status shows the runs, each trains on its stratified subset."""
     noah_fewshot_tree(tmp_path / "data" / "few-shot" / "food-101")

@@ -32,6 +32,7 @@ FAST = ["train.epochs=1", "train.progress=false", "deploy_iters=0"]
      "error: dataset.image_size=224: backbone tiny_vit takes 32 x 32 images only"),
     (["-m", "train.lr=0.1,abc"], "error: train.lr='abc': must be a number (in the job"),
 ])
+@pytest.mark.process
 def test_a_bad_value_is_one_line_exit_2_and_no_record(tmp_path, args, message):
     proc = run_cli("launch.py", *FAST, *args, f"results_dir={tmp_path}", timeout=120)
     assert proc.returncode == 2, proc.stderr[-2000:]
@@ -42,6 +43,7 @@ def test_a_bad_value_is_one_line_exit_2_and_no_record(tmp_path, args, message):
     assert not list(tmp_path.rglob(records.RECORD))
 
 
+@pytest.mark.process
 def test_a_run_that_fails_after_it_started_records_it_and_says_one_line(tmp_path, monkeypatch):
     monkeypatch.setenv("BENCH_DATA_ROOT", str(tmp_path / "nowhere"))
     args = ["method=linear", "dataset=vtab/kitti", "backbone=tiny_vit", "dataset.image_size=32", *FAST,
@@ -56,6 +58,7 @@ def test_a_run_that_fails_after_it_started_records_it_and_says_one_line(tmp_path
     assert debug.returncode == 1 and "Traceback" in debug.stderr  # --debug shows it
 
 
+@pytest.mark.process
 def test_every_dataclass_key_is_settable_plainly(tmp_path):
     proc = run_cli("launch.py", "method=lora", "dataset.num_workers=0", "dataset.norm=imagenet", "train.head_init=vpt",
                    "method.alpha=null", *FAST, f"results_dir={tmp_path}", timeout=300)
@@ -66,6 +69,7 @@ def test_every_dataclass_key_is_settable_plainly(tmp_path):
     assert rec["config"]["method_args"]["alpha"] is None and rec["normalization"]["std"][0] == pytest.approx(0.229)
 
 
+@pytest.mark.process
 def test_check_set_takes_dotted_keys(tmp_path):
     from fixtures_data import vtab_tree
 
@@ -153,6 +157,7 @@ def test_our_own_checkpoints_load_with_weights_only(tmp_path):
     checkpoint.set_rng_state(loaded["rng"], torch.Generator())  # numpy's state round-trips
 
 
+@pytest.mark.process
 def test_per_run_memory_in_a_two_run_sweep(tmp_path):
     """Full fine-tuning first, then linear probing, in one process: the second run's peak is its own."""
     proc = run_cli("launch.py", "-m", "method=full,linear", "dataset=mini/count", "train.batch_size=512", *FAST,

@@ -43,6 +43,7 @@ def test_variant_from_overrides():
     (["backbone=resnet_huge"], "valid options: "),
     (["+method.rank=8", "method=lora"], "error: method.rank: unknown key; valid: r, alpha, dropout, target_modules"),
 ])
+@pytest.mark.process
 def test_cli_bad_input_exits_nonzero_without_records(args, needle, tmp_path):
     proc = run_cli("launch.py", *args, f"results_dir={tmp_path}", timeout=120)
     assert proc.returncode != 0

@@ -326,6 +326,7 @@ def test_the_recipes_checkpoint_is_the_default_backbone_and_the_command_line_win
     assert rc.backbone.kwargs == {"img_size": 224}  # backbone.<key>= applies to the recipe's backbone
 
 
+@pytest.mark.process
 def test_weights_that_cannot_be_had_stop_the_run_in_one_line_naming_backbone_file(tmp_path):
     import os
     import subprocess
@@ -404,6 +405,7 @@ def test_vpt_fgvc_per_task_settings():
     assert composed("dataset=fgvc/cub", "method=ssf").train.lr == 1e-2  # the SSF recipe, FGVC's default, as before
 
 
+@pytest.mark.process
 def test_vpt_fgvc_sweep_composes_20_runs(tmp_path):
     from conftest import run_cli
 

@@ -185,6 +185,7 @@ def test_every_recipe_names_what_it_defines():
     (["recipe=noah", "method=ssf", "dataset=vtab/dtd"], "recipe 'noah' does not define method 'ssf'"),
     (["recipe=nope"], "option 'nope' matches no option of config group 'recipe'"),
 ])
+@pytest.mark.process
 def test_a_bad_recipe_stops_before_any_record(tmp_path, args, message):
     proc = run_cli("launch.py", *args, f"results_dir={tmp_path}", timeout=120)
     assert proc.returncode == 2 and message in proc.stderr
@@ -192,6 +193,7 @@ def test_a_bad_recipe_stops_before_any_record(tmp_path, args, message):
     assert "Traceback" not in proc.stderr and not list(tmp_path.rglob("record.json"))
 
 
+@pytest.mark.process
 def test_noah_sweep_composes_57_runs_named_by_the_recipe(tmp_path):
     proc = run_cli("launch.py", "--status", "-m", "method=adapter,lora,vpt", "dataset=vtab/*", "recipe=noah",
                    f"results_dir={tmp_path}", timeout=300)
@@ -200,6 +202,7 @@ def test_noah_sweep_composes_57_runs_named_by_the_recipe(tmp_path):
         ["0", "0", "0", "57", "0"]
 
 
+@pytest.mark.process
 def test_grid_config_sweeps_the_method_knobs(tmp_path):
     proc = run_cli("launch.py", "--status", "-m", "method=lora", "dataset=vtab/dtd", "recipe=petl_vision",
                    "grid=petl_vision/lora", f"results_dir={tmp_path}", timeout=300)

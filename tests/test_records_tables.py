@@ -69,6 +69,7 @@ def test_variants_are_separate_rows(tmp_path):
     assert t.loc[("bb", "ssf-lr0.1"), "mini/a"] == 52.0 and t.loc[("bb", "ssf"), "mini/a"] == 50.0
 
 
+@pytest.mark.process
 def test_records_module_is_torch_free():
     import subprocess
     import sys

@@ -35,6 +35,7 @@ window.addEventListener('load', () => {
 });
 </script>"""
 WIDTH = 1280
+pytestmark = pytest.mark.process
 
 
 def chromium() -> str | None:

@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from bench import sweep
 from conftest import ROOT
 
@@ -18,6 +20,7 @@ RESUME_RUN = ["method=ssf", "dataset=mini/count", "train.epochs=6", "train.progr
               "save_weights=false", "train.num_threads=1", "train.checkpoint_interval_s=0"]
 RUN_PATH = ("runs", "vit_tiny_mini", "mini", "count", "ssf-epochs6", "val-seed0")
 _REFERENCE: dict = {}
+pytestmark = pytest.mark.process
 
 
 def launch_cmd(*args: str) -> list[str]:

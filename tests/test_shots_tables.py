@@ -62,6 +62,7 @@ def test_manyshot_curve_includes_the_whole_split():
     assert rows == [["vitb", "ssf", "cifar100/cifar100", "32.0 ± 2.8 (2)", "45.0 (1)", "90.0 (1)"]]
 
 
+@pytest.mark.process
 def test_analyze_writes_the_three_tables_and_figures(tmp_path):
     rob = {"imagenet_v2_top1": 60.0, "imagenet_sketch_top1": 20.0, "imagenet_a_top1": 10.0, "imagenet_r_top1": 30.0}
     recs = [fs("lora", "fewshot/oxford_pets", k, s, 10.0 * k + s) for k in (1, 2, 4) for s in (0, 1)]

@@ -25,6 +25,8 @@ from test_resume_kill import (RESUME_RUN, assert_same_metrics, cli_env, launch_c
 SLURM = ["hydra/launcher=slurm", "hydra.launcher.partition=debug", "hydra.launcher.gpus_per_node=null",
          "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=1", "hydra.launcher.timeout_min=20"]
 MINI = ["dataset=mini/count", "train.epochs=1", "train.progress=false", "deploy_iters=0", "save_weights=false"]
+# one cluster of one node: its tests run one after another, on one xdist worker
+pytestmark = [pytest.mark.process, pytest.mark.slurm, pytest.mark.xdist_group("slurm")]
 
 
 def cluster_problem() -> str | None:
@@ -91,6 +93,7 @@ def test_sweep_is_one_job_array_and_relaunch_submits_nothing(tmp_path):
     assert total[1:] == ["3", "0", "0", "1", "0"], status.stdout  # completed, failed, running, missing, unsupported
 
 
+@pytest.mark.distributed
 def test_two_tasks_on_one_node_are_one_run_with_one_record(tmp_path):
     """hydra.launcher.tasks_per_node=2: submitit's TorchDistributedEnvironment joins the two tasks into one
     gloo group; rank 0 writes the one record, equal to the one-process run's (as in test_distributed.py)."""

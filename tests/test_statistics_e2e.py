@@ -11,6 +11,7 @@ from conftest import run_cli
 
 METHODS = ("linear", "bias", "ssf")
 TASKS = ("count", "digits", "dspr_loc", "dspr_ori", "textures")
+pytestmark = [pytest.mark.process, pytest.mark.xdist_group("statistics_sweep")]  # one sweep, shared
 
 
 @pytest.fixture(scope="module")

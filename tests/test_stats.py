@@ -166,6 +166,7 @@ def test_cell_without_predictions_or_with_incomplete_ones_has_a_reason(tmp_path)
     assert "incomplete" in stats.cell_predictions([full], store).reason
 
 
+@pytest.mark.process
 def test_cli_end_to_end_intervals_significance_ranks_and_report(tmp_path):
     results = tmp_path / "results"
     sweep(results)
@@ -215,6 +216,7 @@ def test_cli_end_to_end_intervals_significance_ranks_and_report(tmp_path):
     assert (again / "significance_mini_val.csv").read_bytes() != (out / "significance_mini_val.csv").read_bytes()
 
 
+@pytest.mark.process
 def test_cli_ci_none_baseline_choice_and_bad_inputs(tmp_path):
     results = tmp_path / "results"
     sweep(results, seeds=(0,))
@@ -233,6 +235,7 @@ def test_cli_ci_none_baseline_choice_and_bad_inputs(tmp_path):
     assert proc.returncode == 2 and "--ci-level" in proc.stderr
 
 
+@pytest.mark.process
 def test_runs_on_different_listings_are_compared_unpaired(tmp_path):
     rng = np.random.default_rng(6)
     write_run(tmp_path, rec("full", "fgvc/cub", 0), correct_vector(rng, 400, 0.6))

@@ -124,6 +124,7 @@ def logged(tmp_path_factory):
     return root, rec
 
 
+@pytest.mark.xdist_group("trackers_logged")
 def test_csv_rows_are_the_history(logged):
     root, rec = logged
     import csv
@@ -137,6 +138,7 @@ def test_csv_rows_are_the_history(logged):
     assert int(rows[-1]["step"]) == rec["optimizer_steps"]
 
 
+@pytest.mark.xdist_group("trackers_logged")
 def test_tensorboard_scalars_are_the_records_history(logged):
     need("tensorboard")
     root, rec = logged
@@ -151,6 +153,7 @@ def test_tensorboard_scalars_are_the_records_history(logged):
     assert scalars(logdir, "final/test_top1")[0][1] == pytest.approx(rec["test_top1"])
 
 
+@pytest.mark.xdist_group("trackers_logged")
 def test_mlflow_run_holds_params_metrics_and_the_record(logged, tmp_path):
     need("mlflow")
     root, rec = logged
@@ -171,6 +174,7 @@ def test_mlflow_run_holds_params_metrics_and_the_record(logged, tmp_path):
     assert json.loads(Path(local).read_text()) == json.loads((run_dir(root) / records.RECORD).read_text())
 
 
+@pytest.mark.xdist_group("trackers_logged")
 def test_wandb_offline_run_holds_config_summary_and_history(logged):
     need("wandb")
     root, rec = logged
@@ -186,6 +190,7 @@ def test_wandb_offline_run_holds_config_summary_and_history(logged):
     assert [h["step"] for h in held["history"] if "train/loss" in h] == list(range(5, rec["optimizer_steps"] + 1, 5))
 
 
+@pytest.mark.xdist_group("trackers_logged")
 def test_api_keys_never_land_in_any_file(logged):
     root, _ = logged
     files = [p for p in root.rglob("*") if p.is_file()]
@@ -284,6 +289,7 @@ def test_settings_are_checked_before_the_run(monkeypatch):
     assert config(".", ["csv", "none"]).logger == {"csv": {}} and config(".", "none").logger == {}
 
 
+@pytest.mark.process
 def test_a_missing_library_stops_the_launch_in_one_line(tmp_path):
     """The module made unimportable (as if the extra were not installed): exit 2 before any run, one line."""
     block = tmp_path / "block"
@@ -305,6 +311,7 @@ def test_a_missing_library_stops_the_launch_in_one_line(tmp_path):
      "error: logger.tensorboard.every: unknown key; valid logger keys: logger.tensorboard.dir,"),
     (["logger=csv", "logger.csv.every_n_steps=3"], "error: logger.csv.every_n_steps: unknown key; valid logger keys:"),
 ])
+@pytest.mark.process
 def test_a_bad_logger_is_one_line_exit_2_and_no_record(tmp_path, args, message):
     proc = run_cli("launch.py", "method=linear", "dataset=mini/count", *args, f"results_dir={tmp_path}", timeout=120)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr[-2000:]
@@ -360,6 +367,7 @@ def test_launch_combines_loggers_and_the_sweeper_composes_them_as_hydra():
         assert sweeper._compose(jobs[-1])["logger"] == {}
 
 
+@pytest.mark.process
 def test_a_sweep_groups_its_runs_under_one_folder(tmp_path):
     need("tensorboard")
     proc = run_cli("launch.py", "-m", "method=linear", "seed=0,1", "dataset=mini/count", "logger=[csv,tensorboard]",
@@ -376,6 +384,8 @@ def test_a_sweep_groups_its_runs_under_one_folder(tmp_path):
     assert "[tracker] warning" not in proc.stderr + logs
 
 
+@pytest.mark.distributed
+@pytest.mark.process
 def test_two_processes_log_once(tmp_path):
     """Under torchrun (2 CPU processes) only rank 0 logs: one tracker run, no second writer."""
     need("tensorboard")
@@ -397,6 +407,8 @@ def test_two_processes_log_once(tmp_path):
     assert "[tracker] warning" not in proc.stderr
 
 
+@pytest.mark.xdist_group("trackers_logged")
+@pytest.mark.process
 @pytest.mark.parametrize("tool", ["tensorboard", "mlflow", "wandb"])
 def test_analyze_sends_the_leaderboard_to_the_tracker(logged, tmp_path, tool):
     """analyze.py --log-to: the tables (and figures, when drawn) beside the runs, without importing torch."""
