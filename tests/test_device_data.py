@@ -10,7 +10,7 @@ from bench.data.datasets import PixelDataset
 from bench.data.pipeline import normalize
 from bench.data.device import (BatchDataset, as_batches, crop_boxes, nbytes, random_resized_crop_flip, resample,
                                to_device, within)
-from bench.train import batches
+from bench.train.loop import batches
 from fixtures_data import config, fgvc_json_tree, vtab_tree
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -120,7 +120,7 @@ def test_a_run_with_data_on_the_device_matches_the_loader(tmp_path, monkeypatch)
     from bench.data import load_split
 
     from bench.config import BackboneConfig, RunConfig, TrainConfig
-    from bench.run import run
+    from bench.run.runner import run
 
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
     # trainval (8 images, 6 KiB) is read into memory; test (12 images, 9 KiB) stays memory-mapped
@@ -154,7 +154,7 @@ def test_a_run_with_data_on_the_device_matches_the_loader(tmp_path, monkeypatch)
 
 def test_a_run_with_batch_augmentation_trains_on_augmented_batches(tmp_path, monkeypatch):
     from bench.config import BackboneConfig, RunConfig, TrainConfig
-    from bench.run import run
+    from bench.run.runner import run
 
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
     fgvc_json_tree(tmp_path / "fgvc" / "stanford_cars", "", ids=(1, 2, 3))

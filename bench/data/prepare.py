@@ -37,7 +37,7 @@ import yaml
 from PIL import Image
 from tqdm.auto import tqdm
 
-from bench import PROJECT_ROOT
+from bench import CONF
 from bench.data import jpeg, vtab_tfds
 from bench.data.files import DataError, data_root
 from bench.data.fingerprint import fingerprint, relative_ids
@@ -46,7 +46,7 @@ from bench.data.real import MANIFEST
 CONVERTER = {"name": "bench.data.prepare", "version": 1}  # bump when what is written for the same source changes
 SOURCES = ("tfds", "hf", "fgvc")
 TMP_MARK = ".prepare-"
-HF_CONF = PROJECT_ROOT / "conf" / "prepare"
+HF_CONF = CONF / "prepare"
 VTAB_FILES = {"train800": "train800.txt", "val200": "val200.txt", "test": "test.txt"}
 FGVC_SPLITS = ("train", "val", "test")
 

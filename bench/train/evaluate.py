@@ -10,8 +10,8 @@ import torch.nn as nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from bench import dist
-from bench.train import batches, spans
+from bench.train import dist
+from bench.train.loop import batches, spans
 
 
 @torch.inference_mode()
@@ -42,7 +42,7 @@ def predict(model: nn.Module, data: Dataset, batch_size: int, device: torch.devi
                     for t in (preds, labels))
     if not shard or dist.world() == 1:
         return pred, target
-    # each rank's images are its parts of the batches, in batch order (bench.train.spans): their
+    # each rank's images are its parts of the batches, in batch order (bench.train.loop.spans): their
     # positions in the split put the gathered parts back in the split's order
     mine = np.concatenate([np.arange(a, b) for a, b in spans(len(data), batch_size, False, True)] or [[]])
     out_pred, out_target = np.full(len(data), -1, np.int64), np.full(len(data), -1, np.int64)

@@ -9,7 +9,7 @@ import torch.nn as nn
 from torch.utils.data import Dataset, TensorDataset
 
 from bench.config import RunConfig
-from bench.train import batches
+from bench.train.loop import batches
 
 
 def applies(cfg: RunConfig) -> bool:
