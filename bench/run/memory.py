@@ -1,7 +1,7 @@
 """Memory probes for the run record: each run's own peak, on CUDA or from the kernel's counters.
 
-Apart from the run so that the probes' platform details (CUDA's allocator, /proc on Linux,
-getrusage elsewhere) are read in one place.
+Apart from the run so that the probes' platform details (CUDA's allocator statistics, Linux's
+/proc/self counters, and getrusage's whole-process peak where the mark cannot be reset) sit in one place.
 """
 import ctypes
 import gc
