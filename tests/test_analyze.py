@@ -210,7 +210,7 @@ def test_published_comparison_flags_a_recipe_or_checkpoint_mismatch():
                  + [rec("ssf", t, 62.0, backbone="orig", arch=ORIG, recipe="ssf") for t in VTAB])
     table = leaderboard(ours, VTAB, BENCHMARK_GROUPS["vtab"])
     assert {lab for _, lab in table.index} == {"adapter", "adapter-noah", "ssf"}  # recipes never averaged
-    from analyze import _recipes
+    from bench.analysis.cli import _recipes
 
     pub_table = published_leaderboard(pub, VTAB, BENCHMARK_GROUPS["vtab"])
     long = compare(table, pub, pub_table, {"orig": ORIG}, _recipes(ours))
@@ -397,7 +397,7 @@ def test_cli_reads_several_sweep_folders_together(tmp_path):
 
 def test_published_comparison_flags_a_data_mismatch():
     """CIFAR-100 on NOAH's JPEGs against VPT's TFDS row is marked; on lossless PNG of the TFDS tensors it is not."""
-    from analyze import _data, _recipes
+    from bench.analysis.cli import _data, _recipes
     from bench.analysis.published import data_pipeline
 
     pub = load_published()["vtab"]
