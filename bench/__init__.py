@@ -6,3 +6,4 @@ Nothing in here imports Hydra: every entry point takes the plain dataclasses of
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CONF = PROJECT_ROOT / "conf"  # the Hydra config tree: config groups, recipes, backbones, datasets

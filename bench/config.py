@@ -111,7 +111,7 @@ class TrainConfig:
     cutmix: float = 0.0  # cutmix alpha; 0 disables
     drop_path: float = 0.0  # stochastic depth rate of the backbone
     ema_decay: float = 0.0  # model EMA decay (timm ModelEmaV3); 0 disables; evaluation then uses the EMA
-    eval_batch_size: int = 0  # 0: twice the training batch, at most 512 (bench.run.eval_batch_size)
+    eval_batch_size: int = 0  # 0: twice the training batch, at most 512 (bench.run.runner.eval_batch_size)
     checkpoint_every: int = 1  # epochs between checkpoints (<run dir>/last.pt) that a relaunch resumes from; 0: never
     checkpoint_interval_s: float = 60.0  # ...and at least this many seconds apart (wall clock): a ViT-B full
     # fine-tuning checkpoint is ~1 GB, one per 1-second epoch would double the run; 0: every checkpoint_every epochs
@@ -179,6 +179,28 @@ class RunConfig:
             self.logger = {name: {} for name in self.logger if name != "none"}
         if not isinstance(self.logger, dict):
             raise ConfigError(f"logger={self.logger!r}: must be a list of logger names or a mapping name -> settings")
+
+
+# Settings that never change a run's result (where and how fast it runs, what watches it): the one
+# list behind both a run's variant name (bench.launch.identity) and what its checkpoint must match to
+# be resumed (result_config), so a requeued run with other workers or another data_root resumes.
+OPERATIONAL = frozenset({
+    "results_dir", "save_weights", "deploy_iters", "deploy_budget", "deploy_score", "logger", "sweep",
+    "train.progress", "train.num_threads", "train.device", "train.eval_batch_size", "train.compile",
+    "train.fused_adamw", "train.linear_fast_path", "train.tf32", "train.data_on_device", "train.checkpoint_every",
+    "train.checkpoint_interval_s", "train.dist_timeout_s",
+    "dataset.data_root", "dataset.cache", "dataset.cache_dir", "dataset.num_workers"})
+
+
+def result_config(config: dict, keys=OPERATIONAL) -> dict:
+    """A run's config (`dataclasses.asdict(RunConfig)`, nested) without the `keys` (dotted) that do not change its result."""
+    out = {}
+    for k, v in config.items():
+        if k in keys:
+            continue
+        inner = {key.partition(".")[2] for key in keys if key.startswith(f"{k}.")}
+        out[k] = result_config(v, inner) if inner and isinstance(v, dict) else v
+    return out
 
 
 class ConfigError(ValueError):
@@ -328,7 +350,7 @@ def backbone_config(name: str) -> BackboneConfig:
     """conf/backbone/<name>.yaml as a BackboneConfig, without Hydra (benchmarks, pretraining, tests)."""
     import yaml
 
-    from bench import PROJECT_ROOT
+    from bench import CONF
 
-    path = PROJECT_ROOT / "conf" / "backbone" / f"{name}.yaml"
+    path = CONF / "backbone" / f"{name}.yaml"
     return from_dict(BackboneConfig, yaml.safe_load(path.read_text()), str(path))

@@ -21,10 +21,10 @@ from torch.utils.data import TensorDataset
 from bench import PROJECT_ROOT
 from bench.config import TrainConfig, backbone_config
 from bench.data import mini
-from bench.evaluate import top1
 from bench.models import build_backbone
 from bench.records import atomic_file
-from bench.train import train
+from bench.train.evaluate import top1
+from bench.train.loop import train
 
 
 

@@ -8,11 +8,11 @@ each benchmark's default recipe. Torch-free and Hydra-free: launch.py calls `che
 command line before composing anything, so a bad recipe never starts a run or writes a record.
 """
 import functools
-from pathlib import Path
 
 import yaml
 
-CONF = Path(__file__).resolve().parent.parent / "conf"
+from bench import CONF
+
 RECIPES = CONF / "recipe"
 
 

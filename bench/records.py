@@ -1,6 +1,7 @@
-"""The run record: one self-describing JSON file per run, its path, atomic writes, and loading.
+"""The run record: one self-describing JSON file per run, its path, atomic writes, and finding them.
 
-Torch-free on purpose: analyze.py imports this and must read thousands of records quickly.
+Torch-free and pandas-free on purpose: every training job writes through this, and analyze.py reads
+thousands of records through it (bench.analysis.load builds the DataFrame).
 
 Layout (the path is the run's identity, never a timestamp, so a relaunch finds it again):
     <results_dir>/runs/<backbone>/<dataset>/<method>[-<variant>]/<protocol>-seed<k>/record.json
@@ -9,15 +10,12 @@ import contextlib
 import json
 import os
 import tempfile
-import warnings
 from pathlib import Path
 
-import pandas as pd
-
 RECORD = "record.json"
-CHECKPOINT = "last.pt"  # an unfinished run's checkpoint: bench.train writes it, a relaunch resumes from it
+CHECKPOINT = "last.pt"  # an unfinished run's checkpoint: bench.train.loop writes it, a relaunch resumes from it
 PREDICTIONS = "predictions.npz"  # a completed run's per-image test predictions (bench/predictions.py)
-WEIGHTS = "trained.safetensors"  # the run's trained (tunable) parameters, written by bench.run, read by bench.export
+WEIGHTS = "trained.safetensors"  # the run's trained (tunable) parameters: bench.run writes, export reads
 SCHEMA = 1
 STATUSES = ("completed", "failed", "unsupported")
 
@@ -81,30 +79,3 @@ def find_records(root: str | Path) -> list[str]:
 
 
 IDENTITY = ("status", "method", "dataset", "backbone", "seed")  # a record without these is not one
-
-
-def load_records(root: str | Path, parse=json.loads) -> tuple[pd.DataFrame, list[str]]:
-    """All records under `root` as one DataFrame (one row per run; nested fields kept as objects).
-
-    Args:
-        parse: bytes -> dict; `bench.report_load.parse_summary` skips the per-epoch history.
-    Returns:
-        (frame, problems): `problems` names each file that was skipped (unreadable, not JSON,
-        or missing the identity fields) with the reason; the frame holds the rest.
-    """
-    rows, problems = [], []
-    for path in find_records(root):
-        try:
-            with open(path, "rb") as f:
-                rec = parse(f.read())
-            missing = [k for k in IDENTITY if k not in rec]
-            if missing:
-                raise ValueError(f"missing fields {missing}")
-        except (OSError, ValueError) as e:
-            problems.append(f"{path}: {e}")
-            continue
-        rec["path"] = path
-        rows.append(rec)
-    for p in problems:
-        warnings.warn(f"skipped record {p}", stacklevel=2)
-    return pd.DataFrame(rows), problems

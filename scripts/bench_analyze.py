@@ -2,7 +2,7 @@
 
     python scripts/bench_analyze.py [--n 10000] [--repeat 3] [--dir DIR] [--no-predictions] [-- ANALYZE_ARGS...]
 
-Writes N records shaped like bench/run.py's (nested config, environment and per-epoch history
+Writes N records shaped like bench/run/runner.py's (nested config, environment and per-epoch history
 included, so the files are as large as real ones) over VTAB-1k, FGVC, CIFAR-100, ImageNet
 (with robustness fields) and the mini benchmark, several backbones, methods, variants, both
 protocols and several seeds, with some failed, unsupported and truncated records, and beside each
@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.benchmarks import BENCHMARK_GROUPS, BENCHMARK_TASKS  # noqa: E402
+from bench.analysis.benchmarks import BENCHMARK_GROUPS, BENCHMARK_TASKS  # noqa: E402
 from bench.predictions import arrays, save  # noqa: E402
 from bench.records import PREDICTIONS, RECORD, SCHEMA, run_dir  # noqa: E402
 
@@ -66,7 +66,7 @@ def _group(benchmark: str, dataset: str) -> str | None:
 
 
 def synthetic_record(rng: random.Random, backbone: str, dataset: str, label: str, protocol: str, seed: int) -> dict:
-    """One record as bench/run.py writes it; random but plausible values."""
+    """One record as bench/run/runner.py writes it; random but plausible values."""
     benchmark = dataset.split("/")[0]
     arch = BACKBONES[backbone][0]
     method, variant, extra, infer_extra = METHODS[label]

@@ -4,7 +4,7 @@ Builds a synthetic NOAH-format task in a temporary folder (N JPEGs of 500 x 375 
 size of a typical natural image, with smooth random content), then times: building the disk
 cache (decode + bicubic squash to 224 + write), reopening it, one epoch read from the cache,
 and one epoch decoded from the JPEGs (what every epoch costs with `dataset.cache=none`). Epochs
-are read the way the training loop reads them (`bench.train.batches`, batch 64): a small cached
+are read the way the training loop reads them (`bench.train.loop.batches`, batch 64): a small cached
 split is one float tensor sliced per batch, anything else goes through a DataLoader.
 Then one augmented epoch (random-resized crop + flip, `train_aug=simple`) both ways: per image
 in the loader (PIL, from the variable-size cache with the shorter side at 448 px) and per batch
@@ -26,7 +26,7 @@ import torch  # noqa: E402
 
 from bench.config import DatasetConfig  # noqa: E402
 from bench.data import load_split  # noqa: E402
-from bench.train import batches  # noqa: E402
+from bench.train.loop import batches  # noqa: E402
 
 
 def build(root: Path, n: int) -> None:

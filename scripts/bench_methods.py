@@ -5,7 +5,7 @@
     python scripts/bench_methods.py --backbones tiny_vit --methods ssf,lora --steps 30
 
 For each method x backbone it measures, in one process:
-- training images/s through our loop (`bench.train.train`: batching, scheduler, autocast, ...)
+- training images/s through our loop (`bench.train.loop.train`: batching, scheduler, autocast, ...)
   and through a minimal bare PyTorch loop on the same model and batches, and their ratio
   (medians over --rounds alternating rounds, each loop at least --steps steps and --min-loop-s
   seconds; the ratio is of the two medians, and `ours_over_bare_best` of the best round of
@@ -46,12 +46,12 @@ from torch.utils.data import TensorDataset  # noqa: E402
 
 import methods  # noqa: E402
 from bench import PROJECT_ROOT  # noqa: E402
+from bench.analysis import tables  # noqa: E402
 from bench.config import BackboneConfig, TrainConfig, backbone_config  # noqa: E402
-from bench.deploy import deployable, images_per_s  # noqa: E402
-from bench import tables  # noqa: E402
-from bench.records import atomic_file  # noqa: E402
 from bench.models import build_backbone, data_config  # noqa: E402
-from bench.train import autocast_dtype, train  # noqa: E402
+from bench.records import atomic_file  # noqa: E402
+from bench.run.deploy import deployable, images_per_s  # noqa: E402
+from bench.train.loop import autocast_dtype, train  # noqa: E402
 
 PEAK_TFLOPS_BF16 = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0}  # dense, vendor specs
 
@@ -229,7 +229,7 @@ def linear_probe_check(args) -> list[dict]:
     import tempfile
 
     from bench.config import DatasetConfig, RunConfig
-    from bench.run import run
+    from bench.run.runner import run
 
     backbone = backbone_config("vit_tiny_mini")
     task = DatasetConfig("mini/count", "mini", "count", "structured", 8, 32)
@@ -259,10 +259,10 @@ def vtab_sized_run(args, device) -> dict:
     --vtab-images images for --vtab-epochs epochs (batch 64, the VTAB recipe's), then one test
     pass over --vtab-test images. Random uint8 images held on the device (as
     `train.data_on_device` holds a cached split), normalised per batch; the loop, evaluation and
-    autocast are the ones `bench.run` uses. Reading a real cached split adds about 1 s per
+    autocast are the ones `bench.run.runner` uses. Reading a real cached split adds about 1 s per
     1,000 images (scripts/bench_data_cache.py)."""
     from bench.data.on_device import BatchDataset
-    from bench.evaluate import top1
+    from bench.train.evaluate import top1
 
     t0 = time.perf_counter()
     cfg = backbone_cfg(args.backbones.split(",")[0], args.image_size)
@@ -300,7 +300,7 @@ def write_csv(path: Path, rows: list[dict]) -> None:
 
 
 def markdown(rows: list[dict], cols: list[str]) -> str:
-    """The `cols` of each row dict as a markdown table (bench.tables.markdown, as analyze.py prints them)."""
+    """The `cols` of each row dict as a markdown table (bench.analysis.tables.markdown, as analyze.py prints them)."""
     return tables.markdown(cols, [[str(r.get(c, "")) for c in cols] for r in rows])
 
 

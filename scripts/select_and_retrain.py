@@ -38,9 +38,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import launch  # noqa: E402
+from bench import CONF  # noqa: E402
+from bench.launch.cli import check_recipes, config_defaults, expand_group_args  # noqa: E402
+from bench.launch.identity import to_run_config  # noqa: E402
+from bench.launch.sweep import read_record  # noqa: E402
 from bench.records import RECORD, method_label, write_json_atomic  # noqa: E402
-from bench.sweep import read_record  # noqa: E402
 
 VPT_SEEDS = "42,44,82,100,800"  # KMnP/vpt:tune_vtab.py (anchors.md section 2)
 GRID_KEYS = ("train.lr", "train.weight_decay")  # without grid=: the lr x wd grid
@@ -56,15 +58,15 @@ def grid_keys(grid: str | None) -> tuple[str, ...]:
 
     if not grid:
         return GRID_KEYS
-    return tuple(yaml.safe_load((launch.CONF / "grid" / f"{grid}.yaml").read_text())["hydra"]["sweeper"]["params"])
+    return tuple(yaml.safe_load((CONF / "grid" / f"{grid}.yaml").read_text())["hydra"]["sweeper"]["params"])
 
 
 def parse(overrides: list[str]) -> tuple[dict[str, list[str]], list[str], list[str], str, tuple[str, ...]]:
     """(group choices, base overrides, hydra arguments, results_dir, grid keys) from launch.py-style overrides."""
-    choices = {g: [d] for g, d in launch.config_defaults().items() if g in ("method", "dataset", "backbone")}
+    choices = {g: [d] for g, d in config_defaults().items() if g in ("method", "dataset", "backbone")}
     base, hydra_args, results_dir, grid = [], [], str(Path("results").absolute()), None
-    args = launch.expand_group_args(overrides)
-    launch.check_recipes(args)
+    args = expand_group_args(overrides)
+    check_recipes(args)
     for arg in args:
         key, _, value = arg.lstrip("+~").partition("=")
         if key == "grid":
@@ -99,9 +101,9 @@ def expected_config(group_args: list[str], base: list[str]) -> dict:
     from omegaconf import OmegaConf
 
     overrides = [*group_args, *base, "protocol=val"]
-    with initialize_config_dir(config_dir=str(launch.CONF), version_base=None):
+    with initialize_config_dir(config_dir=str(CONF), version_base=None):
         cfg = compose("config", overrides=overrides)
-    return dataclasses.asdict(launch.to_run_config(OmegaConf.to_container(cfg, resolve=True), overrides))
+    return dataclasses.asdict(to_run_config(OmegaConf.to_container(cfg, resolve=True), overrides))
 
 
 def _plain(x):

@@ -73,11 +73,12 @@ def config(name: str, data_root: Path, **overrides) -> DatasetConfig:
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    import launch
+    from bench import CONF
+    from bench.launch.identity import to_run_config
 
-    with initialize_config_dir(config_dir=str(launch.CONF), version_base=None):
+    with initialize_config_dir(config_dir=str(CONF), version_base=None):
         cfg = compose("config", overrides=[f"dataset={name}"])
-    rc = launch.to_run_config(OmegaConf.to_container(cfg, resolve=True), [])
+    rc = to_run_config(OmegaConf.to_container(cfg, resolve=True), [])
     return dataclasses.replace(rc.dataset, data_root=str(data_root), cache_dir="", **overrides)
 
 

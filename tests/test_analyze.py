@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 
 from bench import records
-from bench.benchmarks import BENCHMARK_GROUPS, BENCHMARK_TASKS, TABLES
-from bench.published import REFERENCE_DIR, compare, comparison_rows, load_published, published_leaderboard
-from bench.report_load import load_summaries, parse_summary
-from bench.tables import cell_stats, cost_rows, cost_table, leaderboard, robustness_records, status_cells, to_markdown
+from bench.analysis.benchmarks import BENCHMARK_GROUPS, BENCHMARK_TASKS, TABLES
+from bench.analysis.load import load_summaries, parse_summary
+from bench.analysis.published import REFERENCE_DIR, compare, comparison_rows, load_published, published_leaderboard
+from bench.analysis.tables import (cell_stats, cost_rows, cost_table, leaderboard, robustness_records, status_cells,
+                                   to_markdown)
 from conftest import ROOT, run_cli
 
 VTAB = BENCHMARK_TASKS["vtab"]
@@ -176,7 +177,7 @@ def test_published_join_puts_each_number_in_its_cell():
     long = compare(table, pub, pub_table, {"augreg": AUGREG, "orig": ORIG},
                    {("augreg", "ssf"): "ssf", ("orig", "full"): "vpt"})
     ssf = long[long["row"] == "SSF"].set_index("column")
-    # the published CSV's own names, independently of bench.published's mapping
+    # the published CSV's own names, independently of bench.analysis.published's mapping
     by_csv = {"cifar100": "vtab/cifar", "flowers102": "vtab/oxford_flowers102", "pets": "vtab/oxford_iiit_pet",
               "retinopathy": "vtab/diabetic_retinopathy", "kitti_dist": "vtab/kitti", "dtd": "vtab/dtd",
               "smallnorb_ele": "vtab/smallnorb_ele", "clevr_count": "vtab/clevr_count"}
@@ -210,7 +211,7 @@ def test_published_comparison_flags_a_recipe_or_checkpoint_mismatch():
                  + [rec("ssf", t, 62.0, backbone="orig", arch=ORIG, recipe="ssf") for t in VTAB])
     table = leaderboard(ours, VTAB, BENCHMARK_GROUPS["vtab"])
     assert {lab for _, lab in table.index} == {"adapter", "adapter-noah", "ssf"}  # recipes never averaged
-    from analyze import _recipes
+    from bench.analysis.cli import _recipes
 
     pub_table = published_leaderboard(pub, VTAB, BENCHMARK_GROUPS["vtab"])
     long = compare(table, pub, pub_table, {"orig": ORIG}, _recipes(ours))
@@ -229,7 +230,7 @@ def test_published_comparison_flags_a_recipe_or_checkpoint_mismatch():
 
 
 def test_one_label_with_two_recipes_is_split():
-    from bench.tables import with_labels
+    from bench.analysis.tables import with_labels
 
     df = frame([rec("lora", "vtab/dtd", 50.0, recipe="ssf"), rec("lora", "vtab/dtd", 70.0, recipe="noah", seed=1)])
     assert sorted(with_labels(df)["label"]) == ["lora[noah]", "lora[ssf]"]
@@ -377,8 +378,9 @@ def test_cli_help_explains_each_option():
 
 @pytest.mark.process
 def test_analysis_path_is_torch_free():
-    code = ("import sys, analyze, bench.plots, bench.published, bench.report, bench.report_load; "
-            "from bench import plots; plots._plt(); print('torch' in sys.modules or 'timm' in sys.modules)")
+    code = ("import sys, analyze, bench.analysis.plots, bench.analysis.published, bench.analysis.report, "
+            "bench.analysis.load; "
+            "from bench.analysis import plots; plots._plt(); print('torch' in sys.modules or 'timm' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.stdout.strip() == "False", out.stderr
 
@@ -402,8 +404,8 @@ def test_cli_reads_several_sweep_folders_together(tmp_path):
 
 def test_published_comparison_flags_a_data_mismatch():
     """CIFAR-100 on NOAH's JPEGs against VPT's TFDS row is marked; on lossless PNG of the TFDS tensors it is not."""
-    from analyze import _data, _recipes
-    from bench.published import data_pipeline
+    from bench.analysis.cli import _data, _recipes
+    from bench.analysis.published import data_pipeline
 
     pub = load_published()["vtab"]
     assert pub.at["VPT-Deep", "data"] == "tfds" and pub.at["SSF", "data"] == "noah_jpeg"

@@ -4,10 +4,10 @@ checkpoint as the backbone, and the overrides the shortcut leaves to Hydra."""
 import pytest
 from omegaconf import OmegaConf, open_dict
 
-import launch
+from bench import CONF
+from bench.launch.identity import to_run_config
 from hydra_plugins.bench_sweeper.compose import Unproven, merge
 
-CONF = launch.CONF
 NOT_TASK = ("hydra", "site", "prepare")  # Hydra's own node, the Slurm site file, `python -m bench.data` presets
 
 
@@ -105,7 +105,7 @@ def test_shortcut_composes_every_config_file_as_hydra(hydra_sweeper, monkeypatch
     for job in jobs:
         shortcut = sweeper._compose(job)
         assert shortcut == hydra_compose(loader, config, job), job
-        rc = launch.to_run_config(shortcut, job)
+        rc = to_run_config(shortcut, job)
         assert rc.dataset.data_root == "/data/bench"
         if not any(o.startswith("backbone=") for o in job) and rc.recipe.checkpoint:
             assert rc.backbone.name == rc.recipe.checkpoint, job

@@ -1,17 +1,18 @@
 """Every config composes, mirrors the code, and becomes a valid RunConfig."""
-from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-import launch
-from bench.benchmarks import BENCHMARK_TASKS
+from bench import CONF
+from bench.analysis.benchmarks import BENCHMARK_TASKS
+from bench.launch.cli import group_options
+from bench.launch.identity import to_run_config
 from methods import METHODS
 
-CONF = Path(launch.__file__).parent / "conf"
-METHOD_CONFIGS = launch.group_options("method")
-MINI_TASKS = [o for o in launch.group_options("dataset") if o.startswith("mini/")]
+
+METHOD_CONFIGS = group_options("method")
+MINI_TASKS = [o for o in group_options("dataset") if o.startswith("mini/")]
 
 
 def test_method_configs_mirror_the_registry():
@@ -29,7 +30,7 @@ def test_compose(method, dataset):
     overrides = [f"method={method}", f"dataset={dataset}"]
     with initialize_config_dir(config_dir=str(CONF), version_base=None):
         cfg = compose("config", overrides=overrides)
-    rc = launch.to_run_config(OmegaConf.to_container(cfg, resolve=True), overrides)
+    rc = to_run_config(OmegaConf.to_container(cfg, resolve=True), overrides)
     assert rc.method == method  # one name: file, registry key, config, record field
     assert rc.dataset.name == dataset  # dataset name follows the config path
     assert rc.variant == ""
@@ -42,6 +43,6 @@ def test_cli_overrides_win_over_method_defaults():
     overrides = ["method=ssf", "train.lr=0.5", "seed=3", "train.epochs=1"]
     with initialize_config_dir(config_dir=str(CONF), version_base=None):
         cfg = compose("config", overrides=overrides)
-    rc = launch.to_run_config(OmegaConf.to_container(cfg, resolve=True), overrides)
+    rc = to_run_config(OmegaConf.to_container(cfg, resolve=True), overrides)
     assert (rc.train.lr, rc.seed, rc.train.epochs) == (0.5, 3, 1)
     assert rc.variant == "epochs1_lr0.5"

@@ -254,7 +254,7 @@ def test_missing_tfds_builder_is_one_line_and_prepared_source_reaches_the_record
     assert not (tmp_path / "vtab-1k" / "dsprites_loc").exists()
     monkeypatch.setattr(vtab_tfds, "TfdsReader", lambda d: FakeTfds(COUNTS))
     assert prepare.main(["tfds", "vtab/dsprites_loc", "--data-root", str(tmp_path)]) == 0
-    from bench.published import data_pipeline
+    from bench.analysis.published import data_pipeline
 
     source = prepared_source(prepare.dataset_config("vtab/dsprites_loc", tmp_path))
     assert source["source"]["kind"] == "tfds" and source["pixel_format"] == "png"

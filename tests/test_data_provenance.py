@@ -8,9 +8,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from bench import records, sweep
+from bench import records
+from bench.analysis.tables import leaderboard, with_labels
 from bench.data import jpeg, splits, version
-from bench.tables import leaderboard, with_labels
+from bench.launch import sweep
 from fixtures_data import config, vtab_tree
 
 MEAN, STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)

@@ -3,11 +3,13 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-import launch
-from bench.benchmarks import BENCHMARK_TASKS, VTAB_GROUPS
+from bench import CONF
+from bench.analysis.benchmarks import BENCHMARK_TASKS, VTAB_GROUPS
+from bench.launch.cli import expand_group_args, group_options
+from bench.launch.identity import to_run_config
 
 SWIN, CONVNEXT, VIT = "swin_base_patch4_window7_224.ms_in22k", "convnext_base.fb_in22k", "vit_base_patch16_224.augreg_in21k"
-REAL = [o for o in launch.group_options("dataset") if o.split("/")[0] in ("vtab", "fgvc", "cifar100", "imagenet")]  # the SSF paper's 26
+REAL = [o for o in group_options("dataset") if o.split("/")[0] in ("vtab", "fgvc", "cifar100", "imagenet")]  # the SSF paper's 26
 # task: (classes, lr, weight decay, drop-path) -- SSF's VTAB-1k table (anchors.md 1.3)
 VTAB = {"cifar": (100, 5e-3, 5e-5, 0), "caltech101": (102, 1e-3, 5e-2, 0.1), "dtd": (47, 5e-3, 5e-5, 0),
         "oxford_flowers102": (102, 5e-3, 5e-5, 0), "oxford_iiit_pet": (37, 5e-3, 5e-5, 0), "svhn": (10, 1e-2, 5e-5, 0),
@@ -22,9 +24,9 @@ FGVC = {"cub": (200, 1e-2, 0, 0.9998), "nabirds": (555, 2e-4, 0.1, 0.9998), "oxf
 
 
 def run_config(*overrides):
-    with initialize_config_dir(config_dir=str(launch.CONF), version_base=None):
+    with initialize_config_dir(config_dir=str(CONF), version_base=None):
         cfg = compose("config", overrides=list(overrides))
-    return launch.to_run_config(OmegaConf.to_container(cfg, resolve=True), list(overrides))
+    return to_run_config(OmegaConf.to_container(cfg, resolve=True), list(overrides))
 
 
 def test_26_dataset_configs_mirror_the_benchmark_lists():
@@ -33,7 +35,7 @@ def test_26_dataset_configs_mirror_the_benchmark_lists():
 
 
 def test_vtab_glob_expands_to_the_19_tasks():
-    (arg,) = launch.expand_group_args(["dataset=vtab/*"])
+    (arg,) = expand_group_args(["dataset=vtab/*"])
     assert sorted(arg.removeprefix("dataset=").split(",")) == sorted(f"vtab/{t}" for t in VTAB)
 
 

@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-import launch
+from bench import CONF
+from bench.launch.identity import variant_from_overrides
 from conftest import run_cli
 from fixtures_data import vtab_tree
 
@@ -96,7 +97,7 @@ def test_val_protocol_grid_then_select_and_retrain_on_the_mini_benchmark(tmp_pat
     assert sorted(r["seed"] for r in retrained) == [0, 1]
     for r in retrained:
         assert r["status"] == "completed" and r["config"]["train"]["lr"] == best
-        assert r["variant"] == launch.variant_from_overrides(ONE_EPOCH)  # the grid's, without lr and weight decay
+        assert r["variant"] == variant_from_overrides(ONE_EPOCH)  # the grid's, without lr and weight decay
         assert r["test_top1"] == r["history"][-1]["test_top1"]
     # nothing left to select from: a clear error, not a silent no-op
     empty = run_cli("scripts/select_and_retrain.py", "method=bias", "dataset=mini/count", f"results_dir={results}",
@@ -135,7 +136,7 @@ def test_recipe_grid_file_then_select_and_retrain_on_the_vtab_fixture(tmp_path, 
 def test_select_and_retrain_reads_the_grid_keys_of_a_grid_file():
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("sar", launch.CONF.parent / "scripts" / "select_and_retrain.py")
+    spec = importlib.util.spec_from_file_location("sar", CONF.parent / "scripts" / "select_and_retrain.py")
     sar = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(sar)
     assert sar.grid_keys("petl_vision/lora") == ("train.lr", "train.weight_decay", "method.r")

@@ -124,7 +124,7 @@ def test_a_run_with_data_on_the_device_matches_the_loader(tmp_path, monkeypatch)
     from bench.data import load_split
 
     from bench.config import BackboneConfig, RunConfig, TrainConfig
-    from bench.run import run
+    from bench.run.runner import run
 
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
     # trainval (8 images, 6 KiB) is read into memory; test (12 images, 9 KiB) stays memory-mapped
@@ -158,7 +158,7 @@ def test_a_run_with_data_on_the_device_matches_the_loader(tmp_path, monkeypatch)
 
 def test_a_run_with_batch_augmentation_trains_on_augmented_batches(tmp_path, monkeypatch):
     from bench.config import BackboneConfig, RunConfig, TrainConfig
-    from bench.run import run
+    from bench.run.runner import run
 
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
     fgvc_json_tree(tmp_path / "fgvc" / "stanford_cars", "", ids=(1, 2, 3))

@@ -80,8 +80,8 @@ def test_sharded_evaluation_counts_every_image_once(tmp_path):
     script.write_text(
         "import torch, torch.nn as nn\n"
         "from torch.utils.data import TensorDataset\n"
-        "from bench import dist\n"
-        "from bench.evaluate import predict, top1\n"
+        "from bench.train import dist\n"
+        "from bench.train.evaluate import predict, top1\n"
         "dist.setup(60)\n"
         "torch.manual_seed(0)\n"
         "x, y = torch.randn(7, 5), torch.tensor([0, 1, 2, 0, 1, 2, 0])\n"
@@ -117,7 +117,7 @@ def test_a_rank_that_fails_ends_the_run_and_is_named(tmp_path):
     script.write_text(
         "import os, runpy, sys\n"
         "if os.environ.get('RANK') == '1':\n"
-        "    import bench.evaluate as ev\n"
+        "    import bench.train.evaluate as ev\n"
         "    def broken(*a, **k):\n"
         "        raise RuntimeError('injected failure on rank 1')\n"
         "    ev.predict = broken\n"

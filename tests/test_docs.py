@@ -131,10 +131,9 @@ def program(words: list[str]) -> tuple[str, list[str]]:
 
 @functools.cache
 def _launch():
-    sys.path.insert(0, str(ROOT))
-    import launch
+    from bench.launch import cli
 
-    return launch
+    return cli
 
 
 def narrowed(args: list[str]) -> list[str]:

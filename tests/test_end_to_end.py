@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-import launch
+from bench.launch.cli import group_options
 from conftest import run_cli
 
 EIGHT = ["adapter", "bias", "full", "linear", "lora", "ssf", "vpt", "vpt_shallow"]
@@ -26,9 +26,9 @@ def sweep(tmp_path_factory):
 def test_multirun_writes_one_completed_record_per_method(sweep):
     results, proc = sweep
     paths = sorted(results.rglob("record.json"))
-    assert len(paths) == len(launch.group_options("method")) >= 8
+    assert len(paths) == len(group_options("method")) >= 8
     recs = [json.loads(p.read_text()) for p in paths]
-    assert sorted(r["method"] for r in recs) == sorted(launch.group_options("method"))
+    assert sorted(r["method"] for r in recs) == sorted(group_options("method"))
     for r, p in zip(recs, paths):
         assert r["status"] == "completed", r.get("error")
         assert p.parent == results / "runs" / "vit_tiny_mini" / "mini" / "count" / f"{r['method']}-epochs1" / "val-seed0"
@@ -48,7 +48,7 @@ def test_analyze_writes_leaderboard_and_plot(sweep, tmp_path):
     proc = run_cli("analyze.py", str(results), "--out", str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     table = pd.read_csv(tmp_path / "leaderboard_mini_val.csv")
-    assert sorted(table["method"]) == sorted(f"{m}-epochs1" for m in launch.group_options("method"))
+    assert sorted(table["method"]) == sorted(f"{m}-epochs1" for m in group_options("method"))
     assert len(table) >= 8 and set(EIGHT) <= {m.split("-")[0] for m in table["method"]}
     assert table["mini/count"].notna().all() and table["tasks"].eq("1/5").all()
     assert table["mean"].isna().all()  # four tasks missing: no mean over what exists

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 
 import methods
 from bench.config import BackboneConfig, backbone_config
-from bench.deploy import deployable, n_params
 from bench.models import build_backbone
+from bench.run.deploy import deployable, n_params
 from conftest import run_cli
 from methods import METHODS, method_config
 
@@ -185,7 +185,7 @@ def test_export_loads_in_plain_timm(family_sweep, tmp_path):
             cfg = backbone_cfg(family)
             plain = timm.create_model(cfg.arch, pretrained=True, num_classes=8, **cfg.kwargs,
                                       pretrained_cfg_overlay=dict(file=str(out), num_classes=8)).eval()
-            from bench.export import rebuild, run_config
+            from bench.run.export import rebuild, run_config
             from safetensors.torch import load_file
             rec_cfg = run_config(json.loads((run_dir / "record.json").read_text()))
             trained, _ = rebuild(rec_cfg)
@@ -197,7 +197,7 @@ def test_export_loads_in_plain_timm(family_sweep, tmp_path):
 @pytest.mark.xdist_group("family_sweep")
 @pytest.mark.process
 def test_export_of_unmergeable_methods_round_trips(family_sweep, tmp_path):
-    from bench.export import load_deployed
+    from bench.run.export import load_deployed
     for method in ("vpt", "adapter"):
         run_dir = next(family_sweep.rglob(f"runs/tiny_vit/mini/count/{method}-*/val-seed0"))
         out = tmp_path / f"{method}.safetensors"

@@ -7,8 +7,9 @@ import stat
 
 import pytest
 
-from bench import checkpoint, records
+from bench import records
 from bench.config import DatasetConfig, RunConfig, TrainConfig, backbone_config
+from bench.train import checkpoint
 from conftest import run_cli
 
 FAST = ["train.epochs=1", "train.progress=false", "deploy_iters=0"]
@@ -104,7 +105,7 @@ def _config(tmp_path, method="ssf", **train):
 
 
 def test_a_results_folder_written_under_umask_0022_is_world_readable(tmp_path):
-    from bench.run import run
+    from bench.run.runner import run
 
     old = os.umask(0o022)
     try:
@@ -130,7 +131,7 @@ class _Planted:
 def test_a_planted_checkpoint_is_refused_never_executed(tmp_path, capsys):
     import torch
 
-    from bench.run import run
+    from bench.run.runner import run
 
     cfg = _config(tmp_path)
     ref = run(cfg)
@@ -173,7 +174,7 @@ def test_per_run_memory_in_a_two_run_sweep(tmp_path):
 def test_the_cost_table_shows_memory_only_where_it_is_per_run():
     import pandas as pd
 
-    from bench.tables import cost_table
+    from bench.analysis.tables import cost_table
 
     base = {"status": "completed", "dataset": "mini/count", "benchmark": "mini", "protocol": "val", "backbone": "b",
             "variant": "", "train_images_per_s": 1.0}

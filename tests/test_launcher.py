@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import records, sweep
+from bench import records
+from bench.launch import sweep
 from conftest import ROOT, run_cli
 from hydra_plugins.bench_launcher.bench_launcher import OUTPUT, usable_cores
 

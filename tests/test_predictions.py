@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-import bench.run
+import bench.run.runner
 from bench import predictions, records
 from bench.config import DatasetConfig, RunConfig, TrainConfig, backbone_config
 from bench.data import load_split
 from bench.data import robustness as R
-from bench.evaluate import predict
-from bench.run import run
+from bench.run.runner import run
+from bench.train.evaluate import predict
 
 MINI = DatasetConfig("mini/count", "mini", "count", "structured", 8, 32)
 
@@ -46,8 +46,8 @@ def check_test_split(rec: dict, arrays: dict, cfg: RunConfig) -> None:
 
 def test_paper_protocol_saves_the_final_epochs_test_predictions(tmp_path, monkeypatch):
     evaluated = []
-    real = bench.run.predict
-    monkeypatch.setattr(bench.run, "predict", lambda m, d, *a, **k: evaluated.append(len(d)) or real(m, d, *a, **k))
+    real = bench.run.runner.predict
+    monkeypatch.setattr(bench.run.runner, "predict", lambda m, d, *a, **k: evaluated.append(len(d)) or real(m, d, *a, **k))
     cfg = config(tmp_path, "linear", linear_fast_path=False)  # the epoch loop: the whole model scored every epoch
     rec = run(cfg)
     assert rec["status"] == "completed" and rec["test_top1"] == rec["history"][-1]["test_top1"]
@@ -85,7 +85,7 @@ def test_a_run_that_fails_leaves_no_predictions_and_removes_an_earlier_attempts(
     def broken(*a, **k):
         raise RuntimeError("deploy failed")
 
-    monkeypatch.setattr(bench.run, "deploy", broken)  # fails after the test split was scored
+    monkeypatch.setattr(bench.run.runner, "deploy", broken)  # fails after the test split was scored
     with pytest.raises(RuntimeError, match="deploy failed"):
         run(cfg)
     rec = json.loads((folder / records.RECORD).read_text())
@@ -167,7 +167,7 @@ def test_robustness_targets_write_their_predictions(tmp_path):
     ids = [f"{w}/{p.name}" for w in ("n01498041", "n01531178") for p in sorted((tmp_path / "imagenet-a" / w).iterdir())]
     assert a["fingerprint"] == fingerprint(ids, a["target"])
     folder = tmp_path / "run"
-    fields = bench.run.save_predictions(folder, (np.array([1, 2]), np.array([1, 1])), {"fingerprint": "sha256:t"}, 8,
+    fields = bench.run.runner.save_predictions(folder, (np.array([1, 2]), np.array([1, 1])), {"fingerprint": "sha256:t"}, 8,
                                         0, got)
     assert fields["predictions_complete"] is True and fields["predictions_images"] == 2
     back = predictions.load(folder)
@@ -180,9 +180,9 @@ def test_robustness_targets_write_their_predictions(tmp_path):
 def test_a_skipped_image_marks_the_predictions_incomplete(tmp_path):
     got = {"imagenet_v2": {"pred": np.zeros(3), "target": np.zeros(3), "fingerprint": "sha256:v", "num_classes": 1000,
                            "bad_images": 1}}
-    fields = bench.run.save_predictions(tmp_path, (np.zeros(4), np.zeros(4)), {"fingerprint": "sha256:t"}, 8, 0, got)
+    fields = bench.run.runner.save_predictions(tmp_path, (np.zeros(4), np.zeros(4)), {"fingerprint": "sha256:t"}, 8, 0, got)
     assert fields["predictions_complete"] is False and fields["predictions_bad_images"] == {"imagenet_v2": 1}
-    fields = bench.run.save_predictions(tmp_path, (np.zeros(4), np.zeros(4)), {"fingerprint": "sha256:t"}, 8, 2, {})
+    fields = bench.run.runner.save_predictions(tmp_path, (np.zeros(4), np.zeros(4)), {"fingerprint": "sha256:t"}, 8, 2, {})
     assert fields["predictions_complete"] is False and fields["predictions_bad_images"] == {"test": 2}
 
 

@@ -20,14 +20,15 @@ import numpy as np
 import pytest
 import torch
 
-import launch
-from bench import recipes
+from bench import CONF, recipes
+from bench.launch.cli import group_options
+from bench.launch.identity import to_run_config
 from fixtures_data import (CIFAR_SIZE, REAL_SIZES, cifar_tree, class_folders_tree, fgvc_json_tree, noah_domain_tree,
                            noah_fewshot_tree, real_images, to_real_shapes, vtab_tree)
 
 pytestmark = pytest.mark.realsize
 IMAGES = int(os.environ.get("BENCH_REALSIZE_IMAGES", "3000"))  # the issue asks for a few thousand
-REAL = [o for o in launch.group_options("dataset") if o.split("/")[0] != "mini"]  # generated in memory: no transforms
+REAL = [o for o in group_options("dataset") if o.split("/")[0] != "mini"]  # generated in memory: no transforms
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 TRAIN_KEYS = ("image_size", "train_aug", "auto_augment", "re_prob", "train_interpolation")
 EVAL_KEYS = ("image_size", "resize", "crop_pct", "interpolation")
@@ -46,7 +47,7 @@ def composed() -> list:
     from omegaconf import OmegaConf
 
     out = []
-    with initialize_config_dir(config_dir=str(launch.CONF), version_base=None):
+    with initialize_config_dir(config_dir=str(CONF), version_base=None):
         for name in REAL:
             benchmark = name.split("/")[0]
             default = recipes.default_for(benchmark)
@@ -54,7 +55,7 @@ def composed() -> list:
             for recipe in [default, *others]:
                 overrides = [f"dataset={name}", f"recipe={recipe}", f"method={method_for(recipe, benchmark)}"]
                 cfg = compose("config", overrides=overrides)
-                out.append((name, recipe, launch.to_run_config(OmegaConf.to_container(cfg, resolve=True), overrides)))
+                out.append((name, recipe, to_run_config(OmegaConf.to_container(cfg, resolve=True), overrides)))
     return out
 
 
@@ -265,7 +266,7 @@ def test_a_short_run_of_each_distinct_pipeline_at_the_real_image_size(recipe, na
     """A few steps at 224 px with the recipe's augmentation, mixup and schedule (shortened: a warm-up epoch,
     a cosine epoch, a cooldown epoch where the recipe has one), then evaluation; the record is complete."""
     from bench.config import BackboneConfig
-    from bench.run import run
+    from bench.run.runner import run
 
     rc = next(r for n, rec, r in composed() if (n, rec) == (name, recipe))
     d = rc.dataset

@@ -10,7 +10,8 @@ import torch.nn as nn
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-import launch
+from bench import CONF
+from bench.launch.identity import to_run_config
 from bench.models import init_head
 from methods import METHODS, method_config
 
@@ -18,9 +19,9 @@ DIM = 96  # wide enough for the sampling error of a std estimate to be small (n 
 
 
 def composed(*overrides: str):
-    with initialize_config_dir(config_dir=str(launch.CONF), version_base=None):
+    with initialize_config_dir(config_dir=str(CONF), version_base=None):
         cfg = compose("config", overrides=list(overrides))
-    return launch.to_run_config(OmegaConf.to_container(cfg, resolve=True), list(overrides))
+    return to_run_config(OmegaConf.to_container(cfg, resolve=True), list(overrides))
 
 
 def recipe_args(recipe: str, method: str, **extra) -> dict:
@@ -305,7 +306,7 @@ def test_the_recipes_checkpoint_is_the_default_backbone_and_the_command_line_win
     from bench import recipes
 
     for name in recipes.names():  # every recipe's checkpoint is a backbone config
-        assert (launch.CONF / "backbone" / f"{recipes.info(name)['checkpoint']}.yaml").is_file(), name
+        assert (CONF / "backbone" / f"{recipes.info(name)['checkpoint']}.yaml").is_file(), name
     for dataset, recipe, want in [("vtab/dtd", "noah", "vit_base_patch16_224.orig_in21k"),
                                   ("vtab/dtd", "petl_vision", "vit_base_patch16_224.orig_in21k"),
                                   ("vtab/dtd", "vpt", "vit_base_patch16_224.orig_in21k"),
@@ -332,9 +333,9 @@ def test_weights_that_cannot_be_had_stop_the_run_in_one_line_naming_backbone_fil
     import subprocess
     import sys
 
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"), PYTHONPATH=str(launch.CONF.parent))
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"), PYTHONPATH=str(CONF.parent))
     proc = subprocess.run([sys.executable, "launch.py", "method=lora", "dataset=vtab/dtd", "recipe=noah",
-                           f"results_dir={tmp_path / 'results'}"], cwd=launch.CONF.parent, env=env,
+                           f"results_dir={tmp_path / 'results'}"], cwd=CONF.parent, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

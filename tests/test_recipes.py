@@ -9,18 +9,19 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from torch.utils.data import TensorDataset
 
-import launch
-from bench import recipes
+from bench import CONF, recipes
 from bench.config import TrainConfig
-from bench.train import make_optimizer, param_groups, steps_per_epoch, train
+from bench.launch.identity import to_run_config
+from bench.train.loop import steps_per_epoch, train
+from bench.train.optim import make_optimizer, param_groups
 from conftest import run_cli
 
 
 def composed(*overrides: str):
     """launch.py's RunConfig for `overrides`, composed by Hydra as a job would be."""
-    with initialize_config_dir(config_dir=str(launch.CONF), version_base=None):
+    with initialize_config_dir(config_dir=str(CONF), version_base=None):
         cfg = compose("config", overrides=list(overrides))
-    return launch.to_run_config(OmegaConf.to_container(cfg, resolve=True), list(overrides))
+    return to_run_config(OmegaConf.to_container(cfg, resolve=True), list(overrides))
 
 
 def official_ssf_lr(epoch: int, lr: float, warmup_lr=1e-7, min_lr=1e-8, warmup=10, epochs=100) -> float:

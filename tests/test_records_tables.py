@@ -5,7 +5,8 @@ import math
 import pytest
 
 from bench import records
-from bench.tables import leaderboard, status_cells, to_markdown
+from bench.analysis.load import load_records
+from bench.analysis.tables import leaderboard, status_cells, to_markdown
 
 
 def rec(method, dataset, acc, seed=0, status="completed", variant="", params=1000):
@@ -38,7 +39,7 @@ def test_load_skips_corrupt_records_and_counts_them(tmp_path):
     bad.parent.mkdir(parents=True)
     bad.write_text('{"status": "compl')  # truncated
     with pytest.warns(UserWarning, match="skipped record"):
-        df, problems = records.load_records(tmp_path)
+        df, problems = load_records(tmp_path)
     assert len(df) == 1 and len(problems) == 1 and str(bad) in problems[0]
 
 
@@ -47,7 +48,7 @@ def test_leaderboard_means_seeds_and_missing_tasks(tmp_path):
               rec("linear", "mini/a", 40.0), rec("linear", "mini/b", 0, status="failed"),
               rec("vpt", "mini/a", 0, status="unsupported"), rec("vpt", "mini/b", 30.0)]:
         write(tmp_path, r)
-    df, _ = records.load_records(tmp_path)
+    df, _ = load_records(tmp_path)
     t = leaderboard(df, ["mini/a", "mini/b"])
     assert list(t.index.get_level_values("method")) == ["linear", "vpt", "ssf"]  # paper order
     ssf = t.loc[("bb", "ssf")]
@@ -64,7 +65,7 @@ def test_leaderboard_means_seeds_and_missing_tasks(tmp_path):
 def test_variants_are_separate_rows(tmp_path):
     write(tmp_path, rec("ssf", "mini/a", 50.0))
     write(tmp_path, rec("ssf", "mini/a", 52.0, variant="lr0.1"))
-    df, _ = records.load_records(tmp_path)
+    df, _ = load_records(tmp_path)
     t = leaderboard(df, ["mini/a"])
     assert t.loc[("bb", "ssf-lr0.1"), "mini/a"] == 52.0 and t.loc[("bb", "ssf"), "mini/a"] == 50.0
 
@@ -74,7 +75,7 @@ def test_records_module_is_torch_free():
     import subprocess
     import sys
 
-    code = "import sys, analyze, bench.records, bench.tables; print('torch' in sys.modules)"
+    code = "import sys, analyze, bench.records, bench.analysis.tables; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=records.__file__.rsplit("/bench/", 1)[0])
     assert out.stdout.strip() == "False", out.stderr

@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from bench.plots import MIN_FONT_PT
+from bench.analysis.plots import MIN_FONT_PT
 from conftest import run_cli
 from test_stats import sweep
 

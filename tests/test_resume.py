@@ -5,10 +5,12 @@ import json
 import numpy as np
 import pytest
 
-import bench.train
-from bench import checkpoint, records
-from bench.config import DatasetConfig, RunConfig, TrainConfig, backbone_config
-from bench.run import run
+import bench.train.loop
+from bench import records
+from bench.config import OPERATIONAL, DatasetConfig, RunConfig, TrainConfig, backbone_config, result_config
+from bench.launch.identity import variant_from_overrides
+from bench.run.runner import run
+from bench.train import checkpoint
 
 
 def config(tmp_path, method="ssf", **train):
@@ -39,13 +41,13 @@ def test_interrupted_run_resumes_to_identical_metrics(tmp_path, monkeypatch, met
         if state["epoch"] == 2:
             raise Interrupt()
 
-    monkeypatch.setattr(bench.train.ckpt, "save", save_then_die)
+    monkeypatch.setattr(bench.train.loop.ckpt, "save", save_then_die)
     with pytest.raises(Interrupt):
         run(cfg)
     run_dir = next((tmp_path / "cut").rglob("record.json")).parent
     assert json.loads((run_dir / "record.json").read_text())["status"] == "failed"
     assert (run_dir / checkpoint.CHECKPOINT).is_file() and not (run_dir / records.PREDICTIONS).exists()
-    monkeypatch.setattr(bench.train.ckpt, "save", real_save)
+    monkeypatch.setattr(bench.train.loop.ckpt, "save", real_save)
 
     resumed = run(cfg)
     assert resumed["resumed_from_epoch"] == 2 and ref["resumed_from_epoch"] == 0
@@ -56,6 +58,42 @@ def test_interrupted_run_resumes_to_identical_metrics(tmp_path, monkeypatch, met
     ref_dir = next((tmp_path / "ref").rglob("record.json")).parent
     assert np.array_equal(np.load(run_dir / records.PREDICTIONS)["pred"],
                           np.load(ref_dir / records.PREDICTIONS)["pred"])
+
+
+def test_a_requeued_run_resumes_although_an_operational_setting_changed(tmp_path, monkeypatch):
+    """A requeued job may get other workers, another data_root or eval batch: its checkpoint still holds."""
+    cfg = config(tmp_path)
+    real_save = checkpoint.save
+
+    def save_then_die(path, state):
+        real_save(path, state)
+        if state["epoch"] == 2:
+            raise Interrupt()
+
+    monkeypatch.setattr(bench.train.loop.ckpt, "save", save_then_die)
+    with pytest.raises(Interrupt):
+        run(cfg)
+    monkeypatch.setattr(bench.train.loop.ckpt, "save", real_save)
+    requeued = dataclasses.replace(cfg, dataset=dataclasses.replace(cfg.dataset, num_workers=2),
+                                   train=dataclasses.replace(cfg.train, eval_batch_size=16))
+    assert run(requeued)["resumed_from_epoch"] == 2
+
+
+def test_operational_keys_name_no_variant_and_leave_the_checkpoint_identity(tmp_path):
+    """One list (bench.config.OPERATIONAL) for both: a setting that names no variant never discards a checkpoint."""
+    assert variant_from_overrides([f"{key}=7" for key in sorted(OPERATIONAL)]) == ""
+    base = dataclasses.asdict(config(tmp_path))
+    changed = json.loads(json.dumps(base))
+    for key in OPERATIONAL:
+        *parents, leaf = key.split(".")
+        node = changed
+        for p in parents:
+            node = node[p]
+        assert leaf in node, key  # a key of the run config, spelled as its override
+        node[leaf] = "changed"
+    assert result_config(changed) == result_config(base)
+    kept = result_config(base)
+    assert kept["dataset"]["name"] == "mini/count" and "num_workers" not in kept["dataset"] and "logger" not in kept
 
 
 def test_checkpoint_of_another_configuration_is_ignored(tmp_path):
@@ -71,6 +109,6 @@ def test_checkpoint_of_another_configuration_is_ignored(tmp_path):
 @pytest.mark.parametrize("interval,epochs_saved", [(0, [1, 2]), (3600, [])])
 def test_checkpoints_are_at_least_the_interval_apart(tmp_path, monkeypatch, interval, epochs_saved):
     saved = []
-    monkeypatch.setattr(bench.train.ckpt, "save", lambda path, state: saved.append(state["epoch"]))
+    monkeypatch.setattr(bench.train.loop.ckpt, "save", lambda path, state: saved.append(state["epoch"]))
     run(config(tmp_path, "linear", checkpoint_interval_s=interval, linear_fast_path=False))
     assert saved == epochs_saved  # never after the last epoch: the record replaces the checkpoint

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from bench import sweep
+from bench.launch import sweep
 from conftest import ROOT
 
 # ~1 s per epoch on one thread here; one thread everywhere, so Slurm jobs (cpus_per_task=1) compute the same numbers

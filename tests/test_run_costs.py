@@ -6,7 +6,7 @@ import torch
 import torch.nn as nn
 
 from bench.config import DatasetConfig, RunConfig, TrainConfig, backbone_config
-from bench.deploy import images_per_s
+from bench.run.deploy import images_per_s
 
 
 class Slow(nn.Module):
@@ -28,7 +28,7 @@ def test_timing_rounds_floor_budget_and_cap():
 
 
 def test_a_run_records_its_setup_and_deploy_time_and_timing_spread(tmp_path):
-    from bench.run import run
+    from bench.run.runner import run
 
     cfg = RunConfig(method="ssf", dataset=DatasetConfig("mini/count", "mini", "count", "structured", 8, 32),
                     backbone=backbone_config("vit_tiny_mini"), results_dir=str(tmp_path), deploy_iters=2,

@@ -4,7 +4,7 @@ import math
 import pandas as pd
 import pytest
 
-from bench import shots
+from bench.analysis import shots
 from conftest import run_cli
 from test_analyze import rec, write
 

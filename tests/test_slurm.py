@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bench import sweep
+from bench.launch import sweep
 from conftest import ROOT, run_cli
 from test_resume_kill import (RESUME_RUN, assert_same_metrics, cli_env, launch_cmd, reference_record, run_dir,
                               wait_until)

@@ -7,8 +7,8 @@ import torch
 from torch.utils.data import TensorDataset
 
 from bench.config import DatasetConfig, RunConfig, TrainConfig, backbone_config
-from bench.run import run
-from bench.train import autocast_dtype, train
+from bench.run.runner import run
+from bench.train.loop import autocast_dtype, train
 
 
 def losses(model, **kw):

@@ -1,4 +1,4 @@
-"""Intervals, paired tests, Holm, ranks (bench/stats.py) on known answers and synthetic run folders
+"""Intervals, paired tests, Holm, ranks (bench/analysis/stats.py) on known answers and synthetic run folders
 (record.json + predictions.npz, the predictions contract), and analyze.py's uncertainty outputs."""
 import hashlib
 import json
@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 from scipy.stats import binomtest
 
-from bench import records, stats
-from bench.benchmarks import BENCHMARK_TASKS
+from bench import records
+from bench.analysis import stats
+from bench.analysis.benchmarks import BENCHMARK_TASKS
 from conftest import run_cli
 from test_analyze import rec, write
 
@@ -247,9 +248,9 @@ def test_runs_on_different_listings_are_compared_unpaired(tmp_path):
 
 
 def test_published_value_within_or_outside_our_interval():
-    from bench.benchmarks import BENCHMARK_GROUPS
-    from bench.published import compare, comparison_rows, load_published, published_leaderboard
-    from bench.tables import leaderboard
+    from bench.analysis.benchmarks import BENCHMARK_GROUPS
+    from bench.analysis.published import compare, comparison_rows, load_published, published_leaderboard
+    from bench.analysis.tables import leaderboard
 
     vtab = BENCHMARK_TASKS["vtab"]
     pub = load_published()["vtab"]

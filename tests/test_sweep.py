@@ -1,4 +1,4 @@
-"""Idempotent sweeps without Slurm: where each run stands (bench.sweep), what a relaunch submits,
+"""Idempotent sweeps without Slurm: where each run stands (bench.launch.sweep), what a relaunch submits,
 corrupt records, concurrent record writers, the status command, the launcher presets."""
 import json
 import multiprocessing
@@ -9,15 +9,18 @@ import sys
 import pytest
 from hydra import compose, initialize_config_dir
 
-import launch
-from bench import records, sweep
+from bench import CONF, records
+from bench.analysis.load import load_records
+from bench.launch import sweep
+from bench.launch.identity import to_run_config
+from bench.launch.job import job_threads
 from conftest import ROOT, run_cli
 
 MINI = ["dataset=mini/count", "train.epochs=1", "train.progress=false", "deploy_iters=0", "save_weights=false"]
 
 
 def make_run(root, method, seed=0, status=None, raw=None, checkpoint=False, job=None):
-    """A run folder as bench.run and launch.py leave it: a record (or raw bytes), a checkpoint, a job.json."""
+    """A run folder as bench.run.runner and launch.py leave it: a record (or raw bytes), a checkpoint, a job.json."""
     d = records.run_dir(root, "vit_tiny_mini", "mini/count", method, "", "val", seed)
     d.mkdir(parents=True, exist_ok=True)
     if status:
@@ -39,7 +42,7 @@ def states_of(root, queue=lambda: {}):
 
 
 def test_checkpoint_name_is_the_one_bench_writes():
-    from bench import checkpoint
+    from bench.train import checkpoint
 
     assert sweep.CHECKPOINT == checkpoint.CHECKPOINT
 
@@ -109,7 +112,7 @@ def test_concurrent_writers_into_one_results_folder_lose_nothing(tmp_path):
             assert problem is None and rec["writer"] in range(4)
             seen += 1
     assert all(p.exitcode == 0 for p in procs)
-    frame, problems = records.load_records(tmp_path)
+    frame, problems = load_records(tmp_path)
     assert problems == [] and len(frame) == 4 * 40 + 1
     counts = sorted(frame["method"].value_counts().to_dict().items())
     assert counts == [("shared", 1), *((f"w{w}", 40) for w in range(4))]
@@ -117,19 +120,19 @@ def test_concurrent_writers_into_one_results_folder_lose_nothing(tmp_path):
 
 
 def test_job_threads():
-    assert launch.job_threads(3, 8, {}) == 3  # train.num_threads wins
-    assert launch.job_threads(0, 8, {}) == 8  # the launcher's cpus_per_task
-    assert launch.job_threads(0, None, {"SLURM_CPUS_PER_TASK": "4"}) == 4
-    assert launch.job_threads(0, None, {"SLURM_CPUS_ON_NODE": "6"}) == 6
-    assert launch.job_threads(0, None, {"SUBMITIT_EXECUTOR": "local"}) == 1  # jobs all start at once
-    assert launch.job_threads(0, None, {}) == 0  # sequential launcher: torch's default, every core
+    assert job_threads(3, 8, {}) == 3  # train.num_threads wins
+    assert job_threads(0, 8, {}) == 8  # the launcher's cpus_per_task
+    assert job_threads(0, None, {"SLURM_CPUS_PER_TASK": "4"}) == 4
+    assert job_threads(0, None, {"SLURM_CPUS_ON_NODE": "6"}) == 6
+    assert job_threads(0, None, {"SUBMITIT_EXECUTOR": "local"}) == 1  # jobs all start at once
+    assert job_threads(0, None, {}) == 0  # sequential launcher: torch's default, every core
 
 
 def test_launcher_presets_compose_and_site_file_and_command_line_override(tmp_path):
     site = tmp_path / "site"
     site.mkdir()
     (site / "slurm.yaml").write_text("partition: gpu_site\naccount: proj\nadditional_parameters:\n  reservation: r1\n")
-    with initialize_config_dir(config_dir=str(launch.CONF), version_base=None):
+    with initialize_config_dir(config_dir=str(CONF), version_base=None):
         cfg = compose("config", return_hydra_config=True,
                       overrides=["hydra/launcher=slurm", f"hydra.searchpath=[file://{tmp_path}]",
                                  "hydra.launcher.account=cli"])
@@ -204,7 +207,7 @@ def test_sweeper_shortcut_composes_exactly_what_the_launcher_composes():
     grid = ["method=lora,adapter", "dataset=mini/count,vtab/dtd", "recipe=noah,ssf", "seed=1", "train.lr=0.1,0.01",
             "++train.weight_decay=0.5", "variant=mine,''", "protocol=paper", "results_dir=/elsewhere", "++dataset.norm=none",
             "train.min_lr='${train.lr}',0.0"]
-    with initialize_config_dir(config_dir=str(launch.CONF), version_base=None):
+    with initialize_config_dir(config_dir=str(CONF), version_base=None):
         loader = GlobalHydra.instance().config_loader()
         config = loader.load_configuration("config", overrides=[], run_mode=RunMode.MULTIRUN)
         # the class as Hydra's plugin scan loaded it (the scan re-executes plugin modules)
@@ -222,8 +225,8 @@ def test_sweeper_shortcut_composes_exactly_what_the_launcher_composes():
             shortcut = sweeper._compose(job)
             assert shortcut == plain, job
             # the run each path makes of it, the recipe's checkpoint as the default backbone included
-            rc = launch.to_run_config(shortcut, job)
-            assert rc == launch.to_run_config(plain, job), job
+            rc = to_run_config(shortcut, job)
+            assert rc == to_run_config(plain, job), job
             assert rc.backbone.name == rc.recipe.checkpoint  # vit_tiny_mini for the mini recipe
         assert len(sweeper._plain) == 6 + 2  # method x dataset x recipe, less the mini benchmark's noah; the two extra jobs
         # the plain shortcut served every job but those with a mapping or an interpolated value

@@ -14,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-import bench.train
-from bench import checkpoint, records, trackers
+import bench.train.loop
+from bench import CONF, records, trackers
 from bench.config import ConfigError, DatasetConfig, RunConfig, TrainConfig, backbone_config
+from bench.train import checkpoint
 from conftest import ROOT, run_cli
 
 SECRETS = {"WANDB_API_KEY": "wandbkey0123456789abcdef0123456789abcdef", "MLFLOW_TRACKING_TOKEN": "mlflowtoken-s3cr3t",
@@ -115,7 +116,7 @@ def logged(tmp_path_factory):
     saved = {k: os.environ.get(k) for k in SECRETS}
     os.environ.update(SECRETS)
     try:
-        from bench.run import run
+        from bench.run.runner import run
 
         rec = run(config(root, available()))
     finally:
@@ -204,7 +205,7 @@ def test_api_keys_never_land_in_any_file(logged):
 def test_a_resumed_run_continues_its_tracker_runs(tmp_path, monkeypatch):
     """Killed right after the epoch-2 checkpoint of 3, relaunched: the same tracker runs (ids, TensorBoard
     folder), the steps and epochs going on from the checkpoint, each epoch once."""
-    from bench.run import run
+    from bench.run.runner import run
 
     logger = available()
     cfg = config(tmp_path, logger, epochs=3)
@@ -215,11 +216,11 @@ def test_a_resumed_run_continues_its_tracker_runs(tmp_path, monkeypatch):
         if state["epoch"] == 2:
             raise KeyboardInterrupt  # as a killed job: the run writes its failed record and re-raises
 
-    monkeypatch.setattr(bench.train.ckpt, "save", save_then_die)
+    monkeypatch.setattr(bench.train.loop.ckpt, "save", save_then_die)
     with pytest.raises(KeyboardInterrupt):
         run(cfg)
     first = json.loads((run_dir(tmp_path) / trackers.STATE).read_text())
-    monkeypatch.setattr(bench.train.ckpt, "save", real_save)
+    monkeypatch.setattr(bench.train.loop.ckpt, "save", real_save)
     rec = run(cfg)
     assert rec["resumed_from_epoch"] == 2 and rec["status"] == "completed"
     assert json.loads((run_dir(tmp_path) / trackers.STATE).read_text()) == first  # the same runs, reopened
@@ -250,7 +251,7 @@ def test_a_resumed_run_continues_its_tracker_runs(tmp_path, monkeypatch):
 
 
 def test_a_tracker_that_raises_warns_once_and_the_run_completes(tmp_path, monkeypatch, capsys):
-    from bench.run import run
+    from bench.run.runner import run
 
     calls = []
 
@@ -324,7 +325,7 @@ def test_logger_config_files_are_the_settings():
 
     import yaml
 
-    conf = ROOT / "conf" / "logger"
+    conf = CONF / "logger"
     assert sorted(p.stem for p in conf.glob("*.yaml")) == sorted(trackers.NAMES)
     assert yaml.safe_load((conf / "none.yaml").read_text()) is None
     for name, (cls, _, _) in trackers.TRACKERS.items():
@@ -333,13 +334,14 @@ def test_logger_config_files_are_the_settings():
 
 
 def test_launch_combines_loggers_and_the_sweeper_composes_them_as_hydra():
-    import launch
+    from bench.launch.cli import expand_group_args
+    from bench.launch.identity import variant_from_overrides
 
-    assert launch.expand_group_args(["logger=[csv,tensorboard]"]) == ["logger=[csv,tensorboard]"]
-    assert launch.expand_group_args(["logger=tensorboard"]) == ["logger=tensorboard"]
+    assert expand_group_args(["logger=[csv,tensorboard]"]) == ["logger=[csv,tensorboard]"]
+    assert expand_group_args(["logger=tensorboard"]) == ["logger=tensorboard"]
     with pytest.raises(SystemExit):
-        launch.expand_group_args(["logger=[csv,nope]"])
-    assert launch.variant_from_overrides(["logger=[csv,wandb]", "logger.wandb.project=x", "sweep=s", "seed=1"]) == ""
+        expand_group_args(["logger=[csv,nope]"])
+    assert variant_from_overrides(["logger=[csv,wandb]", "logger.wandb.project=x", "sweep=s", "seed=1"]) == ""
 
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
@@ -348,7 +350,7 @@ def test_launch_combines_loggers_and_the_sweeper_composes_them_as_hydra():
     from hydra.types import HydraContext, RunMode
     from omegaconf import OmegaConf, open_dict
 
-    with initialize_config_dir(config_dir=str(launch.CONF), version_base=None):
+    with initialize_config_dir(config_dir=str(CONF), version_base=None):
         loader = GlobalHydra.instance().config_loader()
         cfg = loader.load_configuration("config", overrides=[], run_mode=RunMode.MULTIRUN)
         sweeper = next(c for c in Plugins.instance().discover(Sweeper) if c.__name__ == "BenchSweeper")()

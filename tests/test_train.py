@@ -3,7 +3,7 @@ import torch
 from torch.utils.data import TensorDataset
 
 from bench.config import TrainConfig
-from bench.train import train
+from bench.train.loop import train
 
 
 def data(n=96, classes=5):

@@ -2,7 +2,7 @@
 
 In-memory splits (TensorDatasets, on the CPU or held on the device: bench/data/on_device.py) are
 sliced a batch at a time; anything else goes through a DataLoader. With several processes
-(bench/dist.py) every rank reads its contiguous part of each of one process's batches, so the
+(bench/train/dist.py) every rank reads its contiguous part of each of one process's batches, so the
 batches themselves (order and size) do not depend on the number of processes.
 """
 import math
@@ -10,7 +10,7 @@ import math
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from bench import dist
+from bench.train import dist
 
 
 def n_batches(n: int, batch_size: int, drop_last: bool) -> int:
@@ -58,7 +58,7 @@ def batches(data: Dataset, batch_size: int, generator: torch.Generator | None = 
 
 def spans(n: int, batch_size: int, drop_last: bool, shard: bool):
     """[start, stop) of each batch of an epoch's order of `n` items; with `shard`, this rank's part of it
-    (bench.evaluate reads these to put the ranks' predictions back in the split's order)."""
+    (bench.train.evaluate reads these to put the ranks' predictions back in the split's order)."""
     for i in range(0, n_batches(n, batch_size, drop_last) * batch_size, batch_size):
         a, b = i, min(i + batch_size, n)
         if shard:

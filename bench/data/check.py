@@ -27,13 +27,13 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from bench import PROJECT_ROOT
+from bench import CONF as CONF_TREE
 from bench.config import DatasetConfig, from_dict
 from bench.data.errors import DataError
 from bench.data.listing import Listing
 from bench.data.roots import dataset_root
 
-CONF = PROJECT_ROOT / "conf" / "dataset"
+CONF = CONF_TREE / "dataset"
 
 
 def dataset_configs(conf: Path = CONF) -> dict[str, dict]:

@@ -37,7 +37,7 @@ import yaml
 from PIL import Image
 from tqdm.auto import tqdm
 
-from bench import PROJECT_ROOT
+from bench import CONF
 from bench.data import jpeg, vtab_tfds
 from bench.data.formats import vtab_txt
 from bench.data.errors import DataError
@@ -48,7 +48,7 @@ from bench.data.splits import MANIFEST
 CONVERTER = {"name": "bench.data.prepare", "version": 1}  # bump when what is written for the same source changes
 SOURCES = ("tfds", "hf", "fgvc")
 TMP_MARK = ".prepare-"
-HF_CONF = PROJECT_ROOT / "conf" / "prepare"
+HF_CONF = CONF / "prepare"
 VTAB_FILES = {vtab_txt.stem(s): vtab_txt.SPLIT_FILES[s] for s in vtab_txt.WRITTEN}  # train800 -> train800.txt, ...
 FGVC_SPLITS = ("train", "val", "test")
 

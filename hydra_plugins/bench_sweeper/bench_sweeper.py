@@ -2,7 +2,7 @@
 
 `hydra/sweeper=bench` (conf/hydra/sweeper/bench.yaml, the default in conf/config.yaml) expands the
 grid exactly as Hydra's basic sweeper does, composes every job to find its run folder (the run's
-identity, launch.run_dir_of), asks bench.sweep where each run stands, and hands the launcher only
+identity, bench.launch.identity), asks bench.launch.sweep where each run stands, and hands the launcher only
 the runs to do: failed, unfinished (they resume from their checkpoint) and never started. Completed
 and unsupported runs are skipped, and so are runs whose job is still running or pending in another
 sweep, so relaunching a finished sweep submits nothing and allocates no GPU. `rerun: true`
@@ -160,7 +160,7 @@ class BenchSweeper(BasicSweeper):
         import dataclasses
         import json
 
-        from bench.sweep import data_version_now
+        from bench.launch.sweep import data_version_now
 
         key = json.dumps([dataclasses.asdict(rc.dataset), rc.protocol], sort_keys=True, default=str)
         if key not in self._versions:
@@ -177,8 +177,8 @@ class BenchSweeper(BasicSweeper):
         return cfg
 
     def sweep(self, arguments: List[str]) -> Any:
-        import launch
-        from bench import sweep
+        from bench.launch import cli, sweep
+        from bench.launch.identity import run_of
 
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
         from bench.config import ConfigError
@@ -190,9 +190,9 @@ class BenchSweeper(BasicSweeper):
         self._versions_s = 0.0
         for job in jobs:
             try:  # every job's configuration is validated here, before anything is submitted
-                run_dir, identity, rc = launch.run_of(self._compose(job), job)
+                run_dir, identity, rc = run_of(self._compose(job), job)
             except ConfigError as e:
-                launch.fail(f"error: {e} (in the job {' '.join(job)})", 2)
+                cli.fail(f"error: {e} (in the job {' '.join(job)})", 2)
             states.append(inspector.inspect(run_dir, identity, lambda rc=rc: self._data_version(rc)))
         compose_s = time.perf_counter() - tic
         timing = (f"checked in {compose_s:.2f} s; {len(self._plain)} distinct compositions in "
@@ -248,11 +248,11 @@ class BenchSweeper(BasicSweeper):
                     failed.append((states[job_idx], r._return_value))
             returns.append(results)
         if failed:  # each failed run wrote its record; one line each, then a non-zero exit (--debug: the traceback)
-            if launch.DEBUG:
+            if cli.DEBUG:
                 raise failed[0][1]
             for state, error in failed:
                 print(f"[sweep] failed: {' '.join(state.identity.values())}: {type(error).__name__}: "
                       f"{str(error).splitlines()[0] if str(error) else ''} (record: {state.run_dir / sweep.RECORD})",
                       file=sys.stderr, flush=True)
-            launch.fail(f"error: {len(failed)} of {len(keep)} run(s) failed", 1)
+            cli.fail(f"error: {len(failed)} of {len(keep)} run(s) failed", 1)
         return returns

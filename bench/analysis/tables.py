@@ -15,7 +15,7 @@ import math
 
 import pandas as pd
 
-from bench.benchmarks import short_name
+from bench.analysis.benchmarks import short_name
 
 # Canonical row order: the SSF paper's tables' order, the newer methods placed by family; others follow, sorted.
 METHOD_ORDER = ("full", "linear", "bias", "difffit", "adapter", "adapter_houlsby", "adaptformer", "convpass", "repadapter",

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.benchmarks import short_name
-from bench.tables import base_method, layout, mean_columns, mean_header
+from bench.analysis.benchmarks import short_name
+from bench.analysis.tables import base_method, layout, mean_columns, mean_header
 
 MIN_FONT_PT = 8.5  # every text in a figure; at dpi 100 shown 1:1 in the report that is 8.9 pt on screen
 _CHAR_IN = 0.55 / 72  # width of one character per point of font size, in inches (DejaVu Sans, roughly)
@@ -104,7 +104,7 @@ def accuracy_vs_params(table: pd.DataFrame, title: str, published: pd.DataFrame 
 
     Our rows are filled markers: the shape is the method, the colour the backbone (a legend,
     not a label per point: with several backbones, per-point labels pile up and cost 2 ms each
-    to draw here). Published rows (a leaderboard-shaped table from bench.published) are hollow
+    to draw here). Published rows (a leaderboard-shaped table from bench.analysis.published) are hollow
     black circles labelled with the published name. Rows of ours in `flagged` ((backbone, label)
     pairs whose recipe or checkpoint is not their published row's) get a † beside them. Rows
     without the value or the parameter count are not placed, and the figure says which published

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.tables import ROW_NAMES, base_method, fmt_value, mean_columns
+from bench import PROJECT_ROOT
+from bench.analysis.tables import ROW_NAMES, base_method, fmt_value, mean_columns
 
-REFERENCE_DIR = Path(__file__).resolve().parent.parent / "results" / "reference"
+REFERENCE_DIR = PROJECT_ROOT / "results" / "reference"
 FILES = {"vtab": "vtab1k_vitb16_in21k.csv", "fgvc": "fgvc_vitb16_in21k.csv"}
 ROWS_FILE = "published_rows.csv"
 # Published column -> our dataset name (NOAH/SSF folder names, the configs' paths).
@@ -217,8 +218,8 @@ def comparison_rows(long: pd.DataFrame, table: pd.DataFrame, average: str = "bot
     published leaderboard (for column order and names). A row whose checkpoint or recipe is not
     the published row's has every value of ours marked `†`: the difference is not the method's alone.
     """
-    from bench.benchmarks import short_name
-    from bench.tables import layout, mean_header
+    from bench.analysis.benchmarks import short_name
+    from bench.analysis.tables import layout, mean_header
 
     tasks, groups = layout(table)
     means = mean_columns(table, average)

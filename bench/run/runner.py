@@ -3,11 +3,8 @@
 `run(cfg)` is the whole library seen from outside: launch.py calls it once per Hydra job,
 and tests or notebooks can call it directly with a `RunConfig`.
 """
-import ctypes
 import dataclasses
-import gc
 import random
-import resource
 import time
 import traceback
 from datetime import datetime, timezone
@@ -16,54 +13,22 @@ import numpy as np
 import torch
 
 import methods
-from bench import checkpoint, dist, env, linear_probe, predictions, records, trackers
-from bench.config import PROTOCOLS, RunConfig
+from bench import predictions, records, trackers
+from bench.config import PROTOCOLS, RunConfig, result_config
 from bench.data import describe, list_splits, load_splits
 from bench.data.batching import batches
 from bench.data.on_device import to_device
-from bench.deploy import deployable, images_per_s, n_params
-from bench.evaluate import accuracy, predict, top1
 from bench.models import build_backbone, data_config, init_head, normalization
-from bench.train import autocast_dtype, base_lr, train
+from bench.run import env, memory
+from bench.run.deploy import deployable, images_per_s, n_params
+from bench.train import checkpoint, dist, linear_probe
+from bench.train.evaluate import accuracy, predict, top1
+from bench.train.loop import autocast_dtype, train
+from bench.train.optim import base_lr
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _reset_peak_memory(device: torch.device) -> bool:
-    """Start this run's memory peak: CUDA's allocator peak, or on Linux the kernel's RSS high-water
-    mark (writing 5 to /proc/self/clear_refs resets VmHWM), so that in a sweep of several runs in
-    one process each run records its own peak. False where the mark cannot be reset."""
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-        return True
-    gc.collect()
-    try:  # hand the previous run's freed heap back to the kernel first, so the mark starts from this run's own base
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _status_mb(field: str) -> float:
-    """A memory line of /proc/self/status (`VmRSS`, `VmHWM`: KiB there) in MB."""
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith(f"{field}:")) / 1024
-
-
-def _peak_memory_mb(device: torch.device, per_run: bool) -> tuple[float, str]:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
-    if per_run:
-        return _status_mb("VmHWM"), "run_peak_rss"
-    # ru_maxrss is KiB on Linux; the process's peak, which in a multirun covers the runs before this one
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "process_peak_rss"
 
 
 def run(cfg: RunConfig) -> dict:
@@ -97,7 +62,7 @@ def run(cfg: RunConfig) -> dict:
         "subset_seed": cfg.dataset.subset_seed if cfg.dataset.train_subset else None,
         "config": dataclasses.asdict(cfg) | {"method_args": dataclasses.asdict(method_cfg)},
         "git": env.git_state(), "env": env.packages(), "hardware": env.hardware(device),
-        # one process, or the data-parallel group that ran it (bench/dist.py); rank 0 writes the record
+        # one process, or the data-parallel group that ran it (bench/train/dist.py); rank 0 writes the record
         "distributed": {"world_size": dist.world(), "per_rank_batch": cfg.train.batch_size // dist.world(),
                         "global_batch": cfg.train.batch_size, "backend": dist.backend(),
                         "devices": dist.gather(str(device))},
@@ -105,8 +70,8 @@ def run(cfg: RunConfig) -> dict:
     }
     label = f"{cfg.backbone.name} {cfg.dataset.name} {records.method_label(cfg.method, cfg.variant)} seed{cfg.seed}"
     t_start = time.perf_counter()
-    per_run_memory = _reset_peak_memory(device)
-    rss_at_start = _status_mb("VmRSS") if per_run_memory and device.type != "cuda" else None
+    per_run_memory = memory.reset_peak_memory(device)
+    rss_at_start = memory.status_mb("VmRSS") if per_run_memory and device.type != "cuda" else None
     tracker = trackers.open_trackers(cfg, out_dir, record["config"], dist.is_main())  # rank 0's; a bad logger raises here
     if dist.is_main():  # a previous attempt's rank errors are not this one's
         for stale in out_dir.glob("rank*.error.json"):
@@ -159,9 +124,10 @@ def run(cfg: RunConfig) -> dict:
         out = train(trainee, data[train_split], cfg.train, num_classes=cfg.dataset.num_classes, seed=cfg.seed,
                     device=device, desc=label, channels_last=cfg.backbone.channels_last and device.type == "cuda",
                     checkpoint=out_dir / checkpoint.CHECKPOINT,
-                    checkpoint_config=_checkpoint_config(record["config"]) | {"data_version": data_version},
+                    checkpoint_config=result_config(record["config"]) | {"data_version": data_version,
+                                                                          "linear_fast_path": fast},
                     on_epoch=lambda e, m: {key: score(m, monitor_split)}, tracker=tracker)
-        record["train_peak_memory_mb"] = _peak_memory_mb(device, per_run_memory)[0]  # up to the end of training
+        record["train_peak_memory_mb"] = memory.peak_memory_mb(device, per_run_memory)[0]  # up to the end of training
         history, trainee = out["history"], out["eval_model"]
         if fast:
             model.get_classifier().load_state_dict(trainee.state_dict())  # the EMA head, when enabled, ships
@@ -198,7 +164,7 @@ def run(cfg: RunConfig) -> dict:
             save_trained(model, out_dir / records.WEIGHTS)
         record.update(deploy(model, method, cfg, splits[report_split].dataset, record[f"{report_split}_top1"], device,
                              label, out["train_seconds"]))
-        peak, kind = _peak_memory_mb(device, per_run_memory)
+        peak, kind = memory.peak_memory_mb(device, per_run_memory)
         if kind == "run_peak_rss":
             record["memory_at_start_mb"] = rss_at_start  # the process's base (torch, libraries) inside that peak
         train_s = out["train_seconds"] + extract_s  # the fast path's feature extraction counts as training
@@ -272,15 +238,6 @@ def eval_batch_size(cfg) -> int:
     return cfg.eval_batch_size or min(2 * cfg.batch_size, 512)
 
 
-def _checkpoint_config(config: dict) -> dict:
-    """What a checkpoint must match to be resumed: the run's config without display-only settings."""
-    train = {k: v for k, v in config["train"].items()
-             if k not in ("progress", "num_threads", "eval_batch_size", "data_on_device", "checkpoint_every",
-                          "checkpoint_interval_s", "dist_timeout_s")}
-    skip = ("results_dir", "deploy_iters", "deploy_budget", "deploy_score", "logger", "sweep")
-    return {k: v for k, v in config.items() if k not in skip} | {"train": train}
-
-
 def deploy(model, method, cfg: RunConfig, data, top1_trained: float, device, label: str, train_s: float) -> dict:
     """Record the deployable model: merged or not, its test top-1, extra parameters, inference speed,
     and the step's own time (`deploy_time_s`).
@@ -325,7 +282,7 @@ def deploy(model, method, cfg: RunConfig, data, top1_trained: float, device, lab
 
 
 def save_trained(model: torch.nn.Module, path) -> None:
-    """The tunable parameters (head included), atomically; `bench.export` rebuilds the rest."""
+    """The tunable parameters (head included), atomically; `bench.run.export` rebuilds the rest."""
     from safetensors.torch import save_file
 
     tensors = {n: p.detach().contiguous().cpu() for n, p in model.named_parameters() if p.requires_grad}

@@ -10,8 +10,8 @@ import torch.nn as nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from bench import dist
 from bench.data.batching import batches, spans
+from bench.train import dist
 
 
 @torch.inference_mode()

@@ -389,7 +389,7 @@ def table_stats(table, recs, metric: str, opts: CIOptions, store: Predictions, b
             the backbone's first row.
         groups: group name -> its datasets (the table's group columns).
     """
-    from bench.tables import base_method
+    from bench.analysis.tables import base_method
 
     out = TableStats()
     if opts.method == "none":

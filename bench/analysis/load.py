@@ -1,6 +1,6 @@
 """Load the records' summary fields for analyze.py: fast, torch-free, with declared dtypes.
 
-`bench.records.load_records` (the one loader: same files, identity check, `(frame, problems)`
+`load_records` (the one loader: same files, identity check, `(frame, problems)`
 result and warnings) with a parser that drops the per-epoch `history`. On a 100-epoch record
 the history is about 90 % of the bytes, and parsing it made reading 10,000 records take 2 s on
 2 cores, most of the 3 s budget; no table or figure reads it. So the history is cut from the
@@ -11,11 +11,12 @@ file), the whole text is parsed instead, so a truncated or corrupt record is rep
 history of an otherwise complete file goes unnoticed, since the history is never read.
 """
 import json
+import warnings
 from pathlib import Path
 
 import pandas as pd
 
-from bench.records import load_records
+from bench.records import IDENTITY, find_records
 
 NUMERIC = ("tunable_params", "tunable_params_no_head", "total_params", "test_top1", "val_top1",
            "test_top1_best_epoch_optimistic", "train_images_per_s", "peak_memory_mb", "wall_time_s",
@@ -25,6 +26,33 @@ TEXT = ("status", "method", "variant", "dataset", "benchmark", "group", "backbon
 _HISTORY = b'"history": ['
 _SENTINEL = "<cut by report_load>"  # tells the top-level history from a nested key of that name
 _CUT = b'"history": "' + _SENTINEL.encode() + b'"'
+
+
+def load_records(root: str | Path, parse=json.loads) -> tuple[pd.DataFrame, list[str]]:
+    """All records under `root` as one DataFrame (one row per run; nested fields kept as objects).
+
+    Args:
+        parse: bytes -> dict; `parse_summary` skips the per-epoch history.
+    Returns:
+        (frame, problems): `problems` names each file that was skipped (unreadable, not JSON,
+        or missing the identity fields) with the reason; the frame holds the rest.
+    """
+    rows, problems = [], []
+    for path in find_records(root):
+        try:
+            with open(path, "rb") as f:
+                rec = parse(f.read())
+            missing = [k for k in IDENTITY if k not in rec]
+            if missing:
+                raise ValueError(f"missing fields {missing}")
+        except (OSError, ValueError) as e:
+            problems.append(f"{path}: {e}")
+            continue
+        rec["path"] = path
+        rows.append(rec)
+    for p in problems:
+        warnings.warn(f"skipped record {p}", stacklevel=2)
+    return pd.DataFrame(rows), problems
 
 
 def parse_summary(data: bytes) -> dict:

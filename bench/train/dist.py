@@ -6,13 +6,13 @@ variables come from submitit's `TorchDistributedEnvironment`, which reads Slurm'
 then joins the process group: NCCL on GPUs, gloo on CPUs, with a timeout on every collective
 so a dead rank ends the run instead of hanging it.
 
-How a run is split (bench/train.py, bench/evaluate.py): every rank draws the same permutation
+How a run is split (bench/train/loop.py, bench/train/evaluate.py): every rank draws the same permutation
 each epoch and takes its contiguous part of every global batch (`train.batch_size` is the
 global batch); each rank's loss is its images' summed loss over the global batch's size times
 the world size, so DistributedDataParallel's gradient average is the mean over the global
 batch, exactly one process's gradient; evaluation predicts each rank's contiguous part of every
 batch and gathers the per-image predictions back into the split's order, so every image counts
-once (bench/evaluate.py). Rank 0 writes the record (and the predictions file),
+once (bench/train/evaluate.py). Rank 0 writes the record (and the predictions file),
 checkpoints and weights; every rank resumes from the same checkpoint.
 """
 import datetime

@@ -11,7 +11,7 @@ import re
 
 import pandas as pd
 
-from bench.tables import fmt_cell, fmt_value, row_order, with_labels
+from bench.analysis.tables import fmt_cell, fmt_value, row_order, with_labels
 
 # a variant joins `<key><value>` parts with "_", and these keys hold "_" themselves: matched whole, between "_"s
 DATA_PARTS = re.compile(r"(?:^|_)(?:fewshot_seed|train_subset|subset_seed|shots)\d+(?=_|$)")
