@@ -41,6 +41,8 @@ def parallel(tmp_path_factory):
 
 
 @parallel_default
+@pytest.mark.process
+@pytest.mark.xdist_group("launcher_sweep")  # one module fixture: one worker
 def test_a_sweep_runs_one_single_threaded_process_per_core(parallel):
     results, proc, recs = parallel
     assert len(recs) == 4 and {r["status"] for r in recs.values()} == {"completed"}
@@ -63,6 +65,8 @@ def test_a_sweep_runs_one_single_threaded_process_per_core(parallel):
 
 
 @parallel_default
+@pytest.mark.process
+@pytest.mark.xdist_group("launcher_sweep")  # one module fixture: one worker
 def test_a_finished_sweep_submits_nothing_again(parallel):
     results, _, recs = parallel
     again = run_cli("launch.py", "-m", *GRID, f"results_dir={results}", timeout=300)
@@ -75,6 +79,8 @@ def test_a_finished_sweep_submits_nothing_again(parallel):
 
 
 @parallel_default
+@pytest.mark.process
+@pytest.mark.xdist_group("launcher_sweep")  # one module fixture: one worker
 def test_parallel_runs_give_the_records_of_the_same_runs_one_at_a_time(parallel):
     """Deterministic per thread count: two single-threaded runs side by side, then one after another."""
     results, _, recs = parallel
@@ -93,6 +99,7 @@ def test_parallel_runs_give_the_records_of_the_same_runs_one_at_a_time(parallel)
 
 
 @parallel_default
+@pytest.mark.process
 def test_a_failed_run_is_one_line_and_the_others_complete(tmp_path):
     weights = ROOT / "weights" / "vit_tiny_mini.safetensors"
     proc = run_cli("launch.py", "-m", "method=linear", "dataset=mini/count", *FAST,
@@ -125,6 +132,7 @@ def _ours(results: Path) -> list[int]:
 
 
 @parallel_default
+@pytest.mark.process
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
 def test_stopping_the_sweep_leaves_no_process(tmp_path, sig):
     """Ctrl-C, a time limit's SIGTERM, or even SIGKILL of the sweep: its runs' processes end too."""

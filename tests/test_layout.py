@@ -3,7 +3,11 @@ import ast
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT
+
+pytestmark = pytest.mark.process  # each check imports the packages in a fresh interpreter
 
 LAUNCH = ["bench.launch", "bench.launch.cli", "bench.launch.identity", "bench.launch.job", "bench.launch.sweep"]
 ANALYSIS = ["bench.analysis", *(f"bench.analysis.{m}" for m in
