@@ -24,6 +24,21 @@ class Interrupt(Exception):
     pass
 
 
+def interrupt_after_epoch_2(cfg, monkeypatch) -> None:
+    """Run `cfg` until the process "dies" right after its epoch-2 checkpoint (the run's failed record stays)."""
+    real_save = checkpoint.save
+
+    def save_then_die(path, state):
+        real_save(path, state)
+        if state["epoch"] == 2:
+            raise Interrupt()
+
+    monkeypatch.setattr(bench.train.loop.ckpt, "save", save_then_die)
+    with pytest.raises(Interrupt):
+        run(cfg)
+    monkeypatch.setattr(bench.train.loop.ckpt, "save", real_save)
+
+
 @pytest.mark.parametrize("method,train", [
     ("ssf", {}), ("full", {"mixup": 0.8, "cutmix": 1.0, "ema_decay": 0.9}),
     # SSF's schedule semantics (held per epoch, drop_last) and NOAH's one-epoch lag with SGD
@@ -34,20 +49,10 @@ def test_interrupted_run_resumes_to_identical_metrics(tmp_path, monkeypatch, met
     ref = run(config(tmp_path / "ref", method, **train))
 
     cfg = config(tmp_path / "cut", method, **train)
-    real_save = checkpoint.save
-
-    def save_then_die(path, state):  # the process "dies" right after the epoch-2 checkpoint
-        real_save(path, state)
-        if state["epoch"] == 2:
-            raise Interrupt()
-
-    monkeypatch.setattr(bench.train.loop.ckpt, "save", save_then_die)
-    with pytest.raises(Interrupt):
-        run(cfg)
+    interrupt_after_epoch_2(cfg, monkeypatch)
     run_dir = next((tmp_path / "cut").rglob("record.json")).parent
     assert json.loads((run_dir / "record.json").read_text())["status"] == "failed"
     assert (run_dir / checkpoint.CHECKPOINT).is_file() and not (run_dir / records.PREDICTIONS).exists()
-    monkeypatch.setattr(bench.train.loop.ckpt, "save", real_save)
 
     resumed = run(cfg)
     assert resumed["resumed_from_epoch"] == 2 and ref["resumed_from_epoch"] == 0
@@ -63,17 +68,7 @@ def test_interrupted_run_resumes_to_identical_metrics(tmp_path, monkeypatch, met
 def test_a_requeued_run_resumes_although_an_operational_setting_changed(tmp_path, monkeypatch):
     """A requeued job may get other workers, another data_root or eval batch: its checkpoint still holds."""
     cfg = config(tmp_path)
-    real_save = checkpoint.save
-
-    def save_then_die(path, state):
-        real_save(path, state)
-        if state["epoch"] == 2:
-            raise Interrupt()
-
-    monkeypatch.setattr(bench.train.loop.ckpt, "save", save_then_die)
-    with pytest.raises(Interrupt):
-        run(cfg)
-    monkeypatch.setattr(bench.train.loop.ckpt, "save", real_save)
+    interrupt_after_epoch_2(cfg, monkeypatch)
     requeued = dataclasses.replace(cfg, dataset=dataclasses.replace(cfg.dataset, num_workers=2),
                                    train=dataclasses.replace(cfg.train, eval_batch_size=16))
     assert run(requeued)["resumed_from_epoch"] == 2
