@@ -139,7 +139,8 @@ def family_sweep(tmp_path_factory):
     """Every method config x every tiny family through launch.py: one epoch, then analyze.py."""
     results = tmp_path_factory.mktemp("families")
     proc = run_cli("launch.py", "-m", "method=*", f"backbone={','.join(FAMILIES)}", "dataset=mini/count", "train.epochs=1",
-                   "train.progress=false", "deploy_iters=1", "deploy_score=full", f"results_dir={results}", timeout=900)
+                   "train.progress=false", "deploy_iters=1", "deploy_score=full", "hydra.launcher.n_jobs=1",
+                   f"results_dir={results}", timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return results
 
