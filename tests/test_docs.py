@@ -18,6 +18,8 @@ command that no rule covers fails, naming itself:
   as finding no grid runs.
 - `python -m bench.data prepare`, `bench.export`, `bench.pretrain` and the benchmark scripts (hours,
   GPUs or sources not here): `--help` must succeed and list every option the command uses.
+- The commands above other than `launch.py` run one after another in one interpreter (tests/one_interpreter.py):
+  each is mostly a Python start-up and the torch import.
 - `make T`: T is a target of the Makefile. `bash F ARG`: F exists and handles ARG.
 - `pip install`: each extra exists in pyproject.toml and each `-c` file exists (installing needs the
   network). `git clone URL`: URL is a GitHub https address (not cloned).
@@ -25,9 +27,11 @@ command that no rule covers fails, naming itself:
 """
 import functools
 import itertools
+import json
 import math
 import os
 import re
+import select
 import shlex
 import subprocess
 import sys
@@ -166,6 +170,36 @@ def run(args: list[str], cwd: Path, env: dict | None = None, timeout: int = 120)
                           timeout=timeout)
 
 
+class OneInterpreter:
+    """The commands that are mostly an interpreter start and imports (`--help`, `check`, analyze.py, ...), run
+    one after another in one process (tests/one_interpreter.py) instead of one process each; `run` as above."""
+
+    def __init__(self):
+        self.lock, self.proc = threading.Lock(), None
+
+    def run(self, args: list[str], cwd: Path, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+        with self.lock:
+            if self.proc is None:
+                self.proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "one_interpreter.py")], cwd=ROOT,
+                                             env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)},
+                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            self.proc.stdin.write(json.dumps({"args": args, "cwd": str(cwd), "env": env or {}}) + "\n")
+            self.proc.stdin.flush()
+            if not select.select([self.proc.stdout], [], [], timeout)[0]:
+                self.proc.kill()
+                raise AssertionError(f"{args} ran past {timeout} s in tests/one_interpreter.py")
+            answer = self.proc.stdout.readline()
+            assert answer, f"tests/one_interpreter.py died (exit {self.proc.wait()}) running {args}"
+            a = json.loads(answer)
+            return subprocess.CompletedProcess(args, a["returncode"], a["stdout"], a["stderr"])
+
+    def close(self):
+        if self.proc is not None:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=60)
+
+
+SHARED = OneInterpreter()
 _help_lock = threading.Lock()
 
 
@@ -180,7 +214,7 @@ def help_of(target: tuple[str, ...]) -> subprocess.CompletedProcess:
         cell = _help_cell(target)
     with cell["lock"]:
         if "out" not in cell:
-            cell["out"] = run([*target, "--help"], ROOT)
+            cell["out"] = SHARED.run([*target, "--help"], ROOT)
         return cell["out"]
 
 
@@ -214,7 +248,7 @@ def job(cmd: Command, tmp: Path):
             for f in folders:
                 if f not in option_values:
                     generated_records(work / f)
-            p = run([str(ROOT / "analyze.py"), *args], work, cmd.env, timeout=300)
+            p = SHARED.run([str(ROOT / "analyze.py"), *args], work, cmd.env)
             wrote = list(work.rglob("leaderboard_*.md"))
             return p.returncode == 0 and bool(wrote), p.stdout[-1500:] + p.stderr[-1500:]
         return check
@@ -229,7 +263,7 @@ def job(cmd: Command, tmp: Path):
                     skip = True
                     continue
                 rest.append(a)
-            p = run(["-m", "bench.data", "check", *rest, "--data-root", str(work)], work, cmd.env)
+            p = SHARED.run(["-m", "bench.data", "check", *rest, "--data-root", str(work)], work, cmd.env)
             lines = [ln for ln in p.stdout.splitlines() if ln.strip()]
             ok = p.returncode in (0, 1) and lines and all(ln.startswith(("ok", "FAIL", "WARN", " ")) for ln in lines)
             return bool(ok), p.stdout[-1500:] + p.stderr[-1500:]
@@ -239,12 +273,12 @@ def job(cmd: Command, tmp: Path):
             folders = [work / a for a in args if not a.startswith("-")]
             for f in folders:
                 (f / "runs").mkdir(parents=True, exist_ok=True)  # a results folder no run has written to yet
-            p = run(["-m", "bench.sweep", *[str(work / a) if not a.startswith("-") else a for a in args]], work)
+            p = SHARED.run(["-m", "bench.sweep", *[str(work / a) if not a.startswith("-") else a for a in args]], work)
             return p.returncode == 0, p.stdout[-1500:] + p.stderr[-1500:]
         return check
     if name == "select_and_retrain.py":
         def check():
-            p = run([str(ROOT / prog), f"results_dir={work / 'results'}", *[a for a in args if a != "--dry-run"],
+            p = SHARED.run([str(ROOT / prog), f"results_dir={work / 'results'}", *[a for a in args if a != "--dry-run"],
                      "--dry-run"], work, cmd.env)
             out = p.stdout + p.stderr
             return "no completed `val` grid runs" in out, out[-1500:]
@@ -321,12 +355,15 @@ def static(cmd: Command) -> tuple[bool, str] | str:
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    """Every process check at once, three at a time (each is mostly a Python start-up)."""
+    """Every process check at once, three at a time: launch.py in a process each, the others in one (SHARED)."""
     tmp = tmp_path_factory.mktemp("docs")
     checks = {c.id: job(c, tmp) for c in COMMANDS}
     todo = {k: f for k, f in checks.items() if callable(f)}
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        done = dict(zip(todo, pool.map(lambda f: f(), todo.values())))
+    try:
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            done = dict(zip(todo, pool.map(lambda f: f(), todo.values())))
+    finally:
+        SHARED.close()
     return checks, done
 
 
