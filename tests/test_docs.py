@@ -27,11 +27,9 @@ command that no rule covers fails, naming itself:
 """
 import functools
 import itertools
-import json
 import math
 import os
 import re
-import select
 import shlex
 import subprocess
 import sys
@@ -43,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from one_interpreter import OneInterpreter
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -170,36 +169,7 @@ def run(args: list[str], cwd: Path, env: dict | None = None, timeout: int = 120)
                           timeout=timeout)
 
 
-class OneInterpreter:
-    """The commands that are mostly an interpreter start and imports (`--help`, `check`, analyze.py, ...), run
-    one after another in one process (tests/one_interpreter.py) instead of one process each; `run` as above."""
-
-    def __init__(self):
-        self.lock, self.proc = threading.Lock(), None
-
-    def run(self, args: list[str], cwd: Path, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-        with self.lock:
-            if self.proc is None:
-                self.proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "one_interpreter.py")], cwd=ROOT,
-                                             env={**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)},
-                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-            self.proc.stdin.write(json.dumps({"args": args, "cwd": str(cwd), "env": env or {}}) + "\n")
-            self.proc.stdin.flush()
-            if not select.select([self.proc.stdout], [], [], timeout)[0]:
-                self.proc.kill()
-                raise AssertionError(f"{args} ran past {timeout} s in tests/one_interpreter.py")
-            answer = self.proc.stdout.readline()
-            assert answer, f"tests/one_interpreter.py died (exit {self.proc.wait()}) running {args}"
-            a = json.loads(answer)
-            return subprocess.CompletedProcess(args, a["returncode"], a["stdout"], a["stderr"])
-
-    def close(self):
-        if self.proc is not None:
-            self.proc.stdin.close()
-            self.proc.wait(timeout=60)
-
-
-SHARED = OneInterpreter()
+SHARED = OneInterpreter()  # the commands that are mostly an interpreter start and imports
 _help_lock = threading.Lock()
 
 
