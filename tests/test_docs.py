@@ -18,6 +18,8 @@ command that no rule covers fails, naming itself:
   as finding no grid runs.
 - `python -m bench.data prepare`, `bench.export`, `bench.pretrain` and the benchmark scripts (hours,
   GPUs or sources not here): `--help` must succeed and list every option the command uses.
+- The commands above other than `launch.py` run one after another in one interpreter (tests/one_interpreter.py):
+  each is mostly a Python start-up and the torch import.
 - `make T`: T is a target of the Makefile. `bash F ARG`: F exists and handles ARG.
 - `pip install`: each extra exists in pyproject.toml and each `-c` file exists (installing needs the
   network). `git clone URL`: URL is a GitHub https address (not cloned).
@@ -39,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from one_interpreter import OneInterpreter
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -165,6 +168,7 @@ def run(args: list[str], cwd: Path, env: dict | None = None, timeout: int = 120)
                           timeout=timeout)
 
 
+SHARED = OneInterpreter()  # the commands that are mostly an interpreter start and imports
 _help_lock = threading.Lock()
 
 
@@ -179,7 +183,7 @@ def help_of(target: tuple[str, ...]) -> subprocess.CompletedProcess:
         cell = _help_cell(target)
     with cell["lock"]:
         if "out" not in cell:
-            cell["out"] = run([*target, "--help"], ROOT)
+            cell["out"] = SHARED.run([*target, "--help"], ROOT)
         return cell["out"]
 
 
@@ -213,7 +217,7 @@ def job(cmd: Command, tmp: Path):
             for f in folders:
                 if f not in option_values:
                     generated_records(work / f)
-            p = run([str(ROOT / "analyze.py"), *args], work, cmd.env, timeout=300)
+            p = SHARED.run([str(ROOT / "analyze.py"), *args], work, cmd.env)
             wrote = list(work.rglob("leaderboard_*.md"))
             return p.returncode == 0 and bool(wrote), p.stdout[-1500:] + p.stderr[-1500:]
         return check
@@ -228,7 +232,7 @@ def job(cmd: Command, tmp: Path):
                     skip = True
                     continue
                 rest.append(a)
-            p = run(["-m", "bench.data", "check", *rest, "--data-root", str(work)], work, cmd.env)
+            p = SHARED.run(["-m", "bench.data", "check", *rest, "--data-root", str(work)], work, cmd.env)
             lines = [ln for ln in p.stdout.splitlines() if ln.strip()]
             ok = p.returncode in (0, 1) and lines and all(ln.startswith(("ok", "FAIL", "WARN", " ")) for ln in lines)
             return bool(ok), p.stdout[-1500:] + p.stderr[-1500:]
@@ -238,12 +242,12 @@ def job(cmd: Command, tmp: Path):
             folders = [work / a for a in args if not a.startswith("-")]
             for f in folders:
                 (f / "runs").mkdir(parents=True, exist_ok=True)  # a results folder no run has written to yet
-            p = run(["-m", "bench.sweep", *[str(work / a) if not a.startswith("-") else a for a in args]], work)
+            p = SHARED.run(["-m", "bench.sweep", *[str(work / a) if not a.startswith("-") else a for a in args]], work)
             return p.returncode == 0, p.stdout[-1500:] + p.stderr[-1500:]
         return check
     if name == "select_and_retrain.py":
         def check():
-            p = run([str(ROOT / prog), f"results_dir={work / 'results'}", *[a for a in args if a != "--dry-run"],
+            p = SHARED.run([str(ROOT / prog), f"results_dir={work / 'results'}", *[a for a in args if a != "--dry-run"],
                      "--dry-run"], work, cmd.env)
             out = p.stdout + p.stderr
             return "no completed `val` grid runs" in out, out[-1500:]
@@ -320,12 +324,15 @@ def static(cmd: Command) -> tuple[bool, str] | str:
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    """Every process check at once, three at a time (each is mostly a Python start-up)."""
+    """Every process check at once, three at a time: launch.py in a process each, the others in one (SHARED)."""
     tmp = tmp_path_factory.mktemp("docs")
     checks = {c.id: job(c, tmp) for c in COMMANDS}
     todo = {k: f for k, f in checks.items() if callable(f)}
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        done = dict(zip(todo, pool.map(lambda f: f(), todo.values())))
+    try:
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            done = dict(zip(todo, pool.map(lambda f: f(), todo.values())))
+    finally:
+        SHARED.close()
     return checks, done
 
 

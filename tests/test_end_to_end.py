@@ -17,7 +17,7 @@ pytestmark = pytest.mark.process
 def sweep(tmp_path_factory):
     results = tmp_path_factory.mktemp("results")
     proc = run_cli("launch.py", "-m", "method=*", "dataset=mini/count", "train.epochs=1",
-                   "train.progress=false", f"results_dir={results}")
+                   "train.progress=false", "hydra.launcher.n_jobs=1", f"results_dir={results}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return results, proc
 

@@ -14,6 +14,7 @@ from bench.models import build_backbone
 from bench.run.deploy import deployable, n_params
 from conftest import run_cli
 from methods import METHODS, method_config
+from one_interpreter import OneInterpreter
 
 FAMILIES = ["tiny_vit", "tiny_swin", "tiny_convnext", "tiny_mixer"]
 HEAD = 490  # 48 features x 10 classes + 10 (Swin, ConvNeXt, Mixer tiny variants)
@@ -136,10 +137,12 @@ def test_unknown_peft_tuner_and_missing_targets():
 
 @pytest.fixture(scope="module")
 def family_sweep(tmp_path_factory):
-    """Every method config x every tiny family through launch.py: one epoch, then analyze.py."""
+    """Every method config x every tiny family through launch.py: one epoch, then analyze.py. On mini/dspr_ori,
+    8 classes like mini/count, but drawn in half the time (the sweep draws the data in each of its runs)."""
     results = tmp_path_factory.mktemp("families")
-    proc = run_cli("launch.py", "-m", "method=*", f"backbone={','.join(FAMILIES)}", "dataset=mini/count", "train.epochs=1",
-                   "train.progress=false", "deploy_iters=1", "deploy_score=full", f"results_dir={results}", timeout=900)
+    proc = run_cli("launch.py", "-m", "method=*", f"backbone={','.join(FAMILIES)}", "dataset=mini/dspr_ori", "train.epochs=1",
+                   "train.progress=false", "deploy_iters=1", "deploy_score=full", "hydra.launcher.n_jobs=1",
+                   f"results_dir={results}", timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return results
 
@@ -172,14 +175,22 @@ def test_sweep_finishes_with_unsupported_records(family_sweep):
             assert (r["inference_extra_params"] == 0) == merged_plain, (r["backbone"], r["method"])
 
 
+@pytest.fixture(scope="module")
+def exporter():
+    """`python -m bench.export ...`, every export of this module in one interpreter."""
+    one = OneInterpreter()
+    yield lambda *args: one.run(["-m", "bench.export", *args])
+    one.close()
+
+
 @pytest.mark.xdist_group("family_sweep")
 @pytest.mark.process
-def test_export_loads_in_plain_timm(family_sweep, tmp_path):
+def test_export_loads_in_plain_timm(family_sweep, exporter, tmp_path):
     for family in ("tiny_vit", "tiny_swin"):
         for method in ("ssf", "lora"):
-            run_dir = next(family_sweep.rglob(f"runs/{family}/mini/count/{method}-*/val-seed0"))
+            run_dir = next(family_sweep.rglob(f"runs/{family}/mini/dspr_ori/{method}-*/val-seed0"))
             out = tmp_path / f"{family}_{method}.safetensors"
-            proc = run_cli("-m", "bench.export", str(run_dir), "--out", str(out))
+            proc = exporter(str(run_dir), "--out", str(out))
             assert proc.returncode == 0, proc.stderr
             assert "plain timm state_dict" in proc.stdout
             cfg = backbone_cfg(family)
@@ -196,12 +207,12 @@ def test_export_loads_in_plain_timm(family_sweep, tmp_path):
 
 @pytest.mark.xdist_group("family_sweep")
 @pytest.mark.process
-def test_export_of_unmergeable_methods_round_trips(family_sweep, tmp_path):
+def test_export_of_unmergeable_methods_round_trips(family_sweep, exporter, tmp_path):
     from bench.run.export import load_deployed
     for method in ("vpt", "adapter"):
-        run_dir = next(family_sweep.rglob(f"runs/tiny_vit/mini/count/{method}-*/val-seed0"))
+        run_dir = next(family_sweep.rglob(f"runs/tiny_vit/mini/dspr_ori/{method}-*/val-seed0"))
         out = tmp_path / f"{method}.safetensors"
-        proc = run_cli("-m", "bench.export", str(run_dir), "--out", str(out))
+        proc = exporter(str(run_dir), "--out", str(out))
         assert proc.returncode == 0 and "keeps extra modules" in proc.stdout, proc.stderr
         model = load_deployed(out)
         assert dataclasses.is_dataclass(method_config(method, {}))

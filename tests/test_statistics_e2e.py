@@ -18,7 +18,8 @@ pytestmark = [pytest.mark.process, pytest.mark.xdist_group("statistics_sweep")] 
 def sweep(tmp_path_factory):
     results = tmp_path_factory.mktemp("results")
     proc = run_cli("launch.py", "-m", f"method={','.join(METHODS)}", "dataset=mini/*", "seed=0,1",
-                   "train.epochs=1", "train.progress=false", "deploy_iters=0", f"results_dir={results}", timeout=900)
+                   "train.epochs=1", "train.progress=false", "deploy_iters=0", "hydra.launcher.n_jobs=1",
+                   f"results_dir={results}", timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return results
 
