@@ -207,7 +207,7 @@ def test_a_val_protocol_run_lists_each_split_once_and_stats_each_image_once(tmp_
 
     from bench.config import BackboneConfig, RunConfig, TrainConfig
     from bench.data.formats import FORMATS, Format, fgvc_json
-    from bench.run import run
+    from bench.run.runner import run
 
     monkeypatch.setenv("BENCH_CACHE_DIR", str(tmp_path / "cache"))
     root = fgvc_json_tree(tmp_path / "fgvc" / "stanford_cars", "", ids=(1, 2, 3))
