@@ -241,6 +241,10 @@ def test_fgvc_archive_nabirds_val_lacking_two_classes_keeps_one_label_map(tmp_pa
     assert set(listing(cfg, "val").labels.tolist()) == {0, 1, 2}
     m = json.loads((out / "fgvc" / "nabirds" / "manifest.json").read_text())
     assert set(m["source"]["split_files"]) == {"train.json", "val.json", "test.json"} and m["source"]["classes"] == 5
+    again = ["fgvc", "fgvc/nabirds", "--from", str(src), "--splits", str(splits), "--data-root", str(out)]
+    assert prepare.main([*again, "--force"]) == 0  # the same files (hard links) again: the old copy deleted
+    assert sorted(p.name for p in (out / "fgvc").iterdir()) == ["nabirds"]
+    capsys.readouterr()
     shutil.rmtree(splits)
     assert prepare.main(["fgvc", "fgvc/cub", "--from", str(src), "--splits", str(splits), "--data-root", str(out)]) == 1
     err = capsys.readouterr().err
@@ -374,6 +378,24 @@ def test_force_keeps_a_copy_that_differs_and_deletes_only_an_identical_one(tmp_p
     assert kept.pop("notes.txt") == b"mine" and {k: v for k, v in kept.items() if k != "manifest.json"} == \
         {k: v for k, v in first.items() if k != "manifest.json"}
     assert _tree(task)["images/test/000000.jpg"] != first["images/test/000000.jpg"]
+
+
+def test_read_only_data_root_verifies_a_prepared_task_and_refuses_to_write_in_one_line(tmp_path, capsys,
+                                                                                       monkeypatch):
+    data, src = tmp_path / "data", _two_task_mirror(tmp_path)
+    assert prepare.main(["hf", "vtab/dtd", *src, "--data-root", str(data)]) == 0
+
+    def denied(path):
+        raise PermissionError(errno.EROFS, "Read-only file system", str(path))
+
+    monkeypatch.setattr(prepare, "_open_lock", denied)
+    capsys.readouterr()
+    assert prepare.main(["hf", "vtab/dtd", *src, "--data-root", str(data)]) == 0
+    assert _lines(capsys)[0][0].startswith("ok    vtab/dtd: already prepared")
+    assert prepare.main(["hf", "vtab/dtd", *src, "--data-root", str(data), "--force"]) == 1
+    assert _lines(capsys)[1] == [f"error: vtab/dtd: cannot write under {data / 'vtab-1k'} ([Errno 30] Read-only "
+                                 f"file system: '{data / 'vtab-1k' / '.dtd.prepare.lock'}'); choose a writable "
+                                 f"--data-root"]
 
 
 def test_two_prepares_of_one_task_at_once_wait_and_keep_each_others_folders(tmp_path, capsys):

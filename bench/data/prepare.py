@@ -158,18 +158,30 @@ class TaskWriter:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
+def _open_lock(path: Path) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+
+
 @contextlib.contextmanager
 def task_lock(dest: Path, name: str):
     """Hold `.<task>.prepare.lock` beside `dest` (fcntl.flock, exclusive) while preparing one task.
 
     A second prepare of the same task (another process or thread) says so in one line and waits. The
     holder unlinks the file before releasing it, so a waiter that then holds an unlinked file tries again.
+    Yields the lock's path, or the OSError that kept it from being created (a read-only data
+    root, where a prepared task can still be verified but nothing may be written).
     """
     path = dest.parent / f".{dest.name}{LOCK_MARK}"
-    dest.parent.mkdir(parents=True, exist_ok=True)
     said = False
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = _open_lock(path)
+        except OSError as e:
+            if e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+            yield e  # a data root one may read, not write: nothing will be written
+            return
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -223,8 +235,9 @@ def same_files(old: Path, new: Path) -> bool:
 
     if old.is_symlink():
         return False
-    ours, theirs = files(old), files(new)
-    return ours is not None and ours == theirs and all(filecmp.cmp(old / r, new / r, shallow=False) for r in ours)
+    was, now = files(old), files(new)
+    return was is not None and was == now and all(
+        os.path.samefile(old / r, new / r) or filecmp.cmp(old / r, new / r, shallow=False) for r in was)  # fgvc links
 
 
 # --- dataset configs, verification and the manifest ------------------------------------------
@@ -305,8 +318,8 @@ def run_task(name: str, root: Path, force: bool, write, replace: bool = False) -
 
     cfg = dataset_config(name, root)
     dest = dataset_root(cfg)
-    with task_lock(dest, name):
-        if dest.is_dir() and not dest.is_symlink() and not any(dest.iterdir()):
+    with task_lock(dest, name) as lock:
+        if isinstance(lock, Path) and dest.is_dir() and not dest.is_symlink() and not any(dest.iterdir()):
             dest.rmdir()  # an empty folder: nothing to keep
         foreign = os.path.lexists(dest) and written_here(dest) is None
         if foreign and not replace:
@@ -318,6 +331,8 @@ def run_task(name: str, root: Path, force: bool, write, replace: bool = False) -
             if m is not None:
                 counts = ", ".join(f"{k} {v}" for k, v in m["counts"].items())
                 return f"ok    {name}: already prepared ({counts}; {dest})"
+        if not isinstance(lock, Path):
+            raise PrepareError(f"{name}: cannot write under {dest.parent} ({lock}); choose a writable --data-root")
         w = TaskWriter(dest)
         try:
             source, notes = write(w, cfg)
