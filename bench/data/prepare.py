@@ -26,8 +26,8 @@ copy's, else it is kept aside the same way. While a task is prepared its lock fi
 temporary folders are removed only by the lock's holder.
 """
 import argparse
-import dataclasses
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import filecmp
