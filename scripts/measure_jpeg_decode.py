@@ -5,8 +5,8 @@ task_adaptation decodes every image with the TFDS feature's `decode_example` (Te
 `SkipDecoding`. `prepare tfds` reads an array_record data dir through `as_data_source`, whose
 `decode_example_np` decodes with OpenCV when it is installed, else with PIL. This script encodes
 JPEGs the ways the JPEG-storing VTAB builders get theirs (the original files' bytes as they are:
-caltech101, dtd, oxford_flowers102, oxford_iiit_pet; TensorFlow's `encode_jpeg` of a decoded
-array: sun397, diabetic_retinopathy) over a grid of sizes, qualities, chroma subsamplings,
+caltech101, dtd, oxford_flowers102, oxford_iiit_pet, resisc45, eurosat; OpenCV's `imencode` at
+quality 72 of a decoded array: sun397/tfds, diabetic_retinopathy btgraham-300) over a grid of sizes, qualities, chroma subsamplings,
 baseline/progressive and grayscale, decodes each with the three decoders and prints, per decoder
 against TensorFlow, the largest absolute pixel difference and the share of pixels that differ.
 
@@ -102,9 +102,9 @@ def main(argv=None) -> int:
             encoded.append(("PIL " + tag, pil_jpeg(px, q, sub, prog, gray=False)))
         for px, q in itertools.product(crops(img, sizes), (50, 75, 95)):
             encoded.append((f"PIL gray {name} {px.shape[1]}x{px.shape[0]} q{q}", pil_jpeg(px, q, 2, False, gray=True)))
-            for tf_q in (72, 95):  # TFDS's encode of an array (sun397, diabetic_retinopathy): tf.image.encode_jpeg
-                b = tf.io.encode_jpeg(tf.constant(px), quality=tf_q).numpy()
-                encoded.append((f"TF encode {name} {px.shape[1]}x{px.shape[0]} q{tf_q}", b))
+            for cv_q in (72, 95):  # the sun397/tfds and btgraham-300 builders store cv2.imencode(".jpg", q72) bytes
+                b = cv2.imencode(".jpg", np.ascontiguousarray(px[..., ::-1]), [int(cv2.IMWRITE_JPEG_QUALITY), cv_q])[1]
+                encoded.append((f"OpenCV encode {name} {px.shape[1]}x{px.shape[0]} q{cv_q}", b.tobytes()))
         for p in args.photos:
             if p.endswith(name):
                 with open(p, "rb") as f:

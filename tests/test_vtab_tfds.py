@@ -165,3 +165,23 @@ def test_bad_allow_version_is_one_line(tmp_path, capsys, bad):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"error: --allow-version {bad!r}: expected BUILDER:X.Y.Z")
     assert "cifar100" in err and "kitti" in err
+
+
+def test_docs_table_matches_the_tasks():
+    """docs/datasets.md's TFDS table names each task's builder, held version and slices as vtab_tfds builds them."""
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "docs" / "datasets.md").read_text()
+    rows = {}
+    for line in text.split("## VTAB-1k from TFDS, task by task", 1)[1].splitlines():
+        cells = [c.strip().replace("**", "").replace("\\*", "*").strip("`") for c in line.strip("|").split("|")]
+        if len(cells) == 7 and cells[0] in TASKS:
+            rows[cells[0]] = cells
+    assert set(rows) == set(TASKS)
+    for name, (_, builder, version, train, val, test, label) in rows.items():
+        t = TASKS[name]
+        p, q = t.train_percent, t.val_percent
+        want = {"percent": (f"train[{p}%:+200]", "test"), "clevr": (f"train[{p}%:+200]", "validation"),
+                "validation": ("validation[:200]", "test"), "smallnorb": ("test[:200]", "test[50%:]"),
+                "three_way": (f"train[{p}%:+200]", f"train[{p + q}%:]")}[t.kind]
+        assert (builder, version.split(" ")[0], train, val, test) == (t.builder, t.version, "train[:800]", *want), name
