@@ -2,13 +2,14 @@
 
 task_adaptation decodes every image with the TFDS feature's `decode_example` (TensorFlow's
 `tf.image.decode_image(..., channels=3)`, i.e. `decode_jpeg` with its defaults) after reading with
-`SkipDecoding`. `prepare tfds` reads an array_record data dir through `as_data_source`, whose
-`decode_example_np` decodes with OpenCV when it is installed, else with PIL. This script encodes
-JPEGs the ways the JPEG-storing VTAB builders get theirs (the original files' bytes as they are:
-caltech101, dtd, oxford_flowers102, oxford_iiit_pet, resisc45, eurosat; OpenCV's `imencode` at
-quality 72 of a decoded array: sun397/tfds, diabetic_retinopathy btgraham-300) over a grid of sizes, qualities, chroma subsamplings,
-baseline/progressive and grayscale, decodes each with the three decoders and prints, per decoder
-against TensorFlow, the largest absolute pixel difference and the share of pixels that differ.
+`SkipDecoding`. TFDS's numpy path (`as_data_source`, which `prepare tfds` reads an array_record data
+dir through) decodes with OpenCV when it is installed, else with PIL; `prepare tfds` replaces it for
+JPEG with `decode_jpeg_as_tf`. This script encodes JPEGs the ways the JPEG-storing VTAB builders get
+theirs (the original files' bytes as they are: caltech101, dtd, oxford_flowers102, oxford_iiit_pet,
+resisc45, eurosat; OpenCV's `imencode` at quality 72 of a decoded array: sun397/tfds,
+diabetic_retinopathy btgraham-300) over a grid of sizes, qualities, chroma subsamplings,
+baseline/progressive, grayscale and Adobe CMYK, decodes each with every decoder and prints, per
+decoder against TensorFlow, the largest absolute pixel difference and the share of pixels that differ.
 
 Not part of the suite: it needs TensorFlow, which the project does not install. Run it in a
 throwaway environment (docs/datasets.md names the versions measured):
@@ -71,6 +72,7 @@ def main(argv=None) -> int:
 
     import cv2
     import PIL
+    from PIL import Image
     import PIL.features
     import tensorflow as tf
     import tensorflow_datasets as tfds
@@ -86,8 +88,12 @@ def main(argv=None) -> int:
 
         decoders["simplejpeg fastdct"] = lambda b: simplejpeg.decode_jpeg(b, colorspace="RGB", fastdct=True,
                                                                            fastupsample=False)
-    except ImportError:
-        print("simplejpeg is not installed: not measured", file=sys.stderr)
+        sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+        from bench.data.vtab_tfds import decode_jpeg_as_tf  # the same, with TensorFlow's CMYK conversion
+
+        decoders["prepare tfds (decode_jpeg_as_tf)"] = lambda b: decode_jpeg_as_tf(b, 3)
+    except ImportError as e:
+        print(f"simplejpeg or bench is not importable ({e}): not measured", file=sys.stderr)
 
     def reference(b: bytes) -> np.ndarray:  # what task_adaptation's ImageTfdsData._image_decoder computes
         return feature.decode_example(tf.constant(b)).numpy()
@@ -102,6 +108,9 @@ def main(argv=None) -> int:
             encoded.append(("PIL " + tag, pil_jpeg(px, q, sub, prog, gray=False)))
         for px, q in itertools.product(crops(img, sizes), (50, 75, 95)):
             encoded.append((f"PIL gray {name} {px.shape[1]}x{px.shape[0]} q{q}", pil_jpeg(px, q, 2, False, gray=True)))
+            buf = io.BytesIO()  # Adobe CMYK, as Photoshop writes it (PIL writes the Adobe marker)
+            Image.fromarray(px).convert("CMYK").save(buf, format="JPEG", quality=q)
+            encoded.append((f"PIL CMYK {name} {px.shape[1]}x{px.shape[0]} q{q}", buf.getvalue()))
             for cv_q in (72, 95):  # the sun397/tfds and btgraham-300 builders store cv2.imencode(".jpg", q72) bytes
                 b = cv2.imencode(".jpg", np.ascontiguousarray(px[..., ::-1]), [int(cv2.IMWRITE_JPEG_QUALITY), cv_q])[1]
                 encoded.append((f"OpenCV encode {name} {px.shape[1]}x{px.shape[0]} q{cv_q}", b.tobytes()))

@@ -185,3 +185,44 @@ def test_docs_table_matches_the_tasks():
                 "validation": ("validation[:200]", "test"), "smallnorb": ("test[:200]", "test[50%:]"),
                 "three_way": (f"train[{p}%:+200]", f"train[{p + q}%:]")}[t.kind]
         assert (builder, version.split(" ")[0], train, val, test) == (t.builder, t.version, "train[:800]", *want), name
+
+
+def test_undecodable_example_stops_with_one_line(tmp_path):
+    """An example the reader cannot decode (decode_jpeg_as_tf's ValueError) stops the task before writing."""
+    reader = Reader(CIFAR, "3.0.2", lambda split, i: 0)
+    good = reader.read
+
+    def read(name, split, start, stop):
+        for ex in good(name, split, start, stop):
+            if split == "train" and ex["image"][0, 0, 0] == 5:
+                vtab_tfds.decode_jpeg_as_tf(b"\xff\xd8 not a JPEG", 3)
+            yield ex
+
+    reader.read = read
+    with pytest.raises(prepare.PrepareError) as e:
+        prepare.run_task("vtab/cifar", tmp_path, False, prepare.tfds_writer("vtab/cifar", reader))
+    assert str(e.value).startswith("vtab/cifar: TFDS cifar100 train[5] cannot be read (a JPEG that cannot be "
+                                   "decoded as TensorFlow does (")
+    assert str(e.value).endswith("); nothing was written for the task") and "\n" not in str(e.value)
+    assert not (tmp_path / "vtab-1k" / "cifar").exists()
+
+
+def test_decode_jpeg_as_tf_reads_rgb_gray_and_adobe_cmyk():
+    """Shapes and closeness to the source (the bit-exact comparison with TensorFlow is scripts/measure_jpeg_decode.py,
+    outside CI); Adobe CMYK through TensorFlow's integer conversion."""
+    import io
+
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:24, 0:40]
+    src = np.stack([x * 6, y * 10, (x + y) * 4], -1).astype(np.uint8) + rng.integers(0, 8, (24, 40, 3), np.uint8)
+    for mode, channels in (("RGB", 3), ("L", 3), ("CMYK", 3), ("L", 1)):
+        buf = io.BytesIO()
+        Image.fromarray(src).convert(mode).save(buf, format="JPEG", quality=95)
+        px = vtab_tfds.decode_jpeg_as_tf(buf.getvalue(), channels)
+        want = np.asarray(Image.fromarray(src).convert(mode if mode == "L" else "RGB"))
+        want = want.reshape(24, 40, -1).repeat(channels // want.reshape(24, 40, -1).shape[2], axis=2)
+        assert px.shape == (24, 40, channels) and px.dtype == np.uint8
+        diff = np.abs(px.astype(int) - want)
+        assert diff.max() <= 16 and diff.mean() < 3, mode  # quality 95, chroma at 4:2:0

@@ -294,10 +294,19 @@ def tfds_writer(name: str, reader, allow: tuple[str, ...] = ()):
 
 def checked_labels(name: str, task, reader, split: str, ranges, classes: int) -> list[int]:
     """Every label of one of our splits, read before any image is written; the first impossible one (outside
-    0..classes-1, or a label function that fails on its example) stops the task naming the split, index and value."""
+    0..classes-1, or a label function that fails on its example) stops the task naming the split, index and value,
+    as does an example that cannot be decoded (a JPEG that cannot be decoded as TensorFlow does)."""
     out = []
     for tf_split, start, stop in ranges:
-        for i, ex in enumerate(reader.read(task.builder, tf_split, start, stop), start):
+        examples = reader.read(task.builder, tf_split, start, stop)
+        for i in range(start, stop):
+            try:
+                ex = next(examples)
+            except StopIteration:
+                break
+            except ValueError as e:
+                raise PrepareError(f"{name}: TFDS {task.builder} {tf_split}[{i}] cannot be read ({e}); "
+                                   "nothing was written for the task") from None
             try:
                 y = task.label(ex)
             except Exception as e:  # e.g. clevr_dist's minimum over an example without objects

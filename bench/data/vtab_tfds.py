@@ -34,8 +34,8 @@ Slice = tuple[str, int, int]
 
 def version_matches(version: str, spec: str) -> bool:
     """Whether TFDS version `version` (x.y.z) is what `spec` asks for (x.y.z, or with `*` for any part)."""
-    return len(version.split(".")) == 3 and all(
-        w in ("*", v) for v, w in zip(version.split("."), spec.split("."), strict=False)) and spec.count(".") == 2
+    have, want = version.split("."), spec.split(".")
+    return len(have) == len(want) == 3 and all(w in ("*", h) for h, w in zip(have, want, strict=True))
 
 
 def _label(ex) -> int:
@@ -170,13 +170,20 @@ JPEG_MAGIC = b"\xff\xd8"
 def decode_jpeg_as_tf(data: bytes, channels: int) -> np.ndarray:
     """JPEG bytes as TensorFlow's `decode_jpeg`/`decode_image` with their defaults decode them (what task_adaptation
     reads): libjpeg-turbo with the fast integer IDCT and fancy upsampling; (h, w, channels) uint8. Bit-identical to
-    TensorFlow 2.21 on the 542 JPEGs of scripts/measure_jpeg_decode.py."""
+    TensorFlow 2.21 on the JPEGs of scripts/measure_jpeg_decode.py, Adobe CMYK included."""
     import simplejpeg
 
+    fast = {"fastdct": True, "fastupsample": False}
     try:
-        px = simplejpeg.decode_jpeg(data, colorspace="RGB" if channels == 3 else "GRAY", fastdct=True,
-                                    fastupsample=False)
-    except ValueError as e:  # e.g. a CMYK JPEG, which libjpeg-turbo cannot turn into RGB
+        if simplejpeg.decode_jpeg_header(data)[2] in ("CMYK", "YCCK") and channels == 3:
+            app14 = data.find(b"\xff\xee")  # Adobe's segment: marker, 2 bytes of length, "Adobe"
+            if app14 < 0 or data[app14 + 4:app14 + 9] != b"Adobe":
+                raise ValueError("a CMYK JPEG without Adobe's marker, whose conversion was not measured")
+            cmyk = simplejpeg.decode_jpeg(data, colorspace="CMYK", **fast).astype(np.uint16)
+            # TensorFlow's conversion of Adobe's (inverted) CMYK: R = K * C / 255 in integers, likewise G, B
+            return (cmyk[..., 3:] * cmyk[..., :3] // 255).astype(np.uint8)
+        px = simplejpeg.decode_jpeg(data, colorspace="RGB" if channels == 3 else "GRAY", **fast)
+    except ValueError as e:
         raise ValueError(f"a JPEG that cannot be decoded as TensorFlow does ({e})") from None
     return px.reshape(px.shape[0], px.shape[1], channels)
 
