@@ -32,7 +32,7 @@ def test_vtab_slices_follow_task_adaptation():
     assert norb["val200"] == [("test", 0, 200)] and norb["test"] == [("test", 12150, 24300)]
     dtd = slices(TASKS["dtd"], {"train": 1880, "validation": 1880, "test": 1880})
     assert dtd["val200"] == [("validation", 0, 200)] and dtd["test"] == [("test", 0, 1880)]
-    assert len(TASKS) == 19 and TASKS["kitti"].pinned == "3.2.0" and TASKS["cifar"].pinned == "3.0.2"
+    assert len(TASKS) == 19 and TASKS["kitti"].version == "3.2.0" and TASKS["cifar"].version == "3.*.*"
 
 
 def test_clevr_kitti_and_dsprites_labels_on_hand_made_examples():
@@ -62,7 +62,7 @@ class FakeTfds:
     def __init__(self, counts, version="2.0.0", fail_at=None, error=KeyboardInterrupt):
         self.counts_, self.version_, self.fail_at, self.error, self.served = counts, version, fail_at, error, 0
 
-    def version(self, name):
+    def version(self, name, wanted=()):
         return self.version_
 
     def counts(self, name):
@@ -104,20 +104,22 @@ def test_tfds_task_written_as_the_loaders_read_it(tmp_path):
     assert m["source"]["slices"]["test"] == ["train[927:1030]"]
 
 
-def test_other_builder_version_warns_naming_both_and_is_recorded(tmp_path):
-    with pytest.warns(UserWarning, match="version 2.1.0, VPT pinned 2.0.0"):
-        line = prepare.run_task("vtab/dsprites_loc", tmp_path, False,
-                                prepare.tfds_writer("vtab/dsprites_loc", FakeTfds(COUNTS, version="2.1.0")))
-    assert "note: TFDS dsprites is version 2.1.0, VPT pinned 2.0.0" in line
+def test_other_builder_version_stops_unless_allowed_and_is_recorded(tmp_path):
+    with pytest.raises(prepare.PrepareError, match="dsprites is version 3.0.0, the task holds 2.*"):
+        prepare.run_task("vtab/dsprites_loc", tmp_path, False,
+                         prepare.tfds_writer("vtab/dsprites_loc", FakeTfds(COUNTS, version="3.0.0")))
+    line = prepare.run_task("vtab/dsprites_loc", tmp_path, False, prepare.tfds_writer(
+        "vtab/dsprites_loc", FakeTfds(COUNTS, version="3.0.0"), ("dsprites:3.0.0",)))
+    assert "note: TFDS dsprites is version 3.0.0, not 2.*.*: --allow-version names it" in line
     m = json.loads((tmp_path / "vtab-1k" / "dsprites_loc" / "manifest.json").read_text())
-    assert m["source"]["version"] == "2.1.0" and m["source"]["pinned_version"] == "2.0.0" and m["notes"]
+    assert m["source"]["version"] == "3.0.0" and m["source"]["version_held"] == "2.*.*" and m["notes"]
 
 
 def test_interrupted_prepare_leaves_nothing_finished_and_resumes(tmp_path):
     dest = tmp_path / "vtab-1k" / "dsprites_loc"
     with pytest.raises(KeyboardInterrupt):
-        prepare.run_task("vtab/dsprites_loc", tmp_path, False,
-                         prepare.tfds_writer("vtab/dsprites_loc", FakeTfds(COUNTS, fail_at=900)))
+        prepare.run_task("vtab/dsprites_loc", tmp_path, False,  # interrupted after the labels (1103), among the images
+                         prepare.tfds_writer("vtab/dsprites_loc", FakeTfds(COUNTS, fail_at=1500)))
     assert not dest.exists() and not list(dest.parent.glob(".*"))
     (dest.parent / ".dsprites_loc.prepare-99999" / "images").mkdir(parents=True)  # a SIGKILLed run's leftovers
     line = prepare.run_task("vtab/dsprites_loc", tmp_path, False, prepare.tfds_writer("vtab/dsprites_loc",
@@ -136,7 +138,8 @@ def test_interrupted_prepare_leaves_nothing_finished_and_resumes(tmp_path):
 
 def test_disk_full_is_one_line_and_leaves_no_task(tmp_path, monkeypatch, capsys):
     full = OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr(vtab_tfds, "TfdsReader", lambda d: FakeTfds(COUNTS, fail_at=50, error=full))
+    # labels read (1103), then the disk fills while images are written
+    monkeypatch.setattr(vtab_tfds, "TfdsReader", lambda d: FakeTfds(COUNTS, fail_at=1150, error=full))
     assert prepare.main(["tfds", "vtab/dsprites_loc", "--data-root", str(tmp_path)]) == 1
     (err,) = [x for x in capsys.readouterr().err.replace("\r", "\n").splitlines() if x.strip() and "img/s" not in x]
     assert err.startswith("error: vtab/dsprites_loc: disk full")  # one line (the rest: the progress bar)

@@ -38,7 +38,6 @@ import os
 import secrets
 import shutil
 import sys
-import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
@@ -392,40 +391,71 @@ def vtab_task(name: str) -> str:
     return task
 
 
-def tfds_writer(name: str, reader):
-    """The writer of one VTAB-1k task from TFDS through `reader` (vtab_tfds.TfdsReader or a stand-in)."""
+def tfds_writer(name: str, reader, allow: tuple[str, ...] = ()):
+    """The writer of one VTAB-1k task from TFDS through `reader` (vtab_tfds.TfdsReader or a stand-in); `allow`:
+    the `--allow-version` values (BUILDER:VERSION) that may be prepared although the task holds another version."""
     task = vtab_tfds.TASKS[vtab_task(name)]
+    allowed = tuple(a.rsplit(":", 1)[1] for a in allow if a.rsplit(":", 1)[0] == task.builder)
 
     def write(w, cfg):
         try:
-            version, counts = reader.version(task.builder), reader.counts(task.builder)
+            version = reader.version(task.builder, (task.version, *allowed))
+            counts = reader.counts(task.builder)
         except Exception as e:  # TFDS raises many types for a builder that is not in the data dir
             raise PrepareError(f"{name}: TFDS builder {task.builder!r} cannot be read "
                                f"({type(e).__name__}: {e}); prepare it with TFDS first (KMnP/vpt VTAB_SETUP.md)") from None
         notes = []
-        if version != task.pinned:
-            notes.append(f"TFDS {task.builder} is version {version}, VPT pinned {task.pinned}: results may differ")
-            warnings.warn(f"{name}: {notes[-1]}", stacklevel=2)
+        if not vtab_tfds.version_matches(version, task.version):
+            if version not in allowed:
+                raise PrepareError(f"{name}: TFDS {task.builder} is version {version}, the task holds {task.version} "
+                                   f"(docs/datasets.md); --allow-version {task.builder}:{version} prepares it anyway")
+            notes.append(f"TFDS {task.builder} is version {version}, not {task.version}: --allow-version names it")
         plan = vtab_tfds.slices(task, counts)
         for split, ranges in plan.items():
             for tf_split, start, stop in ranges:
                 if tf_split not in counts or stop > counts[tf_split]:
                     raise PrepareError(f"{name}: TFDS {task.builder} split {tf_split!r} has "
                                        f"{counts.get(tf_split, 0)} examples, {split} needs [{start}:{stop}]")
+        labels = {s: checked_labels(name, task, reader, s, r, cfg.num_classes) for s, r in plan.items()}
 
-        def examples(ranges):
-            for tf_split, start, stop in ranges:
-                for ex in reader.read(task.builder, tf_split, start, stop):
-                    yield task.image(ex), task.label(ex)
+        def examples(split):
+            images = (task.image(ex) for t, a, b in plan[split] for ex in reader.read(task.builder, t, a, b))
+            return zip(images, labels[split], strict=True)
 
         totals = {s: sum(b - a for _, a, b in r) for s, r in plan.items()}
-        write_vtab(w, {s: examples(r) for s, r in plan.items()}, totals, name, _save_png)
-        source = {"kind": "tfds", "builder": task.builder, "version": version, "pinned_version": task.pinned,
+        write_vtab(w, {s: examples(s) for s in plan}, totals, name, _save_png)
+        source = {"kind": "tfds", "builder": task.builder, "version": version, "version_held": task.version,
                   "slices": {s: [f"{t}[{a}:{b}]" for t, a, b in r] for s, r in plan.items()},
                   "label": getattr(task.label, "__name__", "label")}
         return source, notes
 
     return write
+
+
+def checked_labels(name: str, task, reader, split: str, ranges, classes: int) -> list[int]:
+    """Every label of one of our splits, read before any image is written; the first impossible one (outside
+    0..classes-1, or a label function that fails on its example) stops the task naming the split, index and value,
+    as does an example that cannot be decoded (a JPEG that cannot be decoded as TensorFlow does)."""
+    out = []
+    for tf_split, start, stop in ranges:
+        examples = reader.read(task.builder, tf_split, start, stop)
+        for i in range(start, stop):
+            try:
+                ex = next(examples)
+            except StopIteration:
+                break
+            except ValueError as e:
+                raise PrepareError(f"{name}: TFDS {task.builder} {tf_split}[{i}] cannot be read ({e}); "
+                                   "nothing was written for the task") from None
+            try:
+                y = task.label(ex)
+            except Exception as e:  # e.g. clevr_dist's minimum over an example without objects
+                y = f"{type(e).__name__}: {e}"
+            if not isinstance(y, int) or not 0 <= y < classes:
+                raise PrepareError(f"{name}: {split} label at TFDS {task.builder} {tf_split}[{i}] is {y}, not in "
+                                   f"0..{classes - 1}; nothing was written for the task")
+            out.append(y)
+    return out
 
 
 # --- Hugging Face datasets --------------------------------------------------------------------
@@ -608,6 +638,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="config names or patterns (vtab/cifar, 'vtab/*', fgvc/nabirds); default: every task of the source")
     ap.add_argument("--data-root", help="where to write (default: $BENCH_DATA_ROOT, else ./data)")
     ap.add_argument("--tfds-dir", help="tfds: the TFDS data dir (default: TFDS's own, ~/tensorflow_datasets)")
+    ap.add_argument("--allow-version", action="append", default=[], metavar="BUILDER:VERSION",
+                    help="tfds: prepare BUILDER at VERSION although its task holds another (repeatable; "
+                         "docs/datasets.md lists the versions held)")
     ap.add_argument("--mapping", type=Path, help="hf: the mirror's YAML (default conf/prepare/hf_vtab1k.yaml)")
     ap.add_argument("--from", dest="from_dir", type=Path,
                     help="hf: a local snapshot folder (offline); fgvc: the extracted official archive")
@@ -639,11 +672,17 @@ def main(argv: list[str] | None = None) -> int:
             chosen += [m for m in matches if m not in chosen]
         if args.source == "fgvc" and len(chosen) != 1:
             raise PrepareError(f"the fgvc source prepares one dataset at a time (its --from and --splits); got {chosen}")
+        builders = sorted({t.builder for t in vtab_tfds.TASKS.values()})
+        for a in args.allow_version:
+            b, _, v = a.rpartition(":")
+            if b not in builders or v.count(".") != 2:
+                raise PrepareError(f"--allow-version {a!r}: expected BUILDER:X.Y.Z with BUILDER one of "
+                                   f"{', '.join(builders)}")
         reader = vtab_tfds.TfdsReader(args.tfds_dir) if args.source == "tfds" else None
         refused = []
         for name in chosen:
             if args.source == "tfds":
-                write = tfds_writer(name, reader)
+                write = tfds_writer(name, reader, tuple(args.allow_version))
             elif args.source == "hf":
                 write = hf_writer(name, mapping, args.from_dir)
             else:
