@@ -187,6 +187,7 @@ def test_cli_end_to_end_intervals_significance_ranks_and_report(tmp_path):
     assert ssf["verdict"] == "better" and ssf["ci_low"] > 0
     lin = sig[(sig["method"] == "linear") & sig["dataset"].isin(MINI)]
     assert (lin["verdict"] == "worse").all() and (lin["p_adjusted"] >= lin["p_value"]).all()
+    assert (lin["compares"] == "methods").all() and lin["test"].str.startswith("Welch t").all()
     board = pd.read_csv(out / "leaderboard_mini_val.csv")
     assert {"mini/digits_ci_low", "mini/digits_ci_high", "mean_ci_low", "mean_ci_high"} <= set(board.columns)
     row = board[board["method"] == "ssf"].iloc[0]
@@ -237,14 +238,37 @@ def test_cli_ci_none_baseline_choice_and_bad_inputs(tmp_path):
 
 
 @pytest.mark.process
-def test_runs_on_different_listings_are_compared_unpaired(tmp_path):
-    rng = np.random.default_rng(6)
-    write_run(tmp_path, rec("full", "fgvc/cub", 0), correct_vector(rng, 400, 0.6))
-    write_run(tmp_path, rec("ssf", "fgvc/cub", 0), correct_vector(rng, 400, 0.6), fp="sha256:other")
+def test_runs_on_different_test_images_get_no_verdict_end_to_end(tmp_path):
+    """Issue 31: linear's digits run was scored on other test images (another fingerprint): it would be far below
+    full, but the row says "not comparable", has no p-value, stays out of linear's Holm family, and the
+    leaderboard cell carries the mark instead of a ▼."""
+    results = tmp_path / "results"
+    sweep(results, seeds=(0,))
+    digits = [p for p in (results / "runs").rglob("record.json")
+              if json.loads(p.read_text())["method"] == "linear" and json.loads(p.read_text())["dataset"] == "mini/digits"]
+    assert len(digits) == 1
+    r = json.loads(digits[0].read_text())
+    records.write_json_atomic(digits[0], r | {"test_fingerprint": "sha256:0123456789abcdef"})
     out = tmp_path / "out"
-    assert run_cli("analyze.py", str(tmp_path), "--out", str(out), "--formats", "csv", "--quiet").returncode == 0
-    row = pd.read_csv(out / "significance_fgvc_paper.csv").iloc[0]
-    assert row["paired"].startswith("no: different test listings") and row["ci_low"] < row["ci_high"]
+    proc = run_cli("analyze.py", str(results), "--out", str(out), "--formats", "csv,md", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    sig = pd.read_csv(out / "significance_mini_val.csv")
+    lin = sig[sig["method"] == "linear"].set_index("dataset")
+    row = lin.loc["mini/digits"]
+    assert row["verdict"].startswith("not comparable: different test images (linear: 600 images 01234567, full: ")
+    assert row["p_value"] != row["p_value"] and row["p_adjusted"] != row["p_adjusted"] and row["ci_low"] != row["ci_low"]
+    others = lin.loc[[t for t in MINI if t != "mini/digits"]]
+    assert (others["verdict"] == "worse").all() and (others["compares"] == "runs").all()
+    assert others["p_adjusted"].tolist() == pytest.approx(stats.holm(others["p_value"]).tolist())  # a family of 4
+    assert "mean" not in lin.index  # no average over a task that is not comparable
+    md = (out / "leaderboard_mini_val.md").read_text()
+    line = next(x for x in md.splitlines() if x.startswith("| vit_tiny_mini | linear |"))
+    digits_cell = line.split(" | ")[2 + MINI.index("mini/digits")]
+    assert digits_cell.endswith(stats.NOT_COMPARABLE) and "▼" not in digits_cell and line.count("▼") == 4
+    assert f"{stats.NOT_COMPARABLE}: scored on other test images than the baseline" in md
+    assert "compares the two trained runs, not the methods" in md
+    sig_md = (out / "significance_mini_val.md").read_text()
+    assert "| compares |" in sig_md and "not comparable: different test images" in sig_md
 
 
 def test_published_value_within_or_outside_our_interval():

@@ -468,7 +468,12 @@ def _interval_notes(ci: stats.TableStats, args) -> list[str]:
     if ci.baselines:
         base = ", ".join(f"{lab} ({b})" for b, lab in ci.baselines.items())
         notes.append(f"▲ / ▼: significantly above / below the baseline ({base}) on the same test images "
-                     f"(Holm-adjusted over the tasks, level {args.ci_opts.alpha:g}; see the significance table).")
+                     f"(Holm-adjusted over the tasks, level {args.ci_opts.alpha:g}; see the significance table). "
+                     "With one seed on each side the test compares the two trained runs, not the methods: "
+                     "another seed could reverse it.")
+    if stats.NOT_COMPARABLE in ci.marks.values():
+        notes.append(f"{stats.NOT_COMPARABLE}: scored on other test images than the baseline (a different "
+                     "test_fingerprint): no comparison, no verdict (docs/statistics.md).")
     if ci.reasons:
         by_reason: dict[str, list[str]] = {}
         for (b, m, d), why in sorted(ci.reasons.items()):
@@ -480,7 +485,17 @@ def _interval_notes(ci: stats.TableStats, args) -> list[str]:
 
 
 SIGNIFICANCE_COLUMNS = ["backbone", "method", "baseline", "dataset", "diff", "ci_low", "ci_high", "p_value",
-                        "p_adjusted", "verdict", "n_images", "seeds", "paired", "test"]
+                        "p_adjusted", "verdict", "n_images", "seeds", "compares", "paired", "test"]
+SIGNIFICANCE_NOTE = (
+    "diff: method minus baseline (points). compares: 'runs' where each side has one seed (the exact McNemar test on "
+    "the images the two runs score differently, interval from the paired bootstrap: these two trained models on "
+    "these test images; another seed could reverse it), 'methods' where each side has {min_seeds} seeds or more "
+    "(a Welch t test on the mean over seeds: the between-seed variance of each side, divisor S-1, plus the test "
+    "images' paired share, Welch-Satterthwaite degrees of freedom). One seed on one side and several on the "
+    "other: no test ('too few seeds'). Runs scored on different test images (test_fingerprint) are not compared: "
+    "'not comparable', no verdict. p is Holm-adjusted over the tested tasks of this benchmark for each method; "
+    "the averages are tested alone, over the tasks' images and seeds. Verdict at level {alpha:g}: better / worse "
+    "/ not distinguishable.")
 
 
 def _p(p: float) -> str:
@@ -494,21 +509,17 @@ def significance_tables(table, ci: stats.TableStats, spec, stem: str, args, out:
         sig = pd.DataFrame(ci.significance).reindex(columns=SIGNIFICANCE_COLUMNS)
         out.frame(f"significance_{stem}", sig, index=False)
         header = ["backbone", "method", "baseline", "dataset", "diff", f"{level} interval", "p", "p (Holm)",
-                  "verdict", "images", "seeds", "paired"]
+                  "verdict", "images", "seeds", "compares", "paired"]
         rows = [[r["backbone"], r["method"], r["baseline"], short_name(r["dataset"]), f"{r['diff']:+.1f}",
                  "—" if r["ci_low"] != r["ci_low"] else f"[{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]",
                  _p(r["p_value"]), _p(r["p_adjusted"]), r["verdict"],
                  "—" if r["n_images"] is None or r["n_images"] != r["n_images"] else f"{int(r['n_images']):,}",
-                 r["seeds"] if isinstance(r["seeds"], str) and r["seeds"] else "—", r["paired"]]
+                 r["seeds"] if isinstance(r["seeds"], str) and r["seeds"] else "—",
+                 r["compares"] if isinstance(r["compares"], str) and r["compares"] else "—", r["paired"]]
                 for r in sig.to_dict("records")]
         out.table(f"significance_{stem}", f"{spec.name}: each method minus the baseline, same test images", header,
-                  rows, echo=True, notes=[
-                      "diff: method minus baseline (points). Interval: paired bootstrap over the test images (and "
-                      "seeds where several). p: exact McNemar test on the images the two runs score differently "
-                      "(one seed each), else from the bootstrap's standard error; Holm-adjusted over the tasks of "
-                      "this benchmark for each method (the averages are tested alone). Verdict at level "
-                      f"{args.ci_opts.alpha:g}: better / worse / not distinguishable. Runs are paired only when "
-                      "their test_fingerprint is equal; 'paired' says why not otherwise.", args.ci_opts.note()])
+                  rows, echo=True, notes=[SIGNIFICANCE_NOTE.format(min_seeds=stats.MIN_SEEDS, alpha=args.ci_opts.alpha),
+                                          args.ci_opts.note()])
     elif args.ci != "none":
         out.report.heading(f"{spec.name}: each method minus the baseline", 3)
         out.report.note("No comparison: no backbone has a baseline and another method with a value.")
