@@ -201,3 +201,18 @@ def test_too_few_seeds_and_different_test_images_get_no_verdict():
     assert other.ci_low != other.ci_low
     assert stats.compare_cells(stats.Cell(runs[:2], "x"), stats.Cell(runs[1:], "x"), stats.CIOptions()).question == \
         "methods"
+
+
+@pytest.mark.process
+def test_null_significance_script_runs_the_real_analysis(tmp_path):
+    """docs/statistics.md's worked null example, small: the script's records go through analyze.py."""
+    from conftest import run_cli
+
+    proc = run_cli("scripts/null_significance.py", "--methods", "2", "--backbones", "1", "--seeds", "2",
+                   "--images", "300", "--keep", str(tmp_path / "null"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "19 of 19 per-task comparisons with full tested (methods)" in proc.stdout
+    assert "p < 0.05 before Holm:" in proc.stdout and "the former statistics" in proc.stdout
+    assert (tmp_path / "null" / "leaderboard" / "significance_vtab_paper.csv").is_file()
+    again = run_cli("scripts/null_significance.py", "--keep", str(tmp_path / "null"))
+    assert again.returncode == 2 and "exists already" in again.stderr
