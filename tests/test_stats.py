@@ -293,3 +293,42 @@ def test_published_value_within_or_outside_our_interval():
     row = next(r for r in rows if r[2] == "SSF")
     assert row[header.index("within noise")] == "1/2"
     assert row[header.index("dtd")].endswith(" ≈") and row[header.index("cifar")].endswith(" ≠")
+
+
+@pytest.mark.process
+def test_robustness_table_has_intervals_and_comparisons_from_the_targets_arrays(tmp_path):
+    """Issue 31: ImageNet-A and -R get intervals and paired tests from pred__<target> in predictions.npz; mCE
+    (a ratio over corruption sets) says why it has none."""
+    rng = np.random.default_rng(7)
+    n, targets = 800, {"imagenet_a": 300, "imagenet_r": 500}
+    for method, gap in (("full", 0.0), ("ssf", 0.2)):
+        for seed in (0, 1, 2):
+            test = rng.random(n) < 0.8  # each seed's own draw: accuracies differ between seeds, as real ones do
+            extra, rob = {}, {"imagenet_c_mce": 55.0 - 10 * gap}
+            for t, k in targets.items():
+                ok = rng.random(k) < 0.3 + gap
+                extra |= predictions_arrays(ok, t)
+                rob[f"{t}_top1"] = 100.0 * ok.mean()
+            path = write_run(tmp_path, rec(method, "imagenet/imagenet", 0, seed=seed, robustness=rob), test)
+            with np.load(path.parent / "predictions.npz") as z:
+                np.savez_compressed(path.parent / "predictions.npz", **dict(z), **extra)
+    out = tmp_path / "out"
+    proc = run_cli("analyze.py", str(tmp_path), "--out", str(out), "--formats", "csv,md", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    board = pd.read_csv(out / "robustness_paper.csv").set_index("method")
+    for col in ("imagenet/imagenet", "imagenet_a_top1", "imagenet_r_top1"):
+        assert (board[f"{col}_ci_low"] < board[col]).all() and (board[col] < board[f"{col}_ci_high"]).all(), col
+    assert board["imagenet_c_mce_ci_low"].isna().all()
+    md = (out / "robustness_paper.md").read_text()
+    assert "mCE: no interval" in md and "pred__<target>" in md
+    sig = pd.read_csv(out / "significance_robustness_paper.csv").set_index("dataset")
+    a = sig.loc["imagenet_a_top1"]
+    assert a["method"] == "ssf" and a["compares"] == "methods" and a["verdict"] == "better" and a["n_images"] == 300
+    assert sig.loc["imagenet_c_mce", "verdict"] == "no interval"
+
+
+def predictions_arrays(correct: np.ndarray, target: str, classes: int = 200) -> dict:
+    """A robustness target's entries of predictions.npz (bench/predictions.py): pred__<t>, target__<t>, fingerprint__<t>."""
+    labels = np.arange(len(correct)) % classes
+    return {f"pred__{target}": np.where(correct, labels, (labels + 1) % classes), f"target__{target}": labels,
+            f"fingerprint__{target}": np.array(fingerprint(len(correct) + 7))}

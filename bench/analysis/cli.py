@@ -41,6 +41,7 @@ import pickle
 import sys
 import warnings
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -400,13 +401,26 @@ def leaderboards(df, protocol: str, published: dict, archs: dict, args, out: Out
 
     shot_tables(df, protocol, args, out)
     if (df["benchmark"] == "imagenet").any():
-        rob = robustness_records(df, args.metric)
+        rob = with_labels(robustness_records(df, args.metric))
         table = leaderboard(rob, ["imagenet/imagenet", *ROBUSTNESS], metric="value", mean=False)
-        out.frame(f"robustness_{protocol}", table)
-        header, rows, bold = table_rows(table, status_cells(rob), cell_stats(rob, "value"))
+        # intervals and comparisons from each target's per-image arrays, as for a test split (few runs: not cached)
+        ci = stats.table_stats(table, rob, "value", args.ci_opts, store, args.baseline)
+        out.frame(f"robustness_{protocol}", with_intervals(table, ci.intervals) if args.ci != "none" else table)
+        header, rows, bold = table_rows(table, status_cells(rob), cell_stats(rob, "value"), intervals=ci.intervals,
+                                        signs=ci.marks)
         header[2:6] = ["ImageNet top-1", "ImageNet-A top-1", "ImageNet-R top-1", "ImageNet-C mCE (lower is better)"]
         out.table(f"robustness_{protocol}", f"Robustness ({protocol} protocol): models fine-tuned on ImageNet-1k",
-                  header, rows, bold, notes=["— where the record has no robustness evaluation."], echo=True)
+                  header, rows, bold, notes=["— where the record has no robustness evaluation. Intervals and ▲/▼ "
+                                             "from each target's per-image predictions (pred__<target> in "
+                                             "predictions.npz), as for a test split.", *_interval_notes(ci, args)],
+                  echo=True)
+        significance_tables(table, ci, TargetTable("Robustness"), f"robustness_{protocol}", args, out)
+
+
+@dataclass(frozen=True)
+class TargetTable:
+    """What `significance_tables` needs of a table that is no benchmark's (robustness, domain shift): its name."""
+    name: str
 
 
 STATS_CACHE = ".stats"  # in OUT: one file per table, its statistics and the digest of what they came from

@@ -94,6 +94,7 @@ class Predictions:
 
     def __init__(self):
         self._cache: dict[tuple, np.ndarray] = {}
+        self._fingerprints: dict[tuple, str] = {}
 
     def correct(self, record_path: str, name: str, target: str = "") -> np.ndarray:
         """Bool array `pred == target` of one run (`target`: a robustness target's name, "" the test split).
@@ -109,10 +110,16 @@ class Predictions:
             data = (Path(record_path).parent / name).read_bytes()
             with np.load(io.BytesIO(data), allow_pickle=False) as z:
                 pred, true = z[f"pred{suffix}"], z[f"target{suffix}"]
+                if target:  # a target's listing is named only here (the record's test_fingerprint is the test split's)
+                    self._fingerprints[key] = str(z[f"fingerprint{suffix}"])
             if pred.shape != true.shape or pred.ndim != 1:
                 raise ValueError(f"pred {pred.shape} and target {true.shape} are not one vector each")
             self._cache[key] = pred == true
         return self._cache[key]
+
+    def fingerprint(self, record_path: str, name: str, target: str) -> str:
+        """The listing fingerprint of a robustness or domain-shift target (after `correct` read it)."""
+        return self._fingerprints[(record_path, name, target)]
 
 
 def _present(v) -> bool:
@@ -123,25 +130,34 @@ def cell_predictions(runs: list[dict], store: Predictions, metric: str = PREDICT
     """The correctness vectors of a cell's runs (one per seed, the first record of a repeated seed).
 
     `runs` are the cell's completed records as dicts (`path`, `seed`, `test_fingerprint`,
-    `predictions`, `predictions_complete`, `metric`). A cell gets no interval, with the reason,
-    when any seed lacks usable predictions: an old record without them, an incomplete or
-    unreadable file, one whose accuracy is not the record's, or seeds on different listings.
+    `predictions`, `predictions_complete`, `metric`, and for a robustness or domain-shift column
+    `predictions_target`, the target whose arrays give `metric`, with `predictions_reason` where none
+    does). A cell gets no interval, with the reason, when any seed lacks usable predictions: an old
+    record without them, an incomplete or unreadable file, one whose accuracy is not the record's,
+    or seeds on different listings.
     """
-    if metric != PREDICTIONS_METRIC:
-        return Cell(reason=f"predictions score {PREDICTIONS_METRIC}, not {metric}")
     seen, cell = set(), Cell()
     for r in sorted(runs, key=lambda r: (r["seed"], str(r["path"]))):
         if r["seed"] in seen:
             continue
         seen.add(r["seed"])
+        target = r.get("predictions_target", "" if metric == PREDICTIONS_METRIC else None)
+        if not isinstance(target, str):
+            reason = r.get("predictions_reason")
+            return Cell(reason=reason if isinstance(reason, str) and reason
+                        else f"predictions score {PREDICTIONS_METRIC}, not {metric}")
         name, fp = r.get("predictions"), r.get("test_fingerprint")
         if not _present(name) or not _present(fp):
             return Cell(reason="no predictions (older record)")
         if r.get("predictions_complete") is False:
             return Cell(reason="predictions incomplete (unreadable test images skipped)")
         try:
-            correct = store.correct(r["path"], str(name))
+            correct = store.correct(r["path"], str(name), target)
+            if target:
+                fp = store.fingerprint(r["path"], str(name), target)
         except (OSError, ValueError, KeyError) as e:
+            if isinstance(e, KeyError) and target:
+                return Cell(reason=f"no predictions for {target} (older record)")
             return Cell(reason=f"predictions unreadable ({type(e).__name__})")
         value = r.get(metric)
         if _present(value) and abs(100.0 * correct.mean() - float(value)) > 0.01:
@@ -572,7 +588,7 @@ def runs_by_cell(recs, metric: str) -> dict:
     value = pd.to_numeric(recs[metric], errors="coerce") if metric in recs else None
     done = recs[(recs["status"] == "completed") & (value.notna() if value is not None else False)]
     cols = [c for c in ("path", "seed", "test_fingerprint", "predictions", "predictions_complete",
-                        "predictions_target", metric) if c in done]
+                        "predictions_target", "predictions_reason", metric) if c in done]
     out: dict = {}
     for key, r in zip(zip(done["backbone"], done["label"], done["dataset"]), done[cols].to_dict("records")):
         out.setdefault(key, []).append(r)
