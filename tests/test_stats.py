@@ -332,3 +332,34 @@ def predictions_arrays(correct: np.ndarray, target: str, classes: int = 200) -> 
     labels = np.arange(len(correct)) % classes
     return {f"pred__{target}": np.where(correct, labels, (labels + 1) % classes), f"target__{target}": labels,
             f"fingerprint__{target}": np.array(fingerprint(len(correct) + 7))}
+
+
+@pytest.mark.process
+def test_domain_generalisation_table_has_intervals_and_comparisons(tmp_path):
+    """NOAH's domain shift: the source and each target get intervals and paired tests from their arrays; each run
+    (list seed x run seed) counts as one training draw."""
+    rng = np.random.default_rng(8)
+    domain = ("imagenet_v2", "imagenet_sketch", "imagenet_a", "imagenet_r")
+    for method, gap in (("full", 0.0), ("lora", 0.25)):
+        for list_seed in (0, 1, 2):
+            extra, rob = {}, {}
+            for t in domain:
+                ok = rng.random(400) < 0.3 + gap
+                extra |= predictions_arrays(ok, t, classes=1000)
+                rob[f"{t}_top1"] = 100.0 * ok.mean()
+            r = rec(method, "dg/imagenet", 0, robustness=rob, shots=16, fewshot_seed=list_seed,
+                    variant=f"shots16_fewshot_seed{list_seed}")
+            path = write_run(tmp_path, r, rng.random(500) < 0.6 + gap)
+            with np.load(path.parent / "predictions.npz") as z:
+                np.savez_compressed(path.parent / "predictions.npz", **dict(z), **extra)
+    out = tmp_path / "out"
+    proc = run_cli("analyze.py", str(tmp_path), "--out", str(out), "--formats", "csv,md", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    dg = pd.read_csv(out / "domain_generalization_paper.csv").set_index("row")
+    assert dg.loc["lora", "runs"] == 3
+    for c in ("source", *domain):
+        assert (dg[f"{c}_ci_low"] < dg[c]).all() and (dg[c] < dg[f"{c}_ci_high"]).all(), c
+    sig = pd.read_csv(out / "significance_domain_generalization_paper.csv").set_index("dataset")
+    assert set(sig.index) == {"source", *domain} and (sig["seeds"] == "3 vs 3").all()
+    assert (sig["verdict"] == "better").all() and (sig["compares"] == "methods").all()
+    assert "▲" in (out / "domain_generalization_paper.md").read_text()

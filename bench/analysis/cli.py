@@ -399,7 +399,7 @@ def leaderboards(df, protocol: str, published: dict, archs: dict, args, out: Out
                            f"{spec.name}, {protocol} protocol: difference to full fine-tuning of the same backbone, "
                            "per task and average (points).")
 
-    shot_tables(df, protocol, args, out)
+    shot_tables(df, protocol, args, out, store)
     if (df["benchmark"] == "imagenet").any():
         rob = with_labels(robustness_records(df, args.metric))
         table = leaderboard(rob, ["imagenet/imagenet", *ROBUSTNESS], metric="value", mean=False)
@@ -584,7 +584,7 @@ def significance_tables(table, ci: stats.TableStats, spec, stem: str, args, out:
                        f"(CD = {r['cd']:.2f}).")
 
 
-def shot_tables(df, protocol: str, args, out: Outputs) -> None:
+def shot_tables(df, protocol: str, args, out: Outputs, store: stats.Predictions | None = None) -> None:
     """Few-shot (dataset x shots), domain generalisation (source and targets) and many-shot curves, where records have them."""
     fs = shots.fewshot_long(df, args.metric)
     if len(fs):
@@ -598,13 +598,24 @@ def shot_tables(df, protocol: str, args, out: Outputs) -> None:
                        "Few-shot: top-1 against shots per class, mean and one std over list seeds.")
     dg = shots.domain_long(df, args.metric)
     if len(dg):
+        # intervals and comparisons from each target's per-image arrays, as for a test split (few runs: not cached)
+        dom = shots.domain_records(df, args.metric)
+        table = leaderboard(dom, ["source", *shots.DOMAIN], metric="value", mean=False)
+        ci = stats.table_stats(table, dom, "value", args.ci_opts, store or stats.Predictions(), args.baseline)
+        for c in ("source", *shots.DOMAIN):
+            dg[f"{c}_ci_low"] = [ci.intervals.get((b, r, c), (math.nan, math.nan))[0] for b, r in zip(dg["backbone"], dg["row"])]
+            dg[f"{c}_ci_high"] = [ci.intervals.get((b, r, c), (math.nan, math.nan))[1] for b, r in zip(dg["backbone"], dg["row"])]
         out.frame(f"domain_generalization_{protocol}", dg, index=False)
         out.table(f"domain_generalization_{protocol}", f"Domain generalisation ({protocol} protocol), top-1 %",
-                  *shots.domain_rows(dg),
+                  *shots.domain_rows(dg, ci.intervals, ci.marks),
                   notes=["Trained on the source (NOAH: ImageNet, 16 shots per class), scored on each target; means "
                          "over runs. -A and -R: arg-max over their 200 classes (as the robustness evaluation); the "
                          "1000-way columns take it over all 1,000, as NOAH's code scores them. Mean of targets: the "
-                         "four 200/1000-class columns."], echo=True)
+                         "four 200/1000-class columns. Intervals and ▲/▼ (source and each target) from the per-image "
+                         "predictions (pred__<target> in predictions.npz), each run (list seed and run seed) one "
+                         "seed.", *_interval_notes(ci, args)], echo=True)
+        significance_tables(table, ci, TargetTable("Domain generalisation"), f"domain_generalization_{protocol}",
+                            args, out)
     ms = shots.manyshot_long(df, args.metric)
     if len(ms):
         out.frame(f"manyshot_{protocol}", ms, index=False)
