@@ -11,8 +11,9 @@ other benchmark found) it writes into OUT_DIR (default: the first RESULTS_DIR's 
 
     leaderboard_<table>_<protocol>.csv/.md   mean per cell, group means, both averages, params
     cells_<table>_<protocol>.csv             mean, std, seeds and 95 % interval per cell, or its status
-    significance_<table>_<protocol>.csv/.md  each method minus the baseline per task and average: paired
-                                             bootstrap interval, p-value, Holm-adjusted p, verdict
+    significance_<table>_<protocol>.csv/.md  each method minus the baseline per task and average: interval,
+                                             p-value, Holm-adjusted p, verdict; runs (one seed) or methods
+                                             (seeds); also for robustness_ and domain_generalization_
     noise_<table>_<protocol>.csv/.md         per task: interval half-width, smallest detectable difference
     ranks_<table>_<protocol>.csv/.md         average ranks, Friedman test, Nemenyi critical difference
     improvement_<table>_<protocol>.csv/.md   P(row method > column method) over tasks
@@ -376,7 +377,9 @@ def leaderboards(df, protocol: str, published: dict, archs: dict, args, out: Out
                              "files). † marks ours where the checkpoint or recipe differs or is not known, or the data "
                              "differs: that difference is not the method's alone. ≈: the published value lies inside "
                              f"our {args.ci_level:.0%} interval (within noise); ≠: outside it (docs/statistics.md: Reading "
-                             "differences); 'within noise' counts the cells that have an interval. "
+                             "differences); 'within noise' counts the cells that have an interval. A one-seed cell's "
+                             "interval covers its test images only: ≠ there says the published number is not this "
+                             "run's, and another seed could land nearer; with several seeds it is the method's. "
                              "Published numbers: results/reference "
                              "(sources there). Derived columns are computed from the published cells. SSF and NOAH "
                              "picked the best epoch on the test set (--metric test_top1_best_epoch_optimistic "
@@ -551,7 +554,9 @@ def significance_tables(table, ci: stats.TableStats, spec, stem: str, args, out:
                          f"McNemar tests at level {args.ci_opts.alpha:g} on this many images, with the share of "
                          "images two methods score differently as observed against the baseline (median); a true "
                          f"gap below it is missed in more than {1 - stats.POWER:.0%} of comparisons. More test "
-                         "images lower it; more seeds narrow the seed-to-seed part of the intervals."])
+                         "images lower it; more seeds narrow the seed-to-seed part of the intervals. It is the runs' "
+                         "test (one seed a side); a test of methods over a few seeds also carries the between-seed "
+                         "spread, and resolves less."])
     ranked = ci.ranks or []
     for r in ranked:
         suffix = f"_{r['backbone']}" if len(ranked) > 1 else ""

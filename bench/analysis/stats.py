@@ -70,9 +70,9 @@ class CIOptions:
         if self.method == "none":
             return "Intervals: off (--ci none)."
         return (f"[low, high]: {self.level:.0%} interval. One seed: percentile bootstrap over the test images "
-                f"({self.resamples} resamples, generator seed {self.seed}, --ci-seed), the run's own accuracy. Several "
-                "seeds: the method's, mean over seeds ± t x standard error, the between-seed variance (divisor "
-                "S-1) plus the test images' share, Welch-Satterthwaite degrees of freedom (docs/statistics.md).")
+                f"({self.resamples} resamples, generator seed {self.seed}, --ci-seed): the run's own accuracy. Several "
+                "seeds: the method's, mean over seeds ± sqrt(t² s²/S + t'² images' share), s² the between-seed "
+                "variance (divisor S-1) with t on S-1 degrees of freedom (docs/statistics.md).")
 
 
 # --- per-run predictions -------------------------------------------------------------------------
