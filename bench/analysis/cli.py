@@ -607,9 +607,10 @@ def shot_tables(df, protocol: str, args, out: Outputs, store: stats.Predictions 
         dom = shots.domain_records(df, args.metric)
         table = leaderboard(dom, ["source", *shots.DOMAIN], metric="value", mean=False)
         ci = stats.table_stats(table, dom, "value", args.ci_opts, store or stats.Predictions(), args.baseline)
+        rows = list(zip(dg["backbone"], dg["row"]))
         for c in ("source", *shots.DOMAIN):
-            dg[f"{c}_ci_low"] = [ci.intervals.get((b, r, c), (math.nan, math.nan))[0] for b, r in zip(dg["backbone"], dg["row"])]
-            dg[f"{c}_ci_high"] = [ci.intervals.get((b, r, c), (math.nan, math.nan))[1] for b, r in zip(dg["backbone"], dg["row"])]
+            bounds = [ci.intervals.get((b, r, c), (math.nan, math.nan)) for b, r in rows]
+            dg[f"{c}_ci_low"], dg[f"{c}_ci_high"] = [lo for lo, _ in bounds], [hi for _, hi in bounds]
         out.frame(f"domain_generalization_{protocol}", dg, index=False)
         out.table(f"domain_generalization_{protocol}", f"Domain generalisation ({protocol} protocol), top-1 %",
                   *shots.domain_rows(dg, ci.intervals, ci.marks),

@@ -120,7 +120,8 @@ def domain_rows(long: pd.DataFrame, intervals: dict | None = None, signs: dict |
     columns = ["source", *DOMAIN]
     rows = []
     for rec in long.itertuples(index=False):
-        cells = [fmt_interval(fmt_value(v), intervals.get((rec.backbone, rec.row, c)), signs.get((rec.backbone, rec.row, c), ""))
+        key = (rec.backbone, rec.row)
+        cells = [fmt_interval(fmt_value(v), intervals.get((*key, c)), signs.get((*key, c), ""))
                  for c, v in zip(columns, rec[3:3 + len(columns)])]
         rows.append([rec.backbone, rec.row, str(rec.runs), *cells] + [fmt_value(v) for v in rec[3 + len(columns):]])
     return header, rows

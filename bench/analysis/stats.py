@@ -27,7 +27,8 @@ seed term (ANOVA moment estimators of the variance components: Searle, Casella &
 "Variance Components", 1992, ch. 4). A difference of two methods adds both sides' seed terms
 (their seed variances may differ: linear probing barely moves between seeds, full fine-tuning
 does) and the paired image term, and is referred to a t distribution with Welch-Satterthwaite
-degrees of freedom (Welch 1947, Satterthwaite 1946). Everything comes from each run's accuracy and
+degrees of freedom (Welch 1947, Satterthwaite 1946). A cell's interval scales its seed part and its
+image part each by its own t quantile (Banerjee 1961: `banerjee_interval`). Everything comes from each run's accuracy and
 the runs' per-image covariance (`moments`). One seed on one side and several on the other leaves
 that side's seed variance unknown: no test (`MIN_SEEDS`, docs/statistics.md says why).
 
@@ -48,8 +49,8 @@ CI_METHODS = ("bootstrap", "none")
 VERDICTS = ("better", "worse", "not distinguishable")
 EXACT_MAX_PATTERNS = 16  # above this many correctness patterns: the normal draw (module docstring)
 MIN_SEEDS = 2  # seeds per side a test of methods needs (one seed on both sides: the runs are compared instead)
-QUESTIONS = ("runs", "methods")
-NOT_COMPARABLE = "‡"  # a leaderboard cell scored on other test images than its baseline: no verdict  # what a comparison answers: these two trained models, or the two methods over seeds
+QUESTIONS = ("runs", "methods")  # what a comparison answers: these two trained models, or the two methods over seeds
+NOT_COMPARABLE = "‡"  # a leaderboard cell scored on other test images than its baseline: no verdict
 POWER = 0.8  # the power at which `detectable_difference` counts a difference as detectable
 PREDICTIONS_METRIC = "test_top1"  # the record field a run's predictions.npz reproduces
 
@@ -251,7 +252,7 @@ def _side(mean, cov, n, idx):
 def seed_aware(mean, second, n, sa: int) -> dict[str, np.ndarray]:
     """The mean over seeds (sb = 0: one cell) or the difference of two sides' means, with its variance and
     Welch-Satterthwaite degrees of freedom; in points and points^2. Batched over leading axes (the
-    simulations in tests/test_stats.py call it on thousands of comparisons at once).
+    simulations in tests/test_stats_seeds.py call it on thousands of comparisons at once).
 
     Args:
         mean: (..., R) each run's accuracy (fraction); the first `sa` runs are side A, the rest side B.

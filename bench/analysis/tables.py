@@ -182,9 +182,9 @@ def robustness_records(df: pd.DataFrame, metric: str = "test_top1") -> pd.DataFr
     if metric not in im:
         im = im.assign(**{metric: math.nan})
     rob = im["robustness"] if "robustness" in im else pd.Series(None, index=im.index, dtype=object)
-    parts = [im.assign(value=pd.to_numeric(im[metric], errors="coerce"),
-                       predictions_target="" if metric == "test_top1" else None,
-                       predictions_reason=None if metric == "test_top1" else f"predictions score test_top1, not {metric}")]
+    same = metric == "test_top1"  # the test split's arrays reproduce test_top1 only
+    parts = [im.assign(value=pd.to_numeric(im[metric], errors="coerce"), predictions_target="" if same else None,
+                       predictions_reason=None if same else f"predictions score test_top1, not {metric}")]
     for key in ROBUSTNESS:
         values = [r.get(key, math.nan) if isinstance(r, dict) else math.nan for r in rob]
         parts.append(im.assign(dataset=key, value=pd.to_numeric(pd.Series(values, index=im.index), errors="coerce"),
