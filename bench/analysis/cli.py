@@ -488,6 +488,10 @@ def _interval_notes(ci: stats.TableStats, args) -> list[str]:
                      f"(Holm-adjusted over the tasks, level {args.ci_opts.alpha:g}; see the significance table). "
                      "With one seed on each side the test compares the two trained runs, not the methods: "
                      "another seed could reverse it.")
+    few = sorted({r["verdict"].split(" (")[0] for r in ci.significance if r["verdict"].startswith("too few seeds")})
+    if few:
+        notes.append(f"No verdict where one side has one seed and the other several ({', '.join(few)}): "
+                     f"a test of methods needs {stats.MIN_SEEDS} seeds or more on each side (significance table).")
     if stats.NOT_COMPARABLE in ci.marks.values():
         notes.append(f"{stats.NOT_COMPARABLE}: scored on other test images than the baseline (a different "
                      "test_fingerprint): no comparison, no verdict (docs/statistics.md).")
