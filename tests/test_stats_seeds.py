@@ -216,3 +216,20 @@ def test_null_significance_script_runs_the_real_analysis(tmp_path):
     assert (tmp_path / "null" / "leaderboard" / "significance_vtab_paper.csv").is_file()
     again = run_cli("scripts/null_significance.py", "--keep", str(tmp_path / "null"))
     assert again.returncode == 2 and "exists already" in again.stderr
+
+
+def test_published_within_noise_judges_against_the_seed_aware_interval():
+    """≈/≠ of the published comparison reads the cells' intervals: two seeds at 70 and 72 make a published 75.5 within
+    noise of the method (the seed part alone is ± 12.7), where the former bootstrap over seeds called it outside."""
+    from bench.analysis.published import OUTSIDE, WITHIN, noise
+
+    rng = np.random.default_rng(63)
+    seed0 = np.zeros(1000, bool)
+    seed0[rng.choice(1000, 700, replace=False)] = True
+    seed1 = seed0.copy()
+    seed1[rng.choice(np.flatnonzero(~seed0), 20, replace=False)] = True
+    cell = stats.Cell([seed0, seed1], "sha256:aa")
+    low, high = stats.cell_estimate(cell, stats.CIOptions(), "b", "ssf", "t").interval(0.95)
+    assert low < 60 and high > 82 and noise(75.5, (low, high)) == WITHIN
+    former = stats.interval(stats.cell_draws(cell, stats.CIOptions(), "b", "ssf", "t"), 0.95)
+    assert former[1] < 75.5 and noise(75.5, former) == OUTSIDE  # [67.8, 74.1]
