@@ -72,8 +72,8 @@ def p_values(mean, second, nn, seeds_a):
 
 # --- the statistical claims ----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("seeds, sims, low", [(2, 4000, 0.02), (3, 4000, 0.03), (5, 2000, 0.03)])
-def test_null_share_significant_is_nominal(seeds, sims, low):
+@pytest.mark.parametrize("seeds, sims", [(2, 4000), (3, 4000), (5, 2000)])
+def test_null_share_significant_is_nominal(seeds, sims):
     """No method differs: about 5 % of comparisons at p < 0.05, at 300-30,000 images and 0-3 points between seeds.
 
     Two seeds a side sit at about 3 %: with one degree of freedom per side, Welch-Satterthwaite is
@@ -81,7 +81,7 @@ def test_null_share_significant_is_nominal(seeds, sims, low):
     not (the next test); docs/statistics.md gives the numbers."""
     rng = np.random.default_rng(seeds)
     rate = float(np.mean(p_values(*simulate(rng, seeds, seeds, sims), seeds) < 0.05))
-    assert low <= rate <= 0.07, rate
+    assert 0.03 <= rate <= 0.07, rate  # the issue's band; two seeds measure 3.1 % here
 
 
 @pytest.mark.parametrize("seeds", [2, 3, 5])
@@ -92,7 +92,7 @@ def test_null_share_when_the_methods_seed_spreads_differ(seeds):
     sims = 2000
     rate = float(np.mean(p_values(*simulate(rng, seeds, seeds, sims, spread_a=(0, 0.3), spread_b=(1, 3)), seeds)
                          < 0.05))
-    assert rate <= 0.07, rate
+    assert 0.03 <= rate <= 0.07, rate
 
 
 @pytest.mark.parametrize("seeds, n, spread", [(2, 30_000, 1.5), (2, 3000, 3.0), (3, 30_000, 0.5), (5, 3000, 1.5),
