@@ -10,9 +10,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.data import transforms
-from bench.data.cache import CACHE_MODES
-from bench.data.errors import BAD_IMAGE_MODES
+from bench.data.choices import BAD_IMAGE_MODES, CACHE_MODES, VALID
 
 PROTOCOLS = {
     # name: (split trained on, split scored every epoch, split reported)
@@ -240,7 +238,7 @@ RULES = {
     "dataset.num_classes": POSITIVE, "dataset.image_size": POSITIVE,
     "dataset.crop_pct": (lambda v: 0 < v <= 1, "must be in (0, 1]"),
     # resize, interpolation, train_interpolation, train_aug: the pixel pipelines' own table
-    **{f"dataset.{key}": one_of(*choices) for key, choices in transforms.VALID.items()},
+    **{f"dataset.{key}": one_of(*choices) for key, choices in VALID.items()},
     "dataset.cache": one_of(*CACHE_MODES),
     "dataset.norm": one_of(*NORMS), "dataset.re_prob": PROBABILITY,
     "dataset.num_workers": NON_NEGATIVE, "dataset.cache_short_side": NON_NEGATIVE,
