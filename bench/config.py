@@ -60,7 +60,7 @@ class DatasetConfig:
     auto_augment: str = ""  # train_aug=timm: timm auto-augment policy, e.g. rand-m9-mstd0.5-inc1
     re_prob: float = 0.0  # train_aug=timm: random-erasing probability
     cache: str = "none"  # decoded, resized pixels: none | memory | disk (memory-mapped file under cache_dir)
-    cache_dir: str = ""  # empty: $BENCH_CACHE_DIR, else <data_root>/.cache
+    cache_dir: str = ""  # empty: $BENCH_CACHE_DIR, else <data_root>/.cache (also where mini tasks are kept once drawn)
     cache_short_side: int = 0  # augmented training from the cache: images stored with this shorter side; 0 = decode each epoch
     batch_aug: bool = False  # train_aug=simple per batch on the fixed-size cache (on the GPU with the data), not per image
     num_workers: int = 0  # decoding threads for the cache, DataLoader workers for the rest
