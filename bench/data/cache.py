@@ -27,12 +27,12 @@ from typing import Callable
 
 import numpy as np
 
+from bench.data.choices import CACHE_MODES
 from bench.data.errors import README, DataError
 from bench.data.listing import Listing
 from bench.data.roots import ENV_CACHE_DIR, data_root
 
 VERSION = 1  # bump when the stored layout or the pixel pipeline changes
-CACHE_MODES = ("none", "memory", "disk")  # dataset.cache
 
 
 def cache_dir(cfg) -> Path:
