@@ -1,0 +1,104 @@
+"""Issue 32: files in a shared results folder or data root never run code. analyze.py's statistics cache is
+JSON (bench/analysis/stats_cache.py); CIFAR-100's python pickles are read by a restricted unpickler."""
+import json
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench.analysis import cli, stats, stats_cache
+from conftest import run_cli
+from test_stats import sweep
+
+CACHE = "mini_val.json"  # the mini benchmark's val-protocol table: the one table `sweep` gives
+
+
+class _Planted:
+    """What an attacker plants: unpickling it writes a marker file (os.system would run any command)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import pathlib
+
+        return pathlib.Path.write_text, (pathlib.Path(self.marker), "unpickled")
+
+
+def _same(a, b) -> bool:
+    """Equal values of the same types all the way down (numpy dtypes and pandas frames included)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, np.ndarray):
+        return a.dtype == b.dtype and a.shape == b.shape and np.array_equal(a, b, equal_nan=a.dtype.kind == "f")
+    if isinstance(a, pd.DataFrame):
+        return a.equals(b) and list(a.index) == list(b.index) and list(a.columns) == list(b.columns)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, stats.TableStats):
+        return _same(vars(a), vars(b))
+    if isinstance(a, (float, np.floating)) and a != a:
+        return b != b
+    return a == b
+
+
+def test_cached_statistics_come_back_with_their_types_and_the_cache_is_read(tmp_path, monkeypatch, capsys):
+    results, out = tmp_path / "results", tmp_path / "out"
+    sweep(results, n=200)
+    computed, loaded = [], []
+    table_stats, loads = stats.table_stats, stats_cache.loads
+    monkeypatch.setattr(stats, "table_stats", lambda *a, **k: computed.append(table_stats(*a, **k)) or computed[-1])
+    monkeypatch.setattr(stats_cache, "loads", lambda *a: loaded.append(loads(*a)) or loaded[-1])
+    argv = [str(results), "--out", str(out), "--formats", "csv,md", "--quiet", "--jobs", "1"]
+    assert cli.main(argv) == 0
+    first = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert len(computed) == 1 and loaded == [] and json.loads((out / ".stats" / CACHE).read_text())["digest"]
+    assert cli.main(argv) == 0  # nothing changed: read back, not computed
+    assert len(computed) == 1 and len(loaded) == 1 and _same(loaded[0], computed[0])
+    assert computed[0].significance and computed[0].ranks and computed[0].intervals  # a full table's statistics
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == first
+    assert "statistics cache" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("entry", [{"array": "|O", "shape": [1], "data": [1]}, {"scalar": "<U3", "value": "x"},
+                                   {"__reduce__": ["os.system", ["true"]]}, {"frame": {}}, {"TableStats": {"x": 1}}])
+def test_the_decoder_builds_nothing_but_numbers_containers_and_table_stats(entry):
+    with pytest.raises(stats_cache.CacheError):
+        stats_cache.decode(entry)
+    doc = json.dumps({"format": stats_cache.FORMAT, "digest": "d", "stats": entry}).encode()
+    with pytest.raises(stats_cache.CacheError):
+        stats_cache.loads(doc, "d")
+
+
+@pytest.mark.process
+def test_a_planted_pickle_or_garbage_in_the_cache_runs_nothing_and_is_recomputed(tmp_path):
+    results = tmp_path / "results"
+    sweep(results, n=200)
+    argv = ["--formats", "csv,md", "--quiet", "--jobs", "1"]
+    clean = tmp_path / "clean"
+    assert run_cli("analyze.py", str(results), "--out", str(clean), *argv).returncode == 0
+    tables = {p.name: p.read_bytes() for p in clean.iterdir() if p.is_file()}
+    assert len(tables) >= 10
+    marker = tmp_path / "marker"
+    planted = pickle.dumps(_Planted(str(marker)))
+    pickle.loads(planted)  # the payload does run when unpickled
+    assert marker.read_text() == "unpickled"
+    marker.unlink()
+    for name, content in [("pickle", planted), ("garbage", b"\x00\xff not json \x80" * 40), ("truncated", None)]:
+        out = tmp_path / name
+        (out / ".stats").mkdir(parents=True)
+        if content is None:  # a real cache file, cut short
+            content = (clean / ".stats" / CACHE).read_bytes()[:300]
+        (out / ".stats" / CACHE).write_bytes(content)
+        (out / ".stats" / "mini_val.pkl").write_bytes(planted)  # the old cache's name: never opened
+        proc = run_cli("analyze.py", str(results), "--out", str(out), *argv)
+        assert proc.returncode == 0, proc.stderr
+        assert not marker.exists(), name
+        warned = [line for line in proc.stderr.splitlines() if "statistics cache" in line]
+        assert len(warned) == 1 and str(out / ".stats" / CACHE) in warned[0] and "recomputed" in warned[0], proc.stderr
+        assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == tables, name
+        again = run_cli("analyze.py", str(results), "--out", str(out), *argv)  # rewritten: read back in silence
+        assert again.returncode == 0 and "statistics cache" not in again.stderr
