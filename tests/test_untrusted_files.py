@@ -102,3 +102,51 @@ def test_a_planted_pickle_or_garbage_in_the_cache_runs_nothing_and_is_recomputed
         assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == tables, name
         again = run_cli("analyze.py", str(results), "--out", str(out), *argv)  # rewritten: read back in silence
         assert again.returncode == 0 and "statistics cache" not in again.stderr
+
+
+# --- CIFAR-100's python pickles ------------------------------------------------------------------------
+
+def _cifar(tmp_path, payload=None, protocol=pickle.DEFAULT_PROTOCOL):
+    """A cifar-100-python tree (tests/fixtures_data.py), its test file rewritten as the real one is laid out
+    (bytes keys, filenames, batch label) at `protocol`, with `payload` added to the dict."""
+    from fixtures_data import cifar_tree, config
+
+    cifar_tree(tmp_path / "cifar100", n_train=4, n_test=3)
+    path = tmp_path / "cifar100" / "cifar-100-python" / "test"
+    with open(path, "rb") as f:
+        d = pickle.load(f)
+    d = {b"batch_label": b"testing batch 1 of 1", b"fine_labels": d["fine_labels"],
+         b"coarse_labels": [0] * len(d["fine_labels"]), b"filenames": [b"a.png"] * len(d["fine_labels"]),
+         b"data": d["data"]} | (payload or {})
+    path.write_bytes(pickle.dumps(d, protocol=protocol))
+    return config("cifar100/cifar100", tmp_path, image_size=16, splits={"trainval": 4, "test": 3}), path
+
+
+@pytest.mark.parametrize("protocol", [2, pickle.DEFAULT_PROTOCOL, pickle.HIGHEST_PROTOCOL])
+def test_the_real_cifar_layout_loads_through_the_restricted_unpickler(tmp_path, protocol):
+    from bench.data.formats import cifar100_python
+
+    cfg, path = _cifar(tmp_path, protocol=protocol)
+    listing = cifar100_python.list_split(cfg, "test")
+    with open(path, "rb") as f:
+        want = pickle.load(f)[b"data"].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    assert listing.arrays.dtype == np.uint8 and np.array_equal(listing.arrays, want)
+    assert list(listing.labels) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("planted", ["code", "other object"])
+def test_a_cifar_pickle_holding_another_object_is_refused_in_one_line(tmp_path, planted):
+    import collections
+
+    from bench.data.errors import DataError
+    from bench.data.formats import cifar100_python
+
+    marker = tmp_path / "marker"
+    payload = _Planted(str(marker)) if planted == "code" else collections.OrderedDict(a=1)
+    cfg, path = _cifar(tmp_path, {b"extra": payload})
+    with pytest.raises(DataError) as e:
+        cifar100_python.list_split(cfg, "test")
+    message = str(e.value)
+    assert "\n" not in message and str(path) in message and "refused" in message, message
+    assert ("pathlib" if planted == "code" else "collections.OrderedDict") in message
+    assert not marker.exists()

@@ -49,8 +49,8 @@ def encode(value):
         return {"array": _dtype(value.dtype.str).str, "shape": list(value.shape), "data": value.ravel().tolist()}
     if isinstance(value, pd.DataFrame):
         return {"frame": {"values": encode(value.to_numpy()), "index": encode(list(value.index)),
-                          "columns": encode(list(value.columns)), "names": encode((value.index.name, value.columns.name)),
-                          "attrs": encode(dict(value.attrs))}}
+                          "columns": encode(list(value.columns)),
+                          "names": encode((value.index.name, value.columns.name)), "attrs": encode(dict(value.attrs))}}
     if isinstance(value, stats.TableStats):
         return {"TableStats": {f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value)}}
     raise TypeError(f"{type(value).__name__} is not kept in the statistics cache")
