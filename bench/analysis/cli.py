@@ -699,8 +699,15 @@ def run(args, pool) -> int:
     out.finish()
     print(f"\nwrote {', '.join(args.formats)} outputs to {out_dir}")
     if args.log_to:
-        from bench.trackers import log_leaderboard
+        from bench.trackers import log_leaderboard, redact
 
-        print(f"sent the tables and figures to {args.log_to}: {log_leaderboard(args.log_to, out_dir, args.results_dirs[0])}")
+        try:
+            where = log_leaderboard(args.log_to, out_dir, args.results_dirs[0])
+        except Exception as e:  # the tool's failure (a server down): the tables are written all the same
+            message = redact(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+            print(f"error: --log-to {args.log_to}: {type(e).__name__}: {message}; the outputs are in {out_dir}",
+                  file=sys.stderr)
+            return 1
+        print(f"sent the tables and figures to {args.log_to}: {where}")
     return 0
 
