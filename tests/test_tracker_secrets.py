@@ -138,13 +138,12 @@ def test_an_unreachable_server_warns_without_the_password(tmp_path):
 
 def test_a_run_its_resume_and_log_to_keep_the_credentials_out(tmp_path, server, monkeypatch, capfd):
     need("mlflow")
-    need("wandb")
     from bench.analysis import cli
     from bench.run.runner import run
 
     for k, v in (QUIET | {"MLFLOW_TRACKING_URI": uri(server.server_port), "WANDB_API_KEY": KEY}).items():
         monkeypatch.setenv(k, v)
-    cfg = config(tmp_path, {"mlflow": {}, "wandb": {}, "csv": {}}, epochs=2)
+    cfg = config(tmp_path, {"mlflow": {}, "csv": {}}, epochs=2)  # W&B: its key set; its run in the test above
     real_save = checkpoint.save
 
     def save_then_die(path, state):
@@ -177,8 +176,9 @@ def test_a_run_its_resume_and_log_to_keep_the_credentials_out(tmp_path, server, 
     assert cli.main([str(tmp_path), "--formats", "csv,md", "--quiet", "--log-to", "mlflow"]) == 0
     out.append(capfd.readouterr())
     assert "sent the tables and figures to mlflow: http://***@127.0.0.1" in out[-1].out
-    assert cli.main([str(tmp_path), "--formats", "csv,md", "--quiet", "--log-to", "wandb"]) == 0
-    out.append(capfd.readouterr())
+    if trackers._installed("wandb"):
+        assert cli.main([str(tmp_path), "--formats", "csv,md", "--quiet", "--log-to", "wandb"]) == 0
+        out.append(capfd.readouterr())
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri(closed_port()))
     assert cli.main([str(tmp_path), "--formats", "csv,md", "--quiet", "--log-to", "mlflow"]) == 1
     out.append(capfd.readouterr())

@@ -73,35 +73,57 @@ def test_the_decoder_builds_nothing_but_numbers_containers_and_table_stats(entry
         stats_cache.loads(doc, "d")
 
 
-@pytest.mark.process
-def test_a_planted_pickle_or_garbage_in_the_cache_runs_nothing_and_is_recomputed(tmp_path):
+def _plant(out, marker, content=None):
+    """OUT/.stats/ holding `content` under the cache's name (default: a pickle that writes `marker` when
+    unpickled) and that pickle under the old cache's name too."""
+    planted = pickle.dumps(_Planted(str(marker)))
+    (out / ".stats").mkdir(parents=True, exist_ok=True)
+    (out / ".stats" / CACHE).write_bytes(planted if content is None else content)
+    (out / ".stats" / "mini_val.pkl").write_bytes(planted)  # the old cache's name: never opened
+
+
+def test_the_planted_payload_does_run_when_unpickled(tmp_path):
+    _plant(tmp_path, tmp_path / "marker")
+    pickle.loads((tmp_path / ".stats" / CACHE).read_bytes())
+    assert (tmp_path / "marker").read_text() == "unpickled"
+
+
+@pytest.mark.parametrize("kind", ["garbage", "truncated", "foreign JSON"])
+def test_a_garbage_truncated_or_foreign_cache_is_recomputed_with_one_warning(tmp_path, kind, capsys):
     results = tmp_path / "results"
     sweep(results, n=200)
     argv = ["--formats", "csv,md", "--quiet", "--jobs", "1"]
-    clean = tmp_path / "clean"
+    clean, out = tmp_path / "clean", tmp_path / "out"
+    assert cli.main([str(results), "--out", str(clean), *argv]) == 0
+    content = {"garbage": b"\x00\xff not json \x80" * 40, "truncated": (clean / ".stats" / CACHE).read_bytes()[:300],
+               "foreign JSON": json.dumps({"format": "someone else's", "digest": "x"}).encode()}[kind]
+    _plant(out, tmp_path / "marker", content)
+    capsys.readouterr()
+    assert cli.main([str(results), "--out", str(out), *argv]) == 0
+    warned = [line for line in capsys.readouterr().err.splitlines() if "statistics cache" in line]
+    assert len(warned) == 1 and str(out / ".stats" / CACHE) in warned[0] and "recomputed" in warned[0]
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == \
+        {p.name: p.read_bytes() for p in clean.iterdir() if p.is_file()}
+    assert cli.main([str(results), "--out", str(out), *argv]) == 0  # rewritten: read back in silence
+    assert "statistics cache" not in capsys.readouterr().err
+
+
+@pytest.mark.process
+def test_a_planted_pickle_in_the_cache_runs_nothing_and_is_recomputed(tmp_path):
+    """analyze.py as a user runs it on a results folder someone else could write to."""
+    results = tmp_path / "results"
+    sweep(results, n=200)
+    argv = ["--formats", "csv,md", "--quiet", "--jobs", "1"]
+    clean, out, marker = tmp_path / "clean", tmp_path / "out", tmp_path / "marker"
     assert run_cli("analyze.py", str(results), "--out", str(clean), *argv).returncode == 0
+    _plant(out, marker)
+    proc = run_cli("analyze.py", str(results), "--out", str(out), *argv)
+    assert proc.returncode == 0, proc.stderr
+    assert not marker.exists()
+    warned = [line for line in proc.stderr.splitlines() if "statistics cache" in line]
+    assert len(warned) == 1 and str(out / ".stats" / CACHE) in warned[0] and "recomputed" in warned[0], proc.stderr
     tables = {p.name: p.read_bytes() for p in clean.iterdir() if p.is_file()}
-    assert len(tables) >= 10
-    marker = tmp_path / "marker"
-    planted = pickle.dumps(_Planted(str(marker)))
-    pickle.loads(planted)  # the payload does run when unpickled
-    assert marker.read_text() == "unpickled"
-    marker.unlink()
-    for name, content in [("pickle", planted), ("garbage", b"\x00\xff not json \x80" * 40), ("truncated", None)]:
-        out = tmp_path / name
-        (out / ".stats").mkdir(parents=True)
-        if content is None:  # a real cache file, cut short
-            content = (clean / ".stats" / CACHE).read_bytes()[:300]
-        (out / ".stats" / CACHE).write_bytes(content)
-        (out / ".stats" / "mini_val.pkl").write_bytes(planted)  # the old cache's name: never opened
-        proc = run_cli("analyze.py", str(results), "--out", str(out), *argv)
-        assert proc.returncode == 0, proc.stderr
-        assert not marker.exists(), name
-        warned = [line for line in proc.stderr.splitlines() if "statistics cache" in line]
-        assert len(warned) == 1 and str(out / ".stats" / CACHE) in warned[0] and "recomputed" in warned[0], proc.stderr
-        assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == tables, name
-        again = run_cli("analyze.py", str(results), "--out", str(out), *argv)  # rewritten: read back in silence
-        assert again.returncode == 0 and "statistics cache" not in again.stderr
+    assert len(tables) >= 10 and {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == tables
 
 
 # --- CIFAR-100's python pickles ------------------------------------------------------------------------
