@@ -16,6 +16,11 @@ and grouped by their sweep (`RunConfig.sweep`: a W&B group, an MLflow experiment
 folder). Only rank 0 logs. A resumed run continues its tracker run: the ids are kept beside the
 record in `trackers.json`, and a run that resumes from its checkpoint reopens them.
 
+Credentials (API keys, a tracking URI's `user:password@`) come from the environment only and are never
+written: `trackers.json` keeps run ids and digests of what came from the environment (a resumed run
+says when its own differs), and every message from or about a tracker passes through `redact`
+(docs/trackers.md).
+
 Torch-free at import, like bench/config.py: launch.py checks loggers before torch loads.
 """
 import contextlib
