@@ -218,7 +218,8 @@ def test_a_run_whose_exception_cannot_be_unpickled_fails_alone(tmp_path):
     (tmp_path / "refusing.py").write_text(UNPICKLABLE)
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=f"{ROOT}{os.pathsep}{tmp_path}")
     proc = subprocess.run([sys.executable, "-c", LAUNCH, "-m", "method=linear",
-                           "dataset=mini/count,mini/digits", *FAST, "hydra.launcher.n_jobs=2", f"results_dir={tmp_path / 'results'}"],
+                           "dataset=mini/count,mini/digits", *FAST, "hydra.launcher.n_jobs=2",
+                           f"results_dir={tmp_path / 'results'}"],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 1, proc.stderr[-3000:]
     recs = _records(tmp_path / "results")

@@ -6,6 +6,8 @@ import base64
 import json
 import os
 import socket
+import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -16,7 +18,7 @@ import pytest
 import bench.train.loop
 from bench import records, trackers
 from bench.train import checkpoint
-from conftest import ROOT, run_cli
+from conftest import ROOT
 from test_trackers import config, need, run_dir
 
 PASSWORD, KEY = "pa55-Word-zq81", "wandbkey-5f3c2a9e7b1d4c6a8e0f2b4d6c8a0e2f"
@@ -37,9 +39,12 @@ class _MlflowStub(BaseHTTPRequestHandler):
     def _answer(self, body: dict) -> None:
         server, path = self.server, urlsplit(self.path).path
         server.seen.append((path, self.headers.get("Authorization")))
-        info = lambda run_id: {"run_id": run_id, "run_uuid": run_id, "experiment_id": "1", "status": "RUNNING",  # noqa: E731
-                               "lifecycle_stage": "active", "artifact_uri": (server.artifacts / run_id).as_uri(),
-                               "run_name": "r", "start_time": 0}
+
+        def info(run_id):
+            return {"run_id": run_id, "run_uuid": run_id, "experiment_id": "1", "status": "RUNNING",
+                    "lifecycle_stage": "active", "artifact_uri": (server.artifacts / run_id).as_uri(),
+                    "run_name": "r", "start_time": 0}
+
         if path.endswith("/experiments/get-by-name"):
             name = parse_qs(urlsplit(self.path).query)["experiment_name"][0]
             if name not in server.experiments:
@@ -117,9 +122,6 @@ def test_an_unreachable_server_warns_without_the_password(tmp_path):
     need("wandb")
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT), MLFLOW_TRACKING_URI=uri(closed_port()),
                WANDB_API_KEY=KEY, **QUIET)
-    import subprocess
-    import sys
-
     results = tmp_path / "results"
     proc = subprocess.run([sys.executable, "launch.py", "-m", "method=linear", "dataset=mini/count", "train.epochs=1",
                            "deploy_iters=0", "save_weights=false", "logger=[mlflow,wandb]",
