@@ -248,9 +248,16 @@ def test_bytes_that_do_not_unpickle_fail_that_run_only():
     status, error, _ = run.result
     assert status == JobStatus.FAILED and "its result could not be read (UnpicklingError" in str(error)
     assert "/x/output.log" in str(error)
+    child.send_bytes(bytes(bl.ForkingPickler.dumps(("failure", "m"))))  # not the shape of any message
+    run.receive()
+    assert run.result[0] == JobStatus.FAILED and "its result could not be read (TypeError" in str(run.result[1])
     child.send_bytes(bl._result_message(JobStatus.COMPLETED, 1.5, "[completed] x\n"))
     run.receive()
     assert run.result == (JobStatus.COMPLETED, 1.5, "[completed] x\n")
+    child.send_bytes(bl._result_message(JobStatus.FAILED, _Refusal("the service refused", 7), ""))
+    run.receive()
+    status, error, _ = run.result  # sent as its name and message, the run's own class being unreadable
+    assert status == JobStatus.FAILED and type(error).__name__ == "_Refusal" and str(error) == "the service refused"
     child.close()
     run.receive()
     assert run.conn is None

@@ -110,17 +110,18 @@ class _Run:
             while self.conn is not None and self.conn.poll():
                 data = self.conn.recv_bytes()
                 try:
-                    message = ForkingPickler.loads(data)
+                    kind, *rest = ForkingPickler.loads(data)
+                    if kind == "log":
+                        self.log = str(rest[0])
+                    elif kind == "failure":  # an outcome that does not survive pickling, described (_child)
+                        self.result = (JobStatus.FAILED, _stand_in(*map(str, rest[:3])), str(rest[3]))
+                    else:
+                        status, value, printed = rest
+                        self.result = (status, value, str(printed))
                 except Exception as e:  # whatever the bytes hold, this sweep goes on: the run failed, and says why
-                    message = ("result", JobStatus.FAILED, RuntimeError(
+                    self.result = (JobStatus.FAILED, RuntimeError(
                         f"its result could not be read ({type(e).__name__}: {_first_line(e)}); its output: "
                         f"{self.log or 'none'}"), "")
-                if message[0] == "log":
-                    self.log = message[1]
-                elif message[0] == "failure":  # an outcome that does not survive pickling, described (_child)
-                    self.result = (JobStatus.FAILED, _stand_in(*message[1:4]), message[4])
-                else:
-                    self.result = message[1:]
         except (EOFError, OSError):  # the process ended
             self.conn.close()
             self.conn = None
@@ -196,7 +197,11 @@ def _child(launcher: "BenchLauncher", overrides: List[str], num: int, threads: i
 
 
 def _first_line(e: BaseException) -> str:
-    return str(e).strip().splitlines()[0] if str(e).strip() else ""
+    try:
+        text = str(e).strip()
+    except Exception:  # an exception whose __str__ raises
+        return f"({type(e).__name__}: its message cannot be shown)"
+    return text.splitlines()[0] if text else ""
 
 
 def _result_message(status, value, printed: str) -> bytes:
