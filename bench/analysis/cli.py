@@ -48,7 +48,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.analysis import shots, stats
+from bench.analysis import shots, stats, stats_cache
 from bench.analysis.benchmarks import table_specs
 from bench.analysis.load import load_summaries
 from bench.analysis.published import (REFERENCE_DIR, compare, comparison_rows, data_pipeline, load_published,
@@ -426,7 +426,7 @@ class TargetTable:
     name: str
 
 
-STATS_CACHE = ".stats"  # in OUT: one file per table, its statistics and the digest of what they came from
+STATS_CACHE = ".stats"  # in OUT: one JSON file per table, its statistics and the digest of what they came from
 
 
 def _stat(path: str, name) -> tuple:
@@ -440,12 +440,14 @@ def _stat(path: str, name) -> tuple:
 
 
 def cached_table_stats(out_dir: Path, stem: str, table, recs, groups, args, store) -> stats.TableStats:
-    """`stats.table_stats`, or its result from OUT/.stats/<stem>.pkl when nothing it reads has changed.
+    """`stats.table_stats`, or its result from OUT/.stats/<stem>.json when nothing it reads has changed.
 
     Reading every run's predictions and resampling is most of what intervals cost: with 10,000 runs
     on full-size test sets the files alone take seconds. The digest covers the options, the code of
     bench/analysis/stats.py, the table and every record field the statistics read, and each predictions
-    file's size and modification time; any change recomputes the table's statistics.
+    file's size and modification time; any change recomputes the table's statistics. The cache is
+    JSON (bench/analysis/stats_cache.py), never unpickled: the folder may be someone else's. A file
+    that is not such a cache is ignored, recomputed over, and named in one warning per analyze.py.
     """
     if args.ci == "none":
         return stats.TableStats(ranks=stats.ranks_with_improvement(table, recs, args.metric, args.ci_opts.alpha))
@@ -454,21 +456,29 @@ def cached_table_stats(out_dir: Path, stem: str, table, recs, groups, args, stor
     runs = recs[fields].astype(str).to_numpy().tolist()
     names = recs["predictions"] if "predictions" in recs else [None] * len(recs)
     files = [_stat(p, n) for p, n in zip(recs["path"], names)]
-    digest = hashlib.sha256(_stats_code() + pickle.dumps(
+    digest = hashlib.sha256(_stats_code() + pickle.dumps(  # pickled to hash only: never read back
         (args.ci_opts, args.baseline, args.metric, groups, table.to_csv(), runs, files), protocol=4)).hexdigest()
-    path = out_dir / STATS_CACHE / f"{stem}.pkl"
+    path = out_dir / STATS_CACHE / f"{stem}.json"
     try:
-        with open(path, "rb") as f:
-            cached_digest, ci = pickle.load(f)
-        if cached_digest == digest:
+        ci = stats_cache.loads(path.read_bytes(), digest)
+        if ci is not None:
             return ci
-    except (OSError, ValueError, EOFError, pickle.UnpicklingError, AttributeError, TypeError):
+    except OSError:  # none yet
         pass
+    except stats_cache.CacheError as e:
+        if not getattr(args, "cache_warned", False):
+            args.cache_warned = True
+            print(f"warning: {path}: not a statistics cache of this program ({e}); ignored, statistics "
+                  f"recomputed", file=sys.stderr)
     ci = stats.table_stats(table, recs, args.metric, args.ci_opts, store, args.baseline, groups)
     ci.ranks = stats.ranks_with_improvement(table, recs, args.metric, args.ci_opts.alpha)
     ci.cells = {}  # the per-image vectors: not needed past this point, and large
+    try:
+        text = stats_cache.dumps(digest, ci)
+    except TypeError:  # something the cache does not keep (a stats.py change): computed each time
+        return ci
     with atomic_file(path) as tmp:
-        tmp.write_bytes(pickle.dumps((digest, ci), protocol=4))
+        tmp.write_text(text)
     return ci
 
 
@@ -735,8 +745,15 @@ def run(args, pool) -> int:
     out.finish()
     print(f"\nwrote {', '.join(args.formats)} outputs to {out_dir}")
     if args.log_to:
-        from bench.trackers import log_leaderboard
+        from bench.trackers import log_leaderboard, redact
 
-        print(f"sent the tables and figures to {args.log_to}: {log_leaderboard(args.log_to, out_dir, args.results_dirs[0])}")
+        try:
+            where = log_leaderboard(args.log_to, out_dir, args.results_dirs[0])
+        except Exception as e:  # the tool's failure (a server down): the tables are written all the same
+            message = redact(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+            print(f"error: --log-to {args.log_to}: {type(e).__name__}: {message}; the outputs are in {out_dir}",
+                  file=sys.stderr)
+            return 1
+        print(f"sent the tables and figures to {args.log_to}: {where}")
     return 0
 
