@@ -56,6 +56,13 @@ def expected_tunable(name: str, model_before: torch.nn.Module) -> int:
     if name == "difffit":  # every bias, every LayerNorm weight (2 per block + final), 2 branch scales per block
         biases = sum(p.numel() for n, p in model_before.named_parameters() if n.endswith(".bias") and "head" not in n)
         return biases + (2 * L + 1) * D + 2 * L * D + HEAD
+    if name == "ln":  # norm1, norm2 per block and the final norm: weight and bias each
+        return (2 * L + 1) * 2 * D + HEAD
+    if name == "partial":  # the last block (norm1, qkv, proj, norm2, fc1, fc2) and the final norm
+        assert (cfg.k, cfg.part, cfg.final_norm) == (1, "block", True)
+        return 2 * D + 3 * D * D + 3 * D + D * D + D + 2 * D + D * MLP_HIDDEN + MLP_HIDDEN + MLP_HIDDEN * D + D + 2 * D + HEAD
+    if name == "vqt":  # query tokens per layer; the head reads the class token and every layer's queries
+        return L * cfg.tokens * D + (D + L * cfg.tokens * D) * CLASSES + CLASSES
     raise AssertionError(f"no formula for method {name!r}: add one when adding a method")
 
 
@@ -64,7 +71,8 @@ def intended(name: str, pname: str) -> bool:
     if pname.startswith("head."):
         return True
     return {"full": True, "bias": pname.endswith(".bias"),
-            "difffit": pname.endswith(".bias") or "norm" in pname}.get(name, False)
+            "difffit": pname.endswith(".bias") or "norm" in pname, "ln": "norm" in pname,
+            "partial": pname.startswith((f"blocks.{L - 1}.", "norm."))}.get(name, False)
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
@@ -96,7 +104,7 @@ def test_only_intended_parameters_change(name, tiny_vit):
             added += 1
             assert p.requires_grad, f"{name}: added parameter {pname} is frozen"
             assert p.grad is not None and p.grad.abs().sum() > 0, f"{name}: added parameter {pname} has no gradient"
-    if name not in ("full", "linear", "bias"):
+    if name not in ("full", "linear", "bias", "ln", "partial"):
         assert added > 0, f"{name} added no parameters"
 
 
@@ -163,7 +171,7 @@ def test_vpt_prompts_are_prefix_tokens(tiny_vit):
 
 
 @pytest.mark.parametrize("name", ["vpt", "vpt_shallow", "adapter", "adaptformer", "adapter_houlsby", "convpass",
-                                  "repadapter", "fact_tt", "fact_tk", "difffit"])
+                                  "repadapter", "fact_tt", "fact_tk", "difffit", "vqt"])
 def test_unsupported_backbone_is_reported(name):
     import timm
 

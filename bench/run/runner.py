@@ -92,8 +92,11 @@ def run(cfg: RunConfig) -> dict:
         # a checkpoint written on other data (same names, other bytes) is never resumed (bench/data/version.py)
         data_version = describe(cfg.dataset, splits)["version"]
         splits = to_device(splits, device, cfg.train.data_on_device)  # batches gathered where the model runs
+        classifier = model.get_classifier()
+        model = methods.apply_method(model, method, method_cfg, cfg.train.tune_norms).to(device)
+        if model.get_classifier() is not classifier:  # the method replaced the head (vqt widens it): the recipe's init
+            init_head(model, cfg.train.head_init)
         head_ids = {id(p) for p in model.get_classifier().parameters()}
-        model = method.apply(model, method_cfg).to(device)
 
         tunable = [p for p in model.parameters() if p.requires_grad]
         record["tunable_params"] = sum(p.numel() for p in tunable)
