@@ -13,7 +13,9 @@ query outputs flattened, each L2-normalised on its own: width D (1 + layers x to
 ViT-B/16 with one token. The classifier is replaced by a Linear of that width; the recipe's head
 init (`train.head_init`) then applies to it (bench/run/runner.py), VPT's Kaiming-normal one under
 recipe=vpt as in the official code (its head is VPT's MLP). Query init: VPT's Xavier-uniform bound
-sqrt(6 / (3 * patch_h * patch_w + dim)); dropout on the query tokens (the official script's 0.1).
+sqrt(6 / (3 * patch_h * patch_w + dim)); dropout on the query tokens (the official script's 0.1) and,
+while training, on the token embeddings (its ViT-B config's dropout_rate 0.1 stays live there: the
+official encoder's `train()` puts only the blocks in eval); the blocks' own dropouts stay off.
 `tokens: 1` is the official README's setting ("can be simply set to 1"); the config default is 5.
 
 PETL_Vision's `model/vqt.py` differs as its code runs (OSU-MLB/PETL_Vision:model/vision_transformer.py,
@@ -39,10 +41,12 @@ from methods._common import freeze, train_head
 @dataclass
 class Config:
     tokens: int = 1  # query tokens per layer
-    dropout: float = 0.1  # dropout on the query tokens (the official script's MODEL.H2T.DROPOUT)
+    dropout: float = 0.1  # dropout on the query tokens, a mask per image (the official script's MODEL.H2T.DROPOUT)
+    embed_dropout: float = 0.1  # dropout on the token embeddings while training (timm's pos_drop): the official
+    # ViT-B config's dropout_rate 0.1, live in its `Embeddings`, which its encoder's train() does not put in eval
 
 
-RULES = {"method.tokens": POSITIVE, "method.dropout": UNIT}
+RULES = {"method.tokens": POSITIVE, "method.dropout": UNIT, "method.embed_dropout": UNIT}
 
 
 class Queries(nn.Module):
@@ -67,7 +71,7 @@ class _QueryLayer:
         B, N, _ = qkv.shape
         H, hd = attn.num_heads, attn.head_dim
         A = H * hd
-        x = self.queries.dropout(self.queries.tokens[self.layer]).expand(B, -1, -1).to(qkv.dtype)  # (B, T, D)
+        x = self.queries.dropout(self.queries.tokens[self.layer].expand(B, -1, -1)).to(qkv.dtype)  # (B, T, D)
         T = x.shape[1]
         q = F.linear(block.norm1(x), qkv_module.weight[:A], None if qkv_module.bias is None else qkv_module.bias[:A])
         q = attn.q_norm(q.reshape(B, T, H, hd).transpose(1, 2))  # (B, H, T, hd)
@@ -106,6 +110,8 @@ def apply(model: nn.Module, cfg: Config) -> nn.Module:
         raise Unsupported(f"vqt: backbone {type(model).__name__} is not a ViT (VQT's queries attend to one token "
                           f"sequence through blocks of global attention with a Linear head)")
     freeze(model)
+    if cfg.embed_dropout:  # timm's pos_drop: after the position embedding, on every token (class token included)
+        model.pos_drop = nn.Dropout(cfg.embed_dropout)
     layers, dim = len(model.blocks), model.embed_dim
     model.vqt = Queries(layers, cfg.tokens, dim, math.prod(model.patch_embed.patch_size), cfg.dropout)
     for i, block in enumerate(model.blocks):
