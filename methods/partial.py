@@ -10,8 +10,8 @@ trains no final norm with them: `final_norm=false`.
 Blocks are counted across stages on hierarchical backbones, as VPT's Swin (partial-1: the last
 block of the last stage; partial-4: the last stage's blocks, the previous stage's last blocks and
 the patch merging between them) and ConvNeXt (partial-0: the last block of the last stage, and the
-final norm) code does: the k blocks nearest the head, whatever stage they sit in, and a stage's
-downsampling layer when it lies between two trained blocks. The final norm is timm's `norm` (ViT,
+final norm) code does: the k blocks nearest the head, whatever stage they sit in, and (part=block) a
+stage's downsampling layer when it lies between two trained blocks. The final norm is timm's `norm` (ViT,
 Swin, Mixer), `fc_norm` (average-pooled ViTs) or the pre-logits norm inside ConvNeXt's head.
 `attn` exists only in attention blocks (ViT, Swin); `mlp` is the block MLP, Mixer's channel MLP.
 

@@ -11,11 +11,12 @@ Read-out (`Head2ToeVisionTransformer.forward`, combine_method `concat`, NORMALIZ
 head sees the concatenation of the pooled feature (the final-normed class token) and each layer's
 query outputs flattened, each L2-normalised on its own: width D (1 + layers x tokens), 9,984 on
 ViT-B/16 with one token. The classifier is replaced by a Linear of that width; the recipe's head
-init (`train.head_init`) then applies to it (bench/run/runner.py), VPT's Kaiming-normal one under
-recipe=vpt as in the official code (its head is VPT's MLP). Query init: VPT's Xavier-uniform bound
-sqrt(6 / (3 * patch_h * patch_w + dim)); dropout on the query tokens (the official script's 0.1) and,
-while training, on the token embeddings (its ViT-B config's dropout_rate 0.1 stays live there: the
-official encoder's `train()` puts only the blocks in eval); the blocks' own dropouts stay off.
+init (`train.head_init`) then applies to it (bench/run/runner.py): `train.head_init=vpt` gives the
+official code's (its head is VPT's MLP: Kaiming-normal fan_out, bias -log(99)). Query init: VPT's
+Xavier-uniform bound sqrt(6 / (3 * patch_h * patch_w + dim)); dropout on the query tokens (the official
+script's 0.1) and, while training, on the token embeddings (its ViT-B config's dropout_rate 0.1 stays
+live there: the official encoder's `train()` puts only the blocks in eval); the blocks' own dropouts
+stay off.
 `tokens: 1` is the official README's setting ("can be simply set to 1"); the config default is 5.
 
 PETL_Vision's `model/vqt.py` differs as its code runs (OSU-MLB/PETL_Vision:model/vision_transformer.py,

@@ -359,3 +359,16 @@ def test_prompted_swin_block_in_one_window_is_attention_over_prompts_and_patches
         h = t + a.proj(((q @ k.transpose(-2, -1)) * a.scale + bias).softmax(-1).matmul(v).transpose(1, 2).reshape(2, 67, 24))
         want = h + blk.mlp(blk.norm2(h))
     torch.testing.assert_close(torch.cat([p_out, out.reshape(2, 64, 24)], 1), want, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("family,prefixes", [
+    ("tiny_swin", ("layers.0.blocks.0.", "layers.1.downsample.", "layers.1.blocks.0.", "norm.")),
+    ("tiny_convnext", ("stages.2.blocks.0.", "stages.3.downsample.", "stages.3.blocks.0.", "head.norm."))])
+def test_partial_counts_blocks_across_stages_with_the_downsampling_between(family, prefixes):
+    """k = 2 spans the last two stages (one block each): both blocks, the downsampling between them (VPT's Swin
+    partial-4 trains `layers.{-2}.downsample`) and the final norm; not the downsampling before the first one."""
+    model = METHODS["partial"].apply(make(family), method_config("partial", {"k": 2}))
+    classifier = {id(p) for p in model.get_classifier().parameters()}
+    trained = {n for n, p in model.named_parameters() if p.requires_grad and id(p) not in classifier}
+    assert trained and all(n.startswith(prefixes) for n in trained)
+    assert all(any(n.startswith(pre) for n in trained) for pre in prefixes)
