@@ -29,7 +29,8 @@ SETTINGS = [
     ("fact_tt", {"rank": 8}), ("fact_tt", {"rank": 16}), ("fact_tk", {"rank": 32}),
     ("ssf", {}),
     ("ln", {}), ("partial", {"k": 1}), ("partial", {"k": 1, "final_norm": False}),
-    ("partial", {"k": 1, "part": "attn", "final_norm": False}), ("partial", {"k": 1, "part": "mlp", "final_norm": False}),
+    ("partial", {"k": 1, "part": "attn", "final_norm": False}),
+    ("partial", {"k": 1, "part": "mlp", "final_norm": False}),
     ("vqt", {"tokens": 1}),
 ]
 

@@ -71,7 +71,8 @@ def run_petl_vision(root: Path) -> dict:
             pass
 
     stub("iopath"), stub("iopath.common"), stub("iopath.common.file_io", PathManager=PathManager, HTTPURLHandler=object)
-    stub("clip"), stub("tkinter"), stub("tkinter.constants", RAISED="raised"), stub("tabulate", tabulate=lambda *a, **k: "")
+    stub("clip"), stub("tkinter"), stub("tkinter.constants", RAISED="raised")
+    stub("tabulate", tabulate=lambda *a, **k: "")
     sys.path.insert(0, str(root))
     import experiment.build_model as build_model  # noqa: E402  (theirs)
     from model.vision_transformer import VisionTransformerPETL  # noqa: E402
@@ -97,7 +98,9 @@ def run_petl_vision(root: Path) -> dict:
     x, y = batch()
     out = {"counts": counts, "state_sum": sum(float(p.double().sum()) for p in ours.state_dict().values())}
     theirs.eval()
-    forward = lambda m, x: m.forward_head(m.forward_features(x))  # timm 0.9.12's VisionTransformer.forward  # noqa: E731
+    def forward(m, x):  # timm 0.9.12's VisionTransformer.forward (1.0's passes an attn_mask theirs does not take)
+        return m.forward_head(m.forward_features(x))
+
     out["eval_logits"] = forward(theirs, x).detach()
     theirs.train()
     torch.manual_seed(7)
@@ -140,8 +143,9 @@ def run_vqt(root: Path) -> dict:
         t.encoder.encoder_norm.weight.copy_(sd["norm.weight"]), t.encoder.encoder_norm.bias.copy_(sd["norm.bias"])
         for i, layer in enumerate(t.encoder.layer):
             b = f"blocks.{i}."
-            for mine, official in (("norm1", layer.attention_norm), ("norm2", layer.ffn_norm),
-                                   ("mlp.fc1", layer.ffn.fc1), ("mlp.fc2", layer.ffn.fc2), ("attn.proj", layer.attn.out)):
+            pairs = (("norm1", layer.attention_norm), ("norm2", layer.ffn_norm), ("mlp.fc1", layer.ffn.fc1),
+                     ("mlp.fc2", layer.ffn.fc2), ("attn.proj", layer.attn.out))
+            for mine, official in pairs:
                 official.weight.copy_(sd[b + mine + ".weight"]), official.bias.copy_(sd[b + mine + ".bias"])
             for j, lin in enumerate((layer.attn.query, layer.attn.key, layer.attn.value)):
                 lin.weight.copy_(sd[b + "attn.qkv.weight"][j * d:(j + 1) * d])

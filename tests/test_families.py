@@ -50,7 +50,8 @@ FORMULAS = {
         "adapter": sum(d * 8 + 8 + 8 * d + d for d in (16, 24, 32, 48)) + HEAD,
         "lora": sum(4 * (d + 4 * d) + 4 * (4 * d + d) for d in (16, 24, 32, 48)) + HEAD,
         "vpt": None, "vpt_shallow": None, **dict.fromkeys(NEW, None),
-        "vqt": None, "ln": 2 * (16 + (16 + 24 + 32) + (16 + 24 + 32 + 48) + 48) + HEAD,  # stem, downsampling, block, pre-logits norms
+        # LayerNorm2d: stem, downsampling, block and pre-logits norms
+        "vqt": None, "ln": 2 * (16 + (16 + 24 + 32) + (16 + 24 + 32 + 48) + 48) + HEAD,
         # the last block (dw 7x7 conv, norm, fc1, fc2, LayerScale gamma) and the pre-logits norm in the head
         "partial": 48 * 49 + 48 + 2 * 48 + 48 * 192 + 192 + 192 * 48 + 48 + 48 + 2 * 48 + HEAD,
     },

@@ -60,7 +60,8 @@ def expected_tunable(name: str, model_before: torch.nn.Module) -> int:
         return (2 * L + 1) * 2 * D + HEAD
     if name == "partial":  # the last block (norm1, qkv, proj, norm2, fc1, fc2) and the final norm
         assert (cfg.k, cfg.part, cfg.final_norm) == (1, "block", True)
-        return 2 * D + 3 * D * D + 3 * D + D * D + D + 2 * D + D * MLP_HIDDEN + MLP_HIDDEN + MLP_HIDDEN * D + D + 2 * D + HEAD
+        block = 2 * D + 3 * D * D + 3 * D + D * D + D + 2 * D + D * MLP_HIDDEN + MLP_HIDDEN + MLP_HIDDEN * D + D
+        return block + 2 * D + HEAD
     if name == "vqt":  # query tokens per layer; the head reads the class token and every layer's queries
         return L * cfg.tokens * D + (D + L * cfg.tokens * D) * CLASSES + CLASSES
     raise AssertionError(f"no formula for method {name!r}: add one when adding a method")

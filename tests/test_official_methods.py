@@ -104,7 +104,8 @@ def test_vqt_logits_and_gradients_equal_the_official_model():
     logits = model(x)
     torch.testing.assert_close(logits, dump["train_logits"], atol=1e-5, rtol=1e-5)
     F.cross_entropy(logits, y).backward()
-    for ours, key in ((model.vqt.tokens, "queries"), (model.head.weight, "head_weight"), (model.head.bias, "head_bias")):
+    pairs = ((model.vqt.tokens, "queries"), (model.head.weight, "head_weight"), (model.head.bias, "head_bias"))
+    for ours, key in pairs:
         torch.testing.assert_close(ours.grad, dump["grads"][key], atol=1e-6, rtol=1e-4, msg=key)
 
 
