@@ -108,6 +108,8 @@ class TrainConfig:
     mixup: float = 0.0  # mixup alpha (timm Mixup); 0 disables
     cutmix: float = 0.0  # cutmix alpha; 0 disables
     drop_path: float = 0.0  # stochastic depth rate of the backbone
+    tune_norms: bool = False  # after the method applies, every norm's affine parameters train too (methods/ln.py;
+    # adapter_plus's train_ln)
     ema_decay: float = 0.0  # model EMA decay (timm ModelEmaV3); 0 disables; evaluation then uses the EMA
     eval_batch_size: int = 0  # 0: twice the training batch, at most 512 (bench.run.runner.eval_batch_size)
     checkpoint_every: int = 1  # epochs between checkpoints (<run dir>/last.pt) that a relaunch resumes from; 0: never

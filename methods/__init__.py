@@ -68,3 +68,14 @@ def method_config(name: str, args: dict[str, Any]):
     """The method's typed Config from a plain dict; unknown keys are an error listing the valid ones."""
     method = get_method(name)
     return from_dict(method.Config, dict(args), where="method", rules=RULES | method.rules)
+
+
+def apply_method(model, method: Method, cfg, tune_norms: bool = False):
+    """`method.apply(model, cfg)`, then with `tune_norms` (the `train.tune_norms` add-on, adapter_plus's
+    `train_ln`) every norm's affine parameters train too (methods/ln.py)."""
+    model = method.apply(model, cfg)
+    if tune_norms:
+        from methods.ln import unfreeze_norms
+
+        unfreeze_norms(model)
+    return model

@@ -28,6 +28,10 @@ SETTINGS = [
     ("lora", {"r": 8}), ("lora", {"r": 4}),
     ("fact_tt", {"rank": 8}), ("fact_tt", {"rank": 16}), ("fact_tk", {"rank": 32}),
     ("ssf", {}),
+    ("ln", {}), ("partial", {"k": 1}), ("partial", {"k": 1, "final_norm": False}),
+    ("partial", {"k": 1, "part": "attn", "final_norm": False}),
+    ("partial", {"k": 1, "part": "mlp", "final_norm": False}),
+    ("vqt", {"tokens": 1}),
 ]
 
 
@@ -40,9 +44,9 @@ def count(name: str, args: dict, classes: int) -> tuple[int, int]:
 
     torch.manual_seed(0)
     model = timm.create_model("vit_base_patch16_224", pretrained=False, num_classes=classes)
-    head = {id(p) for p in model.get_classifier().parameters()}
-    head_n = sum(p.numel() for p in model.get_classifier().parameters())
     model = METHODS[name].apply(model, method_config(name, args))
+    head = {id(p) for p in model.get_classifier().parameters()}  # after: vqt replaces the head with a wider one
+    head_n = sum(p.numel() for p in model.get_classifier().parameters())
     return sum(p.numel() for p in model.parameters() if p.requires_grad and id(p) not in head), head_n
 
 

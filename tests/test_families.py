@@ -36,6 +36,12 @@ FORMULAS = {
         # LayerNorm weights: patch-embed 24, norm1 + norm2 per block, patch-merging 4C = 96, final 48; 2 scales per block
         "difffit": lambda biases: biases - 10 + (24 + 2 * 24 + 96 + 2 * 48 + 48) + 2 * (24 + 48) + HEAD,
         "convpass": None, "fact_tt": None, "fact_tk": None,  # no ViT token grid; widths differ per stage
+        "ln": 2 * (24 + 2 * 24 + 96 + 2 * 48 + 48) + HEAD,  # the LayerNorms above
+        # the last block (stage 2, C = 48: norm1, qkv, proj, relative-position table (2 x 4 - 1)^2 x 2 heads,
+        # norm2, fc1, fc2) and the final norm
+        "partial": 2 * 48 + 48 * 144 + 144 + 48 * 48 + 48 + 49 * 2 + 2 * 48 + 48 * 192 + 192 + 192 * 48 + 48 + 2 * 48
+        + HEAD,
+        "vqt": None,  # windowed attention over a hierarchy, not one token sequence
     },
     # ConvNeXt: stage dims 16, 24, 32, 48, one block each (dw conv, norm, fc1 4C, fc2), SSF on the last stage's output
     "tiny_convnext": {
@@ -44,6 +50,10 @@ FORMULAS = {
         "adapter": sum(d * 8 + 8 + 8 * d + d for d in (16, 24, 32, 48)) + HEAD,
         "lora": sum(4 * (d + 4 * d) + 4 * (4 * d + d) for d in (16, 24, 32, 48)) + HEAD,
         "vpt": None, "vpt_shallow": None, **dict.fromkeys(NEW, None),
+        # LayerNorm2d: stem, downsampling, block and pre-logits norms
+        "vqt": None, "ln": 2 * (16 + (16 + 24 + 32) + (16 + 24 + 32 + 48) + 48) + HEAD,
+        # the last block (dw 7x7 conv, norm, fc1, fc2, LayerScale gamma) and the pre-logits norm in the head
+        "partial": 48 * 49 + 48 + 2 * 48 + 48 * 192 + 192 + 192 * 48 + 48 + 48 + 2 * 48 + HEAD,
     },
     # Mixer: width 48, 16 tokens, token MLP 16->24->16, channel MLP 48->192->48, 2 blocks
     "tiny_mixer": {
@@ -51,8 +61,14 @@ FORMULAS = {
         "adapter": 2 * (48 * 8 + 8 + 8 * 48 + 48) + HEAD,
         "lora": 2 * (4 * (16 + 24) + 4 * (24 + 16) + 4 * (48 + 192) + 4 * (192 + 48)) + HEAD,
         "vpt": None, "vpt_shallow": None, **dict.fromkeys(NEW, None),
+        "vqt": None, "ln": 2 * (2 * 2 * 48 + 48) + HEAD,  # norm1, norm2 per block, final norm
+        # the last block (norm1, token MLP, norm2, channel MLP) and the final norm
+        "partial": 2 * 48 + (16 * 24 + 24 + 24 * 16 + 16) + 2 * 48 + (48 * 192 + 192 + 192 * 48 + 48) + 2 * 48 + HEAD,
     },
 }
+# what `partial` (k = 1) trains besides the head: the last block and the final norm
+PARTIAL = {"tiny_swin": ("layers.1.blocks.0.", "norm."), "tiny_convnext": ("stages.3.blocks.0.", "head.norm."),
+           "tiny_mixer": ("blocks.1.", "norm.")}
 
 
 def backbone_cfg(name: str) -> BackboneConfig:
@@ -76,10 +92,14 @@ def train_steps(model, steps: int = 3):
 
 
 @pytest.mark.parametrize("family", list(FORMULAS))
-@pytest.mark.parametrize("name", ["ssf", "adapter", "lora", "vpt", "vpt_shallow", "linear", "bias", "full", *NEW])
+@pytest.mark.parametrize("name", ["ssf", "adapter", "lora", "vpt", "vpt_shallow", "linear", "bias", "full", *NEW,
+                                  "ln", "partial", "vqt"])
 def test_formula_and_what_trains(family, name):
+    from methods.ln import norm_parameters
+
     model = make(family)
     before = {id(p): (n, p.detach().clone()) for n, p in model.named_parameters()}
+    norms = {id(p) for p in norm_parameters(model)}
     classifier = {id(p) for p in model.get_classifier().parameters()}
     total, biases = n_params(model), sum(p.numel() for n, p in model.named_parameters() if n.endswith(".bias"))
     # bias: every bias (the classifier's 10 included once) plus the classifier's weights
@@ -95,7 +115,8 @@ def test_formula_and_what_trains(family, name):
         if id(p) in before:
             orig_name, orig = before[id(p)]
             should = name == "full" or id(p) in classifier or (name == "bias" and orig_name.endswith(".bias")) or (
-                name == "difffit" and (orig_name.endswith(".bias") or "norm" in orig_name))
+                name == "difffit" and (orig_name.endswith(".bias") or "norm" in orig_name)) or (
+                name == "ln" and id(p) in norms) or (name == "partial" and orig_name.startswith(PARTIAL[family]))
             assert (not torch.equal(p.detach(), orig)) == should, f"{family}/{name}: {orig_name}"
         else:
             assert p.grad is not None and p.grad.abs().sum() > 0, f"{family}/{name}: added {pname} never trained"
@@ -157,6 +178,8 @@ def test_sweep_finishes_with_unsupported_records(family_sweep):
     for fam in ("tiny_convnext", "tiny_mixer"):
         assert status[(fam, "vpt")] == status[(fam, "vpt_shallow")] == "unsupported"
     assert status[("tiny_swin", "vpt")] == status[("tiny_swin", "vpt_shallow")] == "completed"
+    assert [status[(f, "vqt")] for f in FAMILIES] == ["completed", "unsupported", "unsupported", "unsupported"]
+    assert all(status[(f, m)] == "completed" for f in FAMILIES for m in ("ln", "partial"))
     for (fam, method), want in {**{("tiny_vit", m): "completed" for m in NEW},
                                 **{("tiny_swin", m): "completed" for m in ("adaptformer", "adapter_houlsby", "repadapter",
                                                                           "difffit")},
@@ -170,7 +193,7 @@ def test_sweep_finishes_with_unsupported_records(family_sweep):
             assert abs(r["deployed_test_top1"] - r["test_top1"]) <= 0.2, r["method"]  # one image of 1,000 may flip
             assert r["deployed_max_abs_logit_diff"] < 1e-3
             merged_plain = r["method"] in ("ssf", "lora", "peft", "bias", "linear", "full", "repadapter", "fact_tt",
-                                           "fact_tk", "difffit") and not (
+                                           "fact_tk", "difffit", "ln", "partial") and not (
                 r["method"] == "ssf" and r["backbone"] == "tiny_convnext")
             assert (r["inference_extra_params"] == 0) == merged_plain, (r["backbone"], r["method"])
 
@@ -260,7 +283,9 @@ def test_every_method_on_the_other_pretrainings(family, name):
         if id(p) in before:
             orig_name, orig = before[id(p)]
             should = name == "full" or id(p) in classifier or (
-                name in ("bias", "difffit") and orig_name.endswith(".bias")) or (name == "difffit" and "norm" in orig_name)
+                name in ("bias", "difffit") and orig_name.endswith(".bias")) or (
+                name in ("difffit", "ln") and "norm" in orig_name) or (
+                name == "partial" and orig_name.startswith((f"blocks.{len(backbone.blocks) - 1}.", "norm.")))
             assert (not torch.equal(p.detach(), orig)) == should, f"{family}/{name}: {orig_name}"
         else:
             assert p.grad is not None and p.grad.abs().sum() > 0, f"{family}/{name}: added {pname} never trained"
@@ -335,3 +360,16 @@ def test_prompted_swin_block_in_one_window_is_attention_over_prompts_and_patches
         h = t + a.proj(((q @ k.transpose(-2, -1)) * a.scale + bias).softmax(-1).matmul(v).transpose(1, 2).reshape(2, 67, 24))
         want = h + blk.mlp(blk.norm2(h))
     torch.testing.assert_close(torch.cat([p_out, out.reshape(2, 64, 24)], 1), want, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("family,prefixes", [
+    ("tiny_swin", ("layers.0.blocks.0.", "layers.1.downsample.", "layers.1.blocks.0.", "norm.")),
+    ("tiny_convnext", ("stages.2.blocks.0.", "stages.3.downsample.", "stages.3.blocks.0.", "head.norm."))])
+def test_partial_counts_blocks_across_stages_with_the_downsampling_between(family, prefixes):
+    """k = 2 spans the last two stages (one block each): both blocks, the downsampling between them (VPT's Swin
+    partial-4 trains `layers.{-2}.downsample`) and the final norm; not the downsampling before the first one."""
+    model = METHODS["partial"].apply(make(family), method_config("partial", {"k": 2}))
+    classifier = {id(p) for p in model.get_classifier().parameters()}
+    trained = {n for n, p in model.named_parameters() if p.requires_grad and id(p) not in classifier}
+    assert trained and all(n.startswith(prefixes) for n in trained)
+    assert all(any(n.startswith(pre) for n in trained) for pre in prefixes)

@@ -56,6 +56,14 @@ def expected_tunable(name: str, model_before: torch.nn.Module) -> int:
     if name == "difffit":  # every bias, every LayerNorm weight (2 per block + final), 2 branch scales per block
         biases = sum(p.numel() for n, p in model_before.named_parameters() if n.endswith(".bias") and "head" not in n)
         return biases + (2 * L + 1) * D + 2 * L * D + HEAD
+    if name == "ln":  # norm1, norm2 per block and the final norm: weight and bias each
+        return (2 * L + 1) * 2 * D + HEAD
+    if name == "partial":  # the last block (norm1, qkv, proj, norm2, fc1, fc2) and the final norm
+        assert (cfg.k, cfg.part, cfg.final_norm) == (1, "block", True)
+        block = 2 * D + 3 * D * D + 3 * D + D * D + D + 2 * D + D * MLP_HIDDEN + MLP_HIDDEN + MLP_HIDDEN * D + D
+        return block + 2 * D + HEAD
+    if name == "vqt":  # query tokens per layer; the head reads the class token and every layer's queries
+        return L * cfg.tokens * D + (D + L * cfg.tokens * D) * CLASSES + CLASSES
     raise AssertionError(f"no formula for method {name!r}: add one when adding a method")
 
 
@@ -64,7 +72,8 @@ def intended(name: str, pname: str) -> bool:
     if pname.startswith("head."):
         return True
     return {"full": True, "bias": pname.endswith(".bias"),
-            "difffit": pname.endswith(".bias") or "norm" in pname}.get(name, False)
+            "difffit": pname.endswith(".bias") or "norm" in pname, "ln": "norm" in pname,
+            "partial": pname.startswith((f"blocks.{L - 1}.", "norm."))}.get(name, False)
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
@@ -96,7 +105,7 @@ def test_only_intended_parameters_change(name, tiny_vit):
             added += 1
             assert p.requires_grad, f"{name}: added parameter {pname} is frozen"
             assert p.grad is not None and p.grad.abs().sum() > 0, f"{name}: added parameter {pname} has no gradient"
-    if name not in ("full", "linear", "bias"):
+    if name not in ("full", "linear", "bias", "ln", "partial"):
         assert added > 0, f"{name} added no parameters"
 
 
@@ -163,7 +172,7 @@ def test_vpt_prompts_are_prefix_tokens(tiny_vit):
 
 
 @pytest.mark.parametrize("name", ["vpt", "vpt_shallow", "adapter", "adaptformer", "adapter_houlsby", "convpass",
-                                  "repadapter", "fact_tt", "fact_tk", "difffit"])
+                                  "repadapter", "fact_tt", "fact_tk", "difffit", "vqt"])
 def test_unsupported_backbone_is_reported(name):
     import timm
 
@@ -177,3 +186,58 @@ def test_registry_rejects_unknown_names_and_arguments():
         methods.get_method("ssf2")
     with pytest.raises(ValueError, match="method.rank: unknown key; valid: r, alpha"):
         method_config("lora", {"rank": 8})
+
+
+def test_tune_norms_adds_every_norm_to_any_method(tiny_vit):
+    """train.tune_norms (adapter_plus's train_ln): the method's parameters plus every norm's, and all of them train."""
+    cfg = method_config("lora", {})
+    model = methods.apply_method(tiny_vit(CLASSES), METHODS["lora"], cfg, tune_norms=True)
+    norms = (2 * L + 1) * 2 * D
+    assert sum(p.numel() for p in model.parameters() if p.requires_grad) == L * cfg.r * (D + 3 * D) + HEAD + norms
+    before = {n: p.detach().clone() for n, p in model.named_parameters() if "norm" in n}
+    x, y = torch.randn(8, 3, 32, 32), torch.randint(0, CLASSES, (8,))
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    F.cross_entropy(model(x), y).backward()
+    opt.step()
+    assert before and all(not torch.equal(p.detach(), before[n]) for n, p in model.named_parameters() if n in before)
+
+
+def test_vqt_leaves_the_backbones_forward_untouched(tiny_vit):
+    model = tiny_vit(CLASSES).eval()
+    x = torch.randn(2, 3, 32, 32)
+    ref = model.forward_features(x)
+    model = METHODS["vqt"].apply(model, method_config("vqt", {"tokens": 2})).eval()
+    torch.testing.assert_close(model.forward_features(x), ref, atol=0, rtol=0)
+    assert model.head.in_features == D * (1 + L * 2) and model(x).shape == (2, CLASSES)
+
+
+def test_partial_knobs(tiny_vit):
+    with pytest.raises(ValueError, match="method.k=5: backbone VisionTransformer has 4 blocks"):
+        METHODS["partial"].apply(tiny_vit(CLASSES), method_config("partial", {"k": 5}))
+    with pytest.raises(ValueError, match="method.part"):
+        method_config("partial", {"part": "ffn"})
+    model = METHODS["partial"].apply(tiny_vit(CLASSES), method_config("partial", {"k": 2, "part": "mlp"}))
+    trained = {n.split(".mlp.")[0] for n, p in model.named_parameters() if p.requires_grad and ".mlp." in n}
+    assert trained == {"blocks.2", "blocks.3"}
+
+
+
+def test_the_runner_inits_a_replaced_head_counts_it_as_head_and_adds_tune_norms(tiny_vit):
+    """vqt widens the head: the recipe's head_init reaches the new head and the head's ids are the new head's;
+    train.tune_norms adds the norms; linear with tune_norms leaves the linear fast path."""
+    import math
+
+    from bench.config import DatasetConfig, RunConfig, TrainConfig, backbone_config
+    from bench.run.runner import with_method
+    from bench.train import linear_probe
+
+    train = TrainConfig(tune_norms=True, head_init="vpt")
+    model, head_ids = with_method(tiny_vit(CLASSES), METHODS["vqt"], method_config("vqt", {}), train)
+    assert head_ids == {id(model.head.weight), id(model.head.bias)} and model.head.in_features == D * (1 + L)
+    assert torch.equal(model.head.bias.detach(), torch.full((CLASSES,), -math.log(99)))  # VPT's head init
+    no_head = sum(p.numel() for p in model.parameters() if p.requires_grad and id(p) not in head_ids)
+    assert no_head == L * D + (2 * L + 1) * 2 * D  # queries + every norm
+    cfg = RunConfig(method="linear", dataset=DatasetConfig("mini/count", "mini", "count", "structured", 8, 32),
+                    backbone=backbone_config("vit_tiny_mini"), train=train)
+    assert not linear_probe.applies(cfg)
+    assert linear_probe.applies(RunConfig(method="linear", dataset=cfg.dataset, backbone=cfg.backbone))

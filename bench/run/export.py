@@ -41,7 +41,8 @@ def rebuild(cfg: RunConfig, pretrained: bool = True) -> tuple[nn.Module, methods
     method = methods.get_method(cfg.method)
     backbone_cfg = cfg.backbone if pretrained else dataclasses.replace(cfg.backbone, pretrained=False)
     model = build_backbone(backbone_cfg, cfg.dataset.num_classes)
-    return method.apply(model, methods.method_config(cfg.method, cfg.method_args)), method
+    return methods.apply_method(model, method, methods.method_config(cfg.method, cfg.method_args),
+                                cfg.train.tune_norms), method
 
 
 def run_config(record: dict) -> RunConfig:

@@ -11,10 +11,11 @@ from datetime import datetime, timezone
 
 import numpy as np
 import torch
+import torch.nn as nn
 
 import methods
 from bench import predictions, records, trackers
-from bench.config import PROTOCOLS, RunConfig, result_config
+from bench.config import PROTOCOLS, RunConfig, TrainConfig, result_config
 from bench.data import describe, list_splits, load_splits
 from bench.data.batching import batches
 from bench.data.on_device import to_device
@@ -29,6 +30,16 @@ from bench.train.optim import base_lr
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def with_method(model: nn.Module, method: methods.Method, method_cfg, train: TrainConfig) -> tuple[nn.Module, set[int]]:
+    """The method applied, with `train.tune_norms`; a classifier the method replaced (vqt widens it) gets the
+    recipe's head init as the backbone's did. Returns the model and the ids of its classifier's parameters."""
+    classifier = model.get_classifier()
+    model = methods.apply_method(model, method, method_cfg, train.tune_norms)
+    if model.get_classifier() is not classifier:
+        init_head(model, train.head_init)
+    return model, {id(p) for p in model.get_classifier().parameters()}
 
 
 def run(cfg: RunConfig) -> dict:
@@ -92,8 +103,8 @@ def run(cfg: RunConfig) -> dict:
         # a checkpoint written on other data (same names, other bytes) is never resumed (bench/data/version.py)
         data_version = describe(cfg.dataset, splits)["version"]
         splits = to_device(splits, device, cfg.train.data_on_device)  # batches gathered where the model runs
-        head_ids = {id(p) for p in model.get_classifier().parameters()}
-        model = method.apply(model, method_cfg).to(device)
+        model, head_ids = with_method(model, method, method_cfg, cfg.train)
+        model = model.to(device)
 
         tunable = [p for p in model.parameters() if p.requires_grad]
         record["tunable_params"] = sum(p.numel() for p in tunable)

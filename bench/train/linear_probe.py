@@ -16,7 +16,7 @@ def applies(cfg: RunConfig) -> bool:
     """Is the fast path exactly equivalent to the epoch loop for this run?"""
     t = cfg.train
     return (cfg.method == "linear" and t.linear_fast_path and t.mixup == 0 and t.cutmix == 0 and t.drop_path == 0
-            and cfg.dataset.train_aug == "none")
+            and not t.tune_norms and cfg.dataset.train_aug == "none")
 
 
 @torch.inference_mode()
