@@ -146,6 +146,26 @@ def check_recipes(argv: list[str]) -> None:
         fail(f"error: {e}", 2)
 
 
+def searched(argv: list[str]) -> list[str]:
+    """`search=<space> search.trials=K ...` (bench/search.py) as the sweeper's settings; a search needs -m."""
+    from bench.search import SearchError, split_args
+
+    try:
+        argv, spec = split_args(argv)
+        if spec is not None:
+            from bench.search import spaces
+
+            if spec.space not in spaces():
+                raise SearchError(f"search={spec.space}: unknown search space; valid: {', '.join(spaces())}")
+    except SearchError as e:
+        fail(f"error: {e}", 2)
+    if spec is None:
+        return argv
+    if not {"-m", "--multirun"} & set(argv):
+        fail("error: a search launches several runs: add -m", 2)
+    return argv + [f"hydra.sweeper.search.{k}={v}" for k, v in vars(spec).items()]
+
+
 def hydra_argv(args: list[str]) -> list[str]:
     """launch.py's arguments as Hydra's: its own flags translated, group patterns expanded, keys made settable.
 
@@ -157,6 +177,7 @@ def hydra_argv(args: list[str]) -> list[str]:
     if "--status" in args and not {"-m", "--multirun"} & set(argv):
         argv.append("--multirun")  # the status of a grid: the sweeper expands it and launches nothing
     argv = [a for a in argv if a in ("-m", "--multirun")] + [a for a in argv if a not in ("-m", "--multirun")]
+    argv = searched(argv)
     argv = settable(expand_group_args(argv))  # -m first: Hydra's parser takes no flag after the overrides
     check_recipes(argv)
     if "TORCHELASTIC_RUN_ID" in os.environ and {"-m", "--multirun"} & set(argv):

@@ -66,9 +66,44 @@ def _set_value(d: dict, o) -> bool:
 
 class BenchSweeper(BasicSweeper):
     def __init__(self, max_batch_size: Optional[int] = None, params: Optional[Dict[str, str]] = None,
-                 rerun: bool = False, status: bool = False) -> None:
+                 rerun: bool = False, status: bool = False, search: Optional[Dict[str, Any]] = None) -> None:
         super().__init__(max_batch_size=max_batch_size, params=params)
         self.rerun, self.status = rerun, status
+        self.search = dict(search or {})
+
+    def _searched(self, jobs: List[List[str]]) -> List[List[str]]:
+        """Each job once per configuration its method's search draws (bench/search.py), when one is asked for.
+
+        The drawn values are ordinary overrides (`++train.lr=0.00123`): each trial is an ordinary run, its
+        folder and variant named as any override names them, so a relaunch finds it and skips it.
+        """
+        if not self.search.get("trials"):
+            return jobs
+        from bench import search
+        from bench.launch import cli
+
+        try:
+            spec = search.Search(**self.search)
+            default = cli.config_defaults()["method"]
+            drawn: Dict[str, list] = {}
+            out = []
+            for job in jobs:
+                value = lambda k, d: next((o.split("=", 1)[1] for o in job if o.lstrip("+").split("=")[0] == k), d)
+                method = value("method", default)
+                if method not in drawn:
+                    drawn[method] = search.trials_of(spec, method)
+                    print(f"[search] {method}: {spec.trials} configurations drawn from its space "
+                          f"(search={spec.space}, {spec.sampler} sampler, seed {spec.seed})", flush=True)
+                clash = sorted({o for o in job if o.lstrip("+~").partition("=")[0] in drawn[method][0]})
+                if clash:
+                    raise search.SearchError(f"{', '.join(clash)}: the search draws these values; drop them")
+                if value("protocol", "val") != "val":
+                    raise search.SearchError("a search selects on val: use protocol=val (the retrain, "
+                                             "protocol=val_retrain, is scripts/select_and_retrain.py's)")
+                out += [[*job, *search.overrides(t)] for t in drawn[method]]
+        except search.SearchError as e:
+            cli.fail(f"error: {e}", 2)
+        return out
 
     def _jobs(self, arguments: List[str]) -> List[List[str]]:
         self._parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
@@ -183,7 +218,7 @@ class BenchSweeper(BasicSweeper):
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
         from bench.config import ConfigError
 
-        jobs = self._jobs(arguments)
+        jobs = self._searched(self._jobs(arguments))
         tic = time.perf_counter()
         inspector, states = sweep.Inspector(), []
         self._versions: Dict[str, Optional[str]] = {}
