@@ -92,19 +92,24 @@ def spaces() -> list[str]:
     return [BASE, *sorted(p.name for p in SEARCH_DIR.iterdir() if p.is_dir())]
 
 
+def _name(path) -> str:
+    """A space file as the docs name it (conf/search/...), or its whole path elsewhere."""
+    return str(path.relative_to(CONF.parent)) if path.is_relative_to(CONF.parent) else str(path)
+
+
 def _read(path) -> dict:
     import yaml
 
     data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, dict):
-        raise SearchError(f"{path}: a search space is a mapping of override keys to ranges or choices")
+        raise SearchError(f"{_name(path)}: a search space is a mapping of override keys to ranges or choices")
     for key, spec in data.items():
         ok = isinstance(spec, dict) and (
             (set(spec) == {"choices"} and isinstance(spec["choices"], list) and spec["choices"])
             or ({"low", "high"} <= set(spec) <= {"low", "high", "log"} and spec["low"] < spec["high"]
                 and (not spec.get("log") or spec["low"] > 0)))
         if not ok or "." not in key:
-            raise SearchError(f"{path}: {key}: expected `section.key: {{low: L, high: H, log: true}}` (0 < L < H "
+            raise SearchError(f"{_name(path)}: {key}: expected `section.key: {{low: L, high: H, log: true}}` (0 < L < H "
                               f"for log) or `section.key: {{choices: [...]}}`, got {spec!r}")
     return data
 
@@ -118,7 +123,7 @@ def load_space(method: str, space: str = BASE) -> dict[str, dict]:
     base_path = SEARCH_DIR / f"{method}.yaml"
     if not base_path.is_file():
         have = sorted(p.stem for p in SEARCH_DIR.glob("*.yaml"))
-        raise SearchError(f"method {method!r} has no search space ({base_path.relative_to(CONF.parent)}); "
+        raise SearchError(f"method {method!r} has no search space ({_name(base_path)}); "
                           f"methods with one: {', '.join(have)}")
     out = _read(base_path)
     if space == BASE:
@@ -128,7 +133,7 @@ def load_space(method: str, space: str = BASE) -> dict[str, dict]:
     path = SEARCH_DIR / space / f"{method}.yaml"
     if not path.is_file():
         have = sorted(p.stem for p in (SEARCH_DIR / space).glob("*.yaml"))
-        raise SearchError(f"search={space} has no space for method {method!r} ({path.relative_to(CONF.parent)}); "
+        raise SearchError(f"search={space} has no space for method {method!r} ({_name(path)}); "
                           f"its methods: {', '.join(have)}")
     for key, spec in _read(path).items():
         b = out.get(key)
@@ -137,8 +142,8 @@ def load_space(method: str, space: str = BASE) -> dict[str, dict]:
             else "low" in b and b["low"] <= spec["low"] and spec["high"] <= b["high"]
             and bool(spec.get("log")) == bool(b.get("log")))
         if not inside:
-            raise SearchError(f"{path.relative_to(CONF.parent)}: {key}: {spec} does not narrow "
-                              f"{base_path.relative_to(CONF.parent)}'s {b}")
+            raise SearchError(f"{_name(path)}: {key}: {spec} does not narrow "
+                              f"{_name(base_path)}'s {b}")
         out[key] = spec
     return out
 
