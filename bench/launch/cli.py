@@ -37,7 +37,7 @@ def expand_group_args(argv: list[str]) -> list[str]:
         key, sep, value = arg.partition("=")
         group = key.lstrip("+~")
         if (arg.startswith("-") or not sep or "(" in value or not group or group.startswith("hydra")
-                or not (CONF / group).is_dir()):
+                or not (CONF / group).is_dir() or group == "search"):  # search=<space>: bench/search.py's
             out.append(arg)  # not a group of ours: flags, values, hydra/... (Hydra's own options), sweep functions
             continue
         options, chosen = group_options(group), []
