@@ -603,6 +603,13 @@ def budget_tables(args, out: Outputs) -> None:
     from bench.analysis import budget
 
     trials = pd.concat([budget.load_trials(d) for d in args.results_dirs], ignore_index=True)
+    trials = trials.assign(method=trials["label"].str.split("-", n=1).str[0])
+    for column, patterns in (("benchmark", args.benchmark), ("backbone", args.backbone), ("protocol", args.protocol)):
+        if _patterns(patterns):
+            trials = trials[trials[column].map(lambda v: any(fnmatch.fnmatchcase(str(v), q) for q in _patterns(patterns)))]
+    if _patterns(args.method):
+        trials = trials[[any(fnmatch.fnmatchcase(str(v), q) for v in (lab, m) for q in _patterns(args.method))
+                         for lab, m in zip(trials["label"], trials["method"])]]
     if trials.empty:
         return
     curves = budget.budget_curves(trials, args.ci_resamples, args.ci_seed, args.ci_level)

@@ -374,7 +374,7 @@ def budget_curves(curves: pd.DataFrame, title: str):
         ax.set_title(f"{benchmark} mean ({backbone})")
         ax.set_xticks(sorted(part["n"].unique()))
     axes[0][0].set_ylabel("top-1 %")
-    axes[0][-1].legend(fontsize=MIN_FONT_PT, loc="lower right")
+    axes[0][-1].legend(fontsize=MIN_FONT_PT, loc="best")
     fig.suptitle(title)
     fig.subplots_adjust(left=0.3 / len(panels), right=0.98, bottom=0.18, top=0.82, wspace=0.3)
     return fig
