@@ -252,7 +252,8 @@ def main(argv: list[str] | None = None) -> int:
                 out = (Path(results_dir) / "selection" / backbone / dataset / method_label(method, variant) / "val.json")
                 write_json_atomic(out, summary)
                 chosen = ", ".join(f"{name(k)} {v!r}" for k, v in zip(keys, best))
-                print(f"[selected] {where}: {chosen} (best of {len(points)} grid points on val) -> {out}", flush=True)
+                what = "grid points" if drawn is None else "drawn trials"
+                print(f"[selected] {where}: {chosen} (best of {len(points)} {what} on val) -> {out}", flush=True)
     for line in unfinished:
         print(f"[status] {line}" if args.status else f"[waiting] {line}: not selected", flush=True)
     if args.status:
