@@ -603,13 +603,16 @@ def budget_tables(args, out: Outputs) -> None:
     from bench.analysis import budget
 
     trials = pd.concat([budget.load_trials(d) for d in args.results_dirs], ignore_index=True)
-    trials = trials.assign(method=trials["label"].str.split("-", n=1).str[0])
+    if trials.empty:
+        return
+    match = lambda values, patterns: np.array([any(fnmatch.fnmatchcase(str(v), q) for q in patterns) for v in values],
+                                              dtype=bool)
     for column, patterns in (("benchmark", args.benchmark), ("backbone", args.backbone), ("protocol", args.protocol)):
         if _patterns(patterns):
-            trials = trials[trials[column].map(lambda v: any(fnmatch.fnmatchcase(str(v), q) for q in _patterns(patterns)))]
-    if _patterns(args.method):
-        trials = trials[[any(fnmatch.fnmatchcase(str(v), q) for v in (lab, m) for q in _patterns(args.method))
-                         for lab, m in zip(trials["label"], trials["method"])]]
+            trials = trials[match(trials[column], _patterns(patterns))]
+    if _patterns(args.method):  # the label (ssf-lr0.01_search4) or the method (ssf)
+        methods = trials["label"].str.split("-", n=1).str[0]
+        trials = trials[match(trials["label"], _patterns(args.method)) | match(methods, _patterns(args.method))]
     if trials.empty:
         return
     curves = budget.budget_curves(trials, args.ci_resamples, args.ci_seed, args.ci_level)
