@@ -40,10 +40,16 @@ class Search:
     trials: int = 0  # K configurations per (method, task, backbone); 0: no search
     sampler: str = "random"  # random: Optuna's RandomSampler | qmc: its QMCSampler (scrambled Sobol)
     seed: int = 0
+    pruner: str = "none"  # none | median | asha | hyperband: stop hopeless trials early (bench/prune.py)
+    storage: str = ""  # the pruner's study: "" = sqlite:///<results_dir>/search.db | a SQLAlchemy URL | journal:<path>
 
     def __post_init__(self):
+        from bench.prune import PRUNERS
+
         if self.sampler not in SAMPLERS:
             raise SearchError(f"search.sampler={self.sampler}: unknown sampler; valid: {', '.join(SAMPLERS)}")
+        if self.pruner not in PRUNERS:
+            raise SearchError(f"search.pruner={self.pruner}: unknown pruner; valid: {', '.join(PRUNERS)}")
         if not isinstance(self.trials, int) or self.trials < 0:
             raise SearchError(f"search.trials={self.trials}: must be a whole number >= 0")
 
@@ -52,12 +58,14 @@ class Search:
         that retrains selected by different searches (or by a grid) never share a run folder."""
         return "-".join([f"search{self.trials}", *([self.space] if self.space != BASE else []),
                          *([self.sampler] if self.sampler != "random" else []),
-                         *([f"seed{self.seed}"] if self.seed else [])])
+                         *([f"seed{self.seed}"] if self.seed else []),
+                         *([f"pruned{self.pruner}"] if self.pruner != "none" else [])])
 
     def args(self) -> list[str]:
         """The command-line arguments that name this search (for the second stage and the docs)."""
         return [f"search={self.space}", f"search.trials={self.trials}", f"search.sampler={self.sampler}",
-                f"search.seed={self.seed}"]
+                f"search.seed={self.seed}", *([f"search.pruner={self.pruner}"] if self.pruner != "none" else []),
+                *([f"search.storage={self.storage}"] if self.storage else [])]
 
 
 def split_args(argv: list[str]) -> tuple[list[str], Search | None]:

@@ -141,8 +141,9 @@ def matches(record_cfg: dict, expected: dict, keys: tuple[str, ...] = GRID_KEYS)
 
 
 def grid_points(results_dir: str, backbone: str, dataset: str, expected: dict,
-                keys: tuple[str, ...] = GRID_KEYS) -> dict[tuple, list]:
-    """{(value of each grid key): [(seed, val_top1, record path), ...]} of the completed matching `val` runs."""
+                keys: tuple[str, ...] = GRID_KEYS, pruned: dict | None = None) -> dict[tuple, list]:
+    """{(value of each grid key): [(seed, val_top1, record path), ...]} of the completed matching `val` runs;
+    runs a search's pruner stopped (bench/prune.py) go into `pruned` instead, never among the points."""
     points = defaultdict(list)
     folder = Path(results_dir) / "runs" / backbone / dataset
     for path in sorted(folder.glob(f"{expected['method']}*/val-seed*/{RECORD}")):
@@ -151,6 +152,10 @@ def grid_points(results_dir: str, backbone: str, dataset: str, expected: dict,
             continue
         if matches(rec.get("config", {}), expected, keys):
             point = tuple(value_of(rec["config"], k) for k in keys)
+            if rec.get("pruned"):
+                if pruned is not None:
+                    pruned.setdefault(point, []).append((rec["seed"], rec["val_top1"], str(path)))
+                continue
             points[point].append((rec["seed"], rec["val_top1"], str(path)))
     return dict(points)
 
@@ -165,10 +170,12 @@ def select(points: dict[tuple, list], order: list[tuple] | None = None) -> tuple
 
 
 def search_points(results_dir: str, backbone: str, dataset: str, expected: dict, keys: tuple[str, ...],
-                  drawn: list[tuple]) -> tuple[dict[tuple, list], list[tuple]]:
-    """(the completed runs of the drawn points, the drawn points with none) of one search cell."""
-    points = grid_points(results_dir, backbone, dataset, expected, keys)
-    return {p: points[p] for p in drawn if p in points}, [p for p in drawn if p not in points]
+                  drawn: list[tuple]) -> tuple[dict[tuple, list], dict[tuple, list], list[tuple]]:
+    """(the completed runs of the drawn points, those the pruner stopped, the drawn points with neither)."""
+    stopped: dict = {}
+    points = grid_points(results_dir, backbone, dataset, expected, keys, stopped)
+    return ({p: points[p] for p in drawn if p in points}, {p: stopped[p] for p in drawn if p in stopped and p not in points},
+            [p for p in drawn if p not in points and p not in stopped])
 
 
 def default_seeds(base: list[str], benchmark: str) -> str:
@@ -219,14 +226,15 @@ def main(argv: list[str] | None = None) -> int:
                 if drawn is None:
                     points = grid_points(results_dir, backbone, dataset, expected, keys)
                 else:
-                    points, waiting = search_points(results_dir, backbone, dataset, expected, keys, drawn)
+                    points, stopped, waiting = search_points(results_dir, backbone, dataset, expected, keys, drawn)
                     if waiting:
-                        unfinished.append(f"{where}: {len(points)} of {len(drawn)} trials completed")
+                        unfinished.append(f"{where}: {len(points) + len(stopped)} of {len(drawn)} trials completed"
+                                          + (f" ({len(stopped)} pruned)" if stopped else ""))
                         continue
                 if not points:
                     missing.append(where)
                     continue
-                best = select(points, drawn)
+                best = select(points, [p for p in drawn if p in points] if drawn else None)
                 if args.status:
                     print(f"[status] {where}: {'all ' + str(len(drawn)) + ' trials' if drawn else str(len(points)) + ' grid points'} "
                           f"completed; selected {dict(zip(keys, best))}", flush=True)
@@ -244,11 +252,13 @@ def main(argv: list[str] | None = None) -> int:
                                      "val_top1_mean": sum(v for _, v, _ in r) / len(r),
                                      "seeds": [s for s, _, _ in r], "records": [q for _, _, q in r]}
                                     for p, r in (sorted(points.items()) if drawn is None
-                                                 else ((p, points[p]) for p in drawn))]}
+                                                 else ((p, points.get(p) or stopped[p]) for p in drawn))]}
                 if drawn is not None:  # the search, for the budget curves (bench/analysis/budget.py)
                     summary["rule"] = "highest mean final-epoch val top-1 over seeds; ties: the earlier-drawn trial"
                     summary["search"] = {**vars(search), "keys": list(keys)}
                     summary["grid_keys"] = list(keys)
+                    for entry, p in zip(summary["grid"], drawn):
+                        entry["pruned"] = p not in points
                 out = (Path(results_dir) / "selection" / backbone / dataset / method_label(method, variant) / "val.json")
                 write_json_atomic(out, summary)
                 chosen = ", ".join(f"{name(k)} {v!r}" for k, v in zip(keys, best))

@@ -190,7 +190,7 @@ def trials_frame():
         for dataset in ("mini/x", "mini/y"):
             for t, (v, s) in enumerate([(50, 10.0), (60, 20.0), (55, 30.5), (40, 1.0)]):
                 rows.append({"backbone": "bb", "benchmark": "mini", "protocol": "val", "dataset": dataset, "label": method,
-                             "trial": t, "status": "completed", "val_top1": v + shift, "test_top1": v + shift - 1,
+                             "trial": t, "status": "completed", "pruned": False, "val_top1": v + shift, "test_top1": v + shift - 1,
                              "device_s": s, "images": 100, "device": "CPU"})
     rows.append({**rows[-1], "trial": 4, "status": "failed", "val_top1": np.nan, "test_top1": np.nan, "device_s": 7.0})
     return pd.DataFrame(rows)
@@ -281,3 +281,99 @@ def test_search_killed_and_relaunched_then_selected_and_retrained(tmp_path):
     assert total["device_s"] == pytest.approx(sum(r["fit_time_s"] for r in trials)) and total["trials"] == 3
     html = (results / "leaderboard" / "report.html").read_text()
     assert "Accuracy as a function of the number of trials" in html and "Leaderboard at equal budget" in html
+
+
+def _study_with(tmp_path, finished: list[list[float]]):
+    """A SQLite study (bench/prune.py) whose first trials reported `finished` (one list of epoch scores each)."""
+    from bench import prune
+
+    url = f"sqlite:///{tmp_path / 'search.db'}"
+    for i, scores in enumerate(finished):
+        run = tmp_path / f"done{i}"
+        run.mkdir()
+        prune.prepare(run, url, "cell", "median", len(scores), {"train.lr": 0.1 * (i + 1)})
+        p = prune.Pruning.open(run)
+        assert not any(p.report(e, v) for e, v in enumerate(scores, 1))
+        p.finish(scores[-1], pruned=False)
+    return url
+
+
+def test_pruning_on_sqlite_stops_a_hopeless_trial_and_the_study_survives_a_restart(tmp_path):
+    import optuna
+    from optuna.trial import TrialState
+
+    from bench import prune
+
+    url = _study_with(tmp_path, [[80.0, 85.0, 90.0], [70.0, 75.0, 80.0]])
+    run = tmp_path / "hopeless"
+    run.mkdir()
+    prune.prepare(run, url, "cell", "median", 3, {"train.lr": 10.0})
+    first = prune.Pruning.open(run)
+    number = first.trial.number
+    del first  # the process dies mid-trial; a relaunch opens the same study and the same trial from the database
+    again = prune.Pruning.open(run)
+    assert again.trial.number == number and json.loads((run / prune.FILE).read_text())["trial"] == number
+    assert again.report(1, 10.0)  # below the median of the two finished trials at epoch 1: stop
+    again.finish(10.0, pruned=True)
+    study = optuna.load_study(study_name="cell", storage=optuna.storages.RDBStorage(url))  # a new connection to the file
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.PRUNED]
+    assert study.trials[2].user_attrs["train.lr"] == 10.0 and study.best_value == 90.0
+    with pytest.raises(search.SearchError, match="valid: none, median, asha, hyperband"):
+        search.Search(trials=2, pruner="bogus")
+    assert search.Search(trials=4, pruner="asha").tag() == "search4-prunedasha"
+
+
+def test_a_pruned_run_stops_before_its_last_epoch_and_is_recorded_as_pruned(tmp_path):
+    from optuna.trial import TrialState
+
+    from bench import prune, records
+    from bench.config import DatasetConfig, RunConfig, TrainConfig, backbone_config
+    from bench.run.runner import run
+
+    url = _study_with(tmp_path, [[100.0] * 3, [100.0] * 3])  # unbeatable: the next trial is stopped at epoch 1
+    cfg = RunConfig(method="linear", dataset=DatasetConfig("mini/count", "mini", "count", "structured", 8, 32),
+                    backbone=backbone_config("vit_tiny_mini"), results_dir=str(tmp_path / "results"), deploy_iters=0,
+                    save_weights=False, train=TrainConfig(epochs=3, progress=False))
+    run_dir = records.run_dir(cfg.results_dir, "vit_tiny_mini", "mini/count", "linear", "", "val", 0)
+    run_dir.mkdir(parents=True)
+    prune.prepare(run_dir, url, "cell", "median", 3, {"train.lr": 0.001})
+    rec = run(cfg)
+    assert rec["status"] == "completed" and rec["pruned"] is True and rec["pruned_at_epoch"] == 1
+    assert len(rec["history"]) == 1 and rec["val_top1"] == rec["history"][-1]["val_top1"] and "fit_time_s" in rec
+    trial = prune.Pruning.open(run_dir).study.trials[2]
+    assert trial.state == TrialState.PRUNED and trial.intermediate_values == {1: rec["val_top1"]}
+
+
+def test_the_sweeper_gives_each_pruned_trial_its_study(hydra_sweeper, tmp_path):
+    from types import SimpleNamespace
+
+    from bench import prune
+
+    loader, config, sweeper = hydra_sweeper
+    sweeper.search = {"space": "default", "trials": 2, "sampler": "random", "seed": 0, "pruner": "hyperband", "storage": ""}
+    try:
+        jobs = sweeper._searched(sweeper._jobs(["method=ssf", "dataset=mini/count,mini/digits", f"results_dir={tmp_path}"]))
+        runs = [run_of(sweeper._compose(j), j) for j in jobs]
+        sweeper._prune(list(range(4)), jobs, [SimpleNamespace(run_dir=d) for d, _, _ in runs], [rc for _, _, rc in runs])
+    finally:
+        sweeper.search = {}
+    specs = [json.loads((d / prune.FILE).read_text()) for d, _, _ in runs]
+    assert {s["storage"] for s in specs} == {f"sqlite:///{tmp_path.resolve() / 'search.db'}"}
+    assert specs[0]["study"] == specs[1]["study"] != specs[2]["study"] == specs[3]["study"]  # one study per task
+    assert specs[0]["pruner"] == "hyperband" and specs[0]["epochs"] == 20 and "train.lr" in specs[0]["params"]
+
+
+def test_pruned_trials_are_finished_but_never_selected(monkeypatch):
+    module = sar()
+
+    def fake(results_dir, backbone, dataset, expected, keys, pruned):
+        pruned[(3.0,)] = [(0, 99.0, "c")]  # stopped early: its val is an early epoch's, never the winner
+        return {(1.0,): [(0, 50.0, "a")], (2.0,): [(0, 60.0, "b")]}
+
+    monkeypatch.setattr(module, "grid_points", fake)
+    drawn = [(1.0,), (2.0,), (3.0,), (4.0,)]
+    points, stopped, waiting = module.search_points("r", "bb", "ds", {}, ("train.lr",), drawn)
+    assert list(points) == [(1.0,), (2.0,)] and list(stopped) == [(3.0,)] and waiting == [(4.0,)]
+    assert module.select(points, [p for p in drawn if p in points]) == (2.0,)
+    ev, _ = budget.expected_best([50.0, 60.0, 99.0], [1.0, 2.0, 3.0], n=[1, 50], eligible=[True, True, False])
+    assert ev[0] == pytest.approx((50 + 60 + 99) / 3) and ev[1] == pytest.approx(60.0)  # the pruned one never wins

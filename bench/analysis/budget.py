@@ -47,22 +47,26 @@ def expected_max_weights(k: int, n: int | np.ndarray) -> np.ndarray:
     return (i / k) ** n - ((i - 1) / k) ** n
 
 
-def _order(val: np.ndarray) -> np.ndarray:
-    """Indices sorting trials (last axis, in draw order) by val ascending; ties: the earlier-drawn trial last."""
+def _order(val: np.ndarray, eligible: np.ndarray | None = None) -> np.ndarray:
+    """Indices sorting trials (last axis, in draw order) by val ascending; ties: the earlier-drawn trial last;
+    trials not `eligible` (pruned) below every eligible one."""
     draw = np.broadcast_to(np.arange(val.shape[-1]), val.shape)
-    return np.lexsort((-draw, val), axis=-1)
+    keys = (-draw, val) if eligible is None else (-draw, val, np.broadcast_to(eligible, val.shape))
+    return np.lexsort(keys, axis=-1)
 
 
-def expected_best(val, test=None, n=None) -> tuple[np.ndarray, np.ndarray | None]:
+def expected_best(val, test=None, n=None, eligible=None) -> tuple[np.ndarray, np.ndarray | None]:
     """(E[max val of n draws], E[test of the selected trial]) for n = 1..K (or `n`); the trials in draw order.
 
     `val` (and `test`) may carry leading axes (bootstrap replicates): the last axis is the trials.
+    `eligible` (bool, same shape): False for trials a pruner stopped, which are selected, and give the
+    val, only when all n draws are such.
     """
     val = np.asarray(val, dtype=float)
     k = val.shape[-1]
     n = np.arange(1, k + 1) if n is None else np.asarray(n)
     w = expected_max_weights(k, n)  # (len(n), k)
-    idx = _order(val)
+    idx = _order(val, eligible)
     ev = np.take_along_axis(val, idx, -1) @ w.T
     et = None if test is None else np.take_along_axis(np.asarray(test, dtype=float), idx, -1) @ w.T
     return ev, et
@@ -78,8 +82,10 @@ def budget_curves(trials: pd.DataFrame, resamples: int = 1000, seed: int = 0, le
     """
     cols = [*KEYS, "n", "tasks", "trials", "val_best", "val_lo", "val_hi", "test_selected", "test_lo", "test_hi"]
     done = trials[(trials["status"] == "completed") & trials["val_top1"].notna()]
+    done = done.assign(eligible=~done["pruned"].fillna(False).astype(bool))
     # a trial run with several seeds: its mean over them (the selection's rule)
-    done = done.groupby([*KEYS, "dataset", "trial"], as_index=False)[["val_top1", "test_top1"]].mean()
+    done = done.groupby([*KEYS, "dataset", "trial"], as_index=False).agg(
+        val_top1=("val_top1", "mean"), test_top1=("test_top1", "mean"), eligible=("eligible", "all"))
     rows = []
     rng = np.random.default_rng(seed)
     alpha = (1 - level) / 2
@@ -90,9 +96,11 @@ def budget_curves(trials: pd.DataFrame, resamples: int = 1000, seed: int = 0, le
             continue
         val = np.stack([t["val_top1"].to_numpy(float)[:k] for t in tasks])  # (tasks, k)
         test = np.stack([t["test_top1"].to_numpy(float)[:k] for t in tasks])
-        ev, et = expected_best(val, test)  # (tasks, k)
+        ok = np.stack([t["eligible"].to_numpy(bool)[:k] for t in tasks])
+        ev, et = expected_best(val, test, eligible=ok)  # (tasks, k)
         pick = rng.integers(0, k, size=(resamples, len(tasks), k))  # each task's trials resampled
-        bv, bt = expected_best(np.take_along_axis(val[None], pick, -1), np.take_along_axis(test[None], pick, -1))
+        take = lambda a: np.take_along_axis(a[None], pick, -1)
+        bv, bt = expected_best(take(val), take(test), eligible=take(ok))
         bv, bt = bv.mean(1), bt.mean(1)  # (resamples, k): the benchmark mean of each replicate
         for j in range(k):
             rows.append([*key, j + 1, len(tasks), k, ev[:, j].mean(), *np.quantile(bv[:, j], [alpha, 1 - alpha]),
@@ -113,10 +121,11 @@ def tuning_cost(trials: pd.DataFrame) -> pd.DataFrame:
     keys = [*KEYS, "dataset"]
     g = trials.groupby(keys, sort=True)
     per_task = pd.DataFrame({"trials": g.size(), "completed": g["status"].apply(lambda s: int((s == "completed").sum())),
+                             "pruned": g["pruned"].apply(lambda s: int(s.fillna(False).astype(bool).sum())),
                              "device_s": g["device_s"].sum(min_count=1), "images": g["images"].sum(min_count=1),
                              "device": g["device"].agg(lambda s: "/".join(sorted(set(s.dropna())))) }).reset_index()
     total = per_task.groupby(list(KEYS), sort=True).agg(
-        trials=("trials", "sum"), completed=("completed", "sum"), device_s=("device_s", lambda s: s.sum(min_count=1)),
+        trials=("trials", "sum"), completed=("completed", "sum"), pruned=("pruned", "sum"), device_s=("device_s", lambda s: s.sum(min_count=1)),
         images=("images", lambda s: s.sum(min_count=1)),
         device=("device", lambda s: "/".join(sorted({d for x in s for d in x.split("/") if d})))).reset_index()
     total["dataset"] = "all"
@@ -148,9 +157,9 @@ def budget_rows(curves: pd.DataFrame, cost: pd.DataFrame) -> tuple[list[str], li
 
 
 def cost_rows(cost: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
-    header = ["backbone", "benchmark", "protocol", "method", "dataset", "trials", "completed", "device-s", "device",
-              "train images"]
-    return header, [[*(str(r[k]) for k in (*KEYS, "dataset")), str(r["trials"]), str(r["completed"]),
+    header = ["backbone", "benchmark", "protocol", "method", "dataset", "trials", "completed", "pruned", "device-s",
+              "device", "train images"]
+    return header, [[*(str(r[k]) for k in (*KEYS, "dataset")), str(r["trials"]), str(r["completed"]), str(r["pruned"]),
                      "—" if r["device_s"] != r["device_s"] else f"{r['device_s']:.1f}", r["device"] or "—",
                      "—" if r["images"] != r["images"] else f"{int(r['images']):,}"] for r in cost.to_dict("records")]
 
@@ -165,7 +174,7 @@ def trial_row(rec: dict) -> dict:
     world = (rec.get("distributed") or {}).get("world_size") or 1
     fit, rate, train = (rec.get(k) for k in ("fit_time_s", "train_images_per_s", "train_time_s"))
     return {"status": rec.get("status"), "val_top1": rec.get("val_top1", math.nan),
-            "test_top1": rec.get("test_top1", math.nan), "device_s": fit * world if fit is not None else math.nan,
+            "test_top1": rec.get("test_top1", math.nan), "pruned": bool(rec.get("pruned")), "device_s": fit * world if fit is not None else math.nan,
             "images": round(rate * train) if rate is not None and train is not None else math.nan,
             "device": _device(rec), "benchmark": rec.get("benchmark"), "protocol": rec.get("protocol")}
 
@@ -206,7 +215,7 @@ def load_trials(results_dir: str | Path) -> pd.DataFrame:
                 rows.append({"backbone": sel["backbone"], "dataset": sel["dataset"],
                              "label": f"{sel['method']}-{sel['variant']}" if sel["variant"] else sel["method"],
                              "trial": i, **row})
-    cols = ["backbone", "benchmark", "protocol", "dataset", "label", "trial", "status", "val_top1", "test_top1",
+    cols = ["backbone", "benchmark", "protocol", "dataset", "label", "trial", "status", "pruned", "val_top1", "test_top1",
             "device_s", "images", "device"]
     df = pd.DataFrame(rows, columns=cols)
     df["benchmark"] = df["benchmark"].fillna(df["dataset"].str.split("/").str[0])
