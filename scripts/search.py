@@ -1,7 +1,8 @@
 """A budgeted search's two stages in one command: K drawn trials per method on val, then select and retrain.
 
     python scripts/search.py method=ssf,lora 'dataset=mini/*' search.trials=4 [search=<space>]
-        [search.sampler=random|qmc] [search.seed=0] [--stage both|search|retrain] [--status] [--seeds 0,1]
+        [search.sampler=random|qmc] [search.seed=0] [search.pruner=none|median|asha|hyperband]
+        [search.storage=sqlite:///...] [--stage both|search|retrain] [--status] [--seeds 0,1]
 
 Stage one is `launch.py -m <arguments> protocol=val`: each method gets the same K configurations per
 (task, backbone), drawn from its space (conf/search/<method>.yaml, bench/search.py), each an ordinary

@@ -21,7 +21,8 @@ device-seconds, GPU-seconds where it ran on a GPU, else CPU process-seconds (wal
 on its cores). Data set-up and the deployed-model timing are not tuning and are left out. Images are
 the training images the trial processed (`train_images_per_s` x `train_time_s`). Every trial a search
 holds counts, completed or not (a failed or stopped trial's seconds were spent too, where its
-record holds them).
+record holds them). A trial the pruner stopped (bench/prune.py) ranks below every trial that
+trained to the end: the selection picks it only when all n draws were stopped.
 
 `load_trials` reads the search selections (`selection/**/val.json` with a `search` block) and their
 trials' records into one DataFrame; everything else here is a pure function over that frame.
