@@ -10,9 +10,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.data import transforms
-from bench.data.cache import CACHE_MODES
-from bench.data.errors import BAD_IMAGE_MODES
+from bench.data.choices import BAD_IMAGE_MODES, CACHE_MODES, VALID
 
 PROTOCOLS = {
     # name: (split trained on, split scored every epoch, split reported)
@@ -62,7 +60,7 @@ class DatasetConfig:
     auto_augment: str = ""  # train_aug=timm: timm auto-augment policy, e.g. rand-m9-mstd0.5-inc1
     re_prob: float = 0.0  # train_aug=timm: random-erasing probability
     cache: str = "none"  # decoded, resized pixels: none | memory | disk (memory-mapped file under cache_dir)
-    cache_dir: str = ""  # empty: $BENCH_CACHE_DIR, else <data_root>/.cache
+    cache_dir: str = ""  # empty: $BENCH_CACHE_DIR, else <data_root>/.cache (also where mini tasks are kept once drawn)
     cache_short_side: int = 0  # augmented training from the cache: images stored with this shorter side; 0 = decode each epoch
     batch_aug: bool = False  # train_aug=simple per batch on the fixed-size cache (on the GPU with the data), not per image
     num_workers: int = 0  # decoding threads for the cache, DataLoader workers for the rest
@@ -240,7 +238,7 @@ RULES = {
     "dataset.num_classes": POSITIVE, "dataset.image_size": POSITIVE,
     "dataset.crop_pct": (lambda v: 0 < v <= 1, "must be in (0, 1]"),
     # resize, interpolation, train_interpolation, train_aug: the pixel pipelines' own table
-    **{f"dataset.{key}": one_of(*choices) for key, choices in transforms.VALID.items()},
+    **{f"dataset.{key}": one_of(*choices) for key, choices in VALID.items()},
     "dataset.cache": one_of(*CACHE_MODES),
     "dataset.norm": one_of(*NORMS), "dataset.re_prob": PROBABILITY,
     "dataset.num_workers": NON_NEGATIVE, "dataset.cache_short_side": NON_NEGATIVE,

@@ -55,7 +55,7 @@ def load(path: str | Path) -> dict[str, dict]:
     if path.is_dir():
         path = path / PREDICTIONS
     out: dict[str, dict] = {}
-    with np.load(path) as z:
+    with np.load(path, allow_pickle=False) as z:
         for key in z.files:
             kind, _, name = key.partition(SEP)
             value = z[key]

@@ -16,14 +16,22 @@ and grouped by their sweep (`RunConfig.sweep`: a W&B group, an MLflow experiment
 folder). Only rank 0 logs. A resumed run continues its tracker run: the ids are kept beside the
 record in `trackers.json`, and a run that resumes from its checkpoint reopens them.
 
+Credentials (API keys, a tracking URI's `user:password@`) come from the environment only and are never
+written: `trackers.json` keeps run ids and digests of what came from the environment (a resumed run
+says when its own differs), and every message from or about a tracker passes through `redact`
+(docs/trackers.md).
+
 Torch-free at import, like bench/config.py: launch.py checks loggers before torch loads.
 """
+import contextlib
 import csv
 import dataclasses
+import hashlib
 import importlib.util
 import io
 import json
 import os
+import re
 import sys
 import uuid
 from dataclasses import dataclass
@@ -40,6 +48,71 @@ SUMMARY = "summary.csv"  # logger=csv: one row per epoch beside the record (timm
 FINAL = ("test_top1", "val_top1", "deployed_test_top1", "tunable_params", "tunable_params_no_head", "total_params",
          "inference_extra_params", "inference_images_per_s_ratio", "peak_memory_mb", "train_peak_memory_mb",
          "wall_time_s", "train_time_s", "train_images_per_s", "optimizer_steps")  # record keys logged as final/<key>
+# environment variables whose values are secrets: masked wherever a tracker's message is shown (`redact`)
+SECRET_VARIABLES = ("WANDB_API_KEY", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "DATABRICKS_TOKEN",
+                    "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AZURE_STORAGE_ACCESS_KEY",
+                    "AZURE_STORAGE_CONNECTION_STRING", "HF_TOKEN")
+URI_VARIABLES = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "WANDB_BASE_URL")  # URIs that may hold user:password@
+USERINFO = re.compile(r"(?<=://)[^/@\s]+@")  # `user:password@` (or `token@`) right after a URI's scheme
+
+
+def redact(text) -> str:
+    """`text` with every `user:password@` of a URI and the value of each secret variable set here masked.
+
+    The one function every message from or about a tracker passes through before it is printed or written:
+    the tools put their tracking URI, credentials included, into their errors.
+    """
+    text = USERINFO.sub("***@", str(text))
+    secrets = [os.environ.get(name, "") for name in SECRET_VARIABLES]
+    for name in URI_VARIABLES:  # a password given inside a URI, wherever the tool quotes it apart from the URI
+        parts = urlsplit(os.environ.get(name, ""))
+        secrets += [parts.password or "", f"{parts.username}:{parts.password}" if parts.password else ""]
+    for secret in sorted(set(secrets), key=len, reverse=True):
+        if len(secret) >= 4:  # a value that short would mask ordinary words
+            text = text.replace(secret, "***")
+    return text
+
+
+class _Redacting:
+    """A text stream that writes what it is given through `redact` (the tools print their URIs themselves)."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(redact(text))
+        return len(text)
+
+    def __getattr__(self, name: str):  # flush, fileno, encoding, isatty...: the stream's
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def redacted_output():
+    """While a tracker's library runs: what it prints to sys.stdout or sys.stderr (MLflow prints its run's URL,
+    credentials included; warnings go to sys.stderr) passes through `redact`."""
+    out, err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Redacting(out), _Redacting(err)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = out, err
+
+
+def _environment(values: dict[str, str]) -> dict[str, str]:
+    """What a tracker read from the environment, as digests of the values (credentials masked first): kept in
+    trackers.json so that a resumed run can say when its environment differs, without keeping the values."""
+    return {k: "sha256:" + hashlib.sha256(redact(v).encode()).hexdigest()[:16] for k, v in values.items() if v}
+
+
+def _compare_environment(name: str, first: dict | None, now: dict[str, str]) -> None:
+    """One line when the tracker settings this attempt took from its environment are not the first attempt's."""
+    if first is None:
+        return
+    differ = sorted(k for k in set(first) | set(now) if first.get(k) != now.get(k))
+    if differ:
+        print(f"[tracker] {name}: {', '.join(differ)} not as in the first attempt of this run; this attempt uses "
+              f"the environment it runs in", file=sys.stderr, flush=True)
 
 
 # --- what each tracker is told ------------------------------------------------------------------
@@ -187,6 +260,12 @@ class WandbTracker(Tracker):
         import wandb
 
         run_id = state["id"] if state else uuid.uuid4().hex[:16]
+        environment = _environment({"WANDB_MODE": os.environ.get("WANDB_MODE", "") if self.settings.mode == "auto"
+                                    else "", "WANDB_BASE_URL": os.environ.get("WANDB_BASE_URL", ""),
+                                    "WANDB_ENTITY": os.environ.get("WANDB_ENTITY", "") if not self.settings.entity
+                                    else ""})
+        if state:
+            _compare_environment("wandb", state.get("environment"), environment)
         self.run = wandb.init(
             project=self.settings.project, entity=self.settings.entity or None, id=run_id,
             resume="allow" if state else None, name=self.info.name, group=self.info.sweep or None,
@@ -197,7 +276,8 @@ class WandbTracker(Tracker):
         self.run.define_metric("train/*", step_metric="step")
         self.run.define_metric("epoch")
         self.run.define_metric("epoch/*", step_metric="epoch")
-        return {"id": run_id, "project": self.settings.project}
+        return {"id": run_id, "project": self.settings.project,
+                "environment": state.get("environment", environment) if state else environment}
 
     def log_step(self, step, metrics):
         self.run.log(metrics | {"step": step})
@@ -230,15 +310,15 @@ class MlflowTracker(Tracker):
         from mlflow.entities import Param, RunTag
         from mlflow.tracking import MlflowClient
 
-        uri = self.settings.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or \
-            (self.info.results_dir / "mlruns").resolve().as_uri()
-        if uri.startswith("file:"):  # MLflow 3 keeps the file store behind this opt-in (it prefers a database)
-            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        uri, where = _mlflow_uri(self.settings, self.info.results_dir)
+        environment = _environment({where: uri} if where == "MLFLOW_TRACKING_URI" else {})
         self.client = client = MlflowClient(tracking_uri=uri)
         if state:
+            _compare_environment("mlflow", state.get("environment"), environment)
             self.run_id = state["run_id"]
             client.update_run(self.run_id, status="RUNNING")
-            return state
+            # an older trackers.json may hold an environment's URI: kept no longer
+            return {k: v for k, v in state.items() if k != "tracking_uri" or where != "MLFLOW_TRACKING_URI"}
         name = self.settings.experiment or self.info.sweep or "bench"
         experiment = client.get_experiment_by_name(name)
         if experiment is None:
@@ -254,7 +334,9 @@ class MlflowTracker(Tracker):
         for i in range(0, len(params), 100):  # MLflow takes at most 100 params per batch
             client.log_batch(self.run_id, params=params[i:i + 100])
         client.log_batch(self.run_id, tags=[RunTag("mlflow.note.content", f"run folder: {self.info.run_dir}")])
-        return {"run_id": self.run_id, "tracking_uri": uri}
+        # the URI itself only where it is the config's or the default store: one from the environment is not kept
+        return {"run_id": self.run_id, "environment": environment} | (
+            {"tracking_uri": uri} if where != "MLFLOW_TRACKING_URI" else {})
 
     def _log(self, metrics: dict, step: int) -> None:
         import time
@@ -276,6 +358,20 @@ class MlflowTracker(Tracker):
         self.client.set_tag(self.run_id, "status", record["status"])
         self.client.set_terminated(self.run_id, "FINISHED" if record["status"] in ("completed", "unsupported")
                                    else "FAILED")
+
+
+def _mlflow_uri(settings: MlflowTracker.Settings, results_dir: Path) -> tuple[str, str]:
+    """The tracking URI and where it came from: `logger.mlflow.tracking_uri`, $MLFLOW_TRACKING_URI, or the
+    default file store <results_dir>/mlruns ("default")."""
+    if settings.tracking_uri:
+        uri, where = settings.tracking_uri, "logger.mlflow.tracking_uri"
+    elif os.environ.get("MLFLOW_TRACKING_URI"):
+        uri, where = os.environ["MLFLOW_TRACKING_URI"], "MLFLOW_TRACKING_URI"
+    else:
+        uri, where = (Path(results_dir) / "mlruns").resolve().as_uri(), "default"
+    if uri.startswith("file:"):  # MLflow 3 keeps the file store behind this opt-in (it prefers a database)
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    return uri, where
 
 
 # name -> (class, the module it needs, the pyproject extra that installs it); `none` selects nothing
@@ -338,10 +434,11 @@ class Trackers:
 
     def _call(self, tracker: Tracker, what: str, *args):
         try:
-            return getattr(tracker, what)(*args)
+            with redacted_output():
+                return getattr(tracker, what)(*args)
         except Exception as e:  # a tracker never fails the run: the record does not depend on it
             name = _name(tracker)
-            message = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+            message = redact(str(e)).strip().splitlines()[0][:300] if str(e).strip() else ""
             print(f"[tracker] warning: {name} failed in {what} ({type(e).__name__}: {message}); the run goes on "
                   f"without it (the record does not depend on it)", file=sys.stderr, flush=True)
             self.members.remove(tracker)
@@ -421,7 +518,11 @@ def log_leaderboard(tool: str, out_dir: Path, results_dir: Path) -> str:
         ConfigError: an unknown tool or its client library missing (naming the extra).
     """
     settings({tool: {}})
-    out_dir, results_dir = Path(out_dir), Path(results_dir)
+    with redacted_output():
+        return _log_leaderboard(tool, Path(out_dir), Path(results_dir))
+
+
+def _log_leaderboard(tool: str, out_dir: Path, results_dir: Path) -> str:
     tables = sorted(out_dir.glob("*.md"))
     figures = sorted(out_dir.glob("*.png"))
     if tool == "tensorboard":
@@ -450,10 +551,7 @@ def log_leaderboard(tool: str, out_dir: Path, results_dir: Path) -> str:
     if tool == "mlflow":
         from mlflow.tracking import MlflowClient
 
-        s = MlflowTracker.Settings()
-        uri = s.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or (results_dir / "mlruns").resolve().as_uri()
-        if uri.startswith("file:"):
-            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        uri, _ = _mlflow_uri(MlflowTracker.Settings(), results_dir)
         client = MlflowClient(tracking_uri=uri)
         experiment = client.get_experiment_by_name("leaderboard")
         experiment_id = experiment.experiment_id if experiment else client.create_experiment("leaderboard")
@@ -461,7 +559,7 @@ def log_leaderboard(tool: str, out_dir: Path, results_dir: Path) -> str:
         for path in _outputs(out_dir):
             client.log_artifact(run_id, str(path))
         client.set_terminated(run_id)
-        return f"{uri} (experiment leaderboard, run {run_id})"
+        return redact(f"{uri} (experiment leaderboard, run {run_id})")
     if tool == "wandb":
         import pandas as pd
         import wandb

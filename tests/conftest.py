@@ -29,6 +29,23 @@ def pytest_configure(config):
         torch.set_num_threads(1)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shared_cache_dir(tmp_path_factory):
+    """One cache folder ($BENCH_CACHE_DIR) for the whole run, every xdist worker and every process a test
+    starts: the mini tasks are drawn once per run (bench/data/generated.py), never under the repository's
+    data/. Tests that need a cache of their own set $BENCH_CACHE_DIR themselves (monkeypatch)."""
+    base = tmp_path_factory.getbasetemp()
+    folder = (base.parent if PARALLEL else base) / "bench-cache"  # workers' basetemps are siblings
+    folder.mkdir(exist_ok=True)
+    before = os.environ.get("BENCH_CACHE_DIR")
+    os.environ["BENCH_CACHE_DIR"] = str(folder)
+    yield folder
+    if before is None:
+        os.environ.pop("BENCH_CACHE_DIR", None)
+    else:
+        os.environ["BENCH_CACHE_DIR"] = before
+
+
 @pytest.hookimpl(trylast=True)  # after pytest-xdist's own hook
 def pytest_collection_modifyitems(config, items):
     """Under xdist, tests marked `process` first (in their order): with --dist loadgroup the groups go

@@ -1,9 +1,12 @@
 """`python -m bench.data prepare`: each source on small generated data, read back through the loaders; VTAB's
-slices and label functions on hand-made examples; atomic, resumable tasks; bad input as one line."""
+slices and label functions on hand-made examples; atomic, resumable, locked tasks; copies already there kept
+(refused, or moved aside); bad input as one line."""
 import errno
 import io
 import json
+import os
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -29,7 +32,7 @@ def test_vtab_slices_follow_task_adaptation():
     assert norb["val200"] == [("test", 0, 200)] and norb["test"] == [("test", 12150, 24300)]
     dtd = slices(TASKS["dtd"], {"train": 1880, "validation": 1880, "test": 1880})
     assert dtd["val200"] == [("validation", 0, 200)] and dtd["test"] == [("test", 0, 1880)]
-    assert len(TASKS) == 19 and TASKS["kitti"].pinned == "3.2.0" and TASKS["cifar"].pinned == "3.0.2"
+    assert len(TASKS) == 19 and TASKS["kitti"].version == "3.2.0" and TASKS["cifar"].version == "3.*.*"
 
 
 def test_clevr_kitti_and_dsprites_labels_on_hand_made_examples():
@@ -59,7 +62,7 @@ class FakeTfds:
     def __init__(self, counts, version="2.0.0", fail_at=None, error=KeyboardInterrupt):
         self.counts_, self.version_, self.fail_at, self.error, self.served = counts, version, fail_at, error, 0
 
-    def version(self, name):
+    def version(self, name, wanted=()):
         return self.version_
 
     def counts(self, name):
@@ -101,20 +104,22 @@ def test_tfds_task_written_as_the_loaders_read_it(tmp_path):
     assert m["source"]["slices"]["test"] == ["train[927:1030]"]
 
 
-def test_other_builder_version_warns_naming_both_and_is_recorded(tmp_path):
-    with pytest.warns(UserWarning, match="version 2.1.0, VPT pinned 2.0.0"):
-        line = prepare.run_task("vtab/dsprites_loc", tmp_path, False,
-                                prepare.tfds_writer("vtab/dsprites_loc", FakeTfds(COUNTS, version="2.1.0")))
-    assert "note: TFDS dsprites is version 2.1.0, VPT pinned 2.0.0" in line
+def test_other_builder_version_stops_unless_allowed_and_is_recorded(tmp_path):
+    with pytest.raises(prepare.PrepareError, match="dsprites is version 3.0.0, the task holds 2.*"):
+        prepare.run_task("vtab/dsprites_loc", tmp_path, False,
+                         prepare.tfds_writer("vtab/dsprites_loc", FakeTfds(COUNTS, version="3.0.0")))
+    line = prepare.run_task("vtab/dsprites_loc", tmp_path, False, prepare.tfds_writer(
+        "vtab/dsprites_loc", FakeTfds(COUNTS, version="3.0.0"), ("dsprites:3.0.0",)))
+    assert "note: TFDS dsprites is version 3.0.0, not 2.*.*: --allow-version names it" in line
     m = json.loads((tmp_path / "vtab-1k" / "dsprites_loc" / "manifest.json").read_text())
-    assert m["source"]["version"] == "2.1.0" and m["source"]["pinned_version"] == "2.0.0" and m["notes"]
+    assert m["source"]["version"] == "3.0.0" and m["source"]["version_held"] == "2.*.*" and m["notes"]
 
 
 def test_interrupted_prepare_leaves_nothing_finished_and_resumes(tmp_path):
     dest = tmp_path / "vtab-1k" / "dsprites_loc"
     with pytest.raises(KeyboardInterrupt):
-        prepare.run_task("vtab/dsprites_loc", tmp_path, False,
-                         prepare.tfds_writer("vtab/dsprites_loc", FakeTfds(COUNTS, fail_at=900)))
+        prepare.run_task("vtab/dsprites_loc", tmp_path, False,  # interrupted after the labels (1103), among the images
+                         prepare.tfds_writer("vtab/dsprites_loc", FakeTfds(COUNTS, fail_at=1500)))
     assert not dest.exists() and not list(dest.parent.glob(".*"))
     (dest.parent / ".dsprites_loc.prepare-99999" / "images").mkdir(parents=True)  # a SIGKILLed run's leftovers
     line = prepare.run_task("vtab/dsprites_loc", tmp_path, False, prepare.tfds_writer("vtab/dsprites_loc",
@@ -124,13 +129,17 @@ def test_interrupted_prepare_leaves_nothing_finished_and_resumes(tmp_path):
     again = prepare.run_task("vtab/dsprites_loc", tmp_path, False, prepare.tfds_writer("vtab/dsprites_loc", reader))
     assert "already prepared" in again and reader.served == 0
     next((dest / "images" / "test").iterdir()).unlink()  # damaged since: not verified, written again
-    assert prepare.run_task("vtab/dsprites_loc", tmp_path, False,
-                            prepare.tfds_writer("vtab/dsprites_loc", FakeTfds(COUNTS))).startswith("done")
+    line = prepare.run_task("vtab/dsprites_loc", tmp_path, False, prepare.tfds_writer("vtab/dsprites_loc",
+                                                                                      FakeTfds(COUNTS)))
+    (aside,) = dest.parent.glob("dsprites_loc~replaced-*")  # it differs from the new copy: kept, not deleted
+    assert line.startswith("done") and line.endswith(f"(its files differ) is now {aside}")
+    assert len(list((aside / "images" / "test").iterdir())) == 102
 
 
 def test_disk_full_is_one_line_and_leaves_no_task(tmp_path, monkeypatch, capsys):
     full = OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr(vtab_tfds, "TfdsReader", lambda d: FakeTfds(COUNTS, fail_at=50, error=full))
+    # labels read (1103), then the disk fills while images are written
+    monkeypatch.setattr(vtab_tfds, "TfdsReader", lambda d: FakeTfds(COUNTS, fail_at=1150, error=full))
     assert prepare.main(["tfds", "vtab/dsprites_loc", "--data-root", str(tmp_path)]) == 1
     (err,) = [x for x in capsys.readouterr().err.replace("\r", "\n").splitlines() if x.strip() and "img/s" not in x]
     assert err.startswith("error: vtab/dsprites_loc: disk full")  # one line (the rest: the progress bar)
@@ -235,6 +244,10 @@ def test_fgvc_archive_nabirds_val_lacking_two_classes_keeps_one_label_map(tmp_pa
     assert set(listing(cfg, "val").labels.tolist()) == {0, 1, 2}
     m = json.loads((out / "fgvc" / "nabirds" / "manifest.json").read_text())
     assert set(m["source"]["split_files"]) == {"train.json", "val.json", "test.json"} and m["source"]["classes"] == 5
+    again = ["fgvc", "fgvc/nabirds", "--from", str(src), "--splits", str(splits), "--data-root", str(out)]
+    assert prepare.main([*again, "--force"]) == 0  # the same files (hard links) again: the old copy deleted
+    assert sorted(p.name for p in (out / "fgvc").iterdir()) == ["nabirds"]
+    capsys.readouterr()
     shutil.rmtree(splits)
     assert prepare.main(["fgvc", "fgvc/cub", "--from", str(src), "--splits", str(splits), "--data-root", str(out)]) == 1
     err = capsys.readouterr().err
@@ -278,3 +291,163 @@ def test_hf_image_folder_task(tmp_path):
     assert lst.labels.tolist() == [0, 0, 1, 1, 2, 2]
     m = json.loads((tmp_path / "data" / "vtab-1k" / "eurosat" / "manifest.json").read_text())
     assert m["source"]["classes"] == names and m["source"]["image_folders"]["test"] == "test" and m["jpeg_quality"] == 80
+
+
+# --- a copy already there: refused, kept aside, locked ------------------------------------------
+def _two_task_mirror(tmp_path, seed=0):
+    """A local snapshot of two VTAB tasks (dtd, eurosat) as parquet files, and its mapping."""
+    for task in ("dtd", "eurosat"):
+        for split, n, off in (("train", 8, 0), ("validation", 4, 50), ("test", 6, 90)):
+            _parquet(tmp_path / "snap" / f"vtab-1k_{task}" / f"{split}-00000-of-00001.parquet", n, 3, seed + off)
+    path = tmp_path / "mirror.yaml"
+    path.write_text(json.dumps({"columns": {"image": "img", "label": "label"},
+                                "splits": {"train800": "train", "val200": "validation", "test": "test"},
+                                "tasks": {f"vtab/{t}": {"repo": f"someone/vtab-1k_{t}", "revision": "r1"}
+                                          for t in ("dtd", "eurosat")}}))
+    return ["--mapping", str(path), "--from", str(tmp_path / "snap")]
+
+
+def _hand_placed_dtd(root):
+    """NOAH's layout of VTAB-1k dtd as a user copies it in: JPEGs and the split files, no manifest.json."""
+    task = root / "vtab-1k" / "dtd"
+    lines = {}
+    for split, n in (("train800", 6), ("val200", 3), ("test", 4)):
+        lines[split] = []
+        for i in range(n):
+            rel = f"images/{split}/{i}.jpg"
+            (task / rel).parent.mkdir(parents=True, exist_ok=True)
+            (task / rel).write_bytes(_jpeg(1000 + 10 * len(split) + i))
+            lines[split].append(f"{rel} {i % 2}")
+    for split, ls in lines.items():
+        (task / f"{split}.txt").write_text("\n".join(ls) + "\n")
+    (task / "train800val200.txt").write_text("\n".join(lines["train800"] + lines["val200"]) + "\n")
+    return _tree(task)
+
+
+def _tree(folder):
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _lines(capsys):
+    out, err = capsys.readouterr()
+    keep = lambda s: [x for x in s.replace("\r", "\n").splitlines() if x.strip() and "img/s" not in x]
+    return keep(out), keep(err)
+
+
+def test_hand_placed_task_is_refused_the_others_prepared_and_replace_keeps_it_aside(tmp_path, capsys):
+    data, src = tmp_path / "data", _two_task_mirror(tmp_path)
+    original = _hand_placed_dtd(data)
+    # every task of the mirror: dtd refused and untouched, eurosat prepared, exit 1, the refusal named at the end
+    assert prepare.main(["hf", *src, "--data-root", str(data)]) == 1
+    out, err = _lines(capsys)
+    assert out[0].startswith("done  vtab/eurosat: ") and len(out) == 1
+    assert err[0].startswith(f"error: vtab/dtd: {data / 'vtab-1k' / 'dtd'} exists and was not written by `prepare`")
+    assert "--replace" in err[0] and err[1].startswith("error: refused 1 of 2 tasks") and "vtab/dtd" in err[1]
+    assert len(err) == 2 and _tree(data / "vtab-1k" / "dtd") == original
+    assert (data / "vtab-1k" / "eurosat" / "manifest.json").is_file()
+    assert sorted(p.name for p in (data / "vtab-1k").iterdir()) == ["dtd", "eurosat"]  # no temporary or lock files
+
+    # one task named: one line
+    assert prepare.main(["hf", "vtab/dtd", *src, "--data-root", str(data)]) == 1
+    assert len(_lines(capsys)[1]) == 1 and _tree(data / "vtab-1k" / "dtd") == original
+    # --force does not override a copy prepare did not write
+    assert prepare.main(["hf", "vtab/dtd", *src, "--data-root", str(data), "--force"]) == 1
+    assert len(_lines(capsys)[1]) == 1 and _tree(data / "vtab-1k" / "dtd") == original
+
+    # --replace: prepared, the hand-placed copy moved aside whole and named in the line
+    assert prepare.main(["hf", "vtab/dtd", *src, "--data-root", str(data), "--replace"]) == 0
+    out, err = _lines(capsys)
+    (aside,) = [p for p in (data / "vtab-1k").iterdir() if p.name.startswith("dtd~replaced-")]
+    assert out[0].startswith("done  vtab/dtd: ") and out[-1].endswith(f"(not written by prepare) is now {aside}")
+    assert _tree(aside) == original and not err
+    assert json.loads((data / "vtab-1k" / "dtd" / "manifest.json").read_text())["source"]["revision"] == "r1"
+    assert len(listing(prepare.dataset_config("vtab/dtd", data), "test")) == 6
+
+
+def test_force_keeps_a_copy_that_differs_and_deletes_only_an_identical_one(tmp_path, capsys):
+    data, src = tmp_path / "data", _two_task_mirror(tmp_path)
+    task = data / "vtab-1k" / "dtd"
+    assert prepare.main(["hf", "vtab/dtd", *src, "--data-root", str(data)]) == 0
+    first = _tree(task)
+    assert prepare.main(["hf", "vtab/dtd", *src, "--data-root", str(data), "--force"]) == 0  # same bytes again
+    assert sorted(p.name for p in task.parent.iterdir()) == ["dtd"]
+    (task / "notes.txt").write_text("mine")  # a file prepare did not write: the copy differs
+    _two_task_mirror(tmp_path, seed=7)  # and the mirror changed
+    assert prepare.main(["hf", "vtab/dtd", *src, "--data-root", str(data), "--force"]) == 0
+    out, _ = _lines(capsys)
+    (aside,) = [p for p in task.parent.iterdir() if p.name.startswith("dtd~replaced-")]
+    assert out[-1].endswith(f"(its files differ) is now {aside}")
+    kept = _tree(aside)
+    assert kept.pop("notes.txt") == b"mine" and {k: v for k, v in kept.items() if k != "manifest.json"} == \
+        {k: v for k, v in first.items() if k != "manifest.json"}
+    assert _tree(task)["images/test/000000.jpg"] != first["images/test/000000.jpg"]
+
+
+def test_read_only_data_root_verifies_a_prepared_task_and_refuses_to_write_in_one_line(tmp_path, capsys,
+                                                                                       monkeypatch):
+    data, src = tmp_path / "data", _two_task_mirror(tmp_path)
+    assert prepare.main(["hf", "vtab/dtd", *src, "--data-root", str(data)]) == 0
+
+    def denied(path):
+        raise PermissionError(errno.EROFS, "Read-only file system", str(path))
+
+    monkeypatch.setattr(prepare, "_open_lock", denied)
+    capsys.readouterr()
+    assert prepare.main(["hf", "vtab/dtd", *src, "--data-root", str(data)]) == 0
+    assert _lines(capsys)[0][0].startswith("ok    vtab/dtd: already prepared")
+    assert prepare.main(["hf", "vtab/dtd", *src, "--data-root", str(data), "--force"]) == 1
+    assert _lines(capsys)[1] == [f"error: vtab/dtd: cannot write under {data / 'vtab-1k'} ([Errno 30] Read-only "
+                                 f"file system: '{data / 'vtab-1k' / '.dtd.prepare.lock'}'); choose a writable "
+                                 f"--data-root"]
+
+
+def test_two_prepares_of_one_task_at_once_wait_and_keep_each_others_folders(tmp_path, capsys):
+    import threading
+
+    data, src = tmp_path / "data", _two_task_mirror(tmp_path)
+    mapping = prepare.load_mapping(tmp_path / "mirror.yaml")
+    stale = data / "vtab-1k" / ".dtd.prepare-99999-0000"  # a killed run's leftovers: its lock is free
+    stale.mkdir(parents=True)
+    inside, go, results = threading.Event(), threading.Event(), {}
+    write = prepare.hf_writer("vtab/dtd", mapping, tmp_path / "snap")
+
+    def slow(w, cfg):
+        inside.set()
+        assert go.wait(30)
+        return write(w, cfg)
+
+    def run(key, writer):
+        results[key] = prepare.run_task("vtab/dtd", data, False, writer)
+
+    first = threading.Thread(target=run, args=("first", slow))
+    first.start()
+    assert inside.wait(30)
+    (tmp,) = [p for p in (data / "vtab-1k").glob(".dtd.prepare-*") if p.is_dir()]
+    assert not stale.exists() and tmp.name.startswith(f".dtd.prepare-{os.getpid()}-")
+    second = threading.Thread(target=run, args=("second", write))
+    second.start()
+    for _ in range(300):  # the second says it waits, then waits
+        if any(x.startswith("wait  vtab/dtd: another prepare") for x in _lines(capsys)[0]):
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the second prepare did not wait")
+    assert tmp.is_dir() and second.is_alive() and "second" not in results  # the first's temporary folder stays
+    go.set()
+    first.join(30)
+    second.join(30)
+    assert results["first"].startswith("done  vtab/dtd") and results["second"].startswith("ok    vtab/dtd: already")
+    assert sorted(p.name for p in (data / "vtab-1k").iterdir()) == ["dtd"]
+
+
+def test_from_a_folder_without_the_mirrors_repository_is_one_line(tmp_path, capsys):
+    src = _two_task_mirror(tmp_path)
+    wrong = tmp_path / "elsewhere"  # parquet files, but of another repository: never read instead
+    shutil.copytree(tmp_path / "snap" / "vtab-1k_eurosat", wrong / "vtab-1k_eurosat_v2")
+    args = ["hf", "vtab/dtd", src[0], src[1], "--data-root", str(tmp_path / "data")]
+    assert prepare.main([*args, "--from", str(wrong)]) == 1
+    _, err = _lines(capsys)
+    assert err == [f"error: --from {wrong}: no folder of the mirror someone/vtab-1k_dtd there; expected "
+                   f"{wrong / 'someone/vtab-1k_dtd'} or {wrong / 'vtab-1k_dtd'} (or --from naming that folder itself)"]
+    assert not (tmp_path / "data" / "vtab-1k" / "dtd").exists()
+    assert prepare.main([*args, "--from", str(tmp_path / "snap" / "vtab-1k_dtd")]) == 0  # the folder itself

@@ -11,6 +11,7 @@ from PIL import Image
 from bench import records
 from bench.analysis.tables import leaderboard, with_labels
 from bench.data import jpeg, splits, version
+from bench.data.splits import current_version
 from bench.launch import sweep
 from fixtures_data import config, vtab_tree
 
@@ -68,10 +69,10 @@ def test_record_names_pixel_format_quality_and_a_version_that_follows_bytes_not_
 def test_content_hash_is_cached_by_stat(tmp_path, monkeypatch):
     vtab_tree(tmp_path / "a", "dtd", classes=3)
     cfg = _cfg(tmp_path / "a", tmp_path / "cache")
-    first = version.current(cfg, ("trainval", "test"))
+    first = current_version(cfg, ("trainval", "test"))
     assert first and list((tmp_path / "cache" / version.CACHE_SUBDIR).glob("*.json"))
     monkeypatch.setattr(version, "file_digest", lambda p: pytest.fail("hashed again although nothing changed"))
-    assert version.current(cfg, ("test", "trainval")) == first
+    assert current_version(cfg, ("test", "trainval")) == first
 
 
 def _completed_record(run_dir, data_version):
@@ -86,7 +87,7 @@ def test_sweep_reruns_a_run_whose_data_changed_and_skips_after_moving_data_root(
     recorded, cfg = _describe(tmp_path / "a", cache)
     run_dir = records.run_dir(tmp_path / "results", "b", "vtab/dtd", "linear", "", "paper", 0)
     _completed_record(run_dir, recorded["version"])
-    now = lambda c: (lambda: version.current(c, ("trainval", "test")))
+    now = lambda c: (lambda: current_version(c, ("trainval", "test")))
 
     shutil.move(tmp_path / "a", tmp_path / "moved")  # the same data elsewhere: still finished
     moved = _cfg(tmp_path / "moved", cache)

@@ -235,13 +235,12 @@ def test_a_val_protocol_run_lists_each_split_once_and_stats_each_image_once(tmp_
 
 
 def test_cifar_pickles_are_read_once_per_split(tmp_path, monkeypatch):
-    import pickle
-
     from bench.data.formats import cifar100_python
 
     cifar_tree(tmp_path / "cifar100", n_train=10, n_test=5)
-    loads, load = [], pickle.load
-    monkeypatch.setattr(cifar100_python.pickle, "load", lambda f, **k: loads.append(f.name) or load(f, **k))
+    loads, init = [], cifar100_python.SafeUnpickler.__init__
+    monkeypatch.setattr(cifar100_python.SafeUnpickler, "__init__",
+                        lambda self, f, **k: loads.append(f.name) or init(self, f, **k))
     cfg = config("cifar100/cifar100", tmp_path, image_size=16, splits={"trainval": 10, "test": 5})
     names = ("trainval", "test")
     splits = load_splits(cfg, names, MEAN, STD, listed=list_splits(cfg, names))  # as a run: listed, then loaded

@@ -9,6 +9,7 @@ import torch
 from bench.data import DataError, load_split
 from bench.data import robustness as R
 from bench.data.check import main as check
+from bench.train import evaluate as E
 from conftest import run_cli
 from fixtures_data import VTAB_SPLITS, class_folders_tree, config, fgvc_json_tree, image, official_tree, vtab_tree
 
@@ -150,7 +151,7 @@ class TenchThenStingray(torch.nn.Module):
         return out
 
 
-def test_robustness_evaluation_on_fixture_trees(tmp_path, capsys):
+def test_robustness_evaluation_on_fixture_trees(tmp_path, capsys, monkeypatch):
     class_folders_tree(tmp_path / "imagenet-a", ["n01498041", "n01531178"], {".": 2})  # stingray, goldfinch
     class_folders_tree(tmp_path / "imagenet-r", ["n01443537", "n01484850", "n01498041"], {".": 1})  # R has stingray too
     for c in R.STANDARD:
@@ -159,7 +160,16 @@ def test_robustness_evaluation_on_fixture_trees(tmp_path, capsys):
             wnids = ["n01498041"] + (["n01440764"] if s >= 4 else [])
             class_folders_tree(tmp_path / "imagenet-c" / c / str(s), wnids, {".": 1})
     cfg = config("imagenet/imagenet", tmp_path, image_size=8, splits={"imagenet_a": 4, "imagenet_r": 3}, num_workers=0)
-    out = R.evaluate(TenchThenStingray(), cfg, MEAN, STD, torch.device("cpu"), batch_size=4, progress=False)
+    loaders = []  # every DataLoader the evaluation opens: one per target, ImageNet-C's 75 folders being one
+
+    class Counted(E.DataLoader):
+        def __init__(self, data, *args, **kwargs):
+            loaders.append(len(data))
+            super().__init__(data, *args, **kwargs)
+
+    monkeypatch.setattr(E, "DataLoader", Counted)
+    out = E.evaluate_robustness(TenchThenStingray(), cfg, MEAN, STD, torch.device("cpu"), batch_size=4, progress=False)
+    assert loaders == [4, 3, len(R.STANDARD) * (1 + 1 + 1 + 2 + 2)]  # A, R, then all of C at once
     assert out["imagenet_a_top1"] == 50.0 and out["imagenet_a_images"] == 4  # tench masked out: stingray
     assert out["imagenet_r_top1"] == pytest.approx(100 / 3)  # only the stingray image is right
     assert out["imagenet_c_top1"]["fog"] == {1: 0.0, 2: 0.0, 3: 0.0, 4: 50.0, 5: 50.0}

@@ -179,3 +179,85 @@ def test_the_default_runs_one_per_core_without_a_gpu_and_in_process_with_one(mon
     for key in ("n_jobs", "cpus_per_task"):
         with pytest.raises(ValueError, match=f"hydra.launcher.{key}=0: must be a whole number of at least 1"):
             bl.BenchLauncher(**{key: 0}).launch([["method=linear"]], 0)
+
+
+# a sweep whose run on mini/digits raises an exception that pickles but does not unpickle (its __init__ wants
+# two arguments, its args hold one), from a module of its own (importable where the sweep unpickles it):
+# launch.py run as it is, with the runner's data listing patched
+UNPICKLABLE = """
+from bench.run import runner
+
+class Refusal(Exception):
+    def __init__(self, message, code):
+        super().__init__(message)
+        self.code = code
+
+real = runner.list_splits
+def list_splits(dataset, *args, **kwargs):
+    if dataset.name == "mini/digits":
+        raise Refusal("the data service refused", 7)
+    return real(dataset, *args, **kwargs)
+
+runner.list_splits = list_splits
+"""
+LAUNCH = "import sys, runpy, refusing; sys.argv[0] = 'launch.py'; runpy.run_path('launch.py', run_name='__main__')"
+
+
+class _Refusal(Exception):
+    def __init__(self, message, code):
+        super().__init__(message)
+        self.code = code
+
+
+@pytest.mark.process
+def test_a_run_whose_exception_cannot_be_unpickled_fails_alone(tmp_path):
+    import pickle
+
+    with pytest.raises(TypeError):  # what the sweep's process met: the exception pickles, then fails to unpickle
+        pickle.loads(pickle.dumps(_Refusal("x", 1)))
+    (tmp_path / "refusing.py").write_text(UNPICKLABLE)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=f"{ROOT}{os.pathsep}{tmp_path}")
+    proc = subprocess.run([sys.executable, "-c", LAUNCH, "-m", "method=linear",
+                           "dataset=mini/count,mini/digits", *FAST, "hydra.launcher.n_jobs=2",
+                           f"results_dir={tmp_path / 'results'}"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    recs = _records(tmp_path / "results")
+    assert sorted((r["dataset"], r["status"]) for r in recs.values()) == [("mini/count", "completed"),
+                                                                          ("mini/digits", "failed")]
+    assert {r["error"]["type"] for r in recs.values() if r["status"] == "failed"} == {"Refusal"}
+    failed = [line for line in proc.stderr.splitlines() if line.startswith("[sweep] failed: ")]
+    assert len(failed) == 1 and "mini/digits" in failed[0] and "Refusal: the data service refused (record: " in \
+        failed[0], proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1] == "error: 1 of 2 run(s) failed"
+    assert proc.stdout.count("[completed]") == 1 and "stopping" not in proc.stderr
+
+
+def test_bytes_that_do_not_unpickle_fail_that_run_only():
+    import multiprocessing
+
+    from hydra.core.utils import JobStatus
+
+    from hydra_plugins.bench_launcher import bench_launcher as bl
+
+    run = object.__new__(bl._Run)
+    run.conn, child = multiprocessing.Pipe(duplex=False)
+    run.log, run.result = "/x/output.log", None
+    child.send_bytes(bl._result_message(JobStatus.COMPLETED, 1.5, "")[:-5])  # a message cut short
+    run.receive()
+    status, error, _ = run.result
+    assert status == JobStatus.FAILED and "its result could not be read (UnpicklingError" in str(error)
+    assert "/x/output.log" in str(error)
+    child.send_bytes(bytes(bl.ForkingPickler.dumps(("failure", "m"))))  # not the shape of any message
+    run.receive()
+    assert run.result[0] == JobStatus.FAILED and "its result could not be read (TypeError" in str(run.result[1])
+    child.send_bytes(bl._result_message(JobStatus.COMPLETED, 1.5, "[completed] x\n"))
+    run.receive()
+    assert run.result == (JobStatus.COMPLETED, 1.5, "[completed] x\n")
+    child.send_bytes(bl._result_message(JobStatus.FAILED, _Refusal("the service refused", 7), ""))
+    run.receive()
+    status, error, _ = run.result  # sent as its name and message, the run's own class being unreadable
+    assert status == JobStatus.FAILED and type(error).__name__ == "_Refusal" and str(error) == "the service refused"
+    child.close()
+    run.receive()
+    assert run.conn is None

@@ -15,7 +15,7 @@ from bench.config import DatasetConfig, RunConfig, TrainConfig, backbone_config
 from bench.data import load_split
 from bench.data import robustness as R
 from bench.run.runner import run
-from bench.train.evaluate import predict
+from bench.train.evaluate import evaluate_robustness, predict
 
 MINI = DatasetConfig("mini/count", "mini", "count", "structured", 8, 32)
 
@@ -149,8 +149,8 @@ def test_robustness_targets_write_their_predictions(tmp_path):
     cfg = data_config("imagenet/imagenet", tmp_path, image_size=8, splits={"imagenet_a": 4, "imagenet_r": 3},
                       num_workers=0)
     got: dict = {}
-    out = R.evaluate(TenchThenStingray(), cfg, MEAN, STD, torch.device("cpu"), batch_size=3, progress=False,
-                     predictions=got)
+    out = evaluate_robustness(TenchThenStingray(), cfg, MEAN, STD, torch.device("cpu"), batch_size=3, progress=False,
+                              predictions=got)
     assert len(got) == 2 + len(R.STANDARD) * len(R.SEVERITIES)
     a = got["imagenet_a"]
     stingray = R.subset_classes("imagenet_a")[0].index("n01498041")  # tench is masked out: stingray wins

@@ -187,6 +187,7 @@ def test_cli_end_to_end_intervals_significance_ranks_and_report(tmp_path):
     assert ssf["verdict"] == "better" and ssf["ci_low"] > 0
     lin = sig[(sig["method"] == "linear") & sig["dataset"].isin(MINI)]
     assert (lin["verdict"] == "worse").all() and (lin["p_adjusted"] >= lin["p_value"]).all()
+    assert (lin["compares"] == "methods").all() and lin["test"].str.startswith("Welch t").all()
     board = pd.read_csv(out / "leaderboard_mini_val.csv")
     assert {"mini/digits_ci_low", "mini/digits_ci_high", "mean_ci_low", "mean_ci_high"} <= set(board.columns)
     row = board[board["method"] == "ssf"].iloc[0]
@@ -237,14 +238,37 @@ def test_cli_ci_none_baseline_choice_and_bad_inputs(tmp_path):
 
 
 @pytest.mark.process
-def test_runs_on_different_listings_are_compared_unpaired(tmp_path):
-    rng = np.random.default_rng(6)
-    write_run(tmp_path, rec("full", "fgvc/cub", 0), correct_vector(rng, 400, 0.6))
-    write_run(tmp_path, rec("ssf", "fgvc/cub", 0), correct_vector(rng, 400, 0.6), fp="sha256:other")
+def test_runs_on_different_test_images_get_no_verdict_end_to_end(tmp_path):
+    """Issue 31: linear's digits run was scored on other test images (another fingerprint): it would be far below
+    full, but the row says "not comparable", has no p-value, stays out of linear's Holm family, and the
+    leaderboard cell carries the mark instead of a ▼."""
+    results = tmp_path / "results"
+    sweep(results, seeds=(0,))
+    digits = [p for p in (results / "runs").rglob("record.json")
+              if (json.loads(p.read_text())["method"], json.loads(p.read_text())["dataset"]) == ("linear", "mini/digits")]
+    assert len(digits) == 1
+    r = json.loads(digits[0].read_text())
+    records.write_json_atomic(digits[0], r | {"test_fingerprint": "sha256:0123456789abcdef"})
     out = tmp_path / "out"
-    assert run_cli("analyze.py", str(tmp_path), "--out", str(out), "--formats", "csv", "--quiet").returncode == 0
-    row = pd.read_csv(out / "significance_fgvc_paper.csv").iloc[0]
-    assert row["paired"].startswith("no: different test listings") and row["ci_low"] < row["ci_high"]
+    proc = run_cli("analyze.py", str(results), "--out", str(out), "--formats", "csv,md", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    sig = pd.read_csv(out / "significance_mini_val.csv")
+    lin = sig[sig["method"] == "linear"].set_index("dataset")
+    row = lin.loc["mini/digits"]
+    assert row["verdict"].startswith("not comparable: different test images (linear: 600 images 01234567, full: ")
+    assert row[["p_value", "p_adjusted", "ci_low", "ci_high"]].isna().all()
+    others = lin.loc[[t for t in MINI if t != "mini/digits"]]
+    assert (others["verdict"] == "worse").all() and (others["compares"] == "runs").all()
+    assert others["p_adjusted"].tolist() == pytest.approx(stats.holm(others["p_value"]).tolist())  # a family of 4
+    assert "mean" not in lin.index  # no average over a task that is not comparable
+    md = (out / "leaderboard_mini_val.md").read_text()
+    line = next(x for x in md.splitlines() if x.startswith("| vit_tiny_mini | linear |"))
+    digits_cell = line.split(" | ")[2 + MINI.index("mini/digits")]
+    assert digits_cell.endswith(stats.NOT_COMPARABLE) and "▼" not in digits_cell and line.count("▼") == 4
+    assert f"{stats.NOT_COMPARABLE}: scored on other test images than the baseline" in md
+    assert "compares the two trained runs, not the methods" in md
+    sig_md = (out / "significance_mini_val.md").read_text()
+    assert "| compares |" in sig_md and "not comparable: different test images" in sig_md
 
 
 def test_published_value_within_or_outside_our_interval():
@@ -269,3 +293,73 @@ def test_published_value_within_or_outside_our_interval():
     row = next(r for r in rows if r[2] == "SSF")
     assert row[header.index("within noise")] == "1/2"
     assert row[header.index("dtd")].endswith(" ≈") and row[header.index("cifar")].endswith(" ≠")
+
+
+@pytest.mark.process
+def test_robustness_table_has_intervals_and_comparisons_from_the_targets_arrays(tmp_path):
+    """Issue 31: ImageNet-A and -R get intervals and paired tests from pred__<target> in predictions.npz; mCE
+    (a ratio over corruption sets) says why it has none."""
+    rng = np.random.default_rng(7)
+    n, targets = 800, {"imagenet_a": 300, "imagenet_r": 500}
+    for method, gap in (("full", 0.0), ("ssf", 0.2)):
+        for seed in (0, 1, 2):
+            test = rng.random(n) < 0.8  # each seed's own draw: accuracies differ between seeds, as real ones do
+            extra, rob = {}, {"imagenet_c_mce": 55.0 - 10 * gap}
+            for t, k in targets.items():
+                ok = rng.random(k) < 0.3 + gap
+                extra |= predictions_arrays(ok, t)
+                rob[f"{t}_top1"] = 100.0 * ok.mean()
+            path = write_run(tmp_path, rec(method, "imagenet/imagenet", 0, seed=seed, robustness=rob), test)
+            with np.load(path.parent / "predictions.npz") as z:
+                np.savez_compressed(path.parent / "predictions.npz", **dict(z), **extra)
+    out = tmp_path / "out"
+    proc = run_cli("analyze.py", str(tmp_path), "--out", str(out), "--formats", "csv,md", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    board = pd.read_csv(out / "robustness_paper.csv").set_index("method")
+    for col in ("imagenet/imagenet", "imagenet_a_top1", "imagenet_r_top1"):
+        assert (board[f"{col}_ci_low"] < board[col]).all() and (board[col] < board[f"{col}_ci_high"]).all(), col
+    assert board["imagenet_c_mce_ci_low"].isna().all()
+    md = (out / "robustness_paper.md").read_text()
+    assert "mCE: no interval" in md and "pred__<target>" in md
+    sig = pd.read_csv(out / "significance_robustness_paper.csv").set_index("dataset")
+    a = sig.loc["imagenet_a_top1"]
+    assert a["method"] == "ssf" and a["compares"] == "methods" and a["verdict"] == "better" and a["n_images"] == 300
+    assert sig.loc["imagenet_c_mce", "verdict"] == "no interval"
+
+
+def predictions_arrays(correct: np.ndarray, target: str, classes: int = 200) -> dict:
+    """A robustness target's entries of predictions.npz (bench/predictions.py): pred__, target__, fingerprint__<t>."""
+    labels = np.arange(len(correct)) % classes
+    return {f"pred__{target}": np.where(correct, labels, (labels + 1) % classes), f"target__{target}": labels,
+            f"fingerprint__{target}": np.array(fingerprint(len(correct) + 7))}
+
+
+@pytest.mark.process
+def test_domain_generalisation_table_has_intervals_and_comparisons(tmp_path):
+    """NOAH's domain shift: the source and each target get intervals and paired tests from their arrays; each run
+    (list seed x run seed) counts as one training draw."""
+    rng = np.random.default_rng(8)
+    domain = ("imagenet_v2", "imagenet_sketch", "imagenet_a", "imagenet_r")
+    for method, gap in (("full", 0.0), ("lora", 0.25)):
+        for list_seed in (0, 1, 2):
+            extra, rob = {}, {}
+            for t in domain:
+                ok = rng.random(400) < 0.3 + gap
+                extra |= predictions_arrays(ok, t, classes=1000)
+                rob[f"{t}_top1"] = 100.0 * ok.mean()
+            r = rec(method, "dg/imagenet", 0, robustness=rob, shots=16, fewshot_seed=list_seed,
+                    variant=f"shots16_fewshot_seed{list_seed}")
+            path = write_run(tmp_path, r, rng.random(500) < 0.6 + gap)
+            with np.load(path.parent / "predictions.npz") as z:
+                np.savez_compressed(path.parent / "predictions.npz", **dict(z), **extra)
+    out = tmp_path / "out"
+    proc = run_cli("analyze.py", str(tmp_path), "--out", str(out), "--formats", "csv,md", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    dg = pd.read_csv(out / "domain_generalization_paper.csv").set_index("row")
+    assert dg.loc["lora", "runs"] == 3
+    for c in ("source", *domain):
+        assert (dg[f"{c}_ci_low"] < dg[c]).all() and (dg[c] < dg[f"{c}_ci_high"]).all(), c
+    sig = pd.read_csv(out / "significance_domain_generalization_paper.csv").set_index("dataset")
+    assert set(sig.index) == {"source", *domain} and (sig["seeds"] == "3 vs 3").all()
+    assert (sig["verdict"] == "better").all() and (sig["compares"] == "methods").all()
+    assert "▲" in (out / "domain_generalization_paper.md").read_text()

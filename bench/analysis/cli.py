@@ -11,8 +11,9 @@ other benchmark found) it writes into OUT_DIR (default: the first RESULTS_DIR's 
 
     leaderboard_<table>_<protocol>.csv/.md   mean per cell, group means, both averages, params
     cells_<table>_<protocol>.csv             mean, std, seeds and 95 % interval per cell, or its status
-    significance_<table>_<protocol>.csv/.md  each method minus the baseline per task and average: paired
-                                             bootstrap interval, p-value, Holm-adjusted p, verdict
+    significance_<table>_<protocol>.csv/.md  each method minus the baseline per task and average: interval,
+                                             p-value, Holm-adjusted p, verdict; runs (one seed) or methods
+                                             (seeds); also for robustness_ and domain_generalization_
     noise_<table>_<protocol>.csv/.md         per task: interval half-width, smallest detectable difference
     ranks_<table>_<protocol>.csv/.md         average ranks, Friedman test, Nemenyi critical difference
     improvement_<table>_<protocol>.csv/.md   P(row method > column method) over tasks
@@ -45,12 +46,13 @@ import pickle
 import sys
 import warnings
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from bench.analysis import shots, stats
+from bench.analysis import shots, stats, stats_cache
 from bench.analysis.benchmarks import table_specs
 from bench.analysis.load import load_summaries
 from bench.analysis.published import (REFERENCE_DIR, compare, comparison_rows, data_pipeline, load_published,
@@ -382,7 +384,9 @@ def leaderboards(df, protocol: str, published: dict, archs: dict, args, out: Out
                              "files). † marks ours where the checkpoint or recipe differs or is not known, or the data "
                              "differs: that difference is not the method's alone. ≈: the published value lies inside "
                              f"our {args.ci_level:.0%} interval (within noise); ≠: outside it (docs/statistics.md: Reading "
-                             "differences); 'within noise' counts the cells that have an interval. "
+                             "differences); 'within noise' counts the cells that have an interval. A one-seed cell's "
+                             "interval covers its test images only: ≠ there says the published number is not this "
+                             "run's, and another seed could land nearer; with several seeds it is the method's. "
                              "Published numbers: results/reference "
                              "(sources there). Derived columns are computed from the published cells. SSF and NOAH "
                              "picked the best epoch on the test set (--metric test_top1_best_epoch_optimistic "
@@ -405,18 +409,31 @@ def leaderboards(df, protocol: str, published: dict, archs: dict, args, out: Out
                            f"{spec.name}, {protocol} protocol: difference to full fine-tuning of the same backbone, "
                            "per task and average (points).")
 
-    shot_tables(df, protocol, args, out)
+    shot_tables(df, protocol, args, out, store)
     if (df["benchmark"] == "imagenet").any():
-        rob = robustness_records(df, args.metric)
+        rob = with_labels(robustness_records(df, args.metric))
         table = leaderboard(rob, ["imagenet/imagenet", *ROBUSTNESS], metric="value", mean=False)
-        out.frame(f"robustness_{protocol}", table)
-        header, rows, bold = table_rows(table, status_cells(rob), cell_stats(rob, "value"))
+        # intervals and comparisons from each target's per-image arrays, as for a test split (few runs: not cached)
+        ci = stats.table_stats(table, rob, "value", args.ci_opts, store, args.baseline)
+        out.frame(f"robustness_{protocol}", with_intervals(table, ci.intervals) if args.ci != "none" else table)
+        header, rows, bold = table_rows(table, status_cells(rob), cell_stats(rob, "value"), intervals=ci.intervals,
+                                        signs=ci.marks)
         header[2:6] = ["ImageNet top-1", "ImageNet-A top-1", "ImageNet-R top-1", "ImageNet-C mCE (lower is better)"]
         out.table(f"robustness_{protocol}", f"Robustness ({protocol} protocol): models fine-tuned on ImageNet-1k",
-                  header, rows, bold, notes=["— where the record has no robustness evaluation."], echo=True)
+                  header, rows, bold, notes=["— where the record has no robustness evaluation. Intervals and ▲/▼ "
+                                             "from each target's per-image predictions (pred__<target> in "
+                                             "predictions.npz), as for a test split.", *_interval_notes(ci, args)],
+                  echo=True)
+        significance_tables(table, ci, TargetTable("Robustness"), f"robustness_{protocol}", args, out)
 
 
-STATS_CACHE = ".stats"  # in OUT: one file per table, its statistics and the digest of what they came from
+@dataclass(frozen=True)
+class TargetTable:
+    """What `significance_tables` needs of a table that is no benchmark's (robustness, domain shift): its name."""
+    name: str
+
+
+STATS_CACHE = ".stats"  # in OUT: one JSON file per table, its statistics and the digest of what they came from
 
 
 def _stat(path: str, name) -> tuple:
@@ -430,12 +447,14 @@ def _stat(path: str, name) -> tuple:
 
 
 def cached_table_stats(out_dir: Path, stem: str, table, recs, groups, args, store) -> stats.TableStats:
-    """`stats.table_stats`, or its result from OUT/.stats/<stem>.pkl when nothing it reads has changed.
+    """`stats.table_stats`, or its result from OUT/.stats/<stem>.json when nothing it reads has changed.
 
     Reading every run's predictions and resampling is most of what intervals cost: with 10,000 runs
     on full-size test sets the files alone take seconds. The digest covers the options, the code of
     bench/analysis/stats.py, the table and every record field the statistics read, and each predictions
-    file's size and modification time; any change recomputes the table's statistics.
+    file's size and modification time; any change recomputes the table's statistics. The cache is
+    JSON (bench/analysis/stats_cache.py), never unpickled: the folder may be someone else's. A file
+    that is not such a cache is ignored, recomputed over, and named in one warning per analyze.py.
     """
     if args.ci == "none":
         return stats.TableStats(ranks=stats.ranks_with_improvement(table, recs, args.metric, args.ci_opts.alpha))
@@ -444,21 +463,29 @@ def cached_table_stats(out_dir: Path, stem: str, table, recs, groups, args, stor
     runs = recs[fields].astype(str).to_numpy().tolist()
     names = recs["predictions"] if "predictions" in recs else [None] * len(recs)
     files = [_stat(p, n) for p, n in zip(recs["path"], names)]
-    digest = hashlib.sha256(_stats_code() + pickle.dumps(
+    digest = hashlib.sha256(_stats_code() + pickle.dumps(  # pickled to hash only: never read back
         (args.ci_opts, args.baseline, args.metric, groups, table.to_csv(), runs, files), protocol=4)).hexdigest()
-    path = out_dir / STATS_CACHE / f"{stem}.pkl"
+    path = out_dir / STATS_CACHE / f"{stem}.json"
     try:
-        with open(path, "rb") as f:
-            cached_digest, ci = pickle.load(f)
-        if cached_digest == digest:
+        ci = stats_cache.loads(path.read_bytes(), digest)
+        if ci is not None:
             return ci
-    except (OSError, ValueError, EOFError, pickle.UnpicklingError, AttributeError, TypeError):
+    except OSError:  # none yet
         pass
+    except stats_cache.CacheError as e:
+        if not getattr(args, "cache_warned", False):
+            args.cache_warned = True
+            print(f"warning: {path}: not a statistics cache of this program ({e}); ignored, statistics "
+                  f"recomputed", file=sys.stderr)
     ci = stats.table_stats(table, recs, args.metric, args.ci_opts, store, args.baseline, groups)
     ci.ranks = stats.ranks_with_improvement(table, recs, args.metric, args.ci_opts.alpha)
     ci.cells = {}  # the per-image vectors: not needed past this point, and large
+    try:
+        text = stats_cache.dumps(digest, ci)
+    except TypeError:  # something the cache does not keep (a stats.py change): computed each time
+        return ci
     with atomic_file(path) as tmp:
-        tmp.write_bytes(pickle.dumps((digest, ci), protocol=4))
+        tmp.write_text(text)
     return ci
 
 
@@ -475,7 +502,16 @@ def _interval_notes(ci: stats.TableStats, args) -> list[str]:
     if ci.baselines:
         base = ", ".join(f"{lab} ({b})" for b, lab in ci.baselines.items())
         notes.append(f"▲ / ▼: significantly above / below the baseline ({base}) on the same test images "
-                     f"(Holm-adjusted over the tasks, level {args.ci_opts.alpha:g}; see the significance table).")
+                     f"(Holm-adjusted over the tasks, level {args.ci_opts.alpha:g}; see the significance table). "
+                     "With one seed on each side the test compares the two trained runs, not the methods: "
+                     "another seed could reverse it.")
+    few = sorted({r["verdict"].split(" (")[0] for r in ci.significance if r["verdict"].startswith("too few seeds")})
+    if few:
+        notes.append(f"No verdict where one side has one seed and the other several ({', '.join(few)}): "
+                     f"a test of methods needs {stats.MIN_SEEDS} seeds or more on each side (significance table).")
+    if stats.NOT_COMPARABLE in ci.marks.values():
+        notes.append(f"{stats.NOT_COMPARABLE}: scored on other test images than the baseline (a different "
+                     "test_fingerprint): no comparison, no verdict (docs/statistics.md).")
     if ci.reasons:
         by_reason: dict[str, list[str]] = {}
         for (b, m, d), why in sorted(ci.reasons.items()):
@@ -487,7 +523,17 @@ def _interval_notes(ci: stats.TableStats, args) -> list[str]:
 
 
 SIGNIFICANCE_COLUMNS = ["backbone", "method", "baseline", "dataset", "diff", "ci_low", "ci_high", "p_value",
-                        "p_adjusted", "verdict", "n_images", "seeds", "paired", "test"]
+                        "p_adjusted", "verdict", "n_images", "seeds", "compares", "paired", "test"]
+SIGNIFICANCE_NOTE = (
+    "diff: method minus baseline (points). compares: 'runs' where each side has one seed (the exact McNemar test on "
+    "the images the two runs score differently, interval from the paired bootstrap: these two trained models on "
+    "these test images; another seed could reverse it), 'methods' where each side has {min_seeds} seeds or more "
+    "(a Welch t test on the mean over seeds: the between-seed variance of each side, divisor S-1, plus the test "
+    "images' paired share, Welch-Satterthwaite degrees of freedom). One seed on one side and several on the "
+    "other: no test ('too few seeds'). Runs scored on different test images (test_fingerprint) are not compared: "
+    "'not comparable', no verdict. p is Holm-adjusted over the tested tasks of this benchmark for each method; "
+    "the averages are tested alone, over the tasks' images and seeds. Verdict at level {alpha:g}: better / worse "
+    "/ not distinguishable.")
 
 
 def _p(p: float) -> str:
@@ -501,21 +547,17 @@ def significance_tables(table, ci: stats.TableStats, spec, stem: str, args, out:
         sig = pd.DataFrame(ci.significance).reindex(columns=SIGNIFICANCE_COLUMNS)
         out.frame(f"significance_{stem}", sig, index=False)
         header = ["backbone", "method", "baseline", "dataset", "diff", f"{level} interval", "p", "p (Holm)",
-                  "verdict", "images", "seeds", "paired"]
+                  "verdict", "images", "seeds", "compares", "paired"]
         rows = [[r["backbone"], r["method"], r["baseline"], short_name(r["dataset"]), f"{r['diff']:+.1f}",
                  "—" if r["ci_low"] != r["ci_low"] else f"[{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]",
                  _p(r["p_value"]), _p(r["p_adjusted"]), r["verdict"],
                  "—" if r["n_images"] is None or r["n_images"] != r["n_images"] else f"{int(r['n_images']):,}",
-                 r["seeds"] if isinstance(r["seeds"], str) and r["seeds"] else "—", r["paired"]]
+                 r["seeds"] if isinstance(r["seeds"], str) and r["seeds"] else "—",
+                 r["compares"] if isinstance(r["compares"], str) and r["compares"] else "—", r["paired"]]
                 for r in sig.to_dict("records")]
         out.table(f"significance_{stem}", f"{spec.name}: each method minus the baseline, same test images", header,
-                  rows, echo=True, notes=[
-                      "diff: method minus baseline (points). Interval: paired bootstrap over the test images (and "
-                      "seeds where several). p: exact McNemar test on the images the two runs score differently "
-                      "(one seed each), else from the bootstrap's standard error; Holm-adjusted over the tasks of "
-                      "this benchmark for each method (the averages are tested alone). Verdict at level "
-                      f"{args.ci_opts.alpha:g}: better / worse / not distinguishable. Runs are paired only when "
-                      "their test_fingerprint is equal; 'paired' says why not otherwise.", args.ci_opts.note()])
+                  rows, echo=True, notes=[SIGNIFICANCE_NOTE.format(min_seeds=stats.MIN_SEEDS, alpha=args.ci_opts.alpha),
+                                          args.ci_opts.note()])
     elif args.ci != "none":
         out.report.heading(f"{spec.name}: each method minus the baseline", 3)
         out.report.note("No comparison: no backbone has a baseline and another method with a value.")
@@ -533,7 +575,9 @@ def significance_tables(table, ci: stats.TableStats, spec, stem: str, args, out:
                          f"McNemar tests at level {args.ci_opts.alpha:g} on this many images, with the share of "
                          "images two methods score differently as observed against the baseline (median); a true "
                          f"gap below it is missed in more than {1 - stats.POWER:.0%} of comparisons. More test "
-                         "images lower it; more seeds narrow the seed-to-seed part of the intervals."])
+                         "images lower it; more seeds narrow the seed-to-seed part of the intervals. It is the runs' "
+                         "test (one seed a side); a test of methods over a few seeds also carries the between-seed "
+                         "spread, and resolves less."])
     ranked = ci.ranks or []
     for r in ranked:
         suffix = f"_{r['backbone']}" if len(ranked) > 1 else ""
@@ -566,7 +610,7 @@ def significance_tables(table, ci: stats.TableStats, spec, stem: str, args, out:
                        f"(CD = {r['cd']:.2f}).")
 
 
-def shot_tables(df, protocol: str, args, out: Outputs) -> None:
+def shot_tables(df, protocol: str, args, out: Outputs, store: stats.Predictions | None = None) -> None:
     """Few-shot (dataset x shots), domain generalisation (source and targets) and many-shot curves, where records have them."""
     fs = shots.fewshot_long(df, args.metric)
     if len(fs):
@@ -580,13 +624,25 @@ def shot_tables(df, protocol: str, args, out: Outputs) -> None:
                        "Few-shot: top-1 against shots per class, mean and one std over list seeds.")
     dg = shots.domain_long(df, args.metric)
     if len(dg):
+        # intervals and comparisons from each target's per-image arrays, as for a test split (few runs: not cached)
+        dom = shots.domain_records(df, args.metric)
+        table = leaderboard(dom, ["source", *shots.DOMAIN], metric="value", mean=False)
+        ci = stats.table_stats(table, dom, "value", args.ci_opts, store or stats.Predictions(), args.baseline)
+        rows = list(zip(dg["backbone"], dg["row"]))
+        for c in ("source", *shots.DOMAIN):
+            bounds = [ci.intervals.get((b, r, c), (math.nan, math.nan)) for b, r in rows]
+            dg[f"{c}_ci_low"], dg[f"{c}_ci_high"] = [lo for lo, _ in bounds], [hi for _, hi in bounds]
         out.frame(f"domain_generalization_{protocol}", dg, index=False)
         out.table(f"domain_generalization_{protocol}", f"Domain generalisation ({protocol} protocol), top-1 %",
-                  *shots.domain_rows(dg),
+                  *shots.domain_rows(dg, ci.intervals, ci.marks),
                   notes=["Trained on the source (NOAH: ImageNet, 16 shots per class), scored on each target; means "
                          "over runs. -A and -R: arg-max over their 200 classes (as the robustness evaluation); the "
                          "1000-way columns take it over all 1,000, as NOAH's code scores them. Mean of targets: the "
-                         "four 200/1000-class columns."], echo=True)
+                         "four 200/1000-class columns. Intervals and ▲/▼ (source and each target) from the per-image "
+                         "predictions (pred__<target> in predictions.npz), each run (list seed and run seed) one "
+                         "seed.", *_interval_notes(ci, args)], echo=True)
+        significance_tables(table, ci, TargetTable("Domain generalisation"), f"domain_generalization_{protocol}",
+                            args, out)
     ms = shots.manyshot_long(df, args.metric)
     if len(ms):
         out.frame(f"manyshot_{protocol}", ms, index=False)
@@ -746,8 +802,15 @@ def run(args, pool) -> int:
     out.finish()
     print(f"\nwrote {', '.join(args.formats)} outputs to {out_dir}")
     if args.log_to:
-        from bench.trackers import log_leaderboard
+        from bench.trackers import log_leaderboard, redact
 
-        print(f"sent the tables and figures to {args.log_to}: {log_leaderboard(args.log_to, out_dir, args.results_dirs[0])}")
+        try:
+            where = log_leaderboard(args.log_to, out_dir, args.results_dirs[0])
+        except Exception as e:  # the tool's failure (a server down): the tables are written all the same
+            message = redact(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+            print(f"error: --log-to {args.log_to}: {type(e).__name__}: {message}; the outputs are in {out_dir}",
+                  file=sys.stderr)
+            return 1
+        print(f"sent the tables and figures to {args.log_to}: {where}")
     return 0
 

@@ -88,12 +88,42 @@ def domain_long(df: pd.DataFrame, metric: str = "test_top1") -> pd.DataFrame:
     return out.assign(runs=g.size()).reset_index()[cols]
 
 
-def domain_rows(long: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+def domain_records(df: pd.DataFrame, metric: str = "test_top1") -> pd.DataFrame:
+    """The domain-generalisation runs reshaped for `leaderboard(..., metric="value", mean=False)` and the
+    statistics: one pseudo-dataset `source` (the run's `metric`) and one per DOMAIN target, `label` the table's
+    row, `seed` one per run (list seed and run seed: each is its own training draw), and `predictions_target`
+    naming the predictions.npz arrays that reproduce each value ("" the test split; None where none does)."""
+    d = _done(df[[isinstance(r, dict) and any(f"{t}_top1" in r for t in DOMAIN[:2]) for r in df["robustness"]]]
+              if "robustness" in df else df.iloc[0:0], metric)
+    if d.empty:
+        return d
+    list_seed = d["fewshot_seed"] if "fewshot_seed" in d else pd.Series("", index=d.index)
+    d = d.assign(label=d["row"], seed=[f"{a}/{b}" for a, b in zip(list_seed.fillna(""), d["seed"])])
+    parts = [d.assign(dataset="source", predictions_target="" if metric == "test_top1" else None,
+                      predictions_reason=None if metric == "test_top1" else f"predictions score test_top1, not {metric}")]
+    for t in DOMAIN:
+        values = [r.get(f"{t}_top1", math.nan) for r in d["robustness"]]
+        parts.append(d.assign(dataset=t, value=pd.to_numeric(pd.Series(values, index=d.index), errors="coerce"),
+                              predictions_target=t, predictions_reason=None))
+    return pd.concat(parts, ignore_index=True)
+
+
+def domain_rows(long: pd.DataFrame, intervals: dict | None = None, signs: dict | None = None
+                ) -> tuple[list[str], list[list[str]]]:
+    """Header and rows; with `intervals` ((backbone, row, source or target) -> (low, high)) and `signs` (▲/▼ against
+    the baseline, as `tables.table_rows`) the source and target cells read `mean [low, high]`."""
+    from bench.analysis.tables import fmt_interval
+
+    intervals, signs = intervals or {}, signs or {}
     header = ["backbone", "method", "runs", "ImageNet (source)", "-V2", "-Sketch", "-A", "-R", "mean of targets",
               "-A, 1000-way", "-R, 1000-way"]
+    columns = ["source", *DOMAIN]
     rows = []
     for rec in long.itertuples(index=False):
-        rows.append([rec.backbone, rec.row, str(rec.runs)] + [fmt_value(v) for v in rec[3:]])
+        key = (rec.backbone, rec.row)
+        cells = [fmt_interval(fmt_value(v), intervals.get((*key, c)), signs.get((*key, c), ""))
+                 for c, v in zip(columns, rec[3:3 + len(columns)])]
+        rows.append([rec.backbone, rec.row, str(rec.runs), *cells] + [fmt_value(v) for v in rec[3 + len(columns):]])
     return header, rows
 
 

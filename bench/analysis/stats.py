@@ -12,9 +12,25 @@ not grow with n. Where the runs of one cell or comparison show more than `EXACT_
 patterns (several seeds on each side), the image-level resampling is drawn from the normal
 distribution with the bootstrap's exact mean and covariance (the runs' per-image covariance
 over n): at the test-set sizes here (hundreds of images and more) the two agree closely, and the
-exact draw would cost B x patterns. Several seeds: a two-level bootstrap, seeds drawn with
-replacement, then the same images for every seed (the seeds share one test set, so its sampling
-noise is shared, not averaged away).
+exact draw would cost B x patterns. That bootstrap serves one seed per side, where the
+question is about the runs themselves ("these two trained models on these test images").
+
+Several seeds ask about the methods, and resampling a handful of seeds does not answer it: drawn
+with replacement, S seeds shrink the between-seed variance by (S-1)/S, and a normal reference
+ignores that the variance is estimated from S-1 degrees of freedom (issue 31 measured 13 % of null
+comparisons significant at 5 %). So with two or more seeds on each side the cell and the
+difference are treated as the crossed random-effects design they are (seeds x test images, the
+images shared by every run): the variance of a mean over seeds is the between-seed sample variance
+of the seeds' accuracies over S (divisor S-1), plus the test set's share, the image-level variance
+of the seed-averaged per-image correctness less the seed-by-image interaction already inside the
+seed term (ANOVA moment estimators of the variance components: Searle, Casella & McCulloch,
+"Variance Components", 1992, ch. 4). A difference of two methods adds both sides' seed terms
+(their seed variances may differ: linear probing barely moves between seeds, full fine-tuning
+does) and the paired image term, and is referred to a t distribution with Welch-Satterthwaite
+degrees of freedom (Welch 1947, Satterthwaite 1946). A cell's interval scales its seed part and its
+image part each by its own t quantile (Banerjee 1961: `banerjee_interval`). Everything comes from each run's accuracy and
+the runs' per-image covariance (`moments`). One seed on one side and several on the other leaves
+that side's seed variance unknown: no test (`MIN_SEEDS`, docs/statistics.md says why).
 
 Determinism: every cell and comparison gets its own generator seeded from `--ci-seed` and the
 cell's names, so a table does not depend on which other cells were selected or their order.
@@ -32,6 +48,9 @@ from bench.predictions import SEP
 CI_METHODS = ("bootstrap", "none")
 VERDICTS = ("better", "worse", "not distinguishable")
 EXACT_MAX_PATTERNS = 16  # above this many correctness patterns: the normal draw (module docstring)
+MIN_SEEDS = 2  # seeds per side a test of methods needs (one seed on both sides: the runs are compared instead)
+QUESTIONS = ("runs", "methods")  # what a comparison answers: these two trained models, or the two methods over seeds
+NOT_COMPARABLE = "‡"  # a leaderboard cell scored on other test images than its baseline: no verdict
 POWER = 0.8  # the power at which `detectable_difference` counts a difference as detectable
 PREDICTIONS_METRIC = "test_top1"  # the record field a run's predictions.npz reproduces
 
@@ -51,8 +70,10 @@ class CIOptions:
     def note(self) -> str:
         if self.method == "none":
             return "Intervals: off (--ci none)."
-        return (f"[low, high]: {self.level:.0%} bootstrap interval over test images (several seeds: seeds, then "
-                f"images), {self.resamples} resamples, generator seed {self.seed} (--ci-seed); percentiles.")
+        return (f"[low, high]: {self.level:.0%} interval. One seed: percentile bootstrap over the test images "
+                f"({self.resamples} resamples, generator seed {self.seed}, --ci-seed): the run's own accuracy. Several "
+                "seeds: the method's, mean over seeds ± sqrt(t² s²/S + t'² images' share), s² the between-seed "
+                "variance (divisor S-1) with t on S-1 degrees of freedom (docs/statistics.md).")
 
 
 # --- per-run predictions -------------------------------------------------------------------------
@@ -74,6 +95,7 @@ class Predictions:
 
     def __init__(self):
         self._cache: dict[tuple, np.ndarray] = {}
+        self._fingerprints: dict[tuple, str] = {}
 
     def correct(self, record_path: str, name: str, target: str = "") -> np.ndarray:
         """Bool array `pred == target` of one run (`target`: a robustness target's name, "" the test split).
@@ -89,10 +111,16 @@ class Predictions:
             data = (Path(record_path).parent / name).read_bytes()
             with np.load(io.BytesIO(data), allow_pickle=False) as z:
                 pred, true = z[f"pred{suffix}"], z[f"target{suffix}"]
+                if target:  # a target's listing is named only here (the record's test_fingerprint is the test split's)
+                    self._fingerprints[key] = str(z[f"fingerprint{suffix}"])
             if pred.shape != true.shape or pred.ndim != 1:
                 raise ValueError(f"pred {pred.shape} and target {true.shape} are not one vector each")
             self._cache[key] = pred == true
         return self._cache[key]
+
+    def fingerprint(self, record_path: str, name: str, target: str) -> str:
+        """The listing fingerprint of a robustness or domain-shift target (after `correct` read it)."""
+        return self._fingerprints[(record_path, name, target)]
 
 
 def _present(v) -> bool:
@@ -103,25 +131,34 @@ def cell_predictions(runs: list[dict], store: Predictions, metric: str = PREDICT
     """The correctness vectors of a cell's runs (one per seed, the first record of a repeated seed).
 
     `runs` are the cell's completed records as dicts (`path`, `seed`, `test_fingerprint`,
-    `predictions`, `predictions_complete`, `metric`). A cell gets no interval, with the reason,
-    when any seed lacks usable predictions: an old record without them, an incomplete or
-    unreadable file, one whose accuracy is not the record's, or seeds on different listings.
+    `predictions`, `predictions_complete`, `metric`, and for a robustness or domain-shift column
+    `predictions_target`, the target whose arrays give `metric`, with `predictions_reason` where none
+    does). A cell gets no interval, with the reason, when any seed lacks usable predictions: an old
+    record without them, an incomplete or unreadable file, one whose accuracy is not the record's,
+    or seeds on different listings.
     """
-    if metric != PREDICTIONS_METRIC:
-        return Cell(reason=f"predictions score {PREDICTIONS_METRIC}, not {metric}")
     seen, cell = set(), Cell()
     for r in sorted(runs, key=lambda r: (r["seed"], str(r["path"]))):
         if r["seed"] in seen:
             continue
         seen.add(r["seed"])
+        target = r.get("predictions_target", "" if metric == PREDICTIONS_METRIC else None)
+        if not isinstance(target, str):
+            reason = r.get("predictions_reason")
+            return Cell(reason=reason if isinstance(reason, str) and reason
+                        else f"predictions score {PREDICTIONS_METRIC}, not {metric}")
         name, fp = r.get("predictions"), r.get("test_fingerprint")
         if not _present(name) or not _present(fp):
             return Cell(reason="no predictions (older record)")
         if r.get("predictions_complete") is False:
             return Cell(reason="predictions incomplete (unreadable test images skipped)")
         try:
-            correct = store.correct(r["path"], str(name))
+            correct = store.correct(r["path"], str(name), target)
+            if target:
+                fp = store.fingerprint(r["path"], str(name), target)
         except (OSError, ValueError, KeyError) as e:
+            if isinstance(e, KeyError) and target:
+                return Cell(reason=f"no predictions for {target} (older record)")
             return Cell(reason=f"predictions unreadable ({type(e).__name__})")
         value = r.get(metric)
         if _present(value) and abs(100.0 * correct.mean() - float(value)) > 0.01:
@@ -188,20 +225,172 @@ def interval(draws: np.ndarray, level: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+# --- several seeds: seeds x images, the variance components ----------------------------------------------
+
+def moments(columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Each run's accuracy (R,) and the runs' second moments over the images (R, R), as fractions.
+
+    All that the seed-aware statistics read: they are quadratic forms in the per-image correctness.
+    """
+    x = np.column_stack(columns).astype(np.float32)  # (n, R)
+    n = len(x)
+    return x.mean(axis=0, dtype=np.float64), (x.T @ x).astype(np.float64) / n  # sums of 0/1 below 2^24: exact
+
+
+def _side(mean, cov, n, idx):
+    """One side's (runs `idx`) seed term s^2/S (its sample variance over seeds, divisor S-1) and the
+    seed-by-image interaction's share of the image term, MS_int / (S n); batched over leading axes."""
+    s = len(idx)
+    m = mean[..., idx]
+    c = cov[..., idx, :][..., :, idx]
+    if s < 2:
+        return m.mean(axis=-1), np.full(m.shape[:-1], np.nan), np.zeros(m.shape[:-1])
+    ms_int = (np.trace(c, axis1=-2, axis2=-1) - c.sum(axis=(-2, -1)) / s) / (s - 1)  # per image
+    return m.mean(axis=-1), m.var(axis=-1, ddof=1) / s, ms_int / (s * n)
+
+
+def seed_aware(mean, second, n, sa: int) -> dict[str, np.ndarray]:
+    """The mean over seeds (sb = 0: one cell) or the difference of two sides' means, with its variance and
+    Welch-Satterthwaite degrees of freedom; in points and points^2. Batched over leading axes (the
+    simulations in tests/test_stats_seeds.py call it on thousands of comparisons at once).
+
+    Args:
+        mean: (..., R) each run's accuracy (fraction); the first `sa` runs are side A, the rest side B.
+        second: (..., R, R) the runs' second moments over the test images (`moments`).
+        n: test images (scalar or (...)).
+    Returns:
+        value, var, df, and the parts: seed_a, seed_b (s^2/S of each side; NaN for one seed), image
+        (the test set's share, the interaction inside the seed terms taken out, never below 0).
+    """
+    mean, second = np.asarray(mean, float), np.asarray(second, float)
+    n = np.asarray(n, float)
+    r = mean.shape[-1]
+    cov = (second - mean[..., :, None] * mean[..., None, :]) * (n / (n - 1))[..., None, None]
+    a, b = list(range(sa)), list(range(sa, r))
+    ma, ua, ea = _side(mean, cov, n, a)
+    w = np.zeros(r)
+    w[a] = 1.0 / len(a)
+    if b:
+        mb, ub, eb = _side(mean, cov, n, b)
+        w[b] = -1.0 / len(b)
+    else:
+        mb, ub, eb = 0.0, np.zeros_like(ua), np.zeros_like(ea)
+    image = np.maximum(np.einsum("...i,...ij,j->...", np.broadcast_to(w, mean.shape), cov, w) / n - ea - eb, 0.0)
+    var = ua + ub + image
+    with np.errstate(divide="ignore", invalid="ignore"):
+        den = ua ** 2 / max(len(a) - 1, 1) + ub ** 2 / max(len(b) - 1, 1) + image ** 2 / (n - 1)
+        df = np.where(den > 0, var ** 2 / den, np.inf)
+    scale = 100.0 ** 2
+    return {"value": 100.0 * (ma - mb), "var": scale * var, "df": df, "seed_a": scale * ua, "seed_b": scale * ub,
+            "image": scale * image}
+
+
+def t_p(value, var, df):
+    """Two-sided p-value of `value` against 0 with standard error sqrt(var) on `df` degrees of freedom
+    (`scipy.stats.t.sf`'s numbers, from the ufunc `scipy.special.stdtr`; arrays too). Zero variance:
+    1 for a zero difference, else 0."""
+    from scipy.special import stdtr
+
+    value, var, df = np.asarray(value, float), np.asarray(var, float), np.asarray(df, float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.abs(value) / np.sqrt(var)
+        p = 2 * stdtr(df, -t)
+    return np.where(var > 0, p, np.where(value == 0, 1.0, 0.0))
+
+
+def t_interval(value, var, df, level: float):
+    """value ± t_{df, (1+level)/2} sqrt(var) (`scipy.stats.t.interval`'s numbers; arrays too)."""
+    from scipy.special import stdtrit
+
+    var = np.asarray(var, float)
+    half = np.where(var > 0, stdtrit(df, 0.5 + level / 2) * np.sqrt(np.maximum(var, 0.0)), 0.0)
+    if half.ndim == 0:
+        return float(value - half), float(value + half)
+    return value - half, value + half
+
+
+def banerjee_interval(value, parts, level: float):
+    """value ± sqrt(sum of t_{df_i, (1+level)/2}^2 var_i) over independent variance estimates (var_i, df_i)
+    (Banerjee 1961): each part scaled by its own t quantile, so the coverage is at least `level` whatever the
+    parts' true sizes. A cell's interval: Satterthwaite's single df undercovers (87 % at two seeds, measured
+    in tests/test_stats_seeds.py) where the seeds' variance comes out near zero by chance. Arrays too."""
+    from scipy.special import stdtrit
+
+    half = np.sqrt(sum(np.where(np.asarray(v, float) > 0, stdtrit(d, 0.5 + level / 2) ** 2 * np.maximum(v, 0), 0.0)
+                       for v, d in parts))
+    if np.ndim(half) == 0:
+        return float(value - half), float(value + half)
+    return value - half, value + half
+
+
+def satterthwaite(parts: list[tuple[float, float]]) -> tuple[float, float]:
+    """(variance, degrees of freedom) of a sum of independent variance estimates (var_i, df_i) (Satterthwaite 1946)."""
+    var = float(sum(v for v, _ in parts))
+    den = sum(v * v / d for v, d in parts if v > 0 and d < math.inf)
+    return var, (var * var / den if den > 0 else math.inf)
+
+
+@dataclass
+class Estimate:
+    """A cell's accuracy or a group's mean: bootstrap `draws` (one seed per cell), or independent variance
+    parts (var, df) (several seeds: the seeds' and the test images'; an average: all its members')."""
+    value: float
+    draws: np.ndarray | None = None
+    parts: tuple = ()
+
+    def interval(self, level: float) -> tuple[float, float]:
+        if self.draws is not None:
+            return interval(self.draws, level)
+        return banerjee_interval(self.value, self.parts, level)
+
+    def variance_parts(self) -> tuple:
+        """The parts; a bootstrap's variance counts as known (df infinite)."""
+        return ((float(np.var(self.draws)), math.inf),) if self.draws is not None else self.parts
+
+
+def cell_estimate(cell: Cell, opts: CIOptions, *names: str) -> Estimate:
+    """One cell: one seed, the bootstrap over its images; several, the seed-aware mean (`seed_aware`)."""
+    if len(cell.correct) == 1:
+        draws = cell_draws(cell, opts, *names)
+        return Estimate(float(100.0 * cell.correct[0].mean()), draws)
+    mean, second = moments(cell.correct)
+    s = len(cell.correct)
+    r = {k: float(v) for k, v in seed_aware(mean, second, cell.n, s).items()}
+    return Estimate(r["value"], None, ((r["seed_a"], s - 1), (r["image"], cell.n - 1)))
+
+
+def average(estimates: list[Estimate]) -> Estimate:
+    """The mean of independent estimates (tasks, or a group's means): draws averaged where all are bootstrap
+    draws, else every member's variance parts over the count squared."""
+    k = len(estimates)
+    value = float(np.mean([e.value for e in estimates]))
+    if all(e.draws is not None for e in estimates):
+        return Estimate(value, np.mean([e.draws for e in estimates], axis=0))
+    return Estimate(value, None, tuple((v / k ** 2, d) for e in estimates for v, d in e.variance_parts()))
+
+
 # --- paired comparison ----------------------------------------------------------------------------------
 
 @dataclass
 class Comparison:
-    """A method minus the baseline on one task: difference (points), its interval and p-value."""
+    """A method minus the baseline on one task: difference (points), its interval and p-value.
+
+    `blocked` non-empty: no test, and it says why (different test images; too few seeds); the
+    interval and p-value are NaN and the row stays out of the Holm family.
+    """
     diff: float
     ci_low: float
     ci_high: float
     p_value: float
-    draws: np.ndarray
+    draws: np.ndarray | None  # one seed a side: the paired bootstrap's draws; else None (var, df)
     paired: str  # "yes", or why not ("no: ...")
     n_images: int
     seeds: str
     test: str  # which test gave the p-value
+    question: str = ""  # QUESTIONS: "runs" (one seed each) or "methods" (seeds); "" when blocked
+    var: float = math.nan  # points^2 (several seeds)
+    df: float = math.inf
+    blocked: str = ""
 
 
 def sign_test_p(only_a, discordant):
@@ -234,38 +423,67 @@ def normal_p(diff: float, draws: np.ndarray) -> float:
     return float(2 * ndtr(-abs(diff) / se))
 
 
+def short_fingerprint(fp: str) -> str:
+    """`sha256:1a2b3c4d...` -> `1a2b3c4d`: enough to tell two listings apart in a table."""
+    return str(fp).split(":")[-1][:8]
+
+
+def too_few_seeds(sa: int, sb: int) -> str:
+    """Why `sa` vs `sb` seeds get no test ("" where they do): one seed each compares the runs (exact McNemar);
+    a test of methods needs `MIN_SEEDS` on each side, since a side's seed variance comes from its own seeds."""
+    if sa == sb == 1 or min(sa, sb) >= MIN_SEEDS:
+        return ""
+    return (f"too few seeds: {sa} vs {sb} (one seed each compares the runs; the methods need "
+            f"{MIN_SEEDS} or more on each side)")
+
+
 def compare_cells(a: Cell, b: Cell, opts: CIOptions, *names: str) -> Comparison:
-    """`a` minus `b` on one task: paired on the same images when their listings agree, else unpaired."""
-    rng = generator(opts.seed, "pair", *names)
+    """`a` minus `b` on one task, on the same test images: the runs (one seed each, exact McNemar and the
+    paired bootstrap) or the methods (seeds on both sides, `seed_aware`); else blocked, with the reason."""
     sa, sb = len(a.correct), len(b.correct)
-    diff = float(np.mean([c.mean() for c in a.correct]) - np.mean([c.mean() for c in b.correct])) * 100.0
+    diff = round(float(np.mean([c.mean() for c in a.correct]) - np.mean([c.mean() for c in b.correct])) * 100.0, 9)
     seeds = f"{sa} vs {sb}"
-    if a.fingerprint == b.fingerprint and a.n == b.n:
-        acc = image_draws(a.correct + b.correct, opts.resamples, rng)  # (B, sa + sb), the same images
-        draws = seed_means(acc[:, :sa], rng) - seed_means(acc[:, sa:], rng)
-        if sa == sb == 1:
-            p, test = mcnemar(a.correct[0], b.correct[0]), "exact McNemar"
-        else:
-            p, test = normal_p(diff, draws), "paired bootstrap (normal)"
-        paired, n = "yes", a.n
-    else:
-        draws = (seed_means(image_draws(a.correct, opts.resamples, rng), rng)
-                 - seed_means(image_draws(b.correct, opts.resamples, rng), rng))
-        p, test = normal_p(diff, draws), "unpaired bootstrap (normal)"
-        paired, n = "no: different test listings (test_fingerprint)", min(a.n, b.n)
-    draws = np.round(draws, 9)  # identical predictions give exactly 0, not a rounding residue
-    lo, hi = interval(draws, opts.level)
-    return Comparison(round(diff, 9), lo, hi, p, draws, paired, n, seeds, test)
+    nan = math.nan
+    if a.fingerprint != b.fingerprint or a.n != b.n:
+        which = (f"{names[1] if len(names) > 2 else 'this'}: {a.n:,} images {short_fingerprint(a.fingerprint)}, "
+                 f"{names[2] if len(names) > 2 else 'baseline'}: {b.n:,} images {short_fingerprint(b.fingerprint)}")
+        return Comparison(diff, nan, nan, nan, None, "no: different test listings (test_fingerprint)",
+                          min(a.n, b.n), seeds, "", blocked=f"not comparable: different test images ({which})")
+    few = too_few_seeds(sa, sb)
+    if few:
+        return Comparison(diff, nan, nan, nan, None, "yes", a.n, seeds, "", blocked=few)
+    if sa == sb == 1:
+        rng = generator(opts.seed, "pair", *names)
+        acc = image_draws(a.correct + b.correct, opts.resamples, rng)  # (B, 2), the same images
+        draws = np.round(acc[:, 0] - acc[:, 1], 9)  # identical predictions give exactly 0, not a rounding residue
+        lo, hi = interval(draws, opts.level)
+        return Comparison(diff, lo, hi, mcnemar(a.correct[0], b.correct[0]), draws, "yes", a.n, seeds,
+                          "exact McNemar", QUESTIONS[0], float(np.var(draws)))
+    mean, second = moments(a.correct + b.correct)
+    r = {k: float(v) for k, v in seed_aware(mean, second, a.n, sa).items()}
+    lo, hi = t_interval(diff, r["var"], r["df"], opts.level)
+    return Comparison(diff, lo, hi, float(t_p(diff, r["var"], r["df"])), None, "yes", a.n, seeds,
+                      f"Welch t over seeds + test images (df {r['df']:.1f})", QUESTIONS[1], r["var"], r["df"])
 
 
 def mean_comparison(parts: list[Comparison], opts: CIOptions) -> Comparison:
-    """The difference of a benchmark mean: the per-task draws averaged (tasks fixed), normal p-value."""
-    draws = np.mean([c.draws for c in parts], axis=0)
+    """The difference of a benchmark mean (tasks fixed, independent): one seed a side everywhere, the per-task
+    bootstrap draws averaged with a normal p-value; otherwise the variances combined (`average`), t reference."""
     diff = float(np.mean([c.diff for c in parts]))
-    lo, hi = interval(draws, opts.level)
     paired = "yes" if all(c.paired == "yes" for c in parts) else "partly: some tasks unpaired"
-    return Comparison(diff, lo, hi, normal_p(diff, draws), draws, paired, sum(c.n_images for c in parts),
-                      "", "bootstrap over tasks' images (normal)")
+    questions = sorted({c.question for c in parts})
+    question = questions[0] if len(questions) == 1 else " and ".join(questions)
+    n = sum(c.n_images for c in parts)
+    if all(c.draws is not None for c in parts):
+        draws = np.mean([c.draws for c in parts], axis=0)
+        lo, hi = interval(draws, opts.level)
+        return Comparison(diff, lo, hi, normal_p(diff, draws), draws, paired, n, "",
+                          "bootstrap over tasks' images (normal)", question, float(np.var(draws)))
+    k = len(parts)
+    var, df = satterthwaite([(c.var / k ** 2, c.df) for c in parts])  # a runs part: its bootstrap variance, df inf
+    lo, hi = t_interval(diff, var, df, opts.level)
+    return Comparison(diff, lo, hi, float(t_p(diff, var, df)), None, paired, n, "",
+                      f"Welch t over tasks (df {df:.1f})", question, var, df)
 
 
 def holm(p_values) -> np.ndarray:
@@ -358,7 +576,7 @@ class TableStats:
     reasons: dict = field(default_factory=dict)  # (backbone, method, dataset) -> why no interval
     cells: dict = field(default_factory=dict)  # (backbone, method, dataset) -> Cell (usable ones)
     significance: list = field(default_factory=list)  # rows of the significance table
-    marks: dict = field(default_factory=dict)  # (backbone, method, column) -> "▲" / "▼"
+    marks: dict = field(default_factory=dict)  # (backbone, method, column) -> "▲" / "▼" / NOT_COMPARABLE
     baselines: dict = field(default_factory=dict)  # backbone -> baseline label
     noise: list = field(default_factory=list)  # rows of the noise (interval width, detectable difference) table
     ranks: list | None = None  # `rank_stats` with each backbone's `improvement_matrix` (None: not computed yet)
@@ -370,8 +588,8 @@ def runs_by_cell(recs, metric: str) -> dict:
 
     value = pd.to_numeric(recs[metric], errors="coerce") if metric in recs else None
     done = recs[(recs["status"] == "completed") & (value.notna() if value is not None else False)]
-    cols = [c for c in ("path", "seed", "test_fingerprint", "predictions", "predictions_complete", metric)
-            if c in done]
+    cols = [c for c in ("path", "seed", "test_fingerprint", "predictions", "predictions_complete",
+                        "predictions_target", "predictions_reason", metric) if c in done]
     out: dict = {}
     for key, r in zip(zip(done["backbone"], done["label"], done["dataset"]), done[cols].to_dict("records")):
         out.setdefault(key, []).append(r)
@@ -396,7 +614,7 @@ def table_stats(table, recs, metric: str, opts: CIOptions, store: Predictions, b
         return out
     tasks, groups = list(table.attrs["tasks"]), dict(groups or {})
     runs = runs_by_cell(recs, metric)
-    draws: dict = {}
+    found: dict = {}
     for backbone, label in table.index:
         for t in tasks:
             key = (backbone, label, t)
@@ -407,10 +625,10 @@ def table_stats(table, recs, metric: str, opts: CIOptions, store: Predictions, b
                 out.reasons[key] = cell.reason
                 continue
             out.cells[key] = cell
-            draws[t] = cell_draws(cell, opts, *key)
-            out.intervals[key] = interval(draws[t], opts.level)
-        _average_intervals(out.intervals, (backbone, label), draws, tasks, groups, table.columns, opts.level)
-        draws.clear()
+            found[t] = cell_estimate(cell, opts, *key)
+            out.intervals[key] = found[t].interval(opts.level)
+        _average_intervals(out.intervals, (backbone, label), found, tasks, groups, table.columns, opts.level)
+        found.clear()
     rows = list(table.index)
     for backbone in dict.fromkeys(b for b, _ in rows):
         labels = [lab for b, lab in rows if b == backbone]
@@ -429,17 +647,17 @@ def table_stats(table, recs, metric: str, opts: CIOptions, store: Predictions, b
     return out
 
 
-def _average_intervals(intervals, row, draws, tasks, groups, columns, level) -> None:
-    """Intervals of the group means and averages from the per-task draws (tasks fixed)."""
-    group_draws = {}
+def _average_intervals(intervals, row, found, tasks, groups, columns, level) -> None:
+    """Intervals of the group means and averages from the per-task estimates (tasks fixed, `average`)."""
+    by_group = {}
     for name, members in groups.items():
-        if all(m in draws for m in members):
-            group_draws[name] = np.mean([draws[m] for m in members], axis=0)
-            intervals[(*row, name)] = interval(group_draws[name], level)
-    if "mean" in columns and tasks and all(t in draws for t in tasks):
-        intervals[(*row, "mean")] = interval(np.mean([draws[t] for t in tasks], axis=0), level)
-    if "mean_of_groups" in columns and groups and len(group_draws) == len(groups):
-        intervals[(*row, "mean_of_groups")] = interval(np.mean(list(group_draws.values()), axis=0), level)
+        if all(m in found for m in members):
+            by_group[name] = average([found[m] for m in members])
+            intervals[(*row, name)] = by_group[name].interval(level)
+    if "mean" in columns and tasks and all(t in found for t in tasks):
+        intervals[(*row, "mean")] = average([found[t] for t in tasks]).interval(level)
+    if "mean_of_groups" in columns and groups and len(by_group) == len(groups):
+        intervals[(*row, "mean_of_groups")] = average(list(by_group.values())).interval(level)
 
 
 def _compare_row(out: TableStats, backbone, label, base, tasks, groups, table, opts: CIOptions) -> None:
@@ -452,15 +670,20 @@ def _compare_row(out: TableStats, backbone, label, base, tasks, groups, table, o
             continue
         row = {"backbone": backbone, "method": label, "baseline": base, "dataset": t, "diff": float(va - vb),
                "ci_low": math.nan, "ci_high": math.nan, "p_value": math.nan, "p_adjusted": math.nan,
-               "verdict": "no interval", "n_images": None, "seeds": None, "paired": "", "test": ""}
+               "verdict": "no interval", "n_images": None, "seeds": None, "compares": "", "paired": "", "test": ""}
         if a is None or b is None:
             why = out.reasons.get((backbone, label, t)) or out.reasons.get((backbone, base, t)) or "no predictions"
             row["paired"] = f"no: {why}"
         else:
             c = compare_cells(a, b, opts, backbone, label, base, t)
-            found[t] = c
             row.update(diff=c.diff, ci_low=c.ci_low, ci_high=c.ci_high, p_value=c.p_value, n_images=c.n_images,
-                       seeds=c.seeds, paired=c.paired, test=c.test)
+                       seeds=c.seeds, compares=c.question, paired=c.paired, test=c.test)
+            if c.blocked:  # no test: the reason is the verdict, and the row stays out of the Holm family
+                row["verdict"] = c.blocked
+                if c.blocked.startswith("not comparable"):
+                    out.marks[(backbone, label, t)] = NOT_COMPARABLE
+            else:
+                found[t] = c
             if c.paired == "yes":
                 row["discordance"] = float(np.mean(a.correct[0] != b.correct[0]))
         rows.append(row)
@@ -478,7 +701,7 @@ def _compare_row(out: TableStats, backbone, label, base, tasks, groups, table, o
         rows.append({"backbone": backbone, "method": label, "baseline": base, "dataset": name, "diff": c.diff,
                      "ci_low": c.ci_low, "ci_high": c.ci_high, "p_value": c.p_value, "p_adjusted": c.p_value,
                      "verdict": verdict(c.diff, c.p_value, opts.alpha), "n_images": c.n_images, "seeds": "",
-                     "paired": c.paired, "test": c.test})
+                     "compares": c.question, "paired": c.paired, "test": c.test})
     for r in rows:
         if r["verdict"] in VERDICTS[:2]:
             out.marks[(backbone, label, r["dataset"])] = "▲" if r["verdict"] == VERDICTS[0] else "▼"

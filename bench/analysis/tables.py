@@ -164,21 +164,32 @@ def status_cells(df: pd.DataFrame) -> dict[tuple[str, str, str], str]:
     return {k: "n/a" if u else "failed" for k, u in zip(cells.index, cells["unsupported"])}
 
 
+# robustness column -> the predictions.npz target whose per-image outcomes give its value (bench/predictions.py)
+ROBUSTNESS_TARGETS = {"imagenet_a_top1": "imagenet_a", "imagenet_r_top1": "imagenet_r"}
+MCE_NO_INTERVAL = "mCE: no interval (a ratio of errors over 75 corruption sets of the same images)"
+
+
 def robustness_records(df: pd.DataFrame, metric: str = "test_top1") -> pd.DataFrame:
     """ImageNet records reshaped for `leaderboard(..., metric="value", mean=False)`.
 
     One pseudo-dataset per robustness metric (ImageNet-A / -R top-1, ImageNet-C mCE, lower is
     better) next to `imagenet/imagenet`, the value in `value`; a record without the optional
-    `robustness` field gives NaN there (shown "—"), never a guess.
+    `robustness` field gives NaN there (shown "—"), never a guess. `predictions_target` names the
+    predictions.npz entries that reproduce each value ("" the test split), for intervals and paired
+    comparisons (bench/analysis/stats.py); None where none does, `predictions_reason` says why.
     """
     im = df[df["benchmark"] == "imagenet"]
     if metric not in im:
         im = im.assign(**{metric: math.nan})
     rob = im["robustness"] if "robustness" in im else pd.Series(None, index=im.index, dtype=object)
-    parts = [im.assign(value=pd.to_numeric(im[metric], errors="coerce"))]
+    same = metric == "test_top1"  # the test split's arrays reproduce test_top1 only
+    parts = [im.assign(value=pd.to_numeric(im[metric], errors="coerce"), predictions_target="" if same else None,
+                       predictions_reason=None if same else f"predictions score test_top1, not {metric}")]
     for key in ROBUSTNESS:
         values = [r.get(key, math.nan) if isinstance(r, dict) else math.nan for r in rob]
-        parts.append(im.assign(dataset=key, value=pd.to_numeric(pd.Series(values, index=im.index), errors="coerce")))
+        parts.append(im.assign(dataset=key, value=pd.to_numeric(pd.Series(values, index=im.index), errors="coerce"),
+                               predictions_target=ROBUSTNESS_TARGETS.get(key),
+                               predictions_reason=None if key in ROBUSTNESS_TARGETS else MCE_NO_INTERVAL))
     return pd.concat(parts, ignore_index=True)
 
 

@@ -12,7 +12,7 @@
   `check.py` and `prepare.py` (`python -m bench.data check|prepare`), `version.py` and
   `fingerprint.py` (what a run read).
 
-The names below load their module on first use: bench/config.py reads `transforms.VALID` when it
+The names below load their module on first use: bench/config.py reads `choices.py` when it
 checks a command line, before torch loads, and that must not import the rest.
 """
 import importlib

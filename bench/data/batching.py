@@ -2,15 +2,17 @@
 
 In-memory splits (TensorDatasets, on the CPU or held on the device: bench/data/on_device.py) are
 sliced a batch at a time; anything else goes through a DataLoader. With several processes
-(bench/train/dist.py) every rank reads its contiguous part of each of one process's batches, so the
-batches themselves (order and size) do not depend on the number of processes.
+every rank reads its contiguous part of each of one process's batches, so the batches themselves
+(order and size) do not depend on the number of processes. The caller says which part: `shard` is
+(rank, world), from bench/train/dist.py (`dist.shard()`), so the data layer never asks
+torch.distributed itself.
 """
 import math
 
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from bench.train import dist
+Shard = tuple[int, int]  # (this process's rank, number of processes)
 
 
 def n_batches(n: int, batch_size: int, drop_last: bool) -> int:
@@ -18,18 +20,18 @@ def n_batches(n: int, batch_size: int, drop_last: bool) -> int:
 
 
 def batches(data: Dataset, batch_size: int, generator: torch.Generator | None = None, drop_last: bool = False,
-            shard: bool = False):
+            shard: Shard | None = None):
     """(x, y) batches of `data`, shuffled with `generator` when given.
 
     In-memory TensorDatasets (on the CPU or on the device) are sliced directly (one gather per
     batch instead of a Python call and a collate per image), then passed through the dataset's
     `batch_transform(x, generator)` when it has one (bench/data/on_device.py); anything else goes
-    through a DataLoader. `shard` (several processes): this rank's contiguous part of every
-    batch, the batches themselves (order and size) being those of one process.
+    through a DataLoader. `shard` = (rank, world) (several processes): this rank's contiguous
+    part of every batch, the batches themselves (order and size) being those of one process.
     """
     if not isinstance(data, TensorDataset):
         if shard:
-            yield from DataLoader(data, batch_sampler=_ShardedBatches(len(data), batch_size, generator, drop_last),
+            yield from DataLoader(data, batch_sampler=_ShardedBatches(len(data), batch_size, generator, drop_last, shard),
                                   num_workers=getattr(data, "num_workers", 0), pin_memory=torch.cuda.is_available())
             return
         yield from DataLoader(data, batch_size=batch_size, shuffle=generator is not None, drop_last=drop_last,
@@ -44,7 +46,7 @@ def batches(data: Dataset, batch_size: int, generator: torch.Generator | None = 
         # per-batch augmentation draws differ by rank, the next epoch's permutation must not: the ranks
         # augment from their own generators, seeded alike from the shared one
         seed = int(torch.randint(2**62, (1,), generator=generator))
-        augment = torch.Generator().manual_seed(seed + dist.rank())
+        augment = torch.Generator().manual_seed(seed + shard[0])
     for a, b in spans(n, batch_size, drop_last, shard):
         if order is None:
             x, *rest = (t[a:b] for t in data.tensors)
@@ -56,22 +58,30 @@ def batches(data: Dataset, batch_size: int, generator: torch.Generator | None = 
         yield (x, *rest)
 
 
-def spans(n: int, batch_size: int, drop_last: bool, shard: bool):
-    """[start, stop) of each batch of an epoch's order of `n` items; with `shard`, this rank's part of it
-    (bench.train.evaluate reads these to put the ranks' predictions back in the split's order)."""
+def spans(n: int, batch_size: int, drop_last: bool, shard: Shard | None):
+    """[start, stop) of each batch of an epoch's order of `n` items; with `shard` = (rank, world), this
+    rank's part of it (bench.train.evaluate reads these to put the ranks' predictions back in the
+    split's order)."""
     for i in range(0, n_batches(n, batch_size, drop_last) * batch_size, batch_size):
         a, b = i, min(i + batch_size, n)
         if shard:
-            lo, hi = dist.part(b - a)
+            lo, hi = part(b - a, *shard)
             a, b = a + lo, a + hi
         yield a, b
+
+
+def part(n: int, rank: int, world: int) -> tuple[int, int]:
+    """[start, stop) of `rank`'s contiguous part of n items (the first n % world ranks get one more)."""
+    base, extra = divmod(n, world)
+    start = rank * base + min(rank, extra)
+    return start, start + base + (rank < extra)
 
 
 class _ShardedBatches:
     """Batch sampler: one process's batches (a permutation from `generator`, or in order), each cut to this rank's part."""
 
-    def __init__(self, n: int, batch_size: int, generator: torch.Generator | None, drop_last: bool):
-        self.n, self.batch_size, self.generator, self.drop_last = n, batch_size, generator, drop_last
+    def __init__(self, n: int, batch_size: int, generator: torch.Generator | None, drop_last: bool, shard: Shard):
+        self.n, self.batch_size, self.generator, self.drop_last, self.shard = n, batch_size, generator, drop_last, shard
 
     def __len__(self) -> int:
         return n_batches(self.n, self.batch_size, self.drop_last)
@@ -79,8 +89,8 @@ class _ShardedBatches:
     def __iter__(self):
         order = torch.randperm(self.n, generator=self.generator).tolist() if self.generator is not None \
             else list(range(self.n))
-        for a, b in spans(self.n, self.batch_size, self.drop_last, shard=True):
+        for a, b in spans(self.n, self.batch_size, self.drop_last, self.shard):
             yield order[a:b]
 
 
-__all__ = ["batches", "n_batches", "spans"]
+__all__ = ["Shard", "batches", "n_batches", "part", "spans"]

@@ -27,12 +27,12 @@ from typing import Callable
 
 import numpy as np
 
+from bench.data.choices import CACHE_MODES
 from bench.data.errors import README, DataError
 from bench.data.listing import Listing
 from bench.data.roots import ENV_CACHE_DIR, data_root
 
 VERSION = 1  # bump when the stored layout or the pixel pipeline changes
-CACHE_MODES = ("none", "memory", "disk")  # dataset.cache
 
 
 def cache_dir(cfg) -> Path:
@@ -128,7 +128,8 @@ def fixed(cfg, listing: Listing, decode: Callable[[int], np.ndarray], shape: tup
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-    return np.load(final / "pixels.npy", mmap_mode="r"), np.load(final / "ok.npy")
+    return (np.load(final / "pixels.npy", mmap_mode="r", allow_pickle=False),
+            np.load(final / "ok.npy", allow_pickle=False))
 
 
 def variable(cfg, listing: Listing, decode: Callable[[int], np.ndarray], settings: dict,
@@ -172,4 +173,4 @@ def variable(cfg, listing: Listing, decode: Callable[[int], np.ndarray], setting
             raise
     size = (final / "pixels.u8").stat().st_size
     flat = np.memmap(final / "pixels.u8", dtype=np.uint8, mode="r") if size else np.zeros(0, dtype=np.uint8)
-    return flat, np.load(final / "offsets.npy"), np.load(final / "shapes.npy"), np.load(final / "ok.npy")
+    return flat, *(np.load(final / f"{name}.npy", allow_pickle=False) for name in ("offsets", "shapes", "ok"))

@@ -3,8 +3,9 @@
 Every message about a dataset on disk names the file (and line), says what was expected and ends
 with `see {README}`, so the fix is one read away.
 """
+from bench.data.choices import BAD_IMAGE_MODES
+
 README = "docs/datasets.md, section 'Preparing the datasets'"
-BAD_IMAGE_MODES = ("error", "skip")  # dataset.on_bad_image: stop at an unreadable image, or skip, warn and count it
 
 
 class DataError(ValueError):

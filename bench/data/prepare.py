@@ -17,17 +17,27 @@ loaders' own listing (bench/data/splits.py: counts, labels, every image present)
 per split) and only then renamed into place. So a task folder that exists is complete; an
 interrupted one leaves only a temporary folder, removed on the next run; a task already
 prepared whose manifest agrees with what the loaders read is skipped.
+
+Nothing it did not write is deleted: a task folder without this tool's manifest (a hand-placed
+copy, NOAH's JPEGs) is refused unless `--replace`, which moves it aside to `<task>~replaced-<time>`;
+a copy of its own that it writes again is deleted only when every file of it equals the new
+copy's, else it is kept aside the same way. While a task is prepared its lock file
+`.<task>.prepare.lock` (fcntl.flock) is held, so a second prepare of the same task waits, and
+temporary folders are removed only by the lock's holder.
 """
 import argparse
+import contextlib
 import dataclasses
 import errno
+import fcntl
+import filecmp
 import hashlib
 import io
 import json
 import os
+import secrets
 import shutil
 import sys
-import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
@@ -47,7 +57,9 @@ from bench.data.splits import MANIFEST
 
 CONVERTER = {"name": "bench.data.prepare", "version": 1}  # bump when what is written for the same source changes
 SOURCES = ("tfds", "hf", "fgvc")
-TMP_MARK = ".prepare-"
+TMP_MARK = ".prepare-"  # .<task>.prepare-<pid>-<token>: a temporary folder
+LOCK_MARK = ".prepare.lock"  # .<task>.prepare.lock: held while the task is prepared
+ASIDE_MARK = "~replaced-"  # <task>~replaced-<time>: a copy moved aside, never deleted
 HF_CONF = CONF / "prepare"
 VTAB_FILES = {vtab_txt.stem(s): vtab_txt.SPLIT_FILES[s] for s in vtab_txt.WRITTEN}  # train800 -> train800.txt, ...
 FGVC_SPLITS = ("train", "val", "test")
@@ -55,6 +67,10 @@ FGVC_SPLITS = ("train", "val", "test")
 
 class PrepareError(Exception):
     """A source, mapping or destination problem; main() prints it as one line and exits 1."""
+
+
+class Refused(PrepareError):
+    """An existing task folder this tool did not write: left as it is; main() goes on with the other tasks."""
 
 
 def sha256_file(path: Path) -> str:
@@ -69,16 +85,31 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-# --- the atomic task writer -------------------------------------------------------------------
+# --- the atomic task writer, the task lock and copies already there ------------------------------
+def _aside(dest: Path) -> Path:
+    """A free `<task>~replaced-<UTC time>` beside `dest`."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    cand, k = dest.parent / f"{dest.name}{ASIDE_MARK}{stamp}", 1
+    while os.path.lexists(cand):
+        k += 1
+        cand = dest.parent / f"{dest.name}{ASIDE_MARK}{stamp}-{k}"
+    return cand
+
+
 class TaskWriter:
-    """Writes one task under `<dest>` atomically: files go to a temporary sibling, `finish()` renames."""
+    """Writes one task under `<dest>` atomically: files go to a temporary sibling, `finish()` renames.
+
+    Create it only while holding `task_lock(dest)`: it removes the temporary folders of earlier,
+    interrupted attempts, which only the lock's holder may know to be stale.
+    """
 
     def __init__(self, dest: Path):
         self.dest = dest
         dest.parent.mkdir(parents=True, exist_ok=True)
         for stale in dest.parent.glob(f".{dest.name}{TMP_MARK}*"):  # an interrupted earlier attempt
-            shutil.rmtree(stale, ignore_errors=True)
-        self.tmp = dest.parent / f".{dest.name}{TMP_MARK}{os.getpid()}"
+            if stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale, ignore_errors=True)
+        self.tmp = dest.parent / f".{dest.name}{TMP_MARK}{os.getpid()}-{secrets.token_hex(4)}"
         self.tmp.mkdir()
 
     def path(self, rel: str) -> Path:
@@ -104,17 +135,108 @@ class TaskWriter:
             shutil.copyfile(src, dst)
         return rel
 
-    def finish(self) -> None:
-        if self.dest.exists():  # a previous, unverifiable copy: replaced only now that the new one is complete
-            old = self.dest.parent / f".{self.dest.name}{TMP_MARK}old-{os.getpid()}"
-            os.rename(self.dest, old)
+    def finish(self, keep_old: bool) -> Path | None:
+        """Rename the new copy into place; a copy already there is moved aside first, and deleted only
+        when `keep_old` is false. Returns where a kept copy now is."""
+        if not os.path.lexists(self.dest):
             os.rename(self.tmp, self.dest)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
+            return None
+        aside = _aside(self.dest)
+        os.rename(self.dest, aside)
+        try:
             os.rename(self.tmp, self.dest)
+        except BaseException:
+            os.rename(aside, self.dest)  # the old copy back where it was
+            raise
+        if keep_old:
+            return aside
+        shutil.rmtree(aside, ignore_errors=True)
+        return None
 
     def abort(self) -> None:
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _open_lock(path: Path) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+
+
+@contextlib.contextmanager
+def task_lock(dest: Path, name: str):
+    """Hold `.<task>.prepare.lock` beside `dest` (fcntl.flock, exclusive) while preparing one task.
+
+    A second prepare of the same task (another process or thread) says so in one line and waits. The
+    holder unlinks the file before releasing it, so a waiter that then holds an unlinked file tries again.
+    Yields the lock's path, or the OSError that kept it from being created (a read-only data
+    root, where a prepared task can still be verified but nothing may be written).
+    """
+    path = dest.parent / f".{dest.name}{LOCK_MARK}"
+    said = False
+    while True:
+        try:
+            fd = _open_lock(path)
+        except OSError as e:
+            if e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+            yield e  # a data root one may read, not write: nothing will be written
+            return
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if not said:
+                    print(f"wait  {name}: another prepare of it is running (it holds {path})", flush=True)
+                    said = True
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            held = os.path.samestat(os.fstat(fd), os.stat(path))  # else the previous holder unlinked it
+        except FileNotFoundError:
+            held = False
+        except BaseException:
+            os.close(fd)
+            raise
+        if held:
+            break
+        os.close(fd)
+    try:
+        yield path
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        os.close(fd)
+
+
+def written_here(dest: Path) -> dict | None:
+    """The manifest of a task folder this tool wrote (its converter's name), else None."""
+    try:
+        m = json.loads((dest / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+    conv = m.get("converter") if isinstance(m, dict) else None
+    return m if isinstance(conv, dict) and conv.get("name") == CONVERTER["name"] else None
+
+
+def same_files(old: Path, new: Path) -> bool:
+    """Whether `old` holds the same files as `new`, byte for byte, the manifests aside (whose time differs).
+
+    A symbolic link in `old` counts as a difference: what it points to is not compared.
+    """
+    def files(root: Path) -> set[str] | None:
+        out = set()
+        for folder, dirs, names in os.walk(root):
+            for n in dirs + names:
+                p = Path(folder) / n
+                if p.is_symlink():
+                    return None
+                if n in names:
+                    out.add(p.relative_to(root).as_posix())
+        return out - {MANIFEST}
+
+    if old.is_symlink():
+        return False
+    was, now = files(old), files(new)
+    return was is not None and was == now and all(
+        os.path.samefile(old / r, new / r) or filecmp.cmp(old / r, new / r, shallow=False) for r in was)  # fgvc links
 
 
 # --- dataset configs, verification and the manifest ------------------------------------------
@@ -185,31 +307,48 @@ def write_manifest(w: TaskWriter, cfg, source: dict, notes: list[str]) -> dict:
     return manifest
 
 
-def run_task(name: str, root: Path, force: bool, write) -> str:
-    """Prepare one dataset unless it is prepared and verified; `write(w, cfg) -> (source, notes)` fills the writer."""
+def run_task(name: str, root: Path, force: bool, write, replace: bool = False) -> str:
+    """Prepare one dataset unless it is prepared and verified; `write(w, cfg) -> (source, notes)` fills the writer.
+
+    A task folder there that this tool did not write raises Refused unless `replace`; it (and a copy of
+    this tool's that differs from the new one) is then kept aside, never deleted.
+    """
     from bench.data.roots import dataset_root
 
     cfg = dataset_config(name, root)
     dest = dataset_root(cfg)
-    if not force:
-        m = verified(cfg, dest)
-        if m is not None:
-            return f"ok    {name}: already prepared ({', '.join(f'{k} {v}' for k, v in m['counts'].items())}; {dest})"
-    w = TaskWriter(dest)
-    try:
-        source, notes = write(w, cfg)
-        m = write_manifest(w, cfg, source, notes)
-        w.finish()
-    except OSError as e:
-        w.abort()
-        what = "disk full" if e.errno == errno.ENOSPC else type(e).__name__
-        raise PrepareError(f"{name}: {what} while writing {dest} ({e}); nothing was left behind") from None
-    except BaseException:
-        w.abort()
-        raise
+    with task_lock(dest, name) as lock:
+        if isinstance(lock, Path) and dest.is_dir() and not dest.is_symlink() and not any(dest.iterdir()):
+            dest.rmdir()  # an empty folder: nothing to keep
+        foreign = os.path.lexists(dest) and written_here(dest) is None
+        if foreign and not replace:
+            raise Refused(f"{name}: {dest} exists and was not written by `prepare` (no manifest.json of "
+                          f"{CONVERTER['name']}); left as it is. --replace prepares it and moves that copy to "
+                          f"{dest.name}{ASIDE_MARK}<time> beside it")
+        if not force and not foreign:
+            m = verified(cfg, dest)
+            if m is not None:
+                counts = ", ".join(f"{k} {v}" for k, v in m["counts"].items())
+                return f"ok    {name}: already prepared ({counts}; {dest})"
+        if not isinstance(lock, Path):
+            raise PrepareError(f"{name}: cannot write under {dest.parent} ({lock}); choose a writable --data-root")
+        w = TaskWriter(dest)
+        try:
+            source, notes = write(w, cfg)
+            m = write_manifest(w, cfg, source, notes)
+            aside = w.finish(keep_old=foreign or (os.path.lexists(dest) and not same_files(dest, w.tmp)))
+        except OSError as e:
+            w.abort()
+            what = "disk full" if e.errno == errno.ENOSPC else type(e).__name__
+            raise PrepareError(f"{name}: {what} while writing {dest} ({e}); nothing was left behind") from None
+        except BaseException:
+            w.abort()
+            raise
     q = f" q{m['jpeg_quality']}" if m["jpeg_quality"] else ""
+    kept = [f"the copy that was there ({'not written by prepare' if foreign else 'its files differ'}) is now {aside}"] \
+        if aside else []
     return (f"done  {name}: {', '.join(f'{k} {v}' for k, v in m['counts'].items())}, {m['pixel_format']}{q} "
-            f"-> {dest}" + "".join(f"\n      note: {n}" for n in notes))
+            f"-> {dest}" + "".join(f"\n      note: {n}" for n in notes + kept))
 
 
 # --- VTAB-1k text layout ----------------------------------------------------------------------
@@ -252,40 +391,71 @@ def vtab_task(name: str) -> str:
     return task
 
 
-def tfds_writer(name: str, reader):
-    """The writer of one VTAB-1k task from TFDS through `reader` (vtab_tfds.TfdsReader or a stand-in)."""
+def tfds_writer(name: str, reader, allow: tuple[str, ...] = ()):
+    """The writer of one VTAB-1k task from TFDS through `reader` (vtab_tfds.TfdsReader or a stand-in); `allow`:
+    the `--allow-version` values (BUILDER:VERSION) that may be prepared although the task holds another version."""
     task = vtab_tfds.TASKS[vtab_task(name)]
+    allowed = tuple(a.rsplit(":", 1)[1] for a in allow if a.rsplit(":", 1)[0] == task.builder)
 
     def write(w, cfg):
         try:
-            version, counts = reader.version(task.builder), reader.counts(task.builder)
+            version = reader.version(task.builder, (task.version, *allowed))
+            counts = reader.counts(task.builder)
         except Exception as e:  # TFDS raises many types for a builder that is not in the data dir
             raise PrepareError(f"{name}: TFDS builder {task.builder!r} cannot be read "
                                f"({type(e).__name__}: {e}); prepare it with TFDS first (KMnP/vpt VTAB_SETUP.md)") from None
         notes = []
-        if version != task.pinned:
-            notes.append(f"TFDS {task.builder} is version {version}, VPT pinned {task.pinned}: results may differ")
-            warnings.warn(f"{name}: {notes[-1]}", stacklevel=2)
+        if not vtab_tfds.version_matches(version, task.version):
+            if version not in allowed:
+                raise PrepareError(f"{name}: TFDS {task.builder} is version {version}, the task holds {task.version} "
+                                   f"(docs/datasets.md); --allow-version {task.builder}:{version} prepares it anyway")
+            notes.append(f"TFDS {task.builder} is version {version}, not {task.version}: --allow-version names it")
         plan = vtab_tfds.slices(task, counts)
         for split, ranges in plan.items():
             for tf_split, start, stop in ranges:
                 if tf_split not in counts or stop > counts[tf_split]:
                     raise PrepareError(f"{name}: TFDS {task.builder} split {tf_split!r} has "
                                        f"{counts.get(tf_split, 0)} examples, {split} needs [{start}:{stop}]")
+        labels = {s: checked_labels(name, task, reader, s, r, cfg.num_classes) for s, r in plan.items()}
 
-        def examples(ranges):
-            for tf_split, start, stop in ranges:
-                for ex in reader.read(task.builder, tf_split, start, stop):
-                    yield task.image(ex), task.label(ex)
+        def examples(split):
+            images = (task.image(ex) for t, a, b in plan[split] for ex in reader.read(task.builder, t, a, b))
+            return zip(images, labels[split], strict=True)
 
         totals = {s: sum(b - a for _, a, b in r) for s, r in plan.items()}
-        write_vtab(w, {s: examples(r) for s, r in plan.items()}, totals, name, _save_png)
-        source = {"kind": "tfds", "builder": task.builder, "version": version, "pinned_version": task.pinned,
+        write_vtab(w, {s: examples(s) for s in plan}, totals, name, _save_png)
+        source = {"kind": "tfds", "builder": task.builder, "version": version, "version_held": task.version,
                   "slices": {s: [f"{t}[{a}:{b}]" for t, a, b in r] for s, r in plan.items()},
                   "label": getattr(task.label, "__name__", "label")}
         return source, notes
 
     return write
+
+
+def checked_labels(name: str, task, reader, split: str, ranges, classes: int) -> list[int]:
+    """Every label of one of our splits, read before any image is written; the first impossible one (outside
+    0..classes-1, or a label function that fails on its example) stops the task naming the split, index and value,
+    as does an example that cannot be decoded (a JPEG that cannot be decoded as TensorFlow does)."""
+    out = []
+    for tf_split, start, stop in ranges:
+        examples = reader.read(task.builder, tf_split, start, stop)
+        for i in range(start, stop):
+            try:
+                ex = next(examples)
+            except StopIteration:
+                break
+            except ValueError as e:
+                raise PrepareError(f"{name}: TFDS {task.builder} {tf_split}[{i}] cannot be read ({e}); "
+                                   "nothing was written for the task") from None
+            try:
+                y = task.label(ex)
+            except Exception as e:  # e.g. clevr_dist's minimum over an example without objects
+                y = f"{type(e).__name__}: {e}"
+            if not isinstance(y, int) or not 0 <= y < classes:
+                raise PrepareError(f"{name}: {split} label at TFDS {task.builder} {tf_split}[{i}] is {y}, not in "
+                                   f"0..{classes - 1}; nothing was written for the task")
+            out.append(y)
+    return out
 
 
 # --- Hugging Face datasets --------------------------------------------------------------------
@@ -332,13 +502,13 @@ def _folder_rows(split_dir: Path, classes: list[str]):
 
 def hf_snapshot(repo: str, revision: str, local: Path | None) -> tuple[Path, str]:
     """(folder holding the repository's files, the revision read)."""
-    if local is not None:
-        for cand in (local / repo, local / repo.split("/")[-1]):
+    if local is not None:  # the repository's folder and nothing else: never parquet files of another task
+        short = repo.split("/")[-1]
+        for cand in (local / repo, local / short, *([local] if local.name == short else [])):
             if cand.is_dir():
                 return cand, revision or "local"
-        if any(local.rglob("*.parquet")):
-            return local, revision or "local"
-        raise PrepareError(f"{repo}: not found under {local} ({local / repo} or {local / repo.split('/')[-1]})")
+        raise PrepareError(f"--from {local}: no folder of the mirror {repo} there; expected {local / repo} or "
+                           f"{local / short} (or --from naming that folder itself)")
     try:
         from huggingface_hub import snapshot_download
     except ImportError:
@@ -468,13 +638,19 @@ def main(argv: list[str] | None = None) -> int:
                     help="config names or patterns (vtab/cifar, 'vtab/*', fgvc/nabirds); default: every task of the source")
     ap.add_argument("--data-root", help="where to write (default: $BENCH_DATA_ROOT, else ./data)")
     ap.add_argument("--tfds-dir", help="tfds: the TFDS data dir (default: TFDS's own, ~/tensorflow_datasets)")
+    ap.add_argument("--allow-version", action="append", default=[], metavar="BUILDER:VERSION",
+                    help="tfds: prepare BUILDER at VERSION although its task holds another (repeatable; "
+                         "docs/datasets.md lists the versions held)")
     ap.add_argument("--mapping", type=Path, help="hf: the mirror's YAML (default conf/prepare/hf_vtab1k.yaml)")
     ap.add_argument("--from", dest="from_dir", type=Path,
                     help="hf: a local snapshot folder (offline); fgvc: the extracted official archive")
     ap.add_argument("--splits", type=Path, help="fgvc: the folder of VPT's train.json, val.json, test.json")
     ap.add_argument("--archive", type=Path, action="append", default=[],
                     help="fgvc: an archive file whose sha256 the manifest records (repeatable)")
-    ap.add_argument("--force", action="store_true", help="prepare again even where a verified copy exists")
+    ap.add_argument("--force", action="store_true",
+                    help="prepare again even where a verified copy exists (one that differs is kept aside)")
+    ap.add_argument("--replace", action="store_true",
+                    help="prepare also where a copy not written by prepare is, moving it to <task>~replaced-<time>")
     args = ap.parse_args(argv)
 
     import fnmatch
@@ -496,19 +672,34 @@ def main(argv: list[str] | None = None) -> int:
             chosen += [m for m in matches if m not in chosen]
         if args.source == "fgvc" and len(chosen) != 1:
             raise PrepareError(f"the fgvc source prepares one dataset at a time (its --from and --splits); got {chosen}")
+        builders = sorted({t.builder for t in vtab_tfds.TASKS.values()})
+        for a in args.allow_version:
+            b, _, v = a.rpartition(":")
+            if b not in builders or v.count(".") != 2:
+                raise PrepareError(f"--allow-version {a!r}: expected BUILDER:X.Y.Z with BUILDER one of "
+                                   f"{', '.join(builders)}")
         reader = vtab_tfds.TfdsReader(args.tfds_dir) if args.source == "tfds" else None
+        refused = []
         for name in chosen:
             if args.source == "tfds":
-                write = tfds_writer(name, reader)
+                write = tfds_writer(name, reader, tuple(args.allow_version))
             elif args.source == "hf":
                 write = hf_writer(name, mapping, args.from_dir)
             else:
                 write = fgvc_writer(name, args.from_dir, args.splits, args.archive)
-            print(run_task(name, root, args.force, write), flush=True)
+            try:
+                print(run_task(name, root, args.force, write, replace=args.replace), flush=True)
+            except Refused as e:  # the other tasks go on
+                sys.stderr.write(f"error: {e}\n")
+                refused.append(name)
     except (PrepareError, RuntimeError) as e:
         sys.stderr.write(f"error: {e}\n")
         return 1
-    return 0
+    if refused and len(chosen) > 1:
+        sys.stderr.write(f"error: refused {len(refused)} of {len(chosen)} tasks, copies not written by prepare, "
+                         f"left as they are: {', '.join(refused)}; the other tasks are prepared; --replace moves "
+                         f"them aside\n")
+    return 1 if refused else 0
 
 
 def _configs() -> dict:
@@ -517,4 +708,5 @@ def _configs() -> dict:
     return dataset_configs()
 
 
-__all__ = ["CONVERTER", "PrepareError", "TaskWriter", "fgvc_writer", "hf_writer", "main", "run_task", "tfds_writer"]
+__all__ = ["CONVERTER", "PrepareError", "Refused", "TaskWriter", "fgvc_writer", "hf_writer", "main", "run_task",
+           "task_lock", "tfds_writer"]

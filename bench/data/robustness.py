@@ -10,6 +10,9 @@ As the SSF code does it (dongzelian/SSF:validate_ood.py, anchors.md 1.4):
   corruption c is CE_c = sum_s E_{s,c} / sum_s E^AlexNet_{s,c}, and mCE is the mean of CE_c over
   the 15 standard corruptions (Hendrycks & Dietterich, ICLR 2019), in percent. The 4 extra
   corruptions are scored when present but never enter the mCE.
+
+This module lists and checks the targets and holds the arithmetic; scoring a model on them is
+evaluation's (bench/train/evaluate.py: `evaluate_robustness`).
 """
 import importlib.util
 from pathlib import Path
@@ -135,95 +138,6 @@ def mce(errors: dict[str, dict[int, float]]) -> tuple[float, dict[str, float]]:
         raise ValueError(f"mCE needs all 15 standard corruptions; missing {absent}")
     ce = {c: corruption_error(errors[c], c) for c in STANDARD}
     return float(np.mean(list(ce.values()))), ce
-
-
-# --- evaluation of a model ---------------------------------------------------------------------
-def evaluate(model, cfg, mean, std, device, batch_size: int = 250, progress: bool = True,
-             predictions: dict | None = None) -> dict:
-    """Score an ImageNet-1k model (1000 outputs in sorted-WordNet-id order) on `cfg.robustness`
-    and `cfg.domain_shift`.
-
-    Args:
-        predictions: when given, filled with each target's per-image outcome, by target name
-            (`imagenet_a`, ..., `corruption_target(c, s)` for ImageNet-C): `pred` (the prediction
-            the score used: for A and R the arg-max over their 200 classes), `target`,
-            `fingerprint` (over the image paths relative to the target's folder, and labels),
-            `num_classes` and `bad_images` (unreadable images skipped).
-
-    Returns:
-        the record's `robustness` field: `imagenet_a_top1`, `imagenet_r_top1`, `imagenet_c_mce`
-        (as configured), plus `imagenet_c_ce` (per corruption) and `imagenet_c_top1`
-        (per corruption and severity) and the image counts.
-    """
-    import torch
-    from torch.utils.data import DataLoader
-    from tqdm.auto import tqdm
-
-    from bench.data.fingerprint import fingerprint, relative_ids
-    from bench.data.torch_datasets import FileImages, ImageDataset, Origins
-    from bench.data.transforms import eval_transform
-
-    transform = eval_transform(cfg, mean, std)
-
-    @torch.inference_mode()
-    def predict(listing: Listing, columns, desc: str, root: Path, both: bool = False):
-        """Top-1 of `listing` (restricted to `columns` when given); its predictions go into `predictions[desc]`."""
-        ds = ImageDataset(FileImages(listing.paths), listing.labels, transform, Origins(listing), cfg.name,
-                          cfg.on_bad_image == "skip")
-        was = model.training
-        model.eval()
-        correct = whole = n = 0
-        preds, targets = [], []
-        loader = DataLoader(ds, batch_size=batch_size, num_workers=cfg.num_workers)
-        for x, y in tqdm(loader, desc=desc, leave=False, disable=not progress):
-            logits = model(x.to(device))
-            if logits.shape[-1] != 1000:
-                raise ValueError(f"robustness evaluation needs a 1000-way ImageNet model, got {logits.shape[-1]} outputs")
-            pred = logits.argmax(-1).cpu()
-            whole += int((pred == y).sum())
-            if columns is not None:  # the arg-max over the subset's columns, as a position in the subset
-                pred = logits[:, torch.as_tensor(columns, device=logits.device)].argmax(-1).cpu()
-                if both:  # 1000-way labels: back to ImageNet indices
-                    pred = torch.as_tensor(columns)[pred]
-            correct += int((pred == y).sum())
-            n += len(y)
-            preds.append(pred.numpy())
-            targets.append(y.numpy())
-        model.train(was)
-        if predictions is not None:
-            classes = 1000 if columns is None or both else len(columns)
-            predictions[desc] = {
-                "pred": np.concatenate(preds) if preds else np.zeros(0, np.int64),
-                "target": np.concatenate(targets) if targets else np.zeros(0, np.int64),
-                "fingerprint": fingerprint(relative_ids(listing.paths, root), listing.labels),
-                "num_classes": classes, "bad_images": ds.bad_images}
-        top1 = 100.0 * correct / max(n, 1)
-        return (top1, 100.0 * whole / max(n, 1)) if both else top1
-
-    out: dict = {}
-    for name in cfg.robustness:
-        if name in SUBSETS:
-            listing = subset_listing(cfg, name)
-            out[f"{name}_top1"] = predict(listing, subset_classes(name)[1], name, target_root(cfg, name))
-            out[f"{name}_images"] = len(listing)
-        elif name == "imagenet_c":
-            top1 = {c: {s: predict(corruption_listing(cfg, c, s), None, corruption_target(c, s),
-                                   target_root(cfg, name) / c / str(s)) for s in SEVERITIES}
-                    for c in corruptions_present(cfg)}
-            out["imagenet_c_mce"], out["imagenet_c_ce"] = mce({c: {s: 100.0 - a for s, a in v.items()}
-                                                               for c, v in top1.items()})
-            out["imagenet_c_top1"] = top1
-        else:
-            raise KeyError(f"unknown robustness evaluation {name!r}; valid: {list(EVALUATIONS)}")
-    for name in cfg.domain_shift:  # NOAH's domain-generalisation targets: lists with 1000-way labels
-        listing, root = domain_listing(cfg, name), target_root(cfg, name, "domain_shift")
-        if name in SUBSETS:  # A and R: restricted to their 200 classes (as above), and NOAH's 1000-way arg-max
-            out[f"{name}_top1"], out[f"{name}_top1_1000way"] = predict(listing, subset_classes(name)[1], name, root,
-                                                                       both=True)
-        else:
-            out[f"{name}_top1"] = predict(listing, None, name, root)
-        out[f"{name}_images"] = len(listing)
-    return out
 
 
 # --- domain generalisation: NOAH's target lists -------------------------------------------------

@@ -25,7 +25,7 @@ from bench.data.formats import get_format, require_split, vtab_txt
 from bench.data.listing import SPLITS, TRAINING, Listing, check_labels, check_size, stat_files
 from bench.data.on_device import as_batches
 from bench.data.roots import dataset_root
-from bench.data.errors import BAD_IMAGE_MODES
+from bench.data.errors import BAD_IMAGE_MODES, DataError
 from bench.data.torch_datasets import ArrayImages, FileImages, FlatImages, ImageDataset, Origins, PixelDataset
 from bench.data.transforms import eval_pixels, eval_transform, to_uint8, train_transform, validate
 
@@ -84,6 +84,21 @@ def split_identity(cfg, lst: Listing) -> dict:
     root = dataset_root(cfg)
     return {"fingerprint": fingerprint(relative_ids(lst.paths, root), lst.labels),
             "content": version.split_content(cfg, lst, root, cache.cache_dir(cfg))}
+
+
+def current_version(cfg, names) -> str | None:
+    """The data version (bench/data/version.py) a run of `cfg` reading splits `names` would record now,
+    or None when the data cannot be listed (a missing dataset: the run itself will say what is wrong).
+
+    Used by the sweeper to tell whether a completed run was scored on the data there now.
+    """
+    names = sorted(set(names))
+    if cfg.benchmark == "mini":
+        return version.version({s: {"fingerprint": generated.split_fingerprint(cfg, s)} for s in names})
+    try:
+        return version.version({s: split_identity(cfg, lst) for s, lst in list_splits(cfg, names).items()})
+    except (DataError, OSError, ValueError):
+        return None
 
 
 def manifest(lst: Listing) -> str:
@@ -224,5 +239,5 @@ def prepared_source(cfg) -> dict | None:
     return {k: m.get(k) for k in ("source", "converter", "pixel_format", "jpeg_quality")} if isinstance(m, dict) else None
 
 
-__all__ = ["IN_MEMORY_BYTES", "MANIFEST", "Split", "describe", "list_splits", "listing", "load_split", "load_splits",
+__all__ = ["IN_MEMORY_BYTES", "MANIFEST", "Split", "current_version", "describe", "list_splits", "listing", "load_split", "load_splits",
            "prepared_source", "split_identity"]

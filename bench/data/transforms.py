@@ -17,17 +17,17 @@
   (`replace_ops`): the official codes ran it on Pillow <= 9.5, which maps 0 bits to a black image;
   Pillow 13 raises instead, on about 1.5 images in 1,000 of `rand-m9-mstd0.5-inc1`.
 
-`VALID` is the one table of the settings' choices: bench/config.py checks a command line against
-it before torch loads, so torch and torchvision are imported here where a transform is built.
+The settings' choices (`VALID`) live in bench/data/choices.py, which imports nothing, so that
+bench/config.py checks a command line without PIL or numpy; torch and torchvision are imported
+here where a transform is built.
 """
 import math
 
 import numpy as np
 from PIL import Image, ImageOps
 
-INTERPOLATIONS = ("bicubic", "bilinear")  # dataset.interpolation: torchvision's InterpolationMode of that name
-VALID = {"resize": ("squash", "crop", "squash_crop"), "train_aug": ("none", "simple", "crop_flip", "timm"),
-         "interpolation": INTERPOLATIONS, "train_interpolation": ("random", *INTERPOLATIONS)}  # dataset.<key>
+from bench.data.choices import INTERPOLATIONS, VALID
+
 
 
 def _mode(name: str):

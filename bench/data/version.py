@@ -112,25 +112,4 @@ def version(splits: dict[str, dict]) -> str | None:
     return PREFIX + h.hexdigest()[:16]
 
 
-def current(cfg, splits) -> str | None:
-    """The data version a run of `cfg` reading `splits` would record now, or None when the data cannot
-    be listed (a missing dataset: the run itself will say what is wrong).
-
-    Used by the sweeper to tell whether a completed run was scored on the data there now.
-    """
-    from bench.data.errors import DataError
-
-    splits = sorted(set(splits))
-    if cfg.benchmark == "mini":
-        from bench.data.generated import split_fingerprint
-
-        return version({s: {"fingerprint": split_fingerprint(cfg, s)} for s in splits})
-    from bench.data.splits import list_splits, split_identity
-
-    try:
-        return version({s: split_identity(cfg, lst) for s, lst in list_splits(cfg, splits).items()})
-    except (DataError, OSError, ValueError):
-        return None
-
-
-__all__ = ["content_hash", "current", "file_digest", "split_content", "version"]
+__all__ = ["content_hash", "file_digest", "split_content", "version"]

@@ -177,6 +177,7 @@ def hydra_argv(args: list[str]) -> list[str]:
     if "--status" in args and not {"-m", "--multirun"} & set(argv):
         argv.append("--multirun")  # the status of a grid: the sweeper expands it and launches nothing
     argv = [a for a in argv if a in ("-m", "--multirun")] + [a for a in argv if a not in ("-m", "--multirun")]
+    check_credentials(argv)
     argv = searched(argv)
     argv = settable(expand_group_args(argv))  # -m first: Hydra's parser takes no flag after the overrides
     check_recipes(argv)
@@ -184,6 +185,20 @@ def hydra_argv(args: list[str]) -> list[str]:
         fail("error: under torchrun launch.py runs one configuration: drop -m (a sweep of multi-process runs: "
              "hydra/launcher=slurm hydra.launcher.tasks_per_node=N)", 2)
     return argv
+
+
+def check_credentials(argv: list[str]) -> None:
+    """Refuse a command-line value holding a URI with `user:password@` before Hydra writes the command line into
+    its .hydra/ files (and the run its config into the record); credentials belong in the environment
+    (docs/trackers.md)."""
+    from bench.trackers import USERINFO
+
+    for arg in argv:
+        key, _, value = arg.partition("=")
+        if value and USERINFO.search(value):
+            fail(f"error: {key.lstrip('+~')}: holds credentials (user:password@), which would be written into "
+                 f"Hydra's .hydra/ files and the record; give them in the environment instead "
+                 f"(MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD, or MLFLOW_TRACKING_URI)", 2)
 
 
 DEBUG = "--debug" in sys.argv[1:] or os.environ.get("HYDRA_FULL_ERROR") == "1"

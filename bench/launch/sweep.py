@@ -271,9 +271,9 @@ def data_version_now(dataset, protocol: str) -> str | None:
     if dataset.benchmark == "mini":
         return None
     from bench.config import PROTOCOLS
-    from bench.data.version import current
+    from bench.data.splits import current_version
 
-    return current(dataset, PROTOCOLS[protocol])
+    return current_version(dataset, PROTOCOLS[protocol])
 
 
 def archive(state: RunState) -> Path | None:

@@ -22,7 +22,7 @@ from bench.models import build_backbone, data_config, init_head, normalization
 from bench.run import env, memory
 from bench.run.deploy import deployable, images_per_s, n_params
 from bench.train import checkpoint, dist, linear_probe
-from bench.train.evaluate import accuracy, predict, top1
+from bench.train.evaluate import accuracy, evaluate_robustness, predict, top1
 from bench.train.loop import autocast_dtype, train
 from bench.train.optim import base_lr
 
@@ -173,9 +173,8 @@ def run(cfg: RunConfig) -> dict:
             return record
         target_outcomes = {}  # robustness and domain-shift targets: name -> their predictions
         if cfg.dataset.robustness or cfg.dataset.domain_shift:
-            from bench.data import robustness
-            record["robustness"] = robustness.evaluate(model, cfg.dataset, mean, std, device,
-                                                       bs, cfg.train.progress, target_outcomes)
+            record["robustness"] = evaluate_robustness(model, cfg.dataset, mean, std, device, bs, cfg.train.progress,
+                                                       target_outcomes)
         if cfg.save_weights:
             save_trained(model, out_dir / records.WEIGHTS)
         record.update(deploy(model, method, cfg, splits[report_split].dataset, record[f"{report_split}_top1"], device,

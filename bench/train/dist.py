@@ -99,12 +99,9 @@ def gather(value):
     return out
 
 
-def part(n: int) -> tuple[int, int]:
-    """[start, stop) of this rank's contiguous part of n items (the first n % world ranks get one more)."""
-    w, r = world(), rank()
-    base, extra = divmod(n, w)
-    start = r * base + min(r, extra)
-    return start, start + base + (r < extra)
+def shard() -> tuple[int, int] | None:
+    """(rank, world) when there are several processes, else None: what bench.data.batching cuts batches by."""
+    return (rank(), world()) if world() > 1 else None
 
 
 def cleanup() -> None:

@@ -138,7 +138,7 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, num_classes: int
         model.train()
         loss_sum, seen = torch.zeros((), device=device), 0  # loss summed on device: no host sync per step
         t0 = time.perf_counter()
-        for i, (x, y) in enumerate(tqdm(batches(data, cfg.batch_size, generator, drop_last, shard=world > 1),
+        for i, (x, y) in enumerate(tqdm(batches(data, cfg.batch_size, generator, drop_last, shard=dist.shard()),
                                         total=n_steps, desc=f"{desc} epoch {epoch}/{total_epochs}", leave=False,
                                         disable=not cfg.progress or not dist.is_main())):
             x = x.to(device, non_blocking=True, memory_format=memory_format)

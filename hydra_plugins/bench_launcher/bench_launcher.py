@@ -10,10 +10,12 @@ processes there too.
 
 Each run's process writes its stdout and stderr (progress bars, warnings, the traceback of a failure) to
 <job folder>/output.log, and what it printed to stdout (its `[completed] ...` line; not its logging lines) is
-also printed here in one piece when it ends: parallel runs never interleave on the terminal. A run that fails, or whose process
-dies, is a failed job for the sweeper, which reports each in one line at the end; the others go on. Ctrl-C or
-SIGTERM stops the sweep: every run, in its own process group, gets SIGINT, then SIGKILL after GRACE_S; a run's
-process also dies with this one (PR_SET_PDEATHSIG), so no process is left behind.
+also printed here in one piece when it ends: parallel runs never interleave on the terminal. A run that fails,
+whose process dies, or whose result cannot be read back (an exception that does not unpickle is sent as its
+name and message; bytes that do not unpickle say so) is a failed job for the sweeper, which reports each in one
+line at the end; the others go on. Ctrl-C or SIGTERM stops the sweep: every run, in its own process group, gets
+SIGINT, then SIGKILL after GRACE_S; a run's process also dies with this one (PR_SET_PDEATHSIG), so no process is
+left behind.
 
 The runs are forked, not spawned: the task function is a closure in launch.py, and a fork needs neither pickling
 nor a second import of the sweep's modules. torch and timm are imported here once, before the first fork, so each
@@ -32,6 +34,7 @@ import time
 import traceback
 from collections import deque
 from multiprocessing.connection import wait
+from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
@@ -105,11 +108,20 @@ class _Run:
     def receive(self) -> None:
         try:
             while self.conn is not None and self.conn.poll():
-                message = self.conn.recv()
-                if message[0] == "log":
-                    self.log = message[1]
-                else:
-                    self.result = message[1:]
+                data = self.conn.recv_bytes()
+                try:
+                    kind, *rest = ForkingPickler.loads(data)
+                    if kind == "log":
+                        self.log = str(rest[0])
+                    elif kind == "failure":  # an outcome that does not survive pickling, described (_child)
+                        self.result = (JobStatus.FAILED, _stand_in(*map(str, rest[:3])), str(rest[3]))
+                    else:
+                        status, value, printed = rest
+                        self.result = (status, value, str(printed))
+                except Exception as e:  # whatever the bytes hold, this sweep goes on: the run failed, and says why
+                    self.result = (JobStatus.FAILED, RuntimeError(
+                        f"its result could not be read ({type(e).__name__}: {_first_line(e)}); its output: "
+                        f"{self.log or 'none'}"), "")
         except (EOFError, OSError):  # the process ended
             self.conn.close()
             self.conn = None
@@ -181,10 +193,34 @@ def _child(launcher: "BenchLauncher", overrides: List[str], num: int, threads: i
         traceback.print_exception(value, file=sys.stderr)
     sys.stdout.flush()
     sys.stderr.flush()
+    conn.send_bytes(_result_message(status, value, printed.getvalue()))
+
+
+def _first_line(e: BaseException) -> str:
     try:
-        conn.send(("result", status, value, printed.getvalue()))
-    except Exception:  # an exception that does not pickle: its type and message
-        conn.send(("result", status, RuntimeError(f"{type(value).__name__}: {value}"), printed.getvalue()))
+        text = str(e).strip()
+    except Exception:  # an exception whose __str__ raises
+        return f"({type(e).__name__}: its message cannot be shown)"
+    return text.splitlines()[0] if text else ""
+
+
+def _result_message(status, value, printed: str) -> bytes:
+    """The run's outcome as the bytes the sweep's process reads: pickled, and checked to unpickle. An outcome
+    that does not survive the round trip (an exception whose class pickles but whose __init__ wants other
+    arguments, one holding a lock) is sent as its class's name and its message instead."""
+    try:
+        data = bytes(ForkingPickler.dumps(("result", status, value, printed)))
+        ForkingPickler.loads(data)
+        return data
+    except Exception:
+        kind = type(value)
+        message = _first_line(value) if isinstance(value, BaseException) else repr(value)[:300]
+        return bytes(ForkingPickler.dumps(("failure", kind.__module__, kind.__qualname__, message, printed)))
+
+
+def _stand_in(module: str, qualname: str, message: str) -> Exception:
+    """An exception named like the run's own (the sweeper prints `<name>: <message>`), from its description."""
+    return type(qualname.rsplit(".", 1)[-1], (RuntimeError,), {"__module__": module, "__qualname__": qualname})(message)
 
 
 class BenchLauncher(Launcher):
