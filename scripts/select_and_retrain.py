@@ -26,6 +26,15 @@ of each grid key in order, so the smaller lr first, as VPT breaks ties), writes
 point with all its datasets; `hydra/launcher=...` and other `hydra.*` arguments are passed to that
 launch (e.g. to submit to Slurm). The seeds default to the recipe's `retrain_seeds` (VPT's five,
 PETL_Vision's 42), else VPT's. The retrain's variant is the grid's variant without the grid's keys.
+
+A budgeted search (bench/search.py; docs/recipes.md "Equal tuning budgets") is selected the same way,
+given the same `search=<space> search.trials=K ...` arguments as its first stage: the K drawn
+configurations of each method are the grid (its keys: the method's space), every one of them must be
+completed, the highest mean val top-1 wins, ties going to the earlier-drawn trial (so the choice at a
+budget of n trials is the best of the first n), and `val.json` lists the K trials in draw order.
+`--status` prints, for each (backbone, dataset, method), how many trials are completed and the winner
+once all are, then the retrain's status (launch.py --status); it writes and launches nothing.
+Stage one and two in one command: scripts/search.py.
 """
 import argparse
 import dataclasses
@@ -43,6 +52,7 @@ from bench.launch.cli import check_recipes, config_defaults, expand_group_args  
 from bench.launch.identity import to_run_config  # noqa: E402
 from bench.launch.sweep import read_record  # noqa: E402
 from bench.records import RECORD, method_label, write_json_atomic  # noqa: E402
+from bench.search import SearchError, load_space, split_args, trials_of  # noqa: E402
 
 VPT_SEEDS = "42,44,82,100,800"  # KMnP/vpt:tune_vtab.py (anchors.md section 2)
 GRID_KEYS = ("train.lr", "train.weight_decay")  # without grid=: the lr x wd grid
@@ -62,7 +72,8 @@ def grid_keys(grid: str | None) -> tuple[str, ...]:
 
 
 def parse(overrides: list[str]) -> tuple[dict[str, list[str]], list[str], list[str], str, tuple[str, ...]]:
-    """(group choices, base overrides, hydra arguments, results_dir, grid keys) from launch.py-style overrides."""
+    """(group choices, base overrides, hydra arguments, results_dir, grid keys) from launch.py-style overrides
+    without the search's (`split_args`); with a search, the keys of each chosen method's space are refused too."""
     choices = {g: [d] for g, d in config_defaults().items() if g in ("method", "dataset", "backbone")}
     base, hydra_args, results_dir, grid = [], [], str(Path("results").absolute()), None
     args = expand_group_args(overrides)
@@ -130,8 +141,9 @@ def matches(record_cfg: dict, expected: dict, keys: tuple[str, ...] = GRID_KEYS)
 
 
 def grid_points(results_dir: str, backbone: str, dataset: str, expected: dict,
-                keys: tuple[str, ...] = GRID_KEYS) -> dict[tuple, list]:
-    """{(value of each grid key): [(seed, val_top1, record path), ...]} of the completed matching `val` runs."""
+                keys: tuple[str, ...] = GRID_KEYS, pruned: dict | None = None) -> dict[tuple, list]:
+    """{(value of each grid key): [(seed, val_top1, record path), ...]} of the completed matching `val` runs;
+    runs a search's pruner stopped (bench/prune.py) go into `pruned` instead, never among the points."""
     points = defaultdict(list)
     folder = Path(results_dir) / "runs" / backbone / dataset
     for path in sorted(folder.glob(f"{expected['method']}*/val-seed*/{RECORD}")):
@@ -140,13 +152,30 @@ def grid_points(results_dir: str, backbone: str, dataset: str, expected: dict,
             continue
         if matches(rec.get("config", {}), expected, keys):
             point = tuple(value_of(rec["config"], k) for k in keys)
+            if rec.get("pruned"):
+                if pruned is not None:
+                    pruned.setdefault(point, []).append((rec["seed"], rec["val_top1"], str(path)))
+                continue
             points[point].append((rec["seed"], rec["val_top1"], str(path)))
     return dict(points)
 
 
-def select(points: dict[tuple, list]) -> tuple:
-    """The point with the highest mean final-epoch val top-1; ties: the smaller value of each key in order."""
-    return max(points, key=lambda p: (sum(v for _, v, _ in points[p]) / len(points[p]), *(-x for x in p)))
+def select(points: dict[tuple, list], order: list[tuple] | None = None) -> tuple:
+    """The point with the highest mean final-epoch val top-1; ties: the smaller value of each key in order,
+    or with `order` (a search's trials in draw order) the earlier-drawn point."""
+    mean = lambda p: sum(v for _, v, _ in points[p]) / len(points[p])
+    if order is not None:
+        return max(points, key=lambda p: (mean(p), -order.index(p)))
+    return max(points, key=lambda p: (mean(p), *(-x for x in p)))
+
+
+def search_points(results_dir: str, backbone: str, dataset: str, expected: dict, keys: tuple[str, ...],
+                  drawn: list[tuple]) -> tuple[dict[tuple, list], dict[tuple, list], list[tuple]]:
+    """(the completed runs of the drawn points, those the pruner stopped, the drawn points with neither)."""
+    stopped: dict = {}
+    points = grid_points(results_dir, backbone, dataset, expected, keys, stopped)
+    return ({p: points[p] for p in drawn if p in points}, {p: stopped[p] for p in drawn if p in stopped and p not in points},
+            [p for p in drawn if p not in points and p not in stopped])
 
 
 def default_seeds(base: list[str], benchmark: str) -> str:
@@ -164,24 +193,54 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("overrides", nargs="*", help="launch.py overrides of the grid, minus lr, weight decay and protocol")
     ap.add_argument("--seeds", default=None, help=f"retrain seeds (default: the recipe's, else VPT's {VPT_SEEDS})")
     ap.add_argument("--dry-run", action="store_true", help="write the selections, print the commands, launch nothing")
+    ap.add_argument("--status", action="store_true", help="a search's trials and the retrain's runs: where they stand")
     args = ap.parse_args(argv)
-    choices, base, hydra_args, results_dir, keys = parse(args.overrides)
+    try:
+        overrides, search = split_args(args.overrides)
+        spaces = {m: tuple(sorted(load_space(m, search.space))) for m in parse(overrides)[0]["method"]} \
+            if search and search.trials else {}
+    except SearchError as e:
+        sys.stderr.write(f"error: {e}\n")
+        return 2
+    choices, base, hydra_args, results_dir, keys = parse(overrides)
+    for arg in base:
+        if any(arg.lstrip("+~").partition("=")[0] in k for k in spaces.values()):
+            sys.stderr.write(f"error: {arg!r}: the search draws this value; drop it\n")
+            return 2
     args.seeds = args.seeds or default_seeds(base, choices["dataset"][0].split("/", 1)[0])
 
-    launches = defaultdict(list)  # (backbone, method, point) -> datasets
-    missing = []
+    launches = defaultdict(list)  # (backbone, method, variant, grid keys, point) -> datasets
+    missing, unfinished = [], []
     for backbone in choices["backbone"]:
         for method in choices["method"]:
+            drawn = None
+            if method in spaces:
+                keys = spaces[method]
+                drawn = [tuple(t[k] for k in keys) for t in trials_of(search, method)]
             for dataset in choices["dataset"]:
                 expected = expected_config([f"method={method}", f"dataset={dataset}", f"backbone={backbone}"], base)
                 variant = expected["variant"]  # the grid's variant without the grid's keys (recipe first)
-                points = grid_points(results_dir, backbone, dataset, expected, keys)
+                if drawn is not None:  # retrains of different searches (or of a grid) in different folders
+                    variant = "_".join(v for v in (variant, search.tag()) if v)
                 where = f"{backbone} {dataset} {method_label(method, variant)}"
+                if drawn is None:
+                    points = grid_points(results_dir, backbone, dataset, expected, keys)
+                else:
+                    points, stopped, waiting = search_points(results_dir, backbone, dataset, expected, keys, drawn)
+                    if waiting:
+                        unfinished.append(f"{where}: {len(points) + len(stopped)} of {len(drawn)} trials completed"
+                                          + (f" ({len(stopped)} pruned)" if stopped else ""))
+                        continue
                 if not points:
                     missing.append(where)
                     continue
-                best = select(points)
-                launches[(backbone, method, variant, best)].append(dataset)
+                best = select(points, [p for p in drawn if p in points] if drawn else None)
+                if args.status:
+                    print(f"[status] {where}: {'all ' + str(len(drawn)) + ' trials' if drawn else str(len(points)) + ' grid points'} "
+                          f"completed; selected {dict(zip(keys, best))}", flush=True)
+                    launches[(backbone, method, variant, keys, best)].append(dataset)
+                    continue
+                launches[(backbone, method, variant, keys, best)].append(dataset)
                 name = lambda k: k.rsplit(".", 1)[-1]
                 summary = {"backbone": backbone, "dataset": dataset, "method": method, "variant": variant,
                            "recipe": expected["recipe"]["name"], "grid_keys": list(keys),
@@ -192,25 +251,54 @@ def main(argv: list[str] | None = None) -> int:
                            "grid": [{**{name(k): v for k, v in zip(keys, p)},
                                      "val_top1_mean": sum(v for _, v, _ in r) / len(r),
                                      "seeds": [s for s, _, _ in r], "records": [q for _, _, q in r]}
-                                    for p, r in sorted(points.items())]}
+                                    for p, r in (sorted(points.items()) if drawn is None
+                                                 else ((p, points.get(p) or stopped[p]) for p in drawn))]}
+                if drawn is not None:  # the search, for the budget curves (bench/analysis/budget.py)
+                    summary["rule"] = "highest mean final-epoch val top-1 over seeds; ties: the earlier-drawn trial"
+                    summary["search"] = {**vars(search), "keys": list(keys)}
+                    summary["grid_keys"] = list(keys)
+                    for entry, p in zip(summary["grid"], drawn):
+                        entry["pruned"] = p not in points
                 out = (Path(results_dir) / "selection" / backbone / dataset / method_label(method, variant) / "val.json")
                 write_json_atomic(out, summary)
                 chosen = ", ".join(f"{name(k)} {v!r}" for k, v in zip(keys, best))
-                print(f"[selected] {where}: {chosen} (best of {len(points)} grid points on val) -> {out}", flush=True)
+                what = "grid points" if drawn is None else "drawn trials"
+                print(f"[selected] {where}: {chosen} (best of {len(points)} {what} on val) -> {out}", flush=True)
+    for line in unfinished:
+        print(f"[status] {line}" if args.status else f"[waiting] {line}: not selected", flush=True)
+    if args.status:
+        for where in missing:
+            print(f"[status] {where}: no completed val runs", flush=True)
+        for (backbone, method, variant, keys, best), datasets in launches.items():
+            cmd = [sys.executable, str(ROOT / "launch.py"), "--status", *retrain_args(
+                backbone, method, variant, keys, best, datasets, args.seeds, results_dir, base, hydra_args)]
+            print("[retrain status] " + " ".join(cmd[1:]), flush=True)
+            subprocess.call(cmd, cwd=ROOT)
+        return 0
     if missing:
         sys.stderr.write("error: no completed `val` grid runs matching these settings for: " + "; ".join(missing)
                          + f"\n  (looked under {results_dir}/runs/<backbone>/<dataset>/<method>*/val-seed*/; run the grid "
                            "first: python launch.py -m ... protocol=val train.lr=... train.weight_decay=...)\n")
         return 2
     code = 0
-    for (backbone, method, variant, best), datasets in launches.items():
-        cmd = [sys.executable, str(ROOT / "launch.py"), "-m", f"method={method}", f"dataset={','.join(datasets)}",
-               f"backbone={backbone}", "protocol=val_retrain", *(f"{k}={v!r}" for k, v in zip(keys, best)),
-               f"seed={args.seeds}", f"variant={variant}", f"results_dir={results_dir}", *base, *hydra_args]
+    for (backbone, method, variant, keys, best), datasets in launches.items():
+        cmd = [sys.executable, str(ROOT / "launch.py"), "-m", *retrain_args(
+            backbone, method, variant, keys, best, datasets, args.seeds, results_dir, base, hydra_args)]
         print("[retrain] " + " ".join(cmd[1:]), flush=True)
         if not args.dry_run:
             code = subprocess.call(cmd, cwd=ROOT) or code
+    if unfinished:
+        sys.stderr.write(f"error: {len(unfinished)} search cell(s) have trials not completed (above); finish the "
+                         "search first (launch.py -m ... with the same search= arguments; --status shows them)\n")
+        return 2
     return code
+
+
+def retrain_args(backbone, method, variant, keys, best, datasets, seeds, results_dir, base, hydra_args) -> list[str]:
+    """launch.py's arguments for the retrain of `best` (the winner's values of `keys`) on `datasets`."""
+    return [f"method={method}", f"dataset={','.join(datasets)}", f"backbone={backbone}", "protocol=val_retrain",
+            *(f"{k}={v!r}" for k, v in zip(keys, best)), f"seed={seeds}", f"variant={variant}",
+            f"results_dir={results_dir}", *base, *hydra_args]
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from bench import CONF
 from bench.launch.identity import to_run_config
 from hydra_plugins.bench_sweeper.compose import Unproven, merge
 
-NOT_TASK = ("hydra", "site", "prepare")  # Hydra's own node, the Slurm site file, `python -m bench.data` presets
+NOT_TASK = ("hydra", "site", "prepare", "search")  # Hydra's own node, the Slurm site file, `python -m bench.data` presets, search spaces (bench/search.py)
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,8 @@ command that no rule covers fails, naming itself:
 - `python -m bench.sweep`: run for real on an empty results folder (its `runs/` made).
 - `scripts/select_and_retrain.py`: run with `--dry-run` on an empty results folder; it must get as far
   as finding no grid runs.
+- `scripts/search.py`: run with `--status` on an empty results folder: stage one's status composes every
+  drawn trial (launch.py --status), stage two's finds none of them completed.
 - `python -m bench.data prepare`, `bench.export`, `bench.pretrain` and the benchmark scripts (hours,
   GPUs or sources not here): `--help` must succeed and list every option the command uses.
 - The commands above other than `launch.py` run one after another in one interpreter (tests/one_interpreter.py):
@@ -245,6 +247,13 @@ def job(cmd: Command, tmp: Path):
                 (f / "runs").mkdir(parents=True, exist_ok=True)  # a results folder no run has written to yet
             p = SHARED.run(["-m", "bench.sweep", *[str(work / a) if not a.startswith("-") else a for a in args]], work)
             return p.returncode == 0, p.stdout[-1500:] + p.stderr[-1500:]
+        return check
+    if name == "search.py":
+        def check():
+            keep = [a for a in args if a != "--status" and not a.startswith("results_dir=")]
+            p = run([str(ROOT / prog), f"results_dir={work / 'results'}", *keep, "--status"], work, cmd.env)
+            out = p.stdout + p.stderr
+            return p.returncode == 0 and "runs in the grid" in out and "trials completed" in out, out[-1500:]
         return check
     if name == "select_and_retrain.py":
         def check():

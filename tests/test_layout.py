@@ -9,9 +9,9 @@ from conftest import ROOT
 
 pytestmark = pytest.mark.process  # each check imports the packages in a fresh interpreter
 
-LAUNCH = ["bench.launch", "bench.launch.cli", "bench.launch.identity", "bench.launch.job", "bench.launch.sweep"]
+LAUNCH = ["bench.launch", "bench.launch.cli", "bench.launch.identity", "bench.launch.job", "bench.launch.sweep", "bench.search"]
 ANALYSIS = ["bench.analysis", *(f"bench.analysis.{m}" for m in
-                                ("benchmarks", "cli", "load", "plots", "published", "report", "shots", "stats",
+                                ("benchmarks", "budget", "cli", "load", "plots", "published", "report", "shots", "stats",
                                  "tables"))]
 
 

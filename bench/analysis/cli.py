@@ -23,6 +23,10 @@ other benchmark found) it writes into OUT_DIR (default: the first RESULTS_DIR's 
     domain_generalization_<protocol>.csv/.md source and target top-1 (ImageNet-V2, -Sketch, -A, -R)
     manyshot_<protocol>.csv/.md/.png         accuracy against training-subset size
     cost.csv/.md, status.csv/.md             cost per method x backbone; runs by status
+    budget_curves.csv/.md/.png, budget_at_n.csv/.md, tuning_cost.csv/.md
+                                             budgeted searches (scripts/search.py): expected best val and the
+                                             selected trial's test top-1 against the number of trials n, the
+                                             leaderboard at equal budget n (--budget), device-seconds spent
     accuracy_vs_params_<table>_<protocol>, delta_to_full_<table>_<protocol>,
     critical_difference_<table>_<protocol>_<backbone>, cost   figures (.png, .svg)
     report.html                              everything above in one self-contained file
@@ -145,6 +149,9 @@ def parse_args(argv):
     ap.add_argument("--baseline", default=None, metavar="METHOD",
                     help="method label every other method is compared with on the same test images "
                          "(default: full where it ran, else each backbone's first method)")
+    ap.add_argument("--budget", type=int, default=None, metavar="N",
+                    help="the equal-budget leaderboard's number of trials n (default: the most every searched "
+                         "method of a benchmark had)")
     ap.add_argument("--quiet", action="store_true", help="print only the summary line, not the markdown tables")
     ap.add_argument("--log-to", choices=("tensorboard", "wandb", "mlflow"), default=None,
                     help="also send the tables and figures to this experiment tracker, beside the runs "
@@ -647,6 +654,54 @@ def shot_tables(df, protocol: str, args, out: Outputs, store: stats.Predictions 
                        "Many-shot: top-1 against training images (the whole split in the table only).")
 
 
+def budget_tables(args, out: Outputs) -> None:
+    """Budgeted searches (bench/analysis/budget.py): curves, the leaderboard at equal budget, tuning cost."""
+    from bench.analysis import budget
+
+    trials = pd.concat([budget.load_trials(d) for d in args.results_dirs], ignore_index=True)
+    if trials.empty:
+        return
+    match = lambda values, patterns: np.array([any(fnmatch.fnmatchcase(str(v), q) for q in patterns) for v in values],
+                                              dtype=bool)
+    for column, patterns in (("benchmark", args.benchmark), ("backbone", args.backbone), ("protocol", args.protocol)):
+        if _patterns(patterns):
+            trials = trials[match(trials[column], _patterns(patterns))]
+    if _patterns(args.method):  # the label (ssf-lr0.01_search4) or the method (ssf)
+        methods = trials["label"].str.split("-", n=1).str[0]
+        trials = trials[match(trials["label"], _patterns(args.method)) | match(methods, _patterns(args.method))]
+    if trials.empty:
+        return
+    curves = budget.budget_curves(trials, args.ci_resamples, args.ci_seed, args.ci_level)
+    cost = budget.tuning_cost(trials)
+    out.report.heading("Tuning budget")
+    level = f"{args.ci_level:.0%}"
+    out.frame("budget_curves", curves, index=False)
+    out.table("budget_curves", "Accuracy as a function of the number of trials", *budget.budget_rows(curves, cost),
+              notes=["Expected best val top-1 over n trials drawn with replacement from a search's K (Dodge et al. "
+                     "2019), and the expected test top-1 (of the val run) of the trial that n trials select; mean "
+                     f"over the benchmark's tasks, {level} bootstrap bands over the trials (seed {args.ci_seed}). "
+                     "Tuning device-seconds: every trial's fit_time_s x devices, summed over all K trials and tasks "
+                     "(docs/recipes.md)."], echo=True)
+    if out.figures and not curves.empty:
+        out.figure("budget_curves", "budget_curves", (curves, "Accuracy against the tuning budget"),
+                   "Per method: the expected test top-1 of the configuration selected among n trials (solid, with "
+                   f"its {level} band) and the expected best val top-1 (dashed); one panel per benchmark mean.")
+    if not curves.empty:
+        reach = curves.groupby(["backbone", "benchmark", "protocol", "label"])["n"].max()
+        n = args.budget or int(reach.groupby(level=[0, 1, 2]).min().min())
+        board = budget.at_budget(curves, n)
+        out.frame("budget_at_n", board, index=False)
+        header, rows = budget.budget_rows(board, cost)
+        out.table("budget_at_n", f"Leaderboard at equal budget: n = {n} trials per method", header, rows,
+                  notes=["Every method given the same number of trials n; methods searched with fewer have no row."],
+                  echo=True, empty=f"No method was searched with {n} trials.")
+    out.frame("tuning_cost", cost, index=False)
+    out.table("tuning_cost", "Tuning cost per method and task", *budget.cost_rows(cost),
+              notes=["device-s: fit_time_s (training and per-epoch val evaluation, to the final score) x devices, "
+                     "summed over the trials; GPU-seconds on a GPU, else CPU process-seconds. Train images: the "
+                     "training images the trials processed. Dataset 'all': the method's total."])
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.log_to:  # a missing client library stops here, before the analysis
@@ -732,6 +787,8 @@ def run(args, pool) -> int:
                    "Training throughput, peak training memory and deployed inference speed per method and backbone: "
                    "medians over all benchmarks' runs of a backbone (which fixes the input size); "
                    "one bar per protocol.")
+
+    budget_tables(args, out)
 
     status = status_summary(df)
     out.frame("status", status)

@@ -353,5 +353,32 @@ def cd_diagram(scores: pd.DataFrame, title: str, cd: float, alpha: float = 0.05)
     return fig
 
 
+def budget_curves(curves: pd.DataFrame, title: str):
+    """Accuracy as a function of the tuning budget: one panel per backbone x benchmark mean, per method the
+    expected best val top-1 (dashed) and the expected test top-1 of the selected trial (solid), with bands."""
+    if curves.empty:
+        return None
+    plt = _plt()
+    panels = sorted(curves.groupby(["backbone", "benchmark", "protocol"]).groups)
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.0), squeeze=False)
+    for ax, (backbone, benchmark, protocol) in zip(axes[0], panels):
+        part = curves[(curves["backbone"] == backbone) & (curves["benchmark"] == benchmark)
+                      & (curves["protocol"] == protocol)]
+        for i, (label, line) in enumerate(part.groupby("label", sort=True)):
+            line = line.sort_values("n")
+            color = f"C{i % 10}"
+            ax.plot(line["n"], line["test_selected"], marker="o", markersize=3, color=color, label=f"{label} test")
+            ax.fill_between(line["n"], line["test_lo"], line["test_hi"], color=color, alpha=0.15)
+            ax.plot(line["n"], line["val_best"], linestyle="--", color=color, label=f"{label} best val")
+        ax.set_xlabel("trials n (budget)")
+        ax.set_title(f"{benchmark} mean ({backbone})")
+        ax.set_xticks(sorted(part["n"].unique()))
+    axes[0][0].set_ylabel("top-1 %")
+    axes[0][-1].legend(fontsize=MIN_FONT_PT, loc="best")
+    fig.suptitle(title)
+    fig.subplots_adjust(left=0.3 / len(panels), right=0.98, bottom=0.18, top=0.82, wspace=0.3)
+    return fig
+
+
 FIGURES = {"cd_diagram": cd_diagram, "accuracy_vs_params": accuracy_vs_params, "delta_heatmap": delta_heatmap, "cost_figure": cost_figure,
-           "accuracy_vs_shots": accuracy_vs_shots, "manyshot_curve": manyshot_curve}
+           "accuracy_vs_shots": accuracy_vs_shots, "manyshot_curve": manyshot_curve, "budget_curves": budget_curves}

@@ -37,7 +37,7 @@ def expand_group_args(argv: list[str]) -> list[str]:
         key, sep, value = arg.partition("=")
         group = key.lstrip("+~")
         if (arg.startswith("-") or not sep or "(" in value or not group or group.startswith("hydra")
-                or not (CONF / group).is_dir()):
+                or not (CONF / group).is_dir() or group == "search"):  # search=<space>: bench/search.py's
             out.append(arg)  # not a group of ours: flags, values, hydra/... (Hydra's own options), sweep functions
             continue
         options, chosen = group_options(group), []
@@ -146,6 +146,26 @@ def check_recipes(argv: list[str]) -> None:
         fail(f"error: {e}", 2)
 
 
+def searched(argv: list[str]) -> list[str]:
+    """`search=<space> search.trials=K ...` (bench/search.py) as the sweeper's settings; a search needs -m."""
+    from bench.search import SearchError, split_args
+
+    try:
+        argv, spec = split_args(argv)
+        if spec is not None:
+            from bench.search import spaces
+
+            if spec.space not in spaces():
+                raise SearchError(f"search={spec.space}: unknown search space; valid: {', '.join(spaces())}")
+    except SearchError as e:
+        fail(f"error: {e}", 2)
+    if spec is None:
+        return argv
+    if not {"-m", "--multirun"} & set(argv):
+        fail("error: a search launches several runs: add -m", 2)
+    return argv + [f"hydra.sweeper.search.{k}={v}" for k, v in vars(spec).items()]
+
+
 def hydra_argv(args: list[str]) -> list[str]:
     """launch.py's arguments as Hydra's: its own flags translated, group patterns expanded, keys made settable.
 
@@ -158,6 +178,7 @@ def hydra_argv(args: list[str]) -> list[str]:
         argv.append("--multirun")  # the status of a grid: the sweeper expands it and launches nothing
     argv = [a for a in argv if a in ("-m", "--multirun")] + [a for a in argv if a not in ("-m", "--multirun")]
     check_credentials(argv)
+    argv = searched(argv)
     argv = settable(expand_group_args(argv))  # -m first: Hydra's parser takes no flag after the overrides
     check_recipes(argv)
     if "TORCHELASTIC_RUN_ID" in os.environ and {"-m", "--multirun"} & set(argv):

@@ -132,12 +132,24 @@ def run(cfg: RunConfig) -> dict:
             else {s: d.dataset for s, d in splits.items()}
         trainee = model.get_classifier() if fast else model
         extract_s = time.perf_counter() - t0
+        # a pruned search's trial (bench/prune.py): each epoch's val top-1 to its Optuna study, which may stop it
+        from bench.prune import Pruning
+
+        pruning = Pruning.open(out_dir) if cfg.protocol == "val" and dist.world() == 1 else None
+        last_epoch = cfg.train.epochs + cfg.train.cooldown_epochs
+
+        def on_epoch(e, m) -> dict:
+            entry = {key: score(m, monitor_split)}
+            if pruning is not None and pruning.report(e, entry[key]) and e < last_epoch:
+                entry["pruned"] = True  # bench.train.loop stops after this epoch
+            return entry
+
         out = train(trainee, data[train_split], cfg.train, num_classes=cfg.dataset.num_classes, seed=cfg.seed,
                     device=device, desc=label, channels_last=cfg.backbone.channels_last and device.type == "cuda",
                     checkpoint=out_dir / checkpoint.CHECKPOINT,
                     checkpoint_config=result_config(record["config"]) | {"data_version": data_version,
                                                                           "linear_fast_path": fast},
-                    on_epoch=lambda e, m: {key: score(m, monitor_split)}, tracker=tracker)
+                    on_epoch=on_epoch, tracker=tracker)
         record["train_peak_memory_mb"] = memory.peak_memory_mb(device, per_run_memory)[0]  # up to the end of training
         history, trainee = out["history"], out["eval_model"]
         if fast:
@@ -158,6 +170,10 @@ def run(cfg: RunConfig) -> dict:
             record[f"{monitor_split}_top1"] = history[-1][key]
             record[f"{report_split}_top1"] = score(trainee, report_split)
         record["fit_time_s"] = time.perf_counter() - t0  # training start to final score, evaluations included
+        if pruning is not None:
+            record["pruned"] = bool(history[-1].get("pruned"))
+            record["pruned_at_epoch"] = history[-1]["epoch"] if record["pruned"] else None
+            pruning.finish(record[key], record["pruned"])
         record["eval_time_s"] = eval_s[0]
         record["eval_batch_size"] = bs
         record["data"] = describe(cfg.dataset, splits)

@@ -63,7 +63,7 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, num_classes: int
     Args:
         on_epoch: called after each epoch with the epoch number (1-based) and the model to
             evaluate (the EMA when enabled); the dict it returns (for example val top-1) is
-            merged into that epoch's history entry.
+            merged into that epoch's history entry; `"pruned": True` among them stops training after it.
         checkpoint: file to resume from when it exists (and was written with the same
             `checkpoint_config`), and to write every `cfg.checkpoint_every` epochs.
         tracker: experiment trackers (bench.trackers.Trackers): started once the loop knows whether it
@@ -180,6 +180,8 @@ def train(model: nn.Module, data: Dataset, cfg: TrainConfig, *, num_classes: int
         history.append(entry)
         if tracker is not None:
             tracker.log_epoch(epoch, step, entry | {"epoch_time_s": epoch_s, "images_per_s": seen / max(epoch_s, 1e-9)})
+        if entry.get("pruned"):  # on_epoch's pruner stopped this trial (bench/prune.py): no further epoch
+            break
         if checkpoint is not None and cfg.checkpoint_every > 0 and epoch % cfg.checkpoint_every == 0 \
                 and epoch < total_epochs and time.perf_counter() - saved_at >= cfg.checkpoint_interval_s:
             saved_at = time.perf_counter()

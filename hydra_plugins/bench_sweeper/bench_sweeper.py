@@ -66,9 +66,47 @@ def _set_value(d: dict, o) -> bool:
 
 class BenchSweeper(BasicSweeper):
     def __init__(self, max_batch_size: Optional[int] = None, params: Optional[Dict[str, str]] = None,
-                 rerun: bool = False, status: bool = False) -> None:
+                 rerun: bool = False, status: bool = False, search: Optional[Dict[str, Any]] = None) -> None:
         super().__init__(max_batch_size=max_batch_size, params=params)
         self.rerun, self.status = rerun, status
+        self.search = dict(search or {})
+
+    def _searched(self, jobs: List[List[str]]) -> List[List[str]]:
+        """Each job once per configuration its method's search draws (bench/search.py), when one is asked for.
+
+        The drawn values are ordinary overrides (`++train.lr=0.00123`): each trial is an ordinary run, its
+        folder and variant named as any override names them, so a relaunch finds it and skips it.
+        """
+        self._trials: Dict[tuple, tuple] = {}  # a trial's job -> (its cell's job, the drawn values)
+        if not self.search.get("trials"):
+            return jobs
+        from bench import search
+        from bench.launch import cli
+
+        try:
+            spec = search.Search(**self.search)
+            default = cli.config_defaults()["method"]
+            drawn: Dict[str, list] = {}
+            out = []
+            for job in jobs:
+                value = lambda k, d: next((o.split("=", 1)[1] for o in job if o.lstrip("+").split("=")[0] == k), d)
+                method = value("method", default)
+                if method not in drawn:
+                    drawn[method] = search.trials_of(spec, method)
+                    print(f"[search] {method}: {spec.trials} configurations drawn from its space "
+                          f"(search={spec.space}, {spec.sampler} sampler, seed {spec.seed})", flush=True)
+                clash = sorted({o for o in job if o.lstrip("+~").partition("=")[0] in drawn[method][0]})
+                if clash:
+                    raise search.SearchError(f"{', '.join(clash)}: the search draws these values; drop them")
+                if value("protocol", "val") != "val":
+                    raise search.SearchError("a search selects on val: use protocol=val (the retrain, "
+                                             "protocol=val_retrain, is scripts/select_and_retrain.py's)")
+                for t in drawn[method]:
+                    out.append([*job, *search.overrides(t)])
+                    self._trials[tuple(out[-1])] = (job, t)
+        except search.SearchError as e:
+            cli.fail(f"error: {e}", 2)
+        return out
 
     def _jobs(self, arguments: List[str]) -> List[List[str]]:
         self._parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
@@ -176,6 +214,20 @@ class BenchSweeper(BasicSweeper):
             del cfg["hydra"]
         return cfg
 
+    def _prune(self, keep: List[int], jobs: List[List[str]], states: list, configs: list) -> None:
+        """With `search.pruner`, each trial about to run gets its study (bench/prune.py: prune.json in its folder)."""
+        if self.search.get("pruner", "none") == "none" or not self.search.get("trials"):
+            return
+        from bench import prune
+
+        for i in keep:
+            cell, values = self._trials[tuple(jobs[i])]
+            rc = configs[i]
+            url = self.search.get("storage") or f"sqlite:///{Path(rc.results_dir).resolve() / 'search.db'}"
+            states[i].run_dir.mkdir(parents=True, exist_ok=True)
+            prune.prepare(states[i].run_dir, url, prune.study_name(cell), self.search["pruner"],
+                          rc.train.epochs + rc.train.cooldown_epochs, values)
+
     def sweep(self, arguments: List[str]) -> Any:
         from bench.launch import cli, sweep
         from bench.launch.identity import run_of
@@ -183,9 +235,9 @@ class BenchSweeper(BasicSweeper):
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
         from bench.config import ConfigError
 
-        jobs = self._jobs(arguments)
+        jobs = self._searched(self._jobs(arguments))
         tic = time.perf_counter()
-        inspector, states = sweep.Inspector(), []
+        inspector, states, configs = sweep.Inspector(), [], []
         self._versions: Dict[str, Optional[str]] = {}
         self._versions_s = 0.0
         for job in jobs:
@@ -194,6 +246,7 @@ class BenchSweeper(BasicSweeper):
             except ConfigError as e:
                 cli.fail(f"error: {e} (in the job {' '.join(job)})", 2)
             states.append(inspector.inspect(run_dir, identity, lambda rc=rc: self._data_version(rc)))
+            configs.append(rc)
         compose_s = time.perf_counter() - tic
         timing = (f"checked in {compose_s:.2f} s; {len(self._plain)} distinct compositions in "
                   f"{self._compose_s:.2f} s" + (f"; {self._slow} runs' values set by Hydra" if self._slow else "")
@@ -222,6 +275,7 @@ class BenchSweeper(BasicSweeper):
                 print(f"[sweep] {s.run_dir} was completed on other data; kept as {moved}", flush=True)
         chosen = {id(s) for s in todo}
         keep = [i for i, s in enumerate(states) if id(s) in chosen]
+        self._prune(keep, jobs, states, configs)
         size = self.max_batch_size if self.max_batch_size and self.max_batch_size > 0 else len(keep)
         returns, failed = [], []
         for b, start in enumerate(range(0, len(keep), size)):
