@@ -16,6 +16,7 @@ import math
 import pandas as pd
 
 from bench.analysis.benchmarks import short_name
+from bench.analysis.load import config_hashes
 
 # Canonical row order: the SSF paper's tables' order, the newer methods placed by family; others follow, sorted.
 METHOD_ORDER = ("full", "linear", "bias", "difffit", "adapter", "adapter_houlsby", "adaptformer", "convpass", "repadapter",
@@ -54,7 +55,12 @@ def with_labels(df: pd.DataFrame) -> pd.DataFrame:
         mixed = version.groupby(keys, dropna=False).transform("nunique") > 1
         short = version.fillna("?").astype(str).str.split(":").str[-1].str[:8]
         label = label.where(~mixed, label + "[data " + short + "]")
-    return df.assign(label=label, data_version=version)
+    config = config_hashes(df)
+    if config.notna().any():  # nor runs of one task with other settings (bench.config.config_key): `[config <hash>]`
+        keys = [df["backbone"], label, df["dataset"], *([df["protocol"]] if "protocol" in df else [])]
+        mixed = config.groupby(keys, dropna=False).transform("nunique") > 1
+        label = label.where(~mixed, label + "[config " + config.fillna("?").astype(str).str[:8] + "]")
+    return df.assign(label=label, data_version=version, config_hash=config)
 
 
 def data_version(data) -> str | None:

@@ -16,6 +16,20 @@ from bench.config import OPERATIONAL
 NOT_VARIANT = {"method", "dataset", "backbone", "train", "seed", "protocol", "variant", "recipe", "grid"} | OPERATIONAL
 
 
+NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")  # a number as Hydra reads one (no inf, nan)
+
+
+def value_name(value: str) -> str:
+    """A number as one spelling, so one value is one variant and one folder: `1e-3`, `0.001` and `1.0e-3` ->
+    `0.001`, `1.0` and `1` -> `1`, `1e-05` -> `1e-5`; anything else as written."""
+    if not NUMBER.fullmatch(value):
+        return value
+    number = float(value)
+    if number.is_integer() and abs(number) < 1e16:
+        return str(int(number))
+    return re.sub(r"e([+-])0*(\d)", r"e\1\2", repr(number))  # Python's shortest repr, exponent without zeros
+
+
 def variant_from_overrides(overrides: list[str]) -> str:
     """A readable name for the non-default settings of a run: ['train.lr=0.01', 'method.r=8'] -> 'lr0.01_r8'."""
     parts = []
@@ -23,6 +37,7 @@ def variant_from_overrides(overrides: list[str]) -> str:
         key, _, value = o.lstrip("+~").partition("=")
         if key in NOT_VARIANT or key.startswith(("hydra", "logger.")):
             continue
+        value = value_name(value)
         parts.append(re.sub(r"[^A-Za-z0-9._+-]", "", f"{key.rsplit('.', 1)[-1]}{value}".replace("/", "-").replace(",", "-")))
     return "_".join(parts)  # a folder name and a Hydra value: no braces, quotes, colons or commas
 

@@ -14,7 +14,7 @@ import torch
 
 import methods
 from bench import predictions, records, trackers
-from bench.config import PROTOCOLS, RunConfig, result_config
+from bench.config import PROTOCOLS, RunConfig, config_hash, result_config
 from bench.data import describe, list_splits, load_splits
 from bench.data.batching import batches
 from bench.data.on_device import to_device
@@ -61,6 +61,7 @@ def run(cfg: RunConfig) -> dict:
         "train_subset": cfg.dataset.train_subset or None,
         "subset_seed": cfg.dataset.subset_seed if cfg.dataset.train_subset else None,
         "config": dataclasses.asdict(cfg) | {"method_args": dataclasses.asdict(method_cfg)},
+        "config_hash": config_hash(cfg),  # what a relaunch compares (bench.launch.sweep.other_config) and analyze.py groups by
         "git": env.git_state(), "env": env.packages(), "hardware": env.hardware(device),
         # one process, or the data-parallel group that ran it (bench/train/dist.py); rank 0 writes the record
         "distributed": {"world_size": dist.world(), "per_rank_batch": cfg.train.batch_size // dist.world(),
