@@ -212,9 +212,14 @@ RECIPE_NOTES = frozenset({"recipe.title", "recipe.source", "recipe.checkpoint", 
 NOT_HASHED = OPERATIONAL | RECIPE_NOTES | {"seed"}
 
 
+_ATOMS = {str, int, bool, type(None)}
+
+
 def _plain(v):
     """A value as configurations compare it: 1.0 and 1 are one value (a float field given as an int in a
     method's YAML), tuples are lists, a dataclass its fields."""
+    if type(v) in _ATOMS:
+        return v
     if isinstance(v, float):
         return int(v) if v.is_integer() else v
     if isinstance(v, dict):
@@ -239,8 +244,7 @@ def _defaults(cls) -> dict:
 
 
 def _key(config, cls, where: str) -> dict:
-    items = config.items() if isinstance(config, dict) else ((f.name, getattr(config, f.name))
-                                                               for f in dataclasses.fields(config))
+    items = config.items() if isinstance(config, dict) else vars(config).items()  # a dataclass: its fields
     plan, defaults, out = _plan(cls, where), _defaults(cls), {}
     for name, value in items:
         key, hint, nested = plan.get(name) or (f"{where}.{name}" if where else name, None, False)
@@ -250,7 +254,8 @@ def _key(config, cls, where: str) -> dict:
             out[name] = _key(value, hint, key)
             continue
         value = _plain(value)
-        if name not in defaults or value != defaults[name] or type(value) is not type(defaults[name]):
+        default = defaults.get(name, _UNSET)
+        if value != default or type(value) is not type(default):
             out[name] = value
     return out
 
@@ -262,7 +267,7 @@ def config_key(config) -> dict:
     the run's dataclasses at its default, so a setting added later (at the default that keeps what runs did
     before) leaves earlier runs' configuration as it was. Values compare by meaning (`_plain`): 1e-3 and
     0.001 are one float, 1.0 and 1 one number. A method's arguments are compared as given: its config
-    file lists every argument (tests/test_methods.py), so a record's filled-in arguments match them.
+    file lists every argument (tests/test_configs.py), so a record's filled-in arguments match them.
     """
     return _key(config, RunConfig, "")
 
