@@ -202,8 +202,9 @@ class Inspector:
             st.detail = f"record status {rec['status']!r}"
         elif st.resumable:
             st.detail = "checkpoint waiting"
-        stale = None if st.state not in ("completed", "unsupported", "missing") or st.other_data or config is None \
-            else other_config(rec if st.state != "missing" else None, job if st.resumable else {}, config)
+        done = st.state in ("completed", "unsupported")
+        stale = other_config(rec if done else None, job if not done else {}, config) if config is not None and (
+            done or (st.state == "missing" and st.resumable and not st.other_data)) else None
         if stale:
             st.state, st.other_config, changes = "stale", stale[0], stale[1]
             st.detail = "; ".join(changes) if changes else "a checkpoint of another configuration (job.json)"
