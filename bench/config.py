@@ -213,6 +213,7 @@ NOT_HASHED = OPERATIONAL | RECIPE_NOTES | {"seed"}
 
 
 _ATOMS = {str, int, bool, type(None)}
+_UNSET = object()  # a setting a configuration does not hold (at its default)
 
 
 def _plain(v):
@@ -311,9 +312,6 @@ def config_changes(old, new) -> list[str]:
     a, b = flat(old), flat(new)
     return [f"{k}: {show(a.get(k, _UNSET))} -> {show(b.get(k, _UNSET))}"
             for k in sorted(a.keys() | b.keys()) if a.get(k, _UNSET) != b.get(k, _UNSET)]
-
-
-_UNSET = object()
 
 
 class ConfigError(ValueError):

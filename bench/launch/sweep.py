@@ -313,10 +313,12 @@ def other_config(rec: dict | None, job: dict, config) -> tuple[str, list[str]] |
     if not recorded:
         return None
     key = config_key(config())
-    if key_hash(key) == recorded:
+    now = key_hash(key)
+    if now == recorded:
         return None
     old = rec.get("config") if rec else None
-    return recorded, config_changes(config_key(old), key) if isinstance(old, dict) else []
+    changes = config_changes(config_key(old), key) if isinstance(old, dict) else []
+    return recorded, changes or ([f"config_hash: {recorded} -> {now}"] if rec else [])  # [] for a checkpoint
 
 
 def stale_line(state: RunState, moved: Path) -> str:
