@@ -137,10 +137,10 @@ def config_notes(df: pd.DataFrame) -> list[str]:
     split = df[df["label"].str.contains("[config ", regex=False) & df["config_hash"].notna()]
     base = split["label"].str.replace(r"\[config [^\]]*\]$", "", regex=True)
     when = split["started_at"].fillna("").astype(str) if "started_at" in split else pd.Series("", index=split.index)
-    cells: dict[tuple, list[str]] = {}
+    cells: dict[str, list[str]] = {}  # what differs -> the tasks where it does
     for (backbone, label, dataset), g in split.groupby([split["backbone"], base, split["dataset"]]):
         first = g.assign(when=when[g.index]).sort_values("when").drop_duplicates("config_hash")
-        configs = [(h, c) for h, c in zip(first["config_hash"], first["config"] if "config" in first else [None] * len(first))]
+        configs = list(zip(first["config_hash"], first["config"] if "config" in first else [None] * len(first)))
         (h0, c0), rest = configs[0], configs[1:]
         for h, c in rest:
             changes = config_changes(config_key(c0), config_key(c)) if isinstance(c0, dict) and isinstance(c, dict) \

@@ -34,6 +34,8 @@ def with_labels(df: pd.DataFrame) -> pd.DataFrame:
     Runs of a non-default recipe carry its name in their variant (`adapter-noah`, launch.py), so
     recipes get rows of their own. Should one label still hold runs of several recipes (records
     from renamed or hand-made variants), each gets `[recipe]` appended: never averaged together.
+    Nor are one task's runs on several data versions (`[data <version>]`) or with several
+    configurations (`[config <hash>]`: bench.config.config_hash, a recipe edited between runs).
     """
     if "label" in df:
         return df
