@@ -175,3 +175,34 @@ def test_relaunch_after_a_recipe_edit_runs_again_and_keeps_the_old_run(tmp_path)
 
     spelt = launch("--status", "-m", "method=lora", "train.lr=1e-3,0.001")  # one value, two spellings: one run
     assert "1 runs in the grid" in spelt and "1 job(s) name a run another job names" in spelt
+
+
+def test_a_single_run_of_another_configuration_runs_again(tmp_path, monkeypatch, capsys):
+    """launch.py without -m: the stale run's folder moves aside before it runs; an unchanged one is skipped."""
+    import copy
+
+    from bench.launch import job
+    from bench.run import runner
+
+    overrides = ["method=lora", *MINI, f"results_dir={tmp_path}"]
+    with initialize_config_dir(config_dir=str(CONF), version_base=None):
+        cfg = OmegaConf.to_container(compose("config", overrides=overrides), resolve=True)
+    edited = copy.deepcopy(cfg)
+    edited["train"]["lr"] = 0.01  # as a recipe edit would compose it: the same run folder, another configuration
+    old, new = to_run_config(copy.deepcopy(cfg), overrides), to_run_config(copy.deepcopy(edited), overrides)
+    folder = run_path(old)
+    folder.mkdir(parents=True)
+    records.write_json_atomic(folder / records.RECORD, record_of(old))
+    ran = []
+    monkeypatch.setattr(runner, "run", lambda rc: ran.append(rc) or {"test_top1": None})
+
+    job.start(copy.deepcopy(edited), overrides, multirun=False, output_dir=str(tmp_path / "out"))
+    kept = folder.with_name(f"{folder.name}~config-{config_hash(old)[:8]}")
+    assert f"[stale] {folder}: run with another configuration (train.lr: 0.003 -> 0.01); kept as {kept}" \
+        in capsys.readouterr().out
+    assert json.loads((kept / records.RECORD).read_text()) == record_of(old) and len(ran) == 1
+    assert json.loads((folder / sweep.JOB).read_text())["config_hash"] == config_hash(new)
+
+    records.write_json_atomic(folder / records.RECORD, record_of(new))  # the rerun's record: done, skipped
+    job.start(copy.deepcopy(edited), overrides, multirun=False, output_dir=str(tmp_path / "out"))
+    assert "[skipped]" in capsys.readouterr().out and len(ran) == 1
