@@ -45,10 +45,11 @@ def record_of(rc, status="completed", **fields) -> dict:
 
 def test_one_value_is_one_variant_and_one_configuration():
     assert {value_name(v) for v in ("1e-3", "0.001", "1.0e-3", "+1E-3")} == {"0.001"}
-    assert (value_name("1.0"), value_name("1"), value_name("1e-05"), value_name("qkv"), value_name("nan")) \
-        == ("1", "1", "1e-5", "qkv", "nan")
-    assert variant_from_overrides(["++train.lr=1e-3", "++method.r=8.0"]) == "r8_lr0.001" \
-        == variant_from_overrides(["++train.lr=0.001", "++method.r=8"])
+    assert (value_name("50.0"), value_name("1"), value_name("1e-05"), value_name("qkv"), value_name("nan")) \
+        == ("50.0", "1", "1e-5", "qkv", "nan")  # the grids' spellings (conf/grid/) stay as they were
+    assert (value_name("1", float), value_name("8.0", int)) == ("1.0", "8")  # the setting's type, where known
+    assert variant_from_overrides(["++train.lr=1e-3", "++train.epochs=5.0", "++method.r=8"]) == "r8_epochs5_lr0.001" \
+        == variant_from_overrides(["++train.lr=0.001", "++train.epochs=5", "++method.r=8"])
     a, b = composed("++train.lr=1e-3"), composed("++train.lr=0.001")
     assert run_path(a) == run_path(b) and config_hash(a) == config_hash(b)
 
