@@ -61,7 +61,6 @@ def run(cfg: RunConfig) -> dict:
         "train_subset": cfg.dataset.train_subset or None,
         "subset_seed": cfg.dataset.subset_seed if cfg.dataset.train_subset else None,
         "config": dataclasses.asdict(cfg) | {"method_args": dataclasses.asdict(method_cfg)},
-        "config_hash": config_hash(cfg),  # what a relaunch compares (bench.launch.sweep.other_config) and analyze.py groups by
         "git": env.git_state(), "env": env.packages(), "hardware": env.hardware(device),
         # one process, or the data-parallel group that ran it (bench/train/dist.py); rank 0 writes the record
         "distributed": {"world_size": dist.world(), "per_rank_batch": cfg.train.batch_size // dist.world(),
@@ -69,6 +68,9 @@ def run(cfg: RunConfig) -> dict:
                         "devices": dist.gather(str(device))},
         "started_at": _now(),
     }
+    # what a relaunch compares (bench.launch.sweep.other_config) and analyze.py groups by; from the method's arguments
+    # filled in, as a run built in Python with some of them names the same configuration as launch.py's
+    record["config_hash"] = config_hash(record["config"])
     label = f"{cfg.backbone.name} {cfg.dataset.name} {records.method_label(cfg.method, cfg.variant)} seed{cfg.seed}"
     t_start = time.perf_counter()
     per_run_memory = memory.reset_peak_memory(device)
