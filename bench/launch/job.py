@@ -42,7 +42,7 @@ def start(cfg: dict, overrides: list[str], *, multirun: bool, output_dir: str, l
                 print(f"[data] {out_dir} was completed on other data (version {other[0]}, now {other[1]}); "
                       f"kept as {moved}", flush=True)
         if not other:
-            job = sweep.read_job(out_dir) if not done and (out_dir / sweep.CHECKPOINT).is_file() else {}
+            job = sweep.read_job(out_dir) if rec is None and (out_dir / sweep.CHECKPOINT).is_file() else {}
             stale = sweep.other_config(rec if done else None, job, lambda: rc) if done or job else None
             if stale and main:  # its outcome (or checkpoint) belongs to another configuration: kept aside
                 state = sweep.RunState(out_dir, "stale", detail="; ".join(stale[1]) or "a checkpoint of another "
