@@ -1,4 +1,4 @@
-"""Where each run of a sweep stands: completed, failed, running or pending, missing.
+"""Where each run of a sweep stands: completed, failed, running or pending, missing, stale.
 
 Torch-free and Hydra-free: launch.py's sweeper (hydra_plugins/bench_sweeper) asks `Inspector`
 about every run of a grid before submitting anything, and `python -m bench.sweep RESULTS_DIR`
@@ -8,7 +8,8 @@ prints the same table for every run found on disk. A run's folder (bench.records
     last.pt       the checkpoint an unfinished run resumes from (bench.train.checkpoint.CHECKPOINT)
     job.json      who is (or was) about to run it: written by the sweeper when it submits the run
                   ("submitted": the launching process, sweep folder, array index) and by the job when
-                  it starts ("running": host, pid, Slurm job id, log files)
+                  it starts ("running": host, pid, Slurm job id, log files), with the `config_hash` of
+                  the configuration it runs (bench.config.config_hash: whose checkpoint last.pt is)
 
 A run is "running" (running or pending) while the job its job.json names is alive: its Slurm
 job is in `squeue` (pending, running or requeued), or its process still runs on this host.
