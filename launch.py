@@ -14,7 +14,9 @@ recipe's name at the front of its variant (`adapter-noah`), so its folder, label
 its own: runs of different recipes are never averaged together.
 
 Sweeps are idempotent: the default sweeper (hydra_plugins/bench_sweeper) submits only the runs
-of the grid that are not finished, and a run whose record is completed is skipped here as well.
+of the grid that are not finished, and a run whose record is completed is skipped here as well;
+a finished run whose configuration has changed since is stale and runs again, its old folder kept
+beside (docs/sweeps.md: Stale runs).
 `--rerun` forces every run again; `--status` prints where each run of the grid stands (completed /
 failed / running or pending / missing) and submits nothing.
 """

@@ -203,6 +203,117 @@ def result_config(config: dict, keys=OPERATIONAL) -> dict:
     return out
 
 
+# A recipe's description (what it reproduces, where its settings were read), never what a run does: its
+# `method_args` are in the run's `method_args` and its `checkpoint` in its `backbone`, which are compared themselves.
+RECIPE_NOTES = frozenset({"recipe.title", "recipe.source", "recipe.checkpoint", "recipe.selection", "recipe.benchmarks",
+                          "recipe.methods", "recipe.retrain_seeds", "recipe.method_args", "recipe.differences"})
+# What a run's configuration hash leaves out: what never changes its result, and the seed, which its folder names
+# and in which the runs of one cell of analyze.py's tables differ by design.
+NOT_HASHED = OPERATIONAL | RECIPE_NOTES | {"seed"}
+
+
+_ATOMS = {str, int, bool, type(None)}
+_UNSET = object()  # a setting a configuration does not hold (at its default)
+
+
+def _plain(v):
+    """A value as configurations compare it: 1.0 and 1 are one value (a float field given as an int in a
+    method's YAML), tuples are lists, a dataclass its fields."""
+    if type(v) in _ATOMS:
+        return v
+    if isinstance(v, float):
+        return int(v) if v.is_integer() else v
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if dataclasses.is_dataclass(v):
+        return {f.name: _plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
+    return v
+
+
+@functools.lru_cache(maxsize=None)
+def _defaults(cls) -> dict:
+    """Each field of dataclass `cls` that has a default: that default, as compared (`_plain`)."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = _plain(f.default)
+        elif f.default_factory is not dataclasses.MISSING and not dataclasses.is_dataclass(f.type):
+            out[f.name] = _plain(f.default_factory())
+    return out
+
+
+def _key(config, cls, where: str) -> dict:
+    items = config.items() if isinstance(config, dict) else vars(config).items()  # a dataclass: its fields
+    plan, defaults, out = _plan(cls, where), _defaults(cls), {}
+    for name, value in items:
+        key, hint, nested = plan.get(name) or (f"{where}.{name}" if where else name, None, False)
+        if key in NOT_HASHED:
+            continue
+        if nested and (isinstance(value, dict) or dataclasses.is_dataclass(value)):
+            out[name] = _key(value, hint, key)
+            continue
+        value = _plain(value)
+        default = defaults.get(name, _UNSET)
+        if value != default or type(value) is not type(default):
+            out[name] = value
+    return out
+
+
+def config_key(config) -> dict:
+    """A run's configuration as relaunches and analyze.py compare it: the settings that change its result.
+
+    `config` is a RunConfig or its dict (a record's `config`). Left out: NOT_HASHED, and every setting of
+    the run's dataclasses at its default, so a setting added later (at the default that keeps what runs did
+    before) leaves earlier runs' configuration as it was. Values compare by meaning (`_plain`): 1e-3 and
+    0.001 are one float, 1.0 and 1 one number. A method's arguments are compared as given: its config
+    file lists every argument (tests/test_configs.py), so a record's filled-in arguments match them.
+    """
+    return _key(config, RunConfig, "")
+
+
+def config_hash(config) -> str:
+    """The hash of `config_key(config)` (16 hex digits): equal for one configuration, whatever its seed."""
+    return key_hash(config_key(config))
+
+
+def key_hash(key: dict) -> str:
+    """The hash of a `config_key` (16 hex digits)."""
+    import hashlib
+    import json
+
+    text = json.dumps(key, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def record_hash(rec: dict) -> str | None:
+    """The configuration hash of a record: its `config_hash`, or, for records written before it, worked out from
+    its `config`; None where it has neither (nothing says what it ran)."""
+    if rec.get("config_hash"):
+        return str(rec["config_hash"])
+    return config_hash(rec["config"]) if isinstance(rec.get("config"), dict) else None
+
+
+def config_changes(old, new) -> list[str]:
+    """The settings in which two configurations (`config_key`s) differ, one `key: old -> new` each, sorted;
+    a setting at its default shows as `default`."""
+    import json
+
+    def flat(d: dict, prefix: str = "") -> dict:
+        out = {}
+        for k, v in d.items():
+            out |= flat(v, f"{prefix}{k}.") if isinstance(v, dict) and v else {f"{prefix}{k}": v}
+        return out
+
+    def show(v) -> str:
+        return "default" if v is _UNSET else v if isinstance(v, str) else json.dumps(v)
+
+    a, b = flat(old), flat(new)
+    return [f"{k}: {show(a.get(k, _UNSET))} -> {show(b.get(k, _UNSET))}"
+            for k in sorted(a.keys() | b.keys()) if a.get(k, _UNSET) != b.get(k, _UNSET)]
+
+
 class ConfigError(ValueError):
     """A setting that is not valid, named with its key and what it may be: `train.batch_size=0: must be ...`.
 

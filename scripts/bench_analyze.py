@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.analysis.benchmarks import BENCHMARK_GROUPS, BENCHMARK_TASKS  # noqa: E402
+from bench.config import config_hash  # noqa: E402
 from bench.predictions import arrays, save  # noqa: E402
 from bench.records import PREDICTIONS, RECORD, SCHEMA, run_dir  # noqa: E402
 
@@ -84,6 +85,7 @@ def synthetic_record(rng: random.Random, backbone: str, dataset: str, label: str
         "hardware": {"device": "cuda", "gpu": "NVIDIA H100", "torch_threads": 16, "host": "node"},
         "started_at": "2026-01-01T00:00:00+00:00",
     }
+    rec["config_hash"] = config_hash(rec["config"])
     if method == "vpt" and backbone.startswith("swin"):
         rec.update(status="unsupported", error={"type": "Unsupported", "message": "prompts need a ViT"})
     elif rng.random() < 0.02:

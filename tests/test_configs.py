@@ -20,6 +20,23 @@ def test_method_configs_mirror_the_registry():
     assert set(METHOD_CONFIGS) >= {"full", "linear", "bias", "adapter", "vpt", "vpt_shallow", "lora", "ssf"}
 
 
+def test_method_configs_list_every_argument_at_its_default():
+    """A record holds every argument of its method (its Config, filled in); a relaunch compares it with the
+    arguments composed from the method's config file (bench.config.config_key): the file must list them all."""
+    import dataclasses
+
+    import yaml
+
+    from bench.config import config_key
+
+    for name, method in METHODS.items():
+        listed = yaml.safe_load((CONF / "method" / f"{name}.yaml").read_text())["method"]
+        filled = dataclasses.asdict(method.Config(**{k: v for k, v in listed.items() if k != "name"}))
+        assert set(listed) - {"name"} == set(filled), name
+        assert config_key({"method_args": filled}) == config_key({"method_args": {
+            k: v for k, v in listed.items() if k != "name"}}), name
+
+
 def test_mini_benchmark_has_its_tasks():
     assert sorted(MINI_TASKS) == sorted(BENCHMARK_TASKS["mini"])
 

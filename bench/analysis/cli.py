@@ -54,7 +54,7 @@ import pandas as pd
 
 from bench.analysis import shots, stats, stats_cache
 from bench.analysis.benchmarks import table_specs
-from bench.analysis.load import load_summaries
+from bench.analysis.load import config_notes, load_summaries
 from bench.analysis.published import (REFERENCE_DIR, compare, comparison_rows, data_pipeline, load_published,
                                       published_leaderboard)
 from bench.analysis.report import Report
@@ -358,6 +358,7 @@ def leaderboards(df, protocol: str, published: dict, archs: dict, args, out: Out
             notes.append("Data: " + "; ".join(f"{p}: {', '.join(rows)}" for p, rows in sorted(pipelines.items()))
                          + ". A label ending in [data <version>] holds the runs of one data version where a task "
                          "was run on several (other images, labels or bytes).")
+        notes += config_notes(with_labels(recs))  # a label ending in [config <hash>]: which settings differ
         out.table(f"leaderboard_{stem}", title,
                   *table_rows(table, marks, cells, args.average, ci.intervals, ci.marks), notes=notes, echo=True)
         significance_tables(table, ci, spec, stem, args, out)

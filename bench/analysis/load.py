@@ -81,10 +81,12 @@ def load_summaries(root: str | Path) -> tuple[pd.DataFrame, list[str]]:
     Returns:
         (frame, problems): `problems` names each skipped file (unreadable, not JSON, missing
         identity fields) with the reason. Numeric fields are float64 (NaN when absent), text
-        fields strings, `variant` "" when absent; `benchmark` falls back to the dataset's prefix.
+        fields strings, `variant` "" when absent; `benchmark` falls back to the dataset's prefix;
+        `config_hash` each record's configuration hash (`config_hashes`).
     """
     df, problems = load_records(root, parse=parse_summary)
-    return declare_dtypes(df), problems
+    df = declare_dtypes(df)
+    return (df.assign(config_hash=config_hashes(df)) if len(df) else df), problems  # once, not per table
 
 
 def _text(v) -> str | None:
@@ -109,3 +111,42 @@ def declare_dtypes(df: pd.DataFrame) -> pd.DataFrame:
     text["protocol"] = text["protocol"].fillna("unknown")
     text["benchmark"] = text["benchmark"].fillna(text["dataset"].str.split("/").str[0])
     return df.assign(**cols, **text)
+
+
+def config_hashes(df: pd.DataFrame) -> pd.Series:
+    """Each record's configuration hash (bench.config.record_hash: its `config_hash`, else worked out once from
+    its `config`), None where the record says neither; a `config_hash` column already worked out is kept."""
+    from bench.config import record_hash
+
+    if "config_hash" in df and "config" not in df:
+        return df["config_hash"].where(df["config_hash"].notna(), None).astype(object)
+    stored = df["config_hash"] if "config_hash" in df else pd.Series(None, index=df.index, dtype=object)
+    config = df["config"] if "config" in df else pd.Series(None, index=df.index, dtype=object)
+    return pd.Series([h if isinstance(h, str) and h else record_hash({"config": c}) for h, c in zip(stored, config)],
+                     index=df.index, dtype=object)
+
+
+def config_notes(df: pd.DataFrame) -> list[str]:
+    """One note per method row whose runs of one task were run with several configurations (analyze.py gives
+    each its own row, `[config <hash>]`, bench.analysis.tables.with_labels): the settings that differ, oldest
+    configuration first. `df` has `label` and `config_hash` (with_labels)."""
+    from bench.config import config_changes, config_key
+
+    if "config_hash" not in df or not df["label"].str.contains("[config ", regex=False).any():
+        return []
+    split = df[df["label"].str.contains("[config ", regex=False) & df["config_hash"].notna()]
+    base = split["label"].str.replace(r"\[config [^\]]*\]$", "", regex=True)
+    when = split["started_at"].fillna("").astype(str) if "started_at" in split else pd.Series("", index=split.index)
+    cells: dict[str, list[str]] = {}  # what differs -> the tasks where it does
+    for (backbone, label, dataset), g in split.groupby([split["backbone"], base, split["dataset"]]):
+        first = g.assign(when=when[g.index]).sort_values("when").drop_duplicates("config_hash")
+        configs = list(zip(first["config_hash"], first["config"] if "config" in first else [None] * len(first)))
+        (h0, c0), rest = configs[0], configs[1:]
+        for h, c in rest:
+            changes = config_changes(config_key(c0), config_key(c)) if isinstance(c0, dict) and isinstance(c, dict) \
+                else ["(the records hold no config)"]
+            what = f"{label}[config {h0[:8]}] -> {label}[config {h[:8]}] ({backbone}): {', '.join(changes)}"
+            cells.setdefault(what, []).append(dataset)
+    return [f"Configurations: {what}; on {', '.join(sorted(tasks)) if len(tasks) <= 3 else f'{len(tasks)} tasks'}. "
+            "Runs of one task with other settings are never pooled: each configuration has its own row."
+            for what, tasks in sorted(cells.items())]

@@ -16,6 +16,7 @@ import math
 import pandas as pd
 
 from bench.analysis.benchmarks import short_name
+from bench.analysis.load import config_hashes
 
 # Canonical row order: the SSF paper's tables' order, the newer methods placed by family; others follow, sorted.
 METHOD_ORDER = ("full", "linear", "bias", "difffit", "adapter", "adapter_houlsby", "adaptformer", "convpass", "repadapter",
@@ -33,6 +34,8 @@ def with_labels(df: pd.DataFrame) -> pd.DataFrame:
     Runs of a non-default recipe carry its name in their variant (`adapter-noah`, launch.py), so
     recipes get rows of their own. Should one label still hold runs of several recipes (records
     from renamed or hand-made variants), each gets `[recipe]` appended: never averaged together.
+    Nor are one task's runs on several data versions (`[data <version>]`) or with several
+    configurations (`[config <hash>]`: bench.config.config_hash, a recipe edited between runs).
     """
     if "label" in df:
         return df
@@ -54,7 +57,12 @@ def with_labels(df: pd.DataFrame) -> pd.DataFrame:
         mixed = version.groupby(keys, dropna=False).transform("nunique") > 1
         short = version.fillna("?").astype(str).str.split(":").str[-1].str[:8]
         label = label.where(~mixed, label + "[data " + short + "]")
-    return df.assign(label=label, data_version=version)
+    config = config_hashes(df)
+    if config.notna().any():  # nor runs of one task with other settings (bench.config.config_key): `[config <hash>]`
+        keys = [df["backbone"], label, df["dataset"], *([df["protocol"]] if "protocol" in df else [])]
+        mixed = config.groupby(keys, dropna=False).transform("nunique") > 1
+        label = label.where(~mixed, label + "[config " + config.fillna("?").astype(str).str[:8] + "]")
+    return df.assign(label=label, data_version=version, config_hash=config)
 
 
 def data_version(data) -> str | None:

@@ -16,6 +16,33 @@ from bench.config import OPERATIONAL
 NOT_VARIANT = {"method", "dataset", "backbone", "train", "seed", "protocol", "variant", "recipe", "grid"} | OPERATIONAL
 
 
+NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")  # a number as Hydra reads one (no inf, nan)
+INTEGER = re.compile(r"[+-]?\d+")
+
+
+def value_name(value: str, kind: type | None = None) -> str:
+    """A number as one spelling, so one value is one variant and one folder: `1e-3`, `0.001` and `1.0e-3` ->
+    `0.001`, `1e-05` -> `1e-5`, `50.0` as written. `kind`, the setting's type where the dataclasses say it
+    (`setting_type`): a float setting's `1` is `1.0`, an int setting's `8.0` is `8`. Anything else as written."""
+    if not NUMBER.fullmatch(value):
+        return value
+    number = float(value)
+    if kind is int or (kind is not float and INTEGER.fullmatch(value)):
+        return str(int(number)) if number.is_integer() else value
+    return re.sub(r"e([+-])0*(\d)", r"e\1\2", repr(number))  # Python's shortest repr, exponent without zeros
+
+
+def setting_type(key: str) -> type | None:
+    """The type of a `train.*`, `dataset.*` or `backbone.*` setting (bench.config's dataclasses); None for others
+    (a method's arguments: their types are the method's, known only once torch loads)."""
+    from bench import config
+
+    section, _, name = key.partition(".")
+    cls = {"train": config.TrainConfig, "dataset": config.DatasetConfig, "backbone": config.BackboneConfig}.get(section)
+    field = config._plan(cls, section).get(name) if cls else None
+    return config._spec(field[1])[1] if field else None
+
+
 def variant_from_overrides(overrides: list[str]) -> str:
     """A readable name for the non-default settings of a run: ['train.lr=0.01', 'method.r=8'] -> 'lr0.01_r8'."""
     parts = []
@@ -23,6 +50,7 @@ def variant_from_overrides(overrides: list[str]) -> str:
         key, _, value = o.lstrip("+~").partition("=")
         if key in NOT_VARIANT or key.startswith(("hydra", "logger.")):
             continue
+        value = value_name(value, setting_type(key))
         parts.append(re.sub(r"[^A-Za-z0-9._+-]", "", f"{key.rsplit('.', 1)[-1]}{value}".replace("/", "-").replace(",", "-")))
     return "_".join(parts)  # a folder name and a Hydra value: no braces, quotes, colons or commas
 

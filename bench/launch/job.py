@@ -6,7 +6,7 @@ logic imports neither Hydra nor, until the run starts, torch.
 import os
 from pathlib import Path
 
-from bench.config import ConfigError
+from bench.config import ConfigError, config_hash
 from bench.launch import sweep
 from bench.launch.cli import DEBUG, fail
 from bench.launch.identity import run_path, to_run_config
@@ -32,13 +32,23 @@ def start(cfg: dict, overrides: list[str], *, multirun: bool, output_dir: str, l
             rc.sweep = Path(output_dir).parent.name
         out_dir = run_path(rc)
         rec, _ = sweep.read_record(out_dir / RECORD)
-        if rec and rec["status"] in ("completed", "unsupported"):
+        main = int(os.environ.get("RANK", "0")) == 0
+        done = rec is not None and rec["status"] in ("completed", "unsupported")
+        other = None
+        if done:
             other = sweep.other_data(rec, lambda: sweep.data_version_now(rc.dataset, rc.protocol))
-            if other and int(os.environ.get("RANK", "0")) == 0:  # its outcome belongs to other data: kept aside
+            if other and main:  # its outcome belongs to other data: kept aside
                 moved = sweep.archive(sweep.RunState(out_dir, "missing", other_data=other[0]))
                 print(f"[data] {out_dir} was completed on other data (version {other[0]}, now {other[1]}); "
                       f"kept as {moved}", flush=True)
-            elif not other and not rerun:
+        if not other:
+            job = sweep.read_job(out_dir) if rec is None and (out_dir / sweep.CHECKPOINT).is_file() else {}
+            stale = sweep.other_config(rec if done else None, job, lambda: rc) if done or job else None
+            if stale and main:  # its outcome (or checkpoint) belongs to another configuration: kept aside
+                state = sweep.RunState(out_dir, "stale", detail="; ".join(stale[1]) or "a checkpoint of another "
+                                       "configuration (job.json)", other_config=stale[0])
+                print(sweep.stale_line(state, sweep.archive(state)), flush=True)
+            elif not stale and done and not rerun:
                 print(f"[skipped] {out_dir}: {rec['status']} already (--rerun runs it again)", flush=True)
                 return rec.get("test_top1")
         from bench.models import check_image_size, check_weights
@@ -51,8 +61,8 @@ def start(cfg: dict, overrides: list[str], *, multirun: bool, output_dir: str, l
             check_weights(rc.backbone)
     except ConfigError as e:
         fail(f"error: {e}", 2)
-    if int(os.environ.get("RANK", "0")) == 0:  # several processes: rank 0 keeps the books
-        sweep.write_job(out_dir, "running", **job_info(output_dir, job_name))
+    if main:  # several processes: rank 0 keeps the books
+        sweep.write_job(out_dir, "running", **job_info(output_dir, job_name), config_hash=config_hash(rc))
     try:
         return run(rc).get("test_top1")
     except Exception as e:  # the run wrote its failed record and printed its one line

@@ -1,4 +1,4 @@
-"""Where each run of a sweep stands: completed, failed, running or pending, missing.
+"""Where each run of a sweep stands: completed, failed, running or pending, missing, stale.
 
 Torch-free and Hydra-free: launch.py's sweeper (hydra_plugins/bench_sweeper) asks `Inspector`
 about every run of a grid before submitting anything, and `python -m bench.sweep RESULTS_DIR`
@@ -8,12 +8,16 @@ prints the same table for every run found on disk. A run's folder (bench.records
     last.pt       the checkpoint an unfinished run resumes from (bench.train.checkpoint.CHECKPOINT)
     job.json      who is (or was) about to run it: written by the sweeper when it submits the run
                   ("submitted": the launching process, sweep folder, array index) and by the job when
-                  it starts ("running": host, pid, Slurm job id, log files)
+                  it starts ("running": host, pid, Slurm job id, log files), with the `config_hash` of
+                  the configuration it runs (bench.config.config_hash: whose checkpoint last.pt is)
 
 A run is "running" (running or pending) while the job its job.json names is alive: its Slurm
 job is in `squeue` (pending, running or requeued), or its process still runs on this host.
 Otherwise the record decides: completed, unsupported, failed (a corrupt or truncated record
 counts as failed and is reported), or, without one, missing (`resumable` when a checkpoint waits).
+A completed or unsupported run whose record holds another configuration than the one composed now,
+or a waiting checkpoint that job.json says another configuration wrote, is stale: it runs again,
+its folder kept beside as `<run>~config-<hash>` (`other_config`, `archive`).
 """
 import argparse
 import getpass
@@ -30,7 +34,7 @@ from pathlib import Path
 from bench.records import CHECKPOINT, IDENTITY, RECORD, STATUSES, write_json_atomic
 
 JOB = "job.json"
-COLUMNS = ("completed", "failed", "running", "missing", "unsupported")
+COLUMNS = ("completed", "failed", "running", "missing", "unsupported")  # and "stale", shown only when a run is
 HEADERS = {"running": "running/pending"}
 # squeue states of a job that may still run the run. A requeued job passes through COMPLETING to PENDING, and a
 # cancelled one may train on in COMPLETING for KillWait seconds (submitit ignores SIGTERM): both count as live,
@@ -49,6 +53,7 @@ class RunState:
     log: str = ""  # the last job's log file, when it said so
     identity: dict = field(default_factory=dict)  # backbone, dataset, method (label), run (protocol-seed)
     other_data: str = ""  # the data version a completed run recorded, when the data there now is another
+    other_config: str = ""  # state "stale": the configuration hash (bench.config.config_hash) its record or checkpoint has
 
 
 def now() -> str:
@@ -109,6 +114,15 @@ def read_record(path: Path) -> tuple[dict | None, str | None]:
     return rec, None
 
 
+def read_job(run_dir: Path) -> dict:
+    """A run folder's job.json; {} when there is none or it does not read as a JSON object."""
+    try:
+        job = json.loads((Path(run_dir) / JOB).read_text())
+    except (OSError, ValueError):
+        return {}
+    return job if isinstance(job, dict) else {}
+
+
 def slurm_queue() -> dict[str, str] | None:
     """This user's Slurm jobs as {job id: state}, array tasks under both their ids (`12_3` and their own);
     None when there is no squeue or it fails."""
@@ -160,17 +174,15 @@ class Inspector:
             return next((queue[t] for t in tasks if queue.get(t) in LIVE), None)
         return None
 
-    def inspect(self, run_dir: Path, identity: dict | None = None, data_version=None) -> RunState:
+    def inspect(self, run_dir: Path, identity: dict | None = None, data_version=None, config=None) -> RunState:
         """Where the run stands. `data_version`: a callable giving the data version (bench/data/version.py) a run
         would read now, or None when unknown; a completed run whose record names another is not finished:
-        its outcome belongs to other data, and it is to be run again (`archive` keeps the old one aside)."""
+        its outcome belongs to other data, and it is to be run again (`archive` keeps the old one aside).
+        `config`: a callable giving the run's RunConfig as composed now, or None (not compared); a completed
+        run of another configuration is "stale" (`other_config`), to be run again the same way."""
         run_dir = Path(run_dir)
         rec, problem = read_record(run_dir / RECORD)
-        try:
-            job = json.loads((run_dir / JOB).read_text())
-            job = job if isinstance(job, dict) else {}
-        except (OSError, ValueError):
-            job = {}
+        job = read_job(run_dir)
         st = RunState(run_dir, "missing", resumable=(run_dir / CHECKPOINT).is_file(),
                       attempted=bool(rec or problem or job), log=job.get("log", ""), identity=identity or {})
         queue_state = self.live(job) if job else None
@@ -191,6 +203,12 @@ class Inspector:
             st.detail = f"record status {rec['status']!r}"
         elif st.resumable:
             st.detail = "checkpoint waiting"
+        done = st.state in ("completed", "unsupported")
+        stale = other_config(rec if done else None, job if not done else {}, config) if config is not None and (
+            done or (st.state == "missing" and st.resumable and not st.other_data)) else None
+        if stale:
+            st.state, st.other_config, changes = "stale", stale[0], stale[1]
+            st.detail = "; ".join(changes) if changes else "a checkpoint of another configuration (job.json)"
         return st
 
 
@@ -207,16 +225,18 @@ def find_runs(results_dir: Path) -> list[Path]:
 
 
 def table(states: list[RunState]) -> str:
-    """Counts per backbone x dataset x method (variants, seeds and protocols summed), plus a total row."""
+    """Counts per backbone x dataset x method (variants, seeds and protocols summed), plus a total row; a
+    "stale" column where a run is."""
     groups: dict[tuple, Counter] = {}
     for s in states:
         key = (s.identity.get("backbone", "?"), s.identity.get("dataset", "?"),
                s.identity.get("method", "?").split("-", 1)[0])
         groups.setdefault(key, Counter())[s.state] += 1
-    head = ("backbone", "dataset", "method", *(HEADERS.get(c, c) for c in COLUMNS))
-    rows = [(*k, *(str(c[col]) for col in COLUMNS)) for k, c in sorted(groups.items())]
     total = Counter(s.state for s in states)
-    rows.append(("total", "", "", *(str(total[col]) for col in COLUMNS)))
+    columns = (*COLUMNS, "stale") if total["stale"] else COLUMNS
+    head = ("backbone", "dataset", "method", *(HEADERS.get(c, c) for c in columns))
+    rows = [(*k, *(str(c[col]) for col in columns)) for k, c in sorted(groups.items())]
+    rows.append(("total", "", "", *(str(total[col]) for col in columns)))
     widths = [max(len(r[i]) for r in (head, *rows)) for i in range(len(head))]
     fmt = lambda r: "  ".join(v.ljust(w) if i < 3 else v.rjust(w) for i, (v, w) in enumerate(zip(r, widths)))
     return "\n".join([fmt(head), *map(fmt, rows)])
@@ -236,6 +256,11 @@ def report(states: list[RunState], warnings: list[str] = (), title: str = "") ->
     if running:
         lines.append(f"\nrunning or pending ({len(running)}):")
         lines += [f"  {name(s)}: {s.detail}" for s in running]
+    stale = Counter(s.detail for s in states if s.state == "stale")
+    if stale:  # one line per change, however many runs it touched
+        lines.append(f"\nstale ({sum(stale.values())}): run with another configuration than the one composed now; "
+                     "a relaunch runs them again and keeps the old folder beside as <run>~config-<hash>")
+        lines += [f"  {n} run(s): {detail}" for detail, n in sorted(stale.items())]
     resumable = sum(s.resumable for s in states if s.state == "missing")
     if resumable:
         lines.append(f"\n{resumable} missing run(s) have a checkpoint and resume from it when relaunched")
@@ -276,18 +301,46 @@ def data_version_now(dataset, protocol: str) -> str | None:
     return current_version(dataset, PROTOCOLS[protocol])
 
 
-def archive(state: RunState) -> Path | None:
-    """Move a run folder whose record belongs to other data aside, to `<run>~data-<version>` beside it, so that
-    the rerun starts clean (no checkpoint of the other data) and both outcomes stay for analyze.py, which keeps
-    runs of different data versions in different rows. Returns the new folder (None when there was nothing)."""
-    if not state.other_data or not state.run_dir.is_dir():
+def other_config(rec: dict | None, job: dict, config) -> tuple[str, list[str]] | None:
+    """(the hash it was run with, the settings that changed) when a completed or unsupported record, or else the
+    checkpoint that `job` (its job.json) says a configuration wrote, belongs to another configuration than
+    `config()` (a RunConfig) composes now; None when it is the same or nothing says (older records and jobs)."""
+    from bench.config import config_changes, config_key, key_hash, record_hash
+
+    if rec is not None and rec.get("status") in ("completed", "unsupported"):
+        recorded = record_hash(rec)
+    else:
+        recorded, rec = job.get("config_hash"), None
+    if not recorded:
         return None
-    short = state.other_data.split(":", 1)[-1][:12]
-    target = state.run_dir.with_name(f"{state.run_dir.name}~data-{short}")
+    key = config_key(config())
+    now = key_hash(key)
+    if now == recorded:
+        return None
+    old = rec.get("config") if rec else None
+    changes = config_changes(config_key(old), key) if isinstance(old, dict) else []
+    return recorded, changes or ([f"config_hash: {recorded} -> {now}"] if rec else [])  # [] for a checkpoint
+
+
+def stale_line(state: RunState, moved: Path) -> str:
+    """What a relaunch prints for a stale run it moved aside: which settings changed."""
+    return f"[stale] {state.run_dir}: run with another configuration ({state.detail}); kept as {moved}"
+
+
+def archive(state: RunState) -> Path | None:
+    """Move a run folder whose record belongs to other data (or another configuration: a stale run) aside, to
+    `<run>~data-<version>` (`<run>~config-<hash>`) beside it, so that the rerun starts clean (no checkpoint of the
+    other data or configuration) and both outcomes stay for analyze.py, which keeps runs of different data
+    versions or configurations in different rows. Returns the new folder (None when there was nothing)."""
+    if not (state.other_data or state.other_config) or not state.run_dir.is_dir():
+        return None
+    kind, short = ("data", state.other_data.split(":", 1)[-1][:12]) if state.other_data \
+        else ("config", state.other_config[:8])
+    target = state.run_dir.with_name(f"{state.run_dir.name}~{kind}-{short}")
     n = 1
     while target.exists():
         n += 1
-        target = state.run_dir.with_name(f"{state.run_dir.name}~data-{short}.{n}")
+        target = state.run_dir.with_name(f"{state.run_dir.name}~{kind}-{short}.{n}")
     os.rename(state.run_dir, target)
     return target
 
@@ -303,10 +356,12 @@ def plan(states: list[RunState], rerun: bool = False) -> tuple[list[RunState], s
               f"{len(unfinished)} unfinished ({sum(s.resumable for s in unfinished)} with a checkpoint), "
               f"{n['missing'] - len(unfinished) - other} not started"
               + (f", {other} completed on other data (rerun; the old outcome kept beside as <run>~data-<version>)"
-                 if other else ""))
+                 if other else "")
+              + (f", {n['stale']} stale: run with another configuration (rerun; the old outcome kept beside as "
+                 "<run>~config-<hash>)" if n["stale"] else ""))
     if rerun:
         return list(states), f"[sweep] {len(states)} runs: {counts}; --rerun: submitting all {len(states)}"
-    todo = [s for s in states if s.state in ("failed", "missing")]
+    todo = [s for s in states if s.state in ("failed", "missing", "stale")]
     line = (f"[sweep] {len(states)} runs: {counts}; skipping {len(states) - len(todo)} (completed, unsupported, "
             f"running or pending), submitting {len(todo)}")
     if not todo:

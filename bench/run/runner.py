@@ -15,7 +15,7 @@ import torch.nn as nn
 
 import methods
 from bench import predictions, records, trackers
-from bench.config import PROTOCOLS, RunConfig, TrainConfig, result_config
+from bench.config import PROTOCOLS, RunConfig, TrainConfig, config_hash, result_config
 from bench.data import describe, list_splits, load_splits
 from bench.data.batching import batches
 from bench.data.on_device import to_device
@@ -79,6 +79,9 @@ def run(cfg: RunConfig) -> dict:
                         "devices": dist.gather(str(device))},
         "started_at": _now(),
     }
+    # what a relaunch compares (bench.launch.sweep.other_config) and analyze.py groups by; from the method's arguments
+    # filled in, as a run built in Python with some of them names the same configuration as launch.py's
+    record["config_hash"] = config_hash(record["config"])
     label = f"{cfg.backbone.name} {cfg.dataset.name} {records.method_label(cfg.method, cfg.variant)} seed{cfg.seed}"
     t_start = time.perf_counter()
     per_run_memory = memory.reset_peak_memory(device)

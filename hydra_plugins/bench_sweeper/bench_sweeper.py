@@ -5,7 +5,9 @@ grid exactly as Hydra's basic sweeper does, composes every job to find its run f
 identity, bench.launch.identity), asks bench.launch.sweep where each run stands, and hands the launcher only
 the runs to do: failed, unfinished (they resume from their checkpoint) and never started. Completed
 and unsupported runs are skipped, and so are runs whose job is still running or pending in another
-sweep, so relaunching a finished sweep submits nothing and allocates no GPU. `rerun: true`
+sweep, so relaunching a finished sweep submits nothing and allocates no GPU; a finished run whose recorded
+configuration differs from the one composed now (stale) runs again, its old folder kept beside. Jobs that
+name one run (`train.lr=1e-3,0.001`: one value, two spellings) are submitted once. `rerun: true`
 (`launch.py --rerun`) submits every run; `status: true` (`launch.py --status`) prints the grid's
 status table and submits nothing.
 
@@ -229,30 +231,38 @@ class BenchSweeper(BasicSweeper):
                           rc.train.epochs + rc.train.cooldown_epochs, values)
 
     def sweep(self, arguments: List[str]) -> Any:
+        from bench.config import config_hash
         from bench.launch import cli, sweep
         from bench.launch.identity import run_of
 
         assert self.config is not None and self.launcher is not None and self.hydra_context is not None
         from bench.config import ConfigError
 
-        jobs = self._searched(self._jobs(arguments))
+        all_jobs = self._searched(self._jobs(arguments))
         tic = time.perf_counter()
-        inspector, states, configs = sweep.Inspector(), [], []
+        inspector, states, jobs, configs, seen = sweep.Inspector(), [], [], [], set()
         self._versions: Dict[str, Optional[str]] = {}
         self._versions_s = 0.0
-        for job in jobs:
+        for job in all_jobs:
             try:  # every job's configuration is validated here, before anything is submitted
                 run_dir, identity, rc = run_of(self._compose(job), job)
             except ConfigError as e:
                 cli.fail(f"error: {e} (in the job {' '.join(job)})", 2)
-            states.append(inspector.inspect(run_dir, identity, lambda rc=rc: self._data_version(rc)))
+            if run_dir in seen:  # the same run again (one value in two spellings): once
+                continue
+            seen.add(run_dir)
+            jobs.append(job)
             configs.append(rc)
+            states.append(inspector.inspect(run_dir, identity, lambda rc=rc: self._data_version(rc),
+                                            lambda rc=rc: rc))
         compose_s = time.perf_counter() - tic
+        same = len(all_jobs) - len(jobs)
         timing = (f"checked in {compose_s:.2f} s; {len(self._plain)} distinct compositions in "
                   f"{self._compose_s:.2f} s" + (f"; {self._slow} runs' values set by Hydra" if self._slow else "")
                   + (f"; {self._whole} runs composed whole" if self._whole else "")
             + (f"; data versions of {len(self._versions)} dataset(s) in {self._versions_s:.2f} s"
-               if any(v is not None for v in self._versions.values()) else ""))
+               if any(v is not None for v in self._versions.values()) else "")
+            + (f"; {same} job(s) name a run another job names (one value, two spellings): run once" if same else ""))
         if self.status:
             print(sweep.report(states, inspector.warnings, f"{len(states)} runs in the grid ({timing})"), flush=True)
             return []
@@ -269,10 +279,12 @@ class BenchSweeper(BasicSweeper):
         target = str(self.config.hydra.launcher.get("_target_", ""))
         launcher = "slurm" if target.endswith("SlurmLauncher") else "local" if target.endswith("LocalLauncher") \
             else target.rsplit(".", 1)[-1]
-        for s in todo:  # a completed run on other data: its folder moves aside, the rerun starts clean
-            moved = sweep.archive(s)
-            if moved:
+        for s in todo:  # a completed run on other data or of another configuration: its folder moves aside,
+            moved = sweep.archive(s)  # the rerun starts clean
+            if moved and s.other_data:
                 print(f"[sweep] {s.run_dir} was completed on other data; kept as {moved}", flush=True)
+            elif moved:
+                print(sweep.stale_line(s, moved), flush=True)
         chosen = {id(s) for s in todo}
         keep = [i for i, s in enumerate(states) if id(s) in chosen]
         self._prune(keep, jobs, states, configs)
@@ -285,7 +297,8 @@ class BenchSweeper(BasicSweeper):
                 job_file = states[i].run_dir / sweep.JOB
                 previous[job_file] = job_file.read_bytes() if job_file.is_file() else None
                 sweep.write_job(states[i].run_dir, "submitted", launcher=launcher, sweep_dir=str(sweep_dir.resolve()),
-                                job_num=start + k, array_index=k, array_size=len(batch), batch=b)
+                                job_num=start + k, array_index=k, array_size=len(batch), batch=b,
+                                config_hash=config_hash(configs[i]))
             try:
                 results = self.launcher.launch([jobs[i] for i in batch], initial_job_idx=start)
             except Exception as e:
