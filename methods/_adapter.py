@@ -101,6 +101,9 @@ def place(model: nn.Module, method: str, attr: str, position: str, branch: Calla
             block.drop_path2.register_forward_hook(hooks.on_drop_path)
         else:
             subs = ((1, block.attn), (2, block.mlp)) if position == "houlsby" else ((2, block.mlp),)
+            if position == "houlsby" and drop_path != "shared" and hasattr(block, "_attn"):
+                raise Unsupported(f"{method}: Swin's attention runs on windows, so a per-image drop path "
+                                  f"(drop_path={drop_path}) cannot act on its output; position houlsby needs ViT blocks")
             for index, sub in subs:
                 adapter = branch(dim)
                 if drop_path != "shared":

@@ -11,7 +11,10 @@ import torch
 import torch.nn as nn
 from timm.layers import DropPath
 
-from methods import METHODS, method_config
+from bench.config import backbone_config
+from bench.models import build_backbone
+from methods import METHODS, Unsupported, method_config
+from methods._adapter import POSITIONS
 from methods._bottleneck import Bottleneck
 
 DUMP = torch.load(Path(__file__).parent / "fixtures" / "adapter_plus_official.pt", weights_only=True)
@@ -136,3 +139,37 @@ def test_trainable_counts_on_vit_b16_equal_the_official_code():
         with torch.device("meta"):
             backbone = timm.create_model("vit_base_patch16_224", pretrained=False, num_classes=100)
     assert DUMP["counts"]["adapter_plus"] == 242_884  # 12 x (768 x 8 + 8 + 8 x 768 + 768 + 768) + 76,900 (head)
+
+
+# --- the design space on our tiny families, and the older configs' keys -------------------------------------
+@pytest.mark.parametrize("family", ["tiny_vit", "tiny_swin"])
+@pytest.mark.parametrize("position", POSITIONS)
+def test_every_position_trains_on_the_transformer_families(family, position):
+    torch.manual_seed(0)
+    model = build_backbone(backbone_config(family), num_classes=10)
+    args = {"position": position}
+    if family == "tiny_swin" and position == "houlsby":  # window attention: no per-image drop path on its output
+        with pytest.raises(Unsupported, match="windows"):
+            METHODS["adapter_plus"].apply(model, method_config("adapter_plus", args))
+        return
+    model = METHODS["adapter_plus"].apply(model, method_config("adapter_plus", args))
+    added = [(n, p) for n, p in model.named_parameters() if ".adapter." in n]
+    assert added and all(p.requires_grad for _, p in added)
+    x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
+    nn.functional.cross_entropy(model.train()(x), y).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for _, p in added), position
+
+
+def test_adapter_and_adapter_houlsby_keep_their_keys():
+    def added(name: str) -> set[str]:
+        torch.manual_seed(0)
+        model = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=5, img_size=32, patch_size=8,
+                                  embed_dim=48, depth=2, num_heads=3)
+        keys = set(model.state_dict())
+        return set(METHODS[name].apply(model, method_config(name, {})).state_dict()) - keys
+
+    linear = {f"{p}.{t}" for p in ("down", "up") for t in ("weight", "bias")}
+    assert added("adapter") == {f"blocks.{i}.mlp.adapter.{k}" for i in range(2) for k in linear}
+    assert added("adapter_houlsby") == {f"blocks.{i}.{s}.houlsby.{k}" for i in range(2) for s in ("attn", "mlp")
+                                        for k in linear}
+    assert added("adapter_plus") == {f"blocks.{i}.adapter.{k}" for i in range(2) for k in (*linear, "scale")}
