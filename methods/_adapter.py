@@ -103,7 +103,8 @@ def place(model: nn.Module, method: str, attr: str, position: str, branch: Calla
             subs = ((1, block.attn), (2, block.mlp)) if position == "houlsby" else ((2, block.mlp),)
             if position == "houlsby" and drop_path != "shared" and hasattr(block, "_attn"):
                 raise Unsupported(f"{method}: Swin's attention runs on windows, so a per-image drop path "
-                                  f"(drop_path={drop_path}) cannot act on its output; position houlsby needs ViT blocks")
+                                  f"(drop_path={drop_path}) cannot act on its output; position houlsby needs ViT "
+                                  "blocks")
             for index, sub in subs:
                 adapter = branch(dim)
                 if drop_path != "shared":

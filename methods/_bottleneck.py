@@ -31,7 +31,7 @@ from methods._common import redraw_linears
 
 INITS = ("zero_up", "lora_xavier", "xavier", "trunc_normal")
 PLUS_INITS = ("houlsby", "lora", "bert")  # Adapter+'s (Linear pairs only)
-SCALINGS = ("constant", "learned", "channel")  # s: the `scale` value | one learned scalar | one learned value per channel
+SCALINGS = ("constant", "learned", "channel")  # s: the `scale` value | one learned scalar | one per channel
 ACTS = ("gelu", "quick_gelu", "relu")
 
 

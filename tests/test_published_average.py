@@ -51,7 +51,8 @@ def test_the_comparison_never_sets_a_mean_of_group_means_beside_a_19_task_mean()
     pub = load_published()["vtab"]
     table = published_leaderboard(pub, TASKS, GROUPS)
     mine = ours({"ssf": 70.0, "adapter_plus": 76.0})
-    long = compare(mine, pub, table, {"orig": ORIG}, {("orig", "ssf"): "ssf", ("orig", "adapter_plus"): "adapter_plus"})  # ssf on orig: not SSF's checkpoint
+    recipes = {("orig", "ssf"): "ssf", ("orig", "adapter_plus"): "adapter_plus"}  # ssf on orig: not SSF's checkpoint
+    long = compare(mine, pub, table, {"orig": ORIG}, recipes)
     cell = {(r["row"], r["column"]): r for r in long.to_dict("records")}
     assert cell[("Adapter+", "mean_of_groups")]["published"] == 77.6
     assert cell[("Adapter+", "mean_of_groups")]["ours"] == 76.0 and not cell[("Adapter+", "mean_of_groups")]["derived"]

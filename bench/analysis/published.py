@@ -273,7 +273,8 @@ def comparison_rows(long: pd.DataFrame, table: pd.DataFrame, average: str = "bot
             o, p, d = cells[c]["ours"], cells[c]["published"], cells[c]["diff"]
             diff = "" if d != d else f" ({d:+.{digits}f})"
             ours = fmt_value(o, digits) + (mark if o == o else "")
-            published = fmt_value(p, digits) + (DERIVED_MARK if c in means and cells[c].get("derived") and p == p else "")
+            derived = c in means and cells[c].get("derived") and p == p
+            published = fmt_value(p, digits) + (DERIVED_MARK if derived else "")
             out.append(f"{ours} / {published}{diff}{NOISE_MARKS[cells[c].get('noise', '')]}")
         rows.append(out)
     return header, rows, bold
