@@ -19,8 +19,10 @@ PETL_Vision's two draws, `y + DP'(DP(h) + a(DP(h)))`. The branch's own stochasti
 
 Hooks, not a new block class: the backbone's modules and state-dict keys stay timm's, the adapters join
 as `<block or sublayer>.<attr>`. pre and parallel need timm ViT / Swin blocks (`norm2` called once, then
-`drop_path2` on the MLP branch): a forward hook on `norm2` computes a(y) once, a forward hook on
-`drop_path2` adds it to the residual sum.
+`drop_path2` on the MLP branch): a forward pre-hook on `norm2` computes a(y) once, a forward hook on
+`drop_path2` adds it to the residual sum. On blocks with LayerScale (DINOv2) a sublayer's adapter reads
+its output before the scale (`adapter`, `adapter_houlsby`: PETL_Vision's and NOAH's sites) or after it
+(`layer_scale=True`: Adapter+'s `DP(ls(sublayer))`).
 """
 from typing import Callable
 
@@ -36,13 +38,15 @@ MLP_NAMES = ("mlp", "mlp_channels")  # the block MLP in ViT / Swin / ConvNeXt, M
 
 
 class _After:
-    """Forward hook on a sublayer or a block: its output plus the branch, placed as `mode` says."""
+    """Forward hook on a sublayer or a block: its output plus the branch, placed as `mode` says. The branch
+    is `<owner>.<attr>`, the owner the hooked module itself unless given (a sublayer hooked after its
+    LayerScale keeps its branch)."""
 
-    def __init__(self, attr: str, mode: str = "shared"):
-        self.attr, self.mode = attr, mode
+    def __init__(self, attr: str, mode: str = "shared", owner: nn.Module | None = None):
+        self.attr, self.mode, self.owner = attr, mode, owner
 
     def __call__(self, module, inputs, output):
-        adapter = getattr(module, self.attr)
+        adapter = getattr(self.owner if self.owner is not None else module, self.attr)
         if self.mode == "shared":
             return output + adapter(output)
         h = adapter.drop_path(output)  # the block's drop path, taken out of its sum (one draw)
@@ -70,11 +74,13 @@ class _Beside:
 
 
 def place(model: nn.Module, method: str, attr: str, position: str, branch: Callable[[int], Bottleneck],
-          drop_path: str = "shared") -> None:
+          drop_path: str = "shared", layer_scale: bool = False) -> None:
     """Attach `branch(dim)` adapters at `position` in every transformer block of `model` (frozen already).
 
     `drop_path` (intermediate, houlsby): where the block's drop path acts, `DROP_PATHS`. With `shared`,
     intermediate also reaches MLP blocks without attention (ConvNeXt, Mixer's channel MLP).
+    `layer_scale` (intermediate, houlsby): the adapter reads the sublayer's output after the block's
+    LayerScale (`ls1` / `ls2`) rather than before it.
 
     Raises:
         Unsupported: no transformer blocks (or, intermediate shared, no block MLPs) in the backbone.
@@ -109,4 +115,9 @@ def place(model: nn.Module, method: str, attr: str, position: str, branch: Calla
                 adapter = branch(dim)
                 if drop_path != "shared":
                     adapter.drop_path = take_drop_path(block, index, method)
-                attach(sub, attr, adapter, _After(attr, drop_path))
+                site = getattr(block, f"ls{index}", None) if layer_scale else None
+                if isinstance(site, nn.Module):  # after the block's LayerScale (identity where it has none)
+                    setattr(sub, attr, adapter)
+                    site.register_forward_hook(_After(attr, drop_path, owner=sub))
+                else:
+                    attach(sub, attr, adapter, _After(attr, drop_path))

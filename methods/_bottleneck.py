@@ -100,7 +100,7 @@ class Bottleneck(nn.Module):
         init_pair(self.down, self.up, init)
         if scaling == "constant":
             self.scale = scale
-        else:  # learned: starts at ones (Adapter+), decayed by no weight decay (1-D)
+        else:  # learned: starts at ones (Adapter+); 1-D, so timm's groups do not decay it
             self.scale = nn.Parameter(torch.ones(dim if scaling == "channel" else 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

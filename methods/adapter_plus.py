@@ -49,7 +49,8 @@ def apply(model: nn.Module, cfg: Config) -> nn.Module:
         return Bottleneck(dim, cfg.bottleneck, cfg.scale, cfg.init, "gelu", cfg.dropout, scaling=cfg.scaling,
                           norm=cfg.norm, bias=cfg.bias, drop_branch=cfg.branch_drop_path)
 
-    # intermediate and houlsby: the block's drop path on the sublayer alone, the adapter reading its output
-    place(model, "adapter_plus", "adapter", cfg.position, branch, drop_path="sublayer")
+    # intermediate and houlsby: the block's drop path on the sublayer alone (after its LayerScale), the adapter
+    # reading its output: y + DP(ls(h)) + a(DP(ls(h)))
+    place(model, "adapter_plus", "adapter", cfg.position, branch, drop_path="sublayer", layer_scale=True)
     train_head(model)
     return model

@@ -173,3 +173,24 @@ def test_adapter_and_adapter_houlsby_keep_their_keys():
     assert added("adapter_houlsby") == {f"blocks.{i}.{s}.houlsby.{k}" for i in range(2) for s in ("attn", "mlp")
                                         for k in linear}
     assert added("adapter_plus") == {f"blocks.{i}.adapter.{k}" for i in range(2) for k in (*linear, "scale")}
+
+
+def test_sublayer_adapters_read_the_output_after_layer_scale():
+    """Adapter+'s forward_houlsby on a LayerScale block: y = ls(sublayer), x + y + a(y), in evaluation."""
+    torch.manual_seed(0)
+    model = build_backbone(backbone_config("tiny_dinov2"), num_classes=10)
+    b = model.blocks[0]
+    assert not isinstance(b.ls1, nn.Identity)
+    with torch.no_grad():
+        b.ls1.gamma.fill_(0.5)
+        b.ls2.gamma.fill_(2.0)
+    model = METHODS["adapter_plus"].apply(model, method_config("adapter_plus", {"position": "houlsby"})).eval()
+    seen = {}
+    b.register_forward_hook(lambda m, i, o: seen.update(x=i[0], y=o))
+    with torch.no_grad():
+        model(torch.randn(2, 3, 32, 32))
+        x = seen["x"]
+        h = b.ls1.forward(b.attn.forward(b.norm1(x)))
+        x = x + h + b.attn.adapter(h)
+        g = b.ls2.forward(b.mlp.forward(b.norm2(x)))
+        torch.testing.assert_close(seen["y"], x + g + b.mlp.adapter(g), atol=1e-6, rtol=1e-6)
