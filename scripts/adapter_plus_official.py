@@ -18,6 +18,9 @@ Imports its `adapter_plus` package (adapter_plus/vit_adapter.py: `Adapter`, `Ada
   values, stored under its names), the logits in eval mode, and in
   train mode with every DropPath replaced by fixed masks (stored), the loss's gradients of the adapters
   and the head (not with dropout, whose draws are random);
+- `model_init`: what its whole model's adapters hold once built (its blocks are rebuilt after timm's
+  `init_weights`, so nothing redraws them): the largest |weight|, the weights' std, whether every bias
+  is zero and every scale one;
 - `counts`: its trainable parameter count (its AdapterModel's rule: the adapters and the head) on
   ViT-B/16 (vit_base_patch16_224, pretrained=False) with 100 classes, for each design point at rank 8.
 """
@@ -99,7 +102,7 @@ def main(argv=None):
     sys.path.insert(0, str(args.checkout))
     from adapter_plus import Adapter  # noqa: E402  (patches timm's ViT factory)
 
-    out = {"timm": timm.__version__, "init": [], "forward": {}, "counts": {}}
+    out = {"timm": timm.__version__, "init": [], "forward": {}, "counts": {}, "model_init": {}}
     for case in INIT_CASES:
         torch.manual_seed(0)
         a = Adapter(48, bottleneck_dim=8, act_layer=nn.GELU, norm_layer=nn.LayerNorm if case["norm"] else None,
@@ -112,6 +115,12 @@ def main(argv=None):
     for name, point in POINTS.items():
         cfg = BASE | point
         model = official_vit("vit_tiny_patch16_224", cfg, **TINY).double()
+        built = {k: v for k, v in model.state_dict().items() if ".adapter" in k}
+        weights = torch.cat([v.flatten() for k, v in built.items() if k.endswith("weight") and "norm_a" not in k])
+        out["model_init"][name] = dict(
+            max_abs=weights.abs().max().item(), std=weights.std().item(),
+            zero_biases=all(not v.any() for k, v in built.items() if k.endswith("bias") and "norm_a" not in k),
+            unit_scales=all(bool((v == 1).all()) for k, v in built.items() if k.endswith("scaling")))
         shapes = {k: v.shape for k, v in model.state_dict().items() if ".adapter" not in k}
         out["backbone_keys"] = sorted(shapes)
         missing, unexpected = model.load_state_dict(draw(list(shapes), shapes), strict=False)

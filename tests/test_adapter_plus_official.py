@@ -2,6 +2,7 @@
 (tests/fixtures/adapter_plus_official.pt, written by scripts/adapter_plus_official.py from its checkout)
 give the effective init bit for bit, the logits in evaluation and in training with fixed drop-path masks,
 the gradients of the adapters and the head, and its trainable parameter counts on ViT-B/16."""
+import math
 import re
 from pathlib import Path
 
@@ -127,6 +128,22 @@ def test_init_is_the_official_adapters_bit_for_bit(case):
     assert set(mine.state_dict()) == set(got)
     for k, v in mine.state_dict().items():
         assert torch.equal(v, got[k]), (cfg, k)
+
+
+@pytest.mark.parametrize("point", sorted(DUMP["model_init"]))
+def test_a_built_model_holds_the_official_effective_init(point):
+    """Nothing redraws the adapters after their own init, in its model (the dump) or ours (same statistics)."""
+    want = DUMP["model_init"][point]
+    torch.manual_seed(0)
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, **TINY)
+    model = METHODS["adapter_plus"].apply(model, method_config("adapter_plus", our_args(DUMP["forward"][point]["config"])))
+    added = {n: p.detach() for n, p in model.named_parameters() if ".adapter." in n}
+    weights = torch.cat([v.flatten() for n, v in added.items() if n.endswith(("down.weight", "up.weight"))])
+    assert want["max_abs"] <= 0.02 and weights.abs().max() <= 0.02  # trunc-normal cut at +-2 std (0.01)
+    # the std of a normal cut at +-2 std: 0.0088; two draws within 5 standard errors of their difference
+    assert abs(weights.std().item() - want["std"]) < 5 * want["std"] / math.sqrt(weights.numel())
+    assert want["zero_biases"] == all(not v.any() for n, v in added.items() if n.endswith(("down.bias", "up.bias")))
+    assert want["unit_scales"] == all(bool((v == 1).all()) for n, v in added.items() if n.endswith("scale"))
 
 
 def test_trainable_counts_on_vit_b16_equal_the_official_code():
