@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from bench import recipes
 from bench.train.optim import make_schedule, schedule_epoch
 from test_recipes import composed
 
@@ -32,6 +33,11 @@ def test_settings_as_its_code_runs_them():
                               "init": "houlsby", "norm": False, "bias": True, "dropout": 0.0, "branch_drop_path": 0.1}
     assert rc.recipe.retrain_seeds == [18, 45, 25] and rc.recipe.checkpoint == "vit_base_patch16_224.orig_in21k"
     assert rc.variant == "adapter_plus" and rc.recipe.differences
+    # its baselines: finetune.yaml at lr 1e-4, classifier.yaml with the shared settings (drop path on: no fast path)
+    assert composed("dataset=vtab/dtd", "method=full", "recipe=adapter_plus").train.lr == 1e-4
+    linear = composed("dataset=vtab/dtd", "method=linear", "recipe=adapter_plus").train
+    assert linear.lr == 1e-3 and linear.drop_path == 0.1
+    assert recipes.covers("adapter_plus", "lora", "vtab") and not recipes.covers("adapter_plus", "lora", "fgvc")
 
 
 def test_schedule_equals_the_official_one_after_the_warm_up():
