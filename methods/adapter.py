@@ -24,10 +24,10 @@ from dataclasses import dataclass
 import torch.nn as nn
 
 from bench.config import NON_NEGATIVE, POSITIVE, UNIT, one_of
+from methods._adapter import place
 from methods._bottleneck import Bottleneck
-from methods._common import attach, blocks, find_modules, freeze, take_drop_path, train_head
+from methods._common import freeze, train_head
 
-MLP_NAMES = ("mlp", "mlp_channels")  # the block MLP in ViT / Swin / ConvNeXt, Mixer's channel MLP
 INIT = {"zero_up": "zero_up", "noah": "xavier", "trunc_normal": "trunc_normal"}  # our names -> methods/_bottleneck.py's
 DROP_PATHS = ("shared", "sublayer")
 
@@ -48,30 +48,10 @@ RULES = {"method.bottleneck": POSITIVE, "method.scale": NON_NEGATIVE, "method.in
          "method.act": one_of("gelu", "quick_gelu"), "method.dropout": UNIT, "method.drop_path": one_of(*DROP_PATHS)}
 
 
-def _hook(module: nn.Module, inputs, output):
-    return output + module.adapter(output)  # (B, N, dim): sequential, residual around the adapter
-
-
-def _hook_after_drop_path(module: nn.Module, inputs, output):
-    y = module.adapter.drop_path(output)  # the MLP's output through the block's drop path (one draw)
-    return y + module.adapter(y)
-
-
 def apply(model: nn.Module, cfg: Config) -> nn.Module:
+    """Adapter+'s `intermediate` position (methods/_adapter.py), constant scale, no branch drop path."""
     freeze(model)
-
-    def branch(dim: int) -> Bottleneck:
-        return Bottleneck(dim, cfg.bottleneck, cfg.scale, INIT[cfg.init], cfg.act, cfg.dropout)
-
-    if cfg.drop_path == "sublayer":
-        for block in blocks(model, "adapter"):
-            adapter = branch(block.mlp.fc2.out_features)
-            adapter.drop_path = take_drop_path(block, 2, "adapter")
-            attach(block.mlp, "adapter", adapter, _hook_after_drop_path)
-    else:
-        mlps = find_modules(model, lambda n, m: n.rsplit(".", 1)[-1] in MLP_NAMES and hasattr(m, "fc2"),
-                            f"block MLPs (modules named {'/'.join(MLP_NAMES)} with an fc2)", "adapter")
-        for _, mlp in mlps:
-            attach(mlp, "adapter", branch(mlp.fc2.out_features), _hook)
+    place(model, "adapter", "adapter", "intermediate",
+          lambda dim: Bottleneck(dim, cfg.bottleneck, cfg.scale, INIT[cfg.init], cfg.act, cfg.dropout), cfg.drop_path)
     train_head(model)
     return model

@@ -22,8 +22,9 @@ from dataclasses import dataclass
 import torch.nn as nn
 
 from bench.config import NON_NEGATIVE, POSITIVE, UNIT, one_of
+from methods._adapter import place
 from methods._bottleneck import INITS, Bottleneck
-from methods._common import attach, blocks, freeze, take_drop_path, train_head
+from methods._common import freeze, train_head
 
 DROP_PATHS = ("shared", "nested")
 
@@ -42,25 +43,10 @@ RULES = {"method.bottleneck": POSITIVE, "method.scale": NON_NEGATIVE, "method.dr
          "method.init": one_of(*INITS), "method.drop_path": one_of(*DROP_PATHS)}
 
 
-class _After:
-    """Forward hook: the sublayer's output plus its adapter's branch (the residual around the adapter)."""
-
-    def __call__(self, module, inputs, output):
-        adapter = module.houlsby
-        if "drop_path" in adapter._modules:  # drop_path=nested: DP'(DP(h) + a(DP(h))), two draws
-            h = adapter.drop_path(output)
-            return adapter.drop_path(h + adapter(h))
-        return output + adapter(output)
-
-
 def apply(model: nn.Module, cfg: Config) -> nn.Module:
+    """Adapter+'s `houlsby` position (methods/_adapter.py) with ReLU, constant scale, no branch drop path."""
     freeze(model)
-    for block in blocks(model, "adapter_houlsby"):
-        dim = block.norm1.normalized_shape[-1]
-        for index, sub in ((1, block.attn), (2, block.mlp)):
-            adapter = Bottleneck(dim, cfg.bottleneck, cfg.scale, cfg.init, "relu", cfg.dropout)
-            if cfg.drop_path == "nested":
-                adapter.drop_path = take_drop_path(block, index, "adapter_houlsby")
-            attach(sub, "houlsby", adapter, _After())
+    place(model, "adapter_houlsby", "houlsby", "houlsby",
+          lambda dim: Bottleneck(dim, cfg.bottleneck, cfg.scale, cfg.init, "relu", cfg.dropout), cfg.drop_path)
     train_head(model)
     return model

@@ -21,6 +21,8 @@ SETTINGS = [
     ("full", {}), ("linear", {}), ("bias", {}), ("difffit", {}),
     ("adapter", {"bottleneck": 8}),
     ("adapter_houlsby", {"bottleneck": 8}), ("adapter_houlsby", {"bottleneck": 64}),
+    ("adapter_plus", {"bottleneck": 8}), ("adapter_plus", {"bottleneck": 8, "position": "houlsby"}),
+    ("adapter_plus", {"bottleneck": 8, "position": "pfeiffer", "norm": True, "scaling": "constant"}),
     ("adaptformer", {"bottleneck": 8}), ("adaptformer", {"bottleneck": 64}),
     ("convpass", {"bottleneck": 8}),
     ("repadapter", {"bottleneck": 8, "groups": 2}),

@@ -19,7 +19,7 @@ from one_interpreter import OneInterpreter
 FAMILIES = ["tiny_vit", "tiny_swin", "tiny_convnext", "tiny_mixer"]
 HEAD = 490  # 48 features x 10 classes + 10 (Swin, ConvNeXt, Mixer tiny variants)
 # the methods of the newer benchmarks: transformer blocks only (no attention in ConvNeXt or Mixer blocks)
-NEW = ("adaptformer", "adapter_houlsby", "convpass", "repadapter", "fact_tt", "fact_tk", "difffit")
+NEW = ("adaptformer", "adapter_houlsby", "convpass", "repadapter", "fact_tt", "fact_tk", "difffit", "adapter_plus")
 
 # Tunable parameters (head included), worked out by hand from each tiny config's dimensions;
 # None: the method does not apply (an `unsupported` run).
@@ -32,6 +32,7 @@ FORMULAS = {
         "vpt": 8 * (1 * 24 + 1 * 48) + HEAD, "vpt_shallow": 8 * 24 + HEAD,  # per-stage prompts: one block per stage
         "adaptformer": sum(d * 64 + 64 + 64 * d + d for d in (24, 48)) + HEAD,
         "adapter_houlsby": 2 * sum(d * 64 + 64 + 64 * d + d for d in (24, 48)) + HEAD,
+        "adapter_plus": sum(d * 8 + 8 + 8 * d + d + d for d in (24, 48)) + HEAD,  # after each block, per-channel scale
         "repadapter": 2 * sum(d * 8 + 8 + 4 * d + d for d in (24, 48)) + HEAD,  # A, grouped B (2 groups)
         # LayerNorm weights: patch-embed 24, norm1 + norm2 per block, patch-merging 4C = 96, final 48; 2 scales per block
         "difffit": lambda biases: biases - 10 + (24 + 2 * 24 + 96 + 2 * 48 + 48) + 2 * (24 + 48) + HEAD,
@@ -182,7 +183,7 @@ def test_sweep_finishes_with_unsupported_records(family_sweep):
     assert all(status[(f, m)] == "completed" for f in FAMILIES for m in ("ln", "partial"))
     for (fam, method), want in {**{("tiny_vit", m): "completed" for m in NEW},
                                 **{("tiny_swin", m): "completed" for m in ("adaptformer", "adapter_houlsby", "repadapter",
-                                                                          "difffit")},
+                                                                          "difffit", "adapter_plus")},
                                 **{("tiny_swin", m): "unsupported" for m in ("convpass", "fact_tt", "fact_tk")}}.items():
         assert status[(fam, method)] == want, (fam, method)
     unsupported = {k for k, v in status.items() if v == "unsupported"}

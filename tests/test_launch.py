@@ -40,7 +40,7 @@ def test_variant_from_overrides():
 
 @pytest.mark.parametrize("args,needle", [
     (["-m", "method=ssf", "dataset=nope/*"], "mini/count"),
-    (["method=bogus"], "valid options: adapter, adapter_houlsby, adaptformer, bias"),
+    (["method=bogus"], "valid options: adapter, adapter_houlsby, adapter_plus, adaptformer, bias"),
     (["backbone=resnet_huge"], "valid options: "),
     (["+method.rank=8", "method=lora"], "error: method.rank: unknown key; valid: r, alpha, dropout, target_modules"),
 ])

@@ -41,6 +41,8 @@ def expected_tunable(name: str, model_before: torch.nn.Module) -> int:
         return L * (D * cfg.bottleneck + cfg.bottleneck + cfg.bottleneck * D + D) + HEAD
     if name == "adapter_houlsby":  # two adapters per block (after attention, after MLP)
         return 2 * L * (D * cfg.bottleneck + cfg.bottleneck + cfg.bottleneck * D + D) + HEAD
+    if name == "adapter_plus":  # after each block: down, up, per-channel scale (D)
+        return L * (D * cfg.bottleneck + cfg.bottleneck + cfg.bottleneck * D + D + D) + HEAD
     if name == "convpass":  # two bypasses per block: down, 3x3 conv (k*k*9 + k), up
         k = cfg.bottleneck
         return 2 * L * (D * k + k + k * k * 9 + k + k * D + D) + HEAD

@@ -190,7 +190,7 @@ def test_every_recipe_names_what_it_defines():
 def test_a_bad_recipe_stops_before_any_record(tmp_path, args, message):
     proc = run_cli("launch.py", *args, f"results_dir={tmp_path}", timeout=120)
     assert proc.returncode == 2 and message in proc.stderr
-    assert "noah: vtab (adapter, lora, vpt)" in proc.stderr or "valid options: mini, noah" in proc.stderr
+    assert "noah: vtab (adapter, lora, vpt)" in proc.stderr or "valid options: adapter_plus, mini, noah" in proc.stderr
     assert "Traceback" not in proc.stderr and not list(tmp_path.rglob("record.json"))
 
 

@@ -389,7 +389,10 @@ def leaderboards(df, protocol: str, published: dict, archs: dict, args, out: Out
                              "interval covers its test images only: ≠ there says the published number is not this "
                              "run's, and another seed could land nearer; with several seeds it is the method's. "
                              "Published numbers: results/reference "
-                             "(sources there). Derived columns are computed from the published cells. SSF and NOAH "
+                             "(sources there). Derived columns are computed from the published cells; ᵈ marks a published "
+                             "average computed from the cells: each row prints one average (published_rows.csv "
+                             "`average`: the SSF paper's rows the 19-task mean, Adapter+ the mean of the group means), "
+                             "only ever set beside the same average of ours. SSF and NOAH "
                              "picked the best epoch on the test set (--metric test_top1_best_epoch_optimistic "
                              "reproduces that selection); VPT's rows are final-epoch test after a val grid.",
                              "Published checkpoints, recipes and selection: " + "; ".join(checkpoints)])

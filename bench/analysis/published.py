@@ -3,6 +3,10 @@
 Every published number comes from the shipped CSVs, which keep their sources; this module only
 renames their columns to our dataset names and derives what the papers did not print (VTAB
 group means and the mean of the group means, from the published cells; marked "derived").
+Each row also says which average its printed mean is (`published_rows.csv` `average`: AVERAGES):
+the SSF paper's 19-task mean or the mean of the three group means (Adapter+, NOAH, DyT); the
+printed number lands in that column only, the other is derived from the cells, so no printed
+mean is ever set beside our other average.
 `published_rows.csv` says which of our methods each published row compares with, which
 pre-trained checkpoint it used (AugReg vs original IN-21k ViT-B/16 weights), which recipe
 trained it (conf/recipe/<name>.yaml: ssf, noah, vpt; `vpetl` is V-PETL Bench's, not one of
@@ -33,7 +37,11 @@ COLUMNS = {
     "fgvc": {"cub200": "fgvc/cub", "nabirds": "fgvc/nabirds", "oxford_flowers": "fgvc/oxford_flowers",
              "stanford_dogs": "fgvc/stanford_dogs", "stanford_cars": "fgvc/stanford_cars"},
 }
-META = ("method", "checkpoint", "timm_arch", "recipe", "data", "selection", "evidence", "source")
+META = ("method", "checkpoint", "timm_arch", "recipe", "data", "selection", "evidence", "average", "source")
+# published_rows.csv `average` -> the leaderboard column its printed mean belongs in: the plain mean of the
+# tasks (the SSF paper's 19-task VTAB-1k mean; FGVC's 5-dataset mean) or the mean of the group means (Adapter+)
+AVERAGES = {"tasks": "mean", "groups": "mean_of_groups"}
+DERIVED_MARK = "ᵈ"  # a published value computed from the published cells, not printed
 MISMATCH = "†"  # marks a cell of ours whose recipe, checkpoint or data pipeline is not the published row's
 WITHIN, OUTSIDE = "within noise", "outside"  # the published value inside / outside our interval
 NOISE_MARKS = {WITHIN: " ≈", OUTSIDE: " ≠", "": ""}
@@ -114,22 +122,35 @@ def published_leaderboard(pub: pd.DataFrame, tasks: list[str], groups: dict[str,
                           backbone: str = "published") -> pd.DataFrame:
     """The published rows shaped like `tables.leaderboard` (same columns, `seeds` 0).
 
-    `mean` is the published mean; group means and `mean_of_groups` are derived from the
-    published cells (only where the whole group is published).
+    The printed mean goes in the column of the row's `average` (AVERAGES: `mean` for a mean of
+    the tasks, `mean_of_groups` for a mean of the group means); the other average and the group
+    means are derived from the published cells (only where every cell they need is published).
+    `attrs["printed"]`: row -> the column holding its printed mean.
+
+    Raises:
+        ValueError: a row whose `average` is not one of AVERAGES, or `groups` without groups.
     """
     groups = dict(groups or {})
     table = pub.reindex(columns=tasks).astype(float)
     for name, members in groups.items():
         table[name] = table[members].mean(axis=1).where(table[members].notna().all(axis=1))
-    table["mean"] = pub["mean"].astype(float)
+    average = (pub["average"] if "average" in pub else pd.Series("", index=pub.index)).replace("", "tasks")
+    bad = sorted(set(average) - set(AVERAGES) | ({"groups"} & set(average) if not groups else set()))
+    if bad:
+        raise ValueError(f"published rows with average {bad}: valid: {', '.join(AVERAGES) if groups else 'tasks'} "
+                         "(results/reference/published_rows.csv `average`)")
+    printed = pub["mean"].astype(float)
+    table["mean"] = printed.where(average == "tasks", table[tasks].mean(axis=1).where(table[tasks].notna().all(axis=1)))
     if groups:
-        table["mean_of_groups"] = table[list(groups)].mean(axis=1).where(table[list(groups)].notna().all(axis=1))
+        derived = table[list(groups)].mean(axis=1).where(table[list(groups)].notna().all(axis=1))
+        table["mean_of_groups"] = printed.where(average == "groups", derived)
     table["tasks"] = [f"{n}/{len(tasks)}" for n in table[tasks].notna().sum(axis=1)]
     table["seeds"] = 0
     table["tunable_params"] = math.nan
     table["tunable_params_no_head"] = pub["tunable_params"]  # the papers' counts leave the head out (Linear = 0)
     table.index = pd.MultiIndex.from_tuples([(backbone, r) for r in pub.index], names=ROW_NAMES)
-    table.attrs = {"tasks": list(tasks), "groups": list(groups), "metric": "published"}
+    table.attrs = {"tasks": list(tasks), "groups": list(groups), "metric": "published",
+                   "printed": {r: AVERAGES[a] for r, a in average.items()}}
     return table
 
 
@@ -172,7 +193,8 @@ def compare(ours: pd.DataFrame, pub: pd.DataFrame, pub_table: pd.DataFrame, arch
     tasks = list(pub_table.attrs["tasks"])
     columns = tasks + [c for c in pub_table.columns if c not in tasks and c in ours.columns
                        and c not in ("tasks", "seeds", "tunable_params", "tunable_params_no_head")]
-    derived = set(pub_table.attrs.get("groups", [])) | {"mean_of_groups"}
+    derived = set(pub_table.attrs.get("groups", [])) | set(AVERAGES.values())  # but the printed one, per row
+    printed = pub_table.attrs.get("printed", {})
     fam = published_family(pub)
     mine = dict(zip(ours.index, ours.to_dict("records")))
     records = []
@@ -199,7 +221,7 @@ def compare(ours: pd.DataFrame, pub: pd.DataFrame, pub_table: pd.DataFrame, arch
                                 "like_for_like": None if b is None else bool(same and same_recipe)
                                 and same_data is not False,
                                 "column": c, "ours": o, "published": prow[c], "diff": o - prow[c],
-                                "derived": c in derived,
+                                "derived": c in derived and c != printed.get(row, "mean"),
                                 "ci_low": intervals.get((b, lab, c), (math.nan, math.nan))[0],
                                 "ci_high": intervals.get((b, lab, c), (math.nan, math.nan))[1],
                                 "noise": noise(prow[c], intervals.get((b, lab, c)))})
@@ -217,6 +239,7 @@ def comparison_rows(long: pd.DataFrame, table: pd.DataFrame, average: str = "bot
     Tasks with one decimal, averages with two (the published precision); `table` is the
     published leaderboard (for column order and names). A row whose checkpoint or recipe is not
     the published row's has every value of ours marked `†`: the difference is not the method's alone.
+    A published average computed from the cells rather than printed is marked DERIVED_MARK.
     """
     from bench.analysis.benchmarks import short_name
     from bench.analysis.tables import layout, mean_header
@@ -228,7 +251,7 @@ def comparison_rows(long: pd.DataFrame, table: pd.DataFrame, average: str = "bot
               "published recipe", "our recipe", "same recipe", "published data", "our data", "same data",
               "within noise",
               *[short_name(t) for t in tasks], *[f"{g.capitalize()} (derived)" for g in groups],
-              *[mean_header(table, m) + (" (derived)" if m == "mean_of_groups" else "") for m in means]]
+              *[mean_header(table, m) for m in means]]
     bold = set(range(12 + len(tasks) + len(groups), len(header)))
     rows = []
     if long.empty:
@@ -250,6 +273,8 @@ def comparison_rows(long: pd.DataFrame, table: pd.DataFrame, average: str = "bot
             o, p, d = cells[c]["ours"], cells[c]["published"], cells[c]["diff"]
             diff = "" if d != d else f" ({d:+.{digits}f})"
             ours = fmt_value(o, digits) + (mark if o == o else "")
-            out.append(f"{ours} / {fmt_value(p, digits)}{diff}{NOISE_MARKS[cells[c].get('noise', '')]}")
+            derived = c in means and cells[c].get("derived") and p == p
+            published = fmt_value(p, digits) + (DERIVED_MARK if derived else "")
+            out.append(f"{ours} / {published}{diff}{NOISE_MARKS[cells[c].get('noise', '')]}")
         rows.append(out)
     return header, rows, bold
