@@ -267,10 +267,38 @@ def config_key(config) -> dict:
     `config` is a RunConfig or its dict (a record's `config`). Left out: NOT_HASHED, and every setting of
     the run's dataclasses at its default, so a setting added later (at the default that keeps what runs did
     before) leaves earlier runs' configuration as it was. Values compare by meaning (`_plain`): 1e-3 and
-    0.001 are one float, 1.0 and 1 one number. A method's arguments are compared as given: its config
-    file lists every argument (tests/test_configs.py), so a record's filled-in arguments match them.
+    0.001 are one float, 1.0 and 1 one number. A method's arguments are left out the same way where they
+    equal the default in its config file (conf/method/<name>.yaml, which lists every argument:
+    tests/test_configs.py), so an argument added to a method later (at the default that keeps what it
+    did) leaves its earlier runs as they were, while a default changed in that file changes the key.
     """
-    return _key(config, RunConfig, "")
+    key = _key(config, RunConfig, "")
+    args = key.get("method_args")
+    if isinstance(args, dict):
+        name = config.get("method") if isinstance(config, dict) else config.method
+        defaults = _method_defaults(str(name))
+        args = {k: v for k, v in args.items()
+                if k not in defaults or v != defaults[k] or type(v) is not type(defaults[k])}
+        if args:
+            key["method_args"] = args
+        else:
+            key.pop("method_args")
+    return key
+
+
+@functools.lru_cache(maxsize=None)
+def _method_defaults(name: str) -> dict:
+    """A method's arguments as its config file sets them (compared as `_plain`); {} for a method without one."""
+    import yaml
+
+    from bench import CONF
+
+    try:
+        text = (CONF / "method" / f"{name}.yaml").read_text()
+    except OSError:
+        return {}
+    method = (yaml.safe_load(text) or {}).get("method") or {}
+    return {k: _plain(v) for k, v in method.items() if k != "name"}
 
 
 def config_hash(config) -> str:

@@ -19,8 +19,8 @@ from bench.analysis.benchmarks import short_name
 from bench.analysis.load import config_hashes
 
 # Canonical row order: the SSF paper's tables' order, the newer methods placed by family; others follow, sorted.
-METHOD_ORDER = ("full", "linear", "bias", "difffit", "adapter", "adapter_houlsby", "adapter_plus", "adaptformer",
-                "convpass", "repadapter", "vpt_shallow", "vpt", "lora", "fact_tt", "fact_tk", "ssf")
+METHOD_ORDER = ("full", "linear", "partial", "ln", "bias", "difffit", "adapter", "adapter_houlsby", "adapter_plus",
+                "adaptformer", "convpass", "repadapter", "vpt_shallow", "vpt", "vqt", "lora", "fact_tt", "fact_tk", "ssf")
 AVERAGES = ("both", "tasks", "groups")
 ROW_NAMES = ["backbone", "method"]
 INFO_COLUMNS = ("mean", "mean_of_groups", "tasks", "seeds", "tunable_params", "tunable_params_no_head")
