@@ -135,3 +135,24 @@ def run_cli(*args: str, timeout: int = 600):
     """Run `python <args>` from the project root; returns the CompletedProcess."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
     return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def hydra_sweeper():
+    """(Hydra's config loader, the master config, a BenchSweeper as Hydra hands it a sweep): for the tests of the
+    sweeper's composition and expansion (test_compose.py, test_search.py)."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.plugins import Plugins
+    from hydra.plugins.sweeper import Sweeper
+    from hydra.types import HydraContext, RunMode
+
+    from bench import CONF
+
+    with initialize_config_dir(config_dir=str(CONF), version_base=None):
+        loader = GlobalHydra.instance().config_loader()
+        config = loader.load_configuration("config", overrides=[], run_mode=RunMode.MULTIRUN)
+        # the class as Hydra's plugin scan loaded it (the scan re-executes plugin modules)
+        sweeper = next(c for c in Plugins.instance().discover(Sweeper) if c.__name__ == "BenchSweeper")()
+        sweeper.hydra_context, sweeper.config = HydraContext(config_loader=loader, callbacks=None), config
+        yield loader, config, sweeper

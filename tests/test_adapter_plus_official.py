@@ -17,6 +17,7 @@ from bench.models import build_backbone
 from methods import METHODS, Unsupported, method_config
 from methods._adapter import POSITIONS
 from methods._bottleneck import Bottleneck
+from scripts.adapter_plus_official import FixedDropPath, draw  # the dump's own: masks and backbone as it drew them
 
 DUMP = torch.load(Path(__file__).parent / "fixtures" / "adapter_plus_official.pt", weights_only=True)
 TINY = dict(num_classes=5, img_size=32, patch_size=8, embed_dim=48, depth=2, num_heads=3, drop_path_rate=0.2)
@@ -40,31 +41,6 @@ def our_key(key: str, position: str) -> str:
         rest = rest.replace(theirs, ours)
     where = "attn.adapter" if which == "adapter_attn" else "mlp.adapter" if position in SUBLAYER else "adapter"
     return f"blocks.{i}.{where}.{rest}"
-
-
-class FixedDropPath(nn.Module):
-    """As the dump's: mask row k on the k-th call, one column per image, scaled 1 / keep."""
-
-    def __init__(self, masks: torch.Tensor, keep: float):
-        super().__init__()
-        self.masks, self.keep, self.calls = masks, keep, 0
-
-    def forward(self, x):
-        if not self.training:
-            return x
-        m = self.masks[self.calls].view(-1, *([1] * (x.dim() - 1))).to(x.dtype)
-        self.calls += 1
-        return x * m / self.keep
-
-
-def draw(keys, shapes, seed=0) -> dict:
-    """The dump's backbone: N(0, 0.1^2) per tensor, norm weights around 1, in sorted key order."""
-    gen = torch.Generator().manual_seed(seed)
-    out = {}
-    for k in sorted(keys):
-        v = torch.randn(shapes[k], generator=gen, dtype=torch.float64) * 0.1
-        out[k] = v + 1 if "norm" in k and k.endswith(".weight") else v
-    return out
 
 
 def ours(point: str) -> tuple[nn.Module, dict]:

@@ -11,24 +11,6 @@ from hydra_plugins.bench_sweeper import compose
 NOT_TASK = ("hydra", "site", "prepare", "search")  # Hydra's own node, the Slurm site file, `python -m bench.data` presets, search spaces (bench/search.py)
 
 
-@pytest.fixture(scope="module")
-def hydra_sweeper():
-    """(Hydra's config loader, the master config, a BenchSweeper as Hydra hands it a sweep)."""
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.plugins import Plugins
-    from hydra.plugins.sweeper import Sweeper
-    from hydra.types import HydraContext, RunMode
-
-    with initialize_config_dir(config_dir=str(CONF), version_base=None):
-        loader = GlobalHydra.instance().config_loader()
-        config = loader.load_configuration("config", overrides=[], run_mode=RunMode.MULTIRUN)
-        # the class as Hydra's plugin scan loaded it (the scan re-executes plugin modules)
-        sweeper = next(c for c in Plugins.instance().discover(Sweeper) if c.__name__ == "BenchSweeper")()
-        sweeper.hydra_context, sweeper.config = HydraContext(config_loader=loader, callbacks=None), config
-        yield loader, config, sweeper
-
-
 def hydra_compose(loader, config, job):
     """Hydra's own composition of a job, as its launcher composes it: the plain resolved task config."""
     cfg = loader.load_sweep_config(config, list(job))

@@ -17,23 +17,6 @@ METHODS = sorted(p.stem for p in (CONF / "search").glob("*.yaml"))
 MINI = ["train.epochs=1", "train.progress=false", "deploy_iters=0", "save_weights=false"]
 
 
-@pytest.fixture(scope="module")
-def hydra_sweeper():
-    """(Hydra's config loader, the master config, a BenchSweeper as Hydra hands it a sweep)."""
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.plugins import Plugins
-    from hydra.plugins.sweeper import Sweeper
-    from hydra.types import HydraContext, RunMode
-
-    with initialize_config_dir(config_dir=str(CONF), version_base=None):
-        loader = GlobalHydra.instance().config_loader()
-        config = loader.load_configuration("config", overrides=[], run_mode=RunMode.MULTIRUN)
-        sweeper = next(c for c in Plugins.instance().discover(Sweeper) if c.__name__ == "BenchSweeper")()
-        sweeper.hydra_context, sweeper.config = HydraContext(config_loader=loader, callbacks=None), config
-        yield loader, config, sweeper
-
-
 def sar():
     spec = importlib.util.spec_from_file_location("sar", CONF.parent / "scripts" / "select_and_retrain.py")
     module = importlib.util.module_from_spec(spec)

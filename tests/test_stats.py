@@ -310,8 +310,7 @@ def test_robustness_table_has_intervals_and_comparisons_from_the_targets_arrays(
                 extra |= predictions_arrays(ok, t)
                 rob[f"{t}_top1"] = 100.0 * ok.mean()
             path = write_run(tmp_path, rec(method, "imagenet/imagenet", 0, seed=seed, robustness=rob), test)
-            with np.load(path.parent / "predictions.npz") as z:
-                np.savez_compressed(path.parent / "predictions.npz", **dict(z), **extra)
+            add_targets(path.parent / "predictions.npz", extra)
     out = tmp_path / "out"
     proc = run_cli("analyze.py", str(tmp_path), "--out", str(out), "--formats", "csv,md", "--quiet")
     assert proc.returncode == 0, proc.stderr
@@ -325,6 +324,12 @@ def test_robustness_table_has_intervals_and_comparisons_from_the_targets_arrays(
     a = sig.loc["imagenet_a_top1"]
     assert a["method"] == "ssf" and a["compares"] == "methods" and a["verdict"] == "better" and a["n_images"] == 300
     assert sig.loc["imagenet_c_mce", "verdict"] == "no interval"
+
+
+def add_targets(path, extra: dict) -> None:
+    """Add robustness targets' entries to a run's predictions.npz."""
+    with np.load(path) as z:
+        np.savez_compressed(path, **dict(z), **extra)
 
 
 def predictions_arrays(correct: np.ndarray, target: str, classes: int = 200) -> dict:
@@ -350,8 +355,7 @@ def test_domain_generalisation_table_has_intervals_and_comparisons(tmp_path):
             r = rec(method, "dg/imagenet", 0, robustness=rob, shots=16, fewshot_seed=list_seed,
                     variant=f"shots16_fewshot_seed{list_seed}")
             path = write_run(tmp_path, r, rng.random(500) < 0.6 + gap)
-            with np.load(path.parent / "predictions.npz") as z:
-                np.savez_compressed(path.parent / "predictions.npz", **dict(z), **extra)
+            add_targets(path.parent / "predictions.npz", extra)
     out = tmp_path / "out"
     proc = run_cli("analyze.py", str(tmp_path), "--out", str(out), "--formats", "csv,md", "--quiet")
     assert proc.returncode == 0, proc.stderr
