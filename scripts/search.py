@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--status", action="store_true", help="where both stages stand; launches nothing")
     ap.add_argument("--seeds", default=None, help="retrain seeds (default: the recipe's; select_and_retrain.py)")
     ap.add_argument("--dry-run", action="store_true", help="stage two: write the selections, launch nothing")
-    args = ap.parse_args(argv)
+    args = ap.parse_intermixed_args(argv)  # overrides may stand after the options, as in docs/recipes.md
     try:
         rest, search = split_args(args.overrides)
     except SearchError as e:
