@@ -702,7 +702,7 @@ def run(args, pool) -> int:
         print(f"error: --baseline {args.baseline}: no such method among the selected records; choose from "
               f"{', '.join(sorted(set(df['label'])))}", file=sys.stderr)
         return 2
-    store = stats.Predictions()
+    store = stats.Predictions(args.results_dirs)  # each folder's index of prediction summaries, kept up to date
 
     out.report.heading("Summary")
     out.report.items([summary, f"metric: {args.metric}; averaging shown: {args.average}",
@@ -733,6 +733,8 @@ def run(args, pool) -> int:
                for k, r in zip(shown.index, shown.to_dict("records"))],
               empty="No run failed and none was unsupported.")
     out.finish()
+    for problem in store.save():  # analysing a folder one cannot write works, only without the index
+        print(f"warning: index of predictions not written: {problem}", file=sys.stderr)
     print(f"\nwrote {', '.join(args.formats)} outputs to {out_dir}")
     if args.log_to:
         from bench.trackers import log_leaderboard
