@@ -128,17 +128,19 @@ class PredictionIndex:
             return None
         return path[len(self.root) + 1:].replace(os.sep, "/")
 
-    def get(self, path: str | Path, target: str, file_stamp: tuple[int, int]) -> Entry | None:
-        """The entry of `path`'s `target` if it was read from the file as it is now (`file_stamp`)."""
-        st, entries = self.files.get(self.key(path), (None, {}))
+    def get(self, path: str | Path, target: str, file_stamp: tuple[int, int], rel: str | None = None) -> Entry | None:
+        """The entry of `path`'s `target` if it was read from the file as it is now (`file_stamp`);
+        `rel`: `key(path)` where the caller has it."""
+        st, entries = self.files.get(rel or self.key(path), (None, {}))
         return entries.get(target) if st == file_stamp else None
 
     def put(self, path: str | Path, target: str, file_stamp: tuple[int, int], correct: np.ndarray | None,
-            fingerprint: str = "", error: BaseException | None = None) -> None:
-        """Record one read (`file_stamp` taken before it); an error is kept only if it came from the content."""
+            fingerprint: str = "", error: BaseException | None = None, relative: bool = False) -> None:
+        """Record one read (`file_stamp` taken before it); an error is kept only if it came from the content.
+        `relative`: `path` is already `key(path)`."""
         if error is not None and type(error).__name__ not in STORED_ERRORS:
             return
-        rel = self.key(path)
+        rel = str(path) if relative else self.key(path)
         if rel is None:
             return
         st, entries = self.files.get(rel, (None, {}))

@@ -40,7 +40,6 @@ import os
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -115,13 +114,18 @@ class Predictions:
         self.jobs = jobs or min(4, os.cpu_count() or 1)
         self.reads = 0
 
-    def _index(self, path: str) -> PredictionIndex | None:
-        return next((ix for ix in self.indexes if ix.key(path) is not None), None)
+    def _locate(self, path: str) -> tuple[PredictionIndex | None, str | None]:
+        """The index of the results folder holding `path`, and `path` relative to it (None, None: none does)."""
+        for ix in self.indexes:
+            rel = ix.key(path)
+            if rel is not None:
+                return ix, rel
+        return None, None
 
     @staticmethod
     def _read(key: tuple) -> tuple:
         """(stamp, correct, fingerprint, error) of one (record_path, name, target); the stamp taken first."""
-        path = Path(key[0]).parent / key[1]
+        path = os.path.join(os.path.dirname(key[0]), key[1])
         try:
             st = stamp(path)
             return (st, *read_correct(path, key[2]), None)
@@ -135,10 +139,10 @@ class Predictions:
         for key in dict.fromkeys(keys):
             if key in self._cache or key in self._errors:
                 continue
-            path = Path(key[0]).parent / key[1]
-            ix = self._index(str(path))
+            path = os.path.join(os.path.dirname(key[0]), key[1])
+            ix, rel = self._locate(path)
             try:
-                entry = ix.get(path, key[2], stamp(path)) if ix is not None else None
+                entry = ix.get(path, key[2], stamp(path), rel) if ix is not None else None
             except OSError:
                 entry = None
             if entry is None:
@@ -165,10 +169,9 @@ class Predictions:
                     self._fingerprints[key] = fp
             else:
                 self._errors[key] = error
-            path = Path(key[0]).parent / key[1]
-            ix = self._index(str(path))
+            ix, rel = self._locate(os.path.join(os.path.dirname(key[0]), key[1]))
             if ix is not None and st is not None:
-                ix.put(path, key[2], st, correct, fp, error)
+                ix.put(rel, key[2], st, correct, fp, error, relative=True)
 
     def correct(self, record_path: str, name: str, target: str = "") -> np.ndarray:
         """Bool array `pred == target` of one run (`target`: a robustness target's name, "" the test split).
@@ -176,6 +179,8 @@ class Predictions:
         Raises OSError, ValueError or KeyError on a bad file (`prediction_index.read_correct`).
         """
         key = (record_path, name, target)
+        if key in self._cache:
+            return self._cache[key]
         self.prefetch([key])
         if key in self._errors:
             raise self._errors[key]
@@ -248,12 +253,13 @@ def cell_predictions(runs: list[dict], store: Predictions, metric: str = PREDICT
             if isinstance(e, KeyError) and target:
                 return Cell(reason=f"no predictions for {target} (older record)")
             return Cell(reason=f"predictions unreadable ({type(e).__name__})")
-        value = r.get(metric)
-        if _present(value) and abs(100.0 * correct.mean() - float(value)) > 0.01:
+        value, accuracy = r.get(metric), correct.mean()
+        if _present(value) and abs(100.0 * accuracy - float(value)) > 0.01:
             return Cell(reason=f"predictions disagree with the record's {metric}")
         if cell.correct and (fp != cell.fingerprint or len(correct) != cell.n):
             return Cell(reason="seeds scored on different test listings")
         cell.correct.append(correct)
+        cell._accuracies.append(accuracy)
         cell.fingerprint = str(fp)
     return cell
 
