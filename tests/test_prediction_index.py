@@ -148,3 +148,29 @@ def test_a_malformed_predictions_file_gives_a_reason_not_a_crash(tmp_path):
     store = stats.Predictions([tmp_path])
     with pytest.raises(ValueError):
         store.correct(str(tmp_path / "record.json"), "predictions.npz")
+
+
+def test_figure_workers_start_only_when_a_figure_is_drawn(results, tmp_path, monkeypatch):
+    """analyze.py's workers fork at the first figure to draw (cli.Workers): none on a run whose figures are
+    all unchanged (here an executor that draws in this process stands in for the pool, and counts)."""
+    from concurrent.futures import Future
+
+    started = []
+
+    class Inline:
+        def __init__(self, *args, **kwargs):
+            started.append(1)
+
+        def submit(self, fn, *args):
+            f = Future()
+            f.set_result(fn(*args))
+            return f
+
+        def shutdown(self, **kwargs):
+            pass
+
+    monkeypatch.setattr(cli, "ProcessPoolExecutor", Inline)
+    argv = [str(results), "--out", str(tmp_path), "--quiet", "--formats", "csv,png", "--jobs", "2", "--no-published"]
+    assert cli.main(argv) == 0 and len(started) == 1
+    assert any(p.suffix == ".png" for p in tmp_path.iterdir())
+    assert cli.main(argv) == 0 and len(started) == 1  # every figure unchanged: read back, no worker started
