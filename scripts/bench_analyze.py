@@ -36,8 +36,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.analysis.benchmarks import BENCHMARK_GROUPS, BENCHMARK_TASKS  # noqa: E402
-from bench.predictions import arrays, save  # noqa: E402
 from bench.analysis.prediction_index import INDEX  # noqa: E402
+from bench.predictions import arrays, save  # noqa: E402
 from bench.records import PREDICTIONS, RECORD, SCHEMA, run_dir  # noqa: E402
 
 BACKBONES = {  # name -> (timm arch, benchmarks it runs)
