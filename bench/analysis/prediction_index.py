@@ -101,7 +101,8 @@ class PredictionIndex:
                                                                       "entry_fingerprint", "entry_error", "offsets"))
             e = len(f)
             if (stamps.shape != (len(files), 2) or not all(len(a) == e for a in (targets, n, fps, errors))
-                    or offsets.shape != (e + 1,) or offsets[0] != 0 or offsets[-1] != len(bits) or bits.dtype != np.uint8
+                    or offsets.shape != (e + 1,) or offsets[0] != 0 or offsets[-1] != len(bits)
+                    or bits.dtype != np.uint8
                     or (e and (f.min() < 0 or f.max() >= len(files) or n.min() < 0))
                     or not np.array_equal(np.diff(offsets), (n + 7) // 8)):
                 raise ValueError("inconsistent arrays")
