@@ -178,15 +178,32 @@ def _warm_up() -> None:
     plots.warm_up()
 
 
-def start_workers(jobs: int) -> ProcessPoolExecutor | None:
-    """`jobs` figure-drawing processes (None for 1: draw in this one), started now so that their
-    matplotlib import and font loading overlap the loading of the records."""
-    if jobs < 2:
-        return None
-    ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
-    pool = ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_warm_up)
-    pool.submit(int)  # starts the workers
-    return pool
+class Workers:
+    """`jobs` figure-drawing processes, started at the first figure to draw rather than at start-up.
+
+    A run whose figures are all unchanged starts none. A first run's workers fork after the first
+    table's statistics, so they inherit what this process imported for them (scipy.stats, for the
+    ranks): the critical-difference diagrams' scikit-posthocs needs it, and importing it in each
+    worker cost about a second of CPU apiece on a 2-core machine. Quacks like the executor.
+    """
+
+    def __init__(self, jobs: int):
+        self.jobs, self._pool = jobs, None
+
+    def submit(self, fn, *args):
+        if self._pool is None:
+            ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
+            self._pool = ProcessPoolExecutor(self.jobs, mp_context=ctx, initializer=_warm_up)
+        return self._pool.submit(fn, *args)
+
+    def shutdown(self, **kwargs) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(**kwargs)
+
+
+def start_workers(jobs: int) -> Workers | None:
+    """`jobs` figure-drawing processes (`Workers`; None for 1: draw in this one)."""
+    return Workers(jobs) if jobs >= 2 else None
 
 
 FIGURE_CACHE = ".figures.json"  # in OUT: figure name -> digest of what it was drawn from
@@ -202,7 +219,7 @@ class Outputs:
     keeps a digest of each figure's inputs; --redraw ignores it).
     """
 
-    def __init__(self, out: Path, formats: tuple[str, ...], quiet: bool, pool: ProcessPoolExecutor | None = None,
+    def __init__(self, out: Path, formats: tuple[str, ...], quiet: bool, pool: "Workers | None" = None,
                  redraw: bool = False):
         self.out, self.formats, self.quiet, self.pool = out, formats, quiet, pool
         self.image_formats = tuple(f for f in formats if f in ("png", "svg", "pdf"))
@@ -771,7 +788,7 @@ def run(args, pool) -> int:
         print(f"error: --baseline {args.baseline}: no such method among the selected records; choose from "
               f"{', '.join(sorted(set(df['label'])))}", file=sys.stderr)
         return 2
-    store = stats.Predictions()
+    store = stats.Predictions(args.results_dirs)  # each folder's index of prediction summaries, kept up to date
 
     out.report.heading("Summary")
     out.report.items([summary, f"metric: {args.metric}; averaging shown: {args.average}",
@@ -804,6 +821,8 @@ def run(args, pool) -> int:
                for k, r in zip(shown.index, shown.to_dict("records"))],
               empty="No run failed and none was unsupported.")
     out.finish()
+    for problem in store.save():  # analysing a folder one cannot write works, only without the index
+        print(f"warning: index of predictions not written: {problem}", file=sys.stderr)
     print(f"\nwrote {', '.join(args.formats)} outputs to {out_dir}")
     if args.log_to:
         from bench.trackers import log_leaderboard, redact

@@ -35,15 +35,15 @@ that side's seed variance unknown: no test (`MIN_SEEDS`, docs/statistics.md says
 Determinism: every cell and comparison gets its own generator seeded from `--ci-seed` and the
 cell's names, so a table does not depend on which other cells were selected or their order.
 """
-import io
 import math
+import os
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from bench.predictions import SEP
+from bench.analysis.prediction_index import PredictionIndex, read_correct, stamp
 
 CI_METHODS = ("bootstrap", "none")
 VERDICTS = ("better", "worse", "not distinguishable")
@@ -84,47 +84,140 @@ class Cell:
     correct: list = field(default_factory=list)  # one bool array per seed, all on the same listing
     fingerprint: str = ""
     reason: str = ""  # non-empty: no interval, and this says why
+    _accuracies: list = field(default_factory=list, repr=False, compare=False)
 
     @property
     def n(self) -> int:
         return len(self.correct[0]) if self.correct else 0
 
+    def accuracies(self) -> list:
+        """Each seed's accuracy (fraction), computed once: every comparison asks for the baseline's again."""
+        if len(self._accuracies) != len(self.correct):
+            self._accuracies = [c.mean() for c in self.correct]
+        return self._accuracies
+
 
 class Predictions:
-    """Reads each run's predictions.npz at most once, when a table first needs it."""
+    """Reads each run's predictions.npz at most once, when a table first needs it.
 
-    def __init__(self):
+    Where a results folder's index (bench/analysis/prediction_index.py) holds a file as it is now,
+    its correctness comes from there, not from the file; files it lacks are read several at once
+    (`prefetch`: threads, since inflating releases the GIL) and added to it, and `save` writes the
+    indexes back. `reads` counts the files read (tests check that a second analysis reads none).
+    """
+
+    def __init__(self, roots=(), jobs: int | None = None):
         self._cache: dict[tuple, np.ndarray] = {}
         self._fingerprints: dict[tuple, str] = {}
+        self._errors: dict[tuple, Exception] = {}
+        self.indexes = [PredictionIndex(r) for r in dict.fromkeys(os.path.abspath(r) for r in roots)]
+        self.jobs = jobs or min(4, os.cpu_count() or 1)
+        self.reads = 0
+
+    def _locate(self, path: str) -> tuple[PredictionIndex | None, str | None]:
+        """The index of the results folder holding `path`, and `path` relative to it (None, None: none does)."""
+        for ix in self.indexes:
+            rel = ix.key(path)
+            if rel is not None:
+                return ix, rel
+        return None, None
+
+    @staticmethod
+    def _read(key: tuple) -> tuple:
+        """(stamp, correct, fingerprint, error) of one (record_path, name, target); the stamp taken first."""
+        path = os.path.join(os.path.dirname(key[0]), key[1])
+        try:
+            st = stamp(path)
+            return (st, *read_correct(path, key[2]), None)
+        except (OSError, ValueError, KeyError) as e:
+            return (None, None, "", e)
+
+    def prefetch(self, keys) -> None:
+        """Make the (record_path, name, target) `keys` available: from an index where the file is unchanged,
+        else read (in threads) and added to its folder's index."""
+        todo = []
+        for key in dict.fromkeys(keys):
+            if key in self._cache or key in self._errors:
+                continue
+            path = os.path.join(os.path.dirname(key[0]), key[1])
+            ix, rel = self._locate(path)
+            try:
+                entry = ix.get(path, key[2], stamp(path), rel) if ix is not None else None
+            except OSError:
+                entry = None
+            if entry is None:
+                todo.append(key)
+                continue
+            try:
+                self._cache[key], fp = entry.value()
+                if key[2]:
+                    self._fingerprints[key] = fp
+            except (ValueError, KeyError) as e:
+                self._errors[key] = e
+        if not todo:
+            return
+        if len(todo) > 1 and self.jobs > 1:
+            with ThreadPoolExecutor(self.jobs) as pool:
+                results = list(pool.map(self._read, todo))
+        else:
+            results = [self._read(k) for k in todo]
+        for key, (st, correct, fp, error) in zip(todo, results):
+            self.reads += 1
+            if error is None:
+                self._cache[key] = correct
+                if key[2]:  # a target's listing is named only here (the record's test_fingerprint is the test split's)
+                    self._fingerprints[key] = fp
+            else:
+                self._errors[key] = error
+            ix, rel = self._locate(os.path.join(os.path.dirname(key[0]), key[1]))
+            if ix is not None and st is not None:
+                ix.put(rel, key[2], st, correct, fp, error, relative=True)
 
     def correct(self, record_path: str, name: str, target: str = "") -> np.ndarray:
         """Bool array `pred == target` of one run (`target`: a robustness target's name, "" the test split).
 
-        The file is read in one call and parsed from memory (zipfile's many small reads cost more
-        than the decompression on a busy machine). Its `fingerprint` entry is not read: the
-        record's `test_fingerprint` says the same, and `cell_predictions` checks the accuracy.
-        Raises OSError, ValueError or KeyError on a bad file.
+        Raises OSError, ValueError or KeyError on a bad file (`prediction_index.read_correct`).
         """
         key = (record_path, name, target)
-        if key not in self._cache:
-            suffix = f"{SEP}{target}" if target else ""  # the file format: bench/predictions.py
-            data = (Path(record_path).parent / name).read_bytes()
-            with np.load(io.BytesIO(data), allow_pickle=False) as z:
-                pred, true = z[f"pred{suffix}"], z[f"target{suffix}"]
-                if target:  # a target's listing is named only here (the record's test_fingerprint is the test split's)
-                    self._fingerprints[key] = str(z[f"fingerprint{suffix}"])
-            if pred.shape != true.shape or pred.ndim != 1:
-                raise ValueError(f"pred {pred.shape} and target {true.shape} are not one vector each")
-            self._cache[key] = pred == true
+        if key in self._cache:
+            return self._cache[key]
+        self.prefetch([key])
+        if key in self._errors:
+            raise self._errors[key]
         return self._cache[key]
 
     def fingerprint(self, record_path: str, name: str, target: str) -> str:
         """The listing fingerprint of a robustness or domain-shift target (after `correct` read it)."""
         return self._fingerprints[(record_path, name, target)]
 
+    def save(self) -> list[str]:
+        """Write the indexes that changed; returns a line for each that could not be written."""
+        problems = []
+        for ix in self.indexes:
+            try:
+                ix.save()
+            except OSError as e:
+                problems.append(f"{ix.path}: {e}")
+        return problems
+
 
 def _present(v) -> bool:
     return v is not None and not (isinstance(v, float) and v != v)
+
+
+def prediction_keys(runs: list[dict], metric: str = PREDICTIONS_METRIC) -> list[tuple]:
+    """The (record_path, name, target) of the files `cell_predictions` may read for a cell's runs, for
+    `Predictions.prefetch` (its checks, without reading)."""
+    seen, keys = set(), []
+    for r in sorted(runs, key=lambda r: (r["seed"], str(r["path"]))):
+        if r["seed"] in seen:
+            continue
+        seen.add(r["seed"])
+        target = r.get("predictions_target", "" if metric == PREDICTIONS_METRIC else None)
+        name, fp = r.get("predictions"), r.get("test_fingerprint")
+        if isinstance(target, str) and _present(name) and _present(fp) and r.get("predictions_complete") is not False:
+            keys.append((r["path"], str(name), target))
+    return keys
 
 
 def cell_predictions(runs: list[dict], store: Predictions, metric: str = PREDICTIONS_METRIC) -> Cell:
@@ -160,12 +253,13 @@ def cell_predictions(runs: list[dict], store: Predictions, metric: str = PREDICT
             if isinstance(e, KeyError) and target:
                 return Cell(reason=f"no predictions for {target} (older record)")
             return Cell(reason=f"predictions unreadable ({type(e).__name__})")
-        value = r.get(metric)
-        if _present(value) and abs(100.0 * correct.mean() - float(value)) > 0.01:
+        value, accuracy = r.get(metric), correct.mean()
+        if _present(value) and abs(100.0 * accuracy - float(value)) > 0.01:
             return Cell(reason=f"predictions disagree with the record's {metric}")
         if cell.correct and (fp != cell.fingerprint or len(correct) != cell.n):
             return Cell(reason="seeds scored on different test listings")
         cell.correct.append(correct)
+        cell._accuracies.append(accuracy)
         cell.fingerprint = str(fp)
     return cell
 
@@ -231,10 +325,13 @@ def moments(columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Each run's accuracy (R,) and the runs' second moments over the images (R, R), as fractions.
 
     All that the seed-aware statistics read: they are quadratic forms in the per-image correctness.
+    Counted on bits (each run's correctness packed 8 images a byte, `np.bitwise_count` of the ANDs):
+    exact integers, the same numbers as a float matmul of the 0/1 columns, a tenth of its time.
     """
-    x = np.column_stack(columns).astype(np.float32)  # (n, R)
-    n = len(x)
-    return x.mean(axis=0, dtype=np.float64), (x.T @ x).astype(np.float64) / n  # sums of 0/1 below 2^24: exact
+    n = len(columns[0])
+    packed = np.stack([np.packbits(np.asarray(c, dtype=bool)) for c in columns])  # (R, ceil(n / 8))
+    both = np.bitwise_count(packed[:, None, :] & packed[None, :, :]).sum(axis=-1, dtype=np.int64)  # (R, R) both right
+    return np.diagonal(both) / n, both / n
 
 
 def _side(mean, cov, n, idx):
@@ -352,7 +449,7 @@ def cell_estimate(cell: Cell, opts: CIOptions, *names: str) -> Estimate:
     """One cell: one seed, the bootstrap over its images; several, the seed-aware mean (`seed_aware`)."""
     if len(cell.correct) == 1:
         draws = cell_draws(cell, opts, *names)
-        return Estimate(float(100.0 * cell.correct[0].mean()), draws)
+        return Estimate(float(100.0 * cell.accuracies()[0]), draws)
     mean, second = moments(cell.correct)
     s = len(cell.correct)
     r = {k: float(v) for k, v in seed_aware(mean, second, cell.n, s).items()}
@@ -441,7 +538,7 @@ def compare_cells(a: Cell, b: Cell, opts: CIOptions, *names: str) -> Comparison:
     """`a` minus `b` on one task, on the same test images: the runs (one seed each, exact McNemar and the
     paired bootstrap) or the methods (seeds on both sides, `seed_aware`); else blocked, with the reason."""
     sa, sb = len(a.correct), len(b.correct)
-    diff = round(float(np.mean([c.mean() for c in a.correct]) - np.mean([c.mean() for c in b.correct])) * 100.0, 9)
+    diff = round(float(np.mean(a.accuracies()) - np.mean(b.accuracies())) * 100.0, 9)
     seeds = f"{sa} vs {sb}"
     nan = math.nan
     if a.fingerprint != b.fingerprint or a.n != b.n:
@@ -614,6 +711,8 @@ def table_stats(table, recs, metric: str, opts: CIOptions, store: Predictions, b
         return out
     tasks, groups = list(table.attrs["tasks"]), dict(groups or {})
     runs = runs_by_cell(recs, metric)
+    store.prefetch([k for row in table.index for t in tasks if (*row, t) in runs
+                    for k in prediction_keys(runs[(*row, t)], metric)])  # the files not indexed: read at once
     found: dict = {}
     for backbone, label in table.index:
         for t in tasks:
@@ -630,6 +729,7 @@ def table_stats(table, recs, metric: str, opts: CIOptions, store: Predictions, b
         _average_intervals(out.intervals, (backbone, label), found, tasks, groups, table.columns, opts.level)
         found.clear()
     rows = list(table.index)
+    values = {t: table[t].to_dict() for t in tasks}  # task -> (backbone, label) -> mean: no pandas lookup per cell
     for backbone in dict.fromkeys(b for b, _ in rows):
         labels = [lab for b, lab in rows if b == backbone]
         if baseline is not None:
@@ -642,7 +742,7 @@ def table_stats(table, recs, metric: str, opts: CIOptions, store: Predictions, b
         out.baselines[backbone] = base
         for label in labels:
             if label != base:
-                _compare_row(out, backbone, label, base, tasks, groups, table, opts)
+                _compare_row(out, backbone, label, base, tasks, groups, table, values, opts)
     out.noise = _noise_rows(out, tasks, opts)
     return out
 
@@ -660,12 +760,12 @@ def _average_intervals(intervals, row, found, tasks, groups, columns, level) -> 
         intervals[(*row, "mean_of_groups")] = average(list(by_group.values())).interval(level)
 
 
-def _compare_row(out: TableStats, backbone, label, base, tasks, groups, table, opts: CIOptions) -> None:
+def _compare_row(out: TableStats, backbone, label, base, tasks, groups, table, values, opts: CIOptions) -> None:
     """One method against the baseline: every task it shares with the baseline, Holm over those, averages."""
     found, rows = {}, []
     for t in tasks:
         a, b = out.cells.get((backbone, label, t)), out.cells.get((backbone, base, t))
-        va, vb = table.at[(backbone, label), t], table.at[(backbone, base), t]
+        va, vb = values[t][(backbone, label)], values[t][(backbone, base)]
         if va != va or vb != vb:
             continue
         row = {"backbone": backbone, "method": label, "baseline": base, "dataset": t, "diff": float(va - vb),
@@ -762,10 +862,13 @@ def improvement_matrix(recs, metric: str, backbone: str, methods: list[str], tas
     done = recs[(recs["status"] == "completed") & (recs["backbone"] == backbone)]
     values = pd.to_numeric(done[metric], errors="coerce")
     per_seed = values.groupby([done["label"], done["dataset"], done["seed"]]).mean()
-    seeds = {k: g.to_numpy() for k, g in per_seed.groupby(level=[0, 1])}
-    m = pd.DataFrame(math.nan, index=methods, columns=methods)
-    for a in methods:
-        for b in methods:
+    seeds: dict = {}  # (label, dataset) -> its seeds' values, in seed order (a groupby per cell costs more)
+    for (label, dataset, _), v in zip(per_seed.index, per_seed.to_numpy()):
+        seeds.setdefault((label, dataset), []).append(v)
+    seeds = {k: np.array(v) for k, v in seeds.items()}
+    m = np.full((len(methods), len(methods)), math.nan)
+    for i, a in enumerate(methods):
+        for j, b in enumerate(methods):
             if a != b:
-                m.at[a, b] = probability_of_improvement([(seeds[(a, t)], seeds[(b, t)]) for t in tasks])
-    return m
+                m[i, j] = probability_of_improvement([(seeds[(a, t)], seeds[(b, t)]) for t in tasks])
+    return pd.DataFrame(m, index=methods, columns=methods)
