@@ -100,7 +100,7 @@ def one_thread():
 def test_the_tier_covers_every_real_dataset_config_and_recipe():
     pairs = {(n, r) for n, r, _ in composed()}
     assert {n for n, _ in pairs} == set(REAL) and len(REAL) == 32
-    assert {r for n, r in pairs if n.startswith("vtab/")} == {"ssf", "noah", "vpt", "petl_vision"}
+    assert {r for n, r in pairs if n.startswith("vtab/")} == {"ssf", "noah", "vpt", "petl_vision", "adapter_plus"}
     keys = transform_configs()
     assert all(dict(settings)["image_size"] == 224 for _, _, settings in keys)  # every config's real size
     kinds = [kind for _, kind, _ in keys]
@@ -220,7 +220,8 @@ def pipelines() -> dict:
 # composes nothing; test_the_pipelines_are_the_distinct_ones_of_every_config checks it against `pipelines()`
 PIPELINES = [("ssf", "vtab/caltech101"), ("noah", "vtab/caltech101"), ("vpt", "vtab/caltech101"),
              ("petl_vision", "vtab/caltech101"), ("ssf", "fgvc/cub"), ("ssf", "cifar100/cifar100"),
-             ("ssf", "imagenet/imagenet"), ("noah", "fewshot/fgvc_aircraft"), ("noah", "dg/imagenet"), ("vpt", "fgvc/cub")]
+             ("ssf", "imagenet/imagenet"), ("noah", "fewshot/fgvc_aircraft"), ("noah", "dg/imagenet"), ("vpt", "fgvc/cub"),
+             ("adapter_plus", "vtab/caltech101")]
 
 
 def test_the_pipelines_are_the_distinct_ones_of_every_config():
