@@ -347,6 +347,7 @@ def results(tmp_path_factory):
 
 
 @pytest.mark.process
+@pytest.mark.xdist_group("documented_commands")  # one worker: the module fixture runs every check once, not per worker
 @pytest.mark.parametrize("cmd", COMMANDS, ids=[c.id for c in COMMANDS])
 def test_documented_command(cmd, results):
     checks, done = results
