@@ -10,8 +10,6 @@ one is drawn again and replaced. Within a process the arrays are also kept in me
 """
 import functools
 import hashlib
-import os
-import tempfile
 import warnings
 import zipfile
 from pathlib import Path
@@ -22,6 +20,7 @@ import torch
 from bench.data import cache, mini
 from bench.data.fingerprint import fingerprint, generated_ids
 from bench.data.torch_datasets import Tensors
+from bench.records import atomic_file
 
 GENERATOR_SOURCES = ("mini.py", "render.py")  # what draws the images (bench/data/): their bytes name the files
 
@@ -56,17 +55,10 @@ def _read(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def _write(path: Path, images: np.ndarray, labels: np.ndarray) -> None:
-    """Atomically (a temporary file renamed over it): runs side by side may write the same split."""
+    """Through the project's atomic writer: runs side by side may write the same split."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, images=images, labels=labels)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        with atomic_file(path) as tmp, open(tmp, "wb") as f:  # a file object: savez would append ".npz"
+            np.savez(f, images=images, labels=labels)
     except OSError:  # a read-only cache folder only costs drawing the split again next time
         pass
 
