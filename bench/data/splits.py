@@ -239,5 +239,5 @@ def prepared_source(cfg) -> dict | None:
     return {k: m.get(k) for k in ("source", "converter", "pixel_format", "jpeg_quality")} if isinstance(m, dict) else None
 
 
-__all__ = ["IN_MEMORY_BYTES", "MANIFEST", "Split", "current_version", "describe", "list_splits", "listing", "load_split", "load_splits",
-           "prepared_source", "split_identity"]
+__all__ = ["IN_MEMORY_BYTES", "MANIFEST", "Split", "current_version", "describe", "list_splits", "listing", "load_split",
+           "load_splits", "prepared_source", "split_identity"]
