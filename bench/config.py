@@ -440,6 +440,15 @@ def _plan(cls, where: str) -> dict:
             for f in dataclasses.fields(cls)}
 
 
+def setting_type(key: str) -> type | None:
+    """The type of a `train.*`, `dataset.*` or `backbone.*` setting (the dataclasses here); None for others
+    (a method's arguments: their types are the method's, known only once torch loads)."""
+    section, _, name = key.partition(".")
+    cls = {"train": TrainConfig, "dataset": DatasetConfig, "backbone": BackboneConfig}.get(section)
+    field = _plan(cls, section).get(name) if cls else None
+    return _spec(field[1])[1] if field else None
+
+
 @functools.lru_cache(maxsize=None)
 def _required(cls) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(cls)

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from bench import CONF
-from bench.config import OPERATIONAL
+from bench.config import OPERATIONAL, setting_type
 
 # Overrides that are part of a run's identity already (its folder's other parts, the groups that chose
 # them), or do not change its result (bench.config.OPERATIONAL; and every logger.* key: trackers watch
@@ -30,17 +30,6 @@ def value_name(value: str, kind: type | None = None) -> str:
     if kind is int or (kind is not float and INTEGER.fullmatch(value)):
         return str(int(number)) if number.is_integer() else value
     return re.sub(r"e([+-])0*(\d)", r"e\1\2", repr(number))  # Python's shortest repr, exponent without zeros
-
-
-def setting_type(key: str) -> type | None:
-    """The type of a `train.*`, `dataset.*` or `backbone.*` setting (bench.config's dataclasses); None for others
-    (a method's arguments: their types are the method's, known only once torch loads)."""
-    from bench import config
-
-    section, _, name = key.partition(".")
-    cls = {"train": config.TrainConfig, "dataset": config.DatasetConfig, "backbone": config.BackboneConfig}.get(section)
-    field = config._plan(cls, section).get(name) if cls else None
-    return config._spec(field[1])[1] if field else None
 
 
 def variant_from_overrides(overrides: list[str]) -> str:
