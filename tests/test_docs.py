@@ -51,7 +51,7 @@ FENCE = re.compile(r"^( *)```(\S*)\s*$")
 RUN_LANGS = {"bash", "sh"}
 MAX_COMPOSITIONS = 40  # distinct method x dataset x ... choices a --status check composes (~0.1 s each)
 SCRIPTS_BY_HELP = {"bench_methods.py", "bench_data_cache.py", "bench_run.py", "bench_analyze.py", "bench_sweep.py",
-                   "bench_dist.py", "bench_demo.py", "count_params.py", "null_significance.py",
+                   "bench_dist.py", "bench_demo.py", "count_params.py", "null_significance.py", "mini_baselines.py",
                    "official_methods.py"}
 MODULES_BY_HELP = {"bench.export", "bench.pretrain"}
 VIEWERS = {"tensorboard": "tensorboard"}  # executable -> the pyproject extra that installs it

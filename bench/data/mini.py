@@ -102,13 +102,54 @@ def _upstream(rng):
     return R.finish(canvas, rng, 0.02), s * len(UP_FILLS) + f
 
 
+# --- Upstream glyphs: pen strokes, the low-level vocabulary of handwriting ----------------
+N_GLYPHS = 64
+
+
+def _glyph_prototypes() -> list[np.ndarray]:
+    """The glyph classes: each 1-3 quadratic Bezier strokes, control points in [-1, 1]^2; drawn once from a
+    fixed seed (a class is the same glyph whatever the data seed)."""
+    rng = np.random.default_rng(20261207)
+    return [rng.uniform(-1, 1, (int(rng.integers(1, 4)), 3, 2)) for _ in range(N_GLYPHS)]
+
+
+GLYPHS = _glyph_prototypes()
+
+
+def _glyph(rng):
+    label = int(rng.integers(N_GLYPHS))
+    strokes = GLYPHS[label] + rng.normal(0, 0.08, GLYPHS[label].shape)  # the hand's jitter
+    scale = rng.uniform(8, 12) * np.array([rng.uniform(0.8, 1.2), 1.0])  # half-size in px, aspect
+    angle, shear = rng.uniform(-0.3, 0.3), rng.uniform(-0.25, 0.25)
+    c, s_ = np.cos(angle), np.sin(angle)
+    affine = np.array([[c, -s_], [s_, c]]) @ np.array([[1, shear], [0, 1]]) * scale
+    segments = np.concatenate([R.bezier(st @ affine.T) for st in strokes])  # (S, 2, 2), centred on 0
+    lo, hi = segments.reshape(-1, 2).min(0), segments.reshape(-1, 2).max(0)
+    shift = rng.uniform(np.minimum(2 - lo, 16), np.maximum(30 - hi, 16))  # the whole glyph inside, where it fits
+    segments = segments + shift
+    ink = R.strokes(segments, rng.uniform(1.5, 4.0))
+    fg, bg = R.colour_pair(rng, 0.5)
+    canvas = R.mix(R.pattern(UP_BACKGROUNDS[rng.integers(len(UP_BACKGROUNDS))], rng) * rng.uniform(0, 0.25),
+                   bg, rng.uniform(size=3))
+    canvas = canvas * (1 - ink[..., None]) + fg * ink[..., None]
+    return R.finish(canvas, rng, rng.uniform(0, 0.05)), label
+
+
+def _upstream_draw(rng):
+    """Half shape x fill (labels 0-63), half glyph (labels 64-127)."""
+    if rng.uniform() < 0.5:
+        return _upstream(rng)
+    image, label = _glyph(rng)
+    return image, len(UP_SHAPES) * len(UP_FILLS) + label
+
+
 TASKS = {
     "digits": Task("digits", "natural", 10, None),
     "textures": Task("textures", "specialized", len(TEXTURES), _texture),
     "dspr_loc": Task("dspr_loc", "structured", 16, _dspr_loc),
     "dspr_ori": Task("dspr_ori", "structured", 8, _dspr_ori),
     "count": Task("count", "structured", 8, _count),
-    "upstream": Task("upstream", "upstream", len(UP_SHAPES) * len(UP_FILLS), _upstream),
+    "upstream": Task("upstream", "upstream", len(UP_SHAPES) * len(UP_FILLS) + N_GLYPHS, _upstream_draw),
 }
 _SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
 

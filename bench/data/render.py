@@ -62,6 +62,24 @@ def shape_mask(kind: str, cx: float, cy: float, r: float, angle: float = 0.0) ->
     raise ValueError(f"unknown shape {kind!r}")
 
 
+def strokes(segments: np.ndarray, width: float) -> np.ndarray:
+    """Coverage (64, 64) in [0, 1] of a pen of `width` px along segments (S, 2, 2) ([[x0, y0], [x1, y1]] px): 1 within
+    width / 2 of a segment, falling to 0 over the next output pixel (a soft edge, like an upscaled scan)."""
+    a, b = segments[:, 0, :, None, None], segments[:, 1, :, None, None]  # (S, 2, 1, 1)
+    d = b - a
+    px, py = X[None] - a[:, 0], Y[None] - a[:, 1]  # (S, 64, 64)
+    t = np.clip((px * d[:, 0] + py * d[:, 1]) / np.maximum(d[:, 0] ** 2 + d[:, 1] ** 2, 1e-9), 0, 1)
+    dist2 = (px - t * d[:, 0]) ** 2 + (py - t * d[:, 1]) ** 2
+    return np.clip(width / 2 + 0.5 - np.sqrt(dist2.min(0)), 0, 1)
+
+
+def bezier(points: np.ndarray, n: int = 8) -> np.ndarray:
+    """A quadratic Bezier curve through control points (3, 2) as n segments (n, 2, 2)."""
+    t = np.linspace(0, 1, n + 1)[:, None]
+    curve = (1 - t) ** 2 * points[0] + 2 * t * (1 - t) * points[1] + t ** 2 * points[2]
+    return np.stack([curve[:-1], curve[1:]], 1)
+
+
 def pattern(kind: str, rng: np.random.Generator) -> np.ndarray:
     """A (64, 64) pattern in [0, 1] over the whole canvas; periods of 3-8 output pixels."""
     period = rng.uniform(3, 8)
