@@ -85,10 +85,24 @@ class Cell:
     fingerprint: str = ""
     reason: str = ""  # non-empty: no interval, and this says why
     _accuracies: list = field(default_factory=list, repr=False, compare=False)
+    _packed: np.ndarray | None = field(default=None, repr=False, compare=False)
+    _both: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def n(self) -> int:
         return len(self.correct[0]) if self.correct else 0
+
+    def packed(self) -> np.ndarray:
+        """(S, ceil(n / 8)) the seeds' correctness as bits, packed once: a baseline meets every other method."""
+        if self._packed is None or len(self._packed) != len(self.correct):
+            self._packed = _pack(self.correct)
+        return self._packed
+
+    def both(self) -> np.ndarray:
+        """(S, S) images both seeds got right (`moments`' counts), computed once per cell."""
+        if self._both is None or len(self._both) != len(self.correct):
+            self._both = _both(self.packed(), self.packed())
+        return self._both
 
     def accuracies(self) -> list:
         """Each seed's accuracy (fraction), computed once: every comparison asks for the baseline's again."""
@@ -328,10 +342,29 @@ def moments(columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     Counted on bits (each run's correctness packed 8 images a byte, `np.bitwise_count` of the ANDs):
     exact integers, the same numbers as a float matmul of the 0/1 columns, a tenth of its time.
     """
-    n = len(columns[0])
-    packed = np.stack([np.packbits(np.asarray(c, dtype=bool)) for c in columns])  # (R, ceil(n / 8))
-    both = np.bitwise_count(packed[:, None, :] & packed[None, :, :]).sum(axis=-1, dtype=np.int64)  # (R, R) both right
+    packed = _pack(columns)
+    return _moments(_both(packed, packed), len(columns[0]))
+
+
+def _pack(columns: list[np.ndarray]) -> np.ndarray:
+    return np.stack([np.packbits(np.asarray(c, dtype=bool)) for c in columns])  # (R, ceil(n / 8))
+
+
+def _both(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(Ra, Rb) images both runs got right, from packed bits (Ra, m) and (Rb, m)."""
+    return np.bitwise_count(a[:, None, :] & b[None, :, :]).sum(axis=-1, dtype=np.int64)
+
+
+def _moments(both: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.diagonal(both) / n, both / n
+
+
+def pair_moments(a: "Cell", b: "Cell") -> tuple[np.ndarray, np.ndarray]:
+    """`moments(a.correct + b.correct)` from each cell's own counts (`Cell.both`, kept) and the cross counts:
+    the same integers, a quarter of the bit counting where both sides have as many seeds."""
+    cross = _both(a.packed(), b.packed())
+    both = np.block([[a.both(), cross], [cross.T, b.both()]])
+    return _moments(both, a.n)
 
 
 def _side(mean, cov, n, idx):
@@ -450,7 +483,7 @@ def cell_estimate(cell: Cell, opts: CIOptions, *names: str) -> Estimate:
     if len(cell.correct) == 1:
         draws = cell_draws(cell, opts, *names)
         return Estimate(float(100.0 * cell.accuracies()[0]), draws)
-    mean, second = moments(cell.correct)
+    mean, second = _moments(cell.both(), cell.n)
     s = len(cell.correct)
     r = {k: float(v) for k, v in seed_aware(mean, second, cell.n, s).items()}
     return Estimate(r["value"], None, ((r["seed_a"], s - 1), (r["image"], cell.n - 1)))
@@ -577,7 +610,7 @@ def compare_cells(a: Cell, b: Cell, opts: CIOptions, *names: str) -> Comparison:
         lo, hi = interval(draws, opts.level)
         return Comparison(diff, lo, hi, mcnemar(a.correct[0], b.correct[0]), draws, "yes", a.n, seeds,
                           "exact McNemar", QUESTIONS[0], float(np.var(draws)))
-    mean, second = moments(a.correct + b.correct)
+    mean, second = pair_moments(a, b)
     r = {k: float(v) for k, v in seed_aware(mean, second, a.n, sa).items()}
     lo, hi = t_interval(diff, r["var"], r["df"], opts.level)
     return Comparison(diff, lo, hi, float(t_p(diff, r["var"], r["df"])), None, "yes", a.n, seeds,
