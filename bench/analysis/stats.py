@@ -35,6 +35,7 @@ that side's seed variance unknown: no test (`MIN_SEEDS`, docs/statistics.md says
 Determinism: every cell and comparison gets its own generator seeded from `--ci-seed` and the
 cell's names, so a table does not depend on which other cells were selected or their order.
 """
+import functools
 import math
 import os
 import zlib
@@ -439,14 +440,29 @@ def t_interval(value, var, df, level: float):
     return value - half, value + half
 
 
+def _t_quantile(df, q):
+    """`scipy.special.stdtrit(df, q)`; a scalar's remembered (`_stdtrit`): the cells' and averages' intervals
+    ask for a handful of degrees of freedom (seeds - 1, images - 1) thousands of times."""
+    if np.ndim(df) == 0 and np.ndim(q) == 0:
+        return _stdtrit(float(df), float(q))
+    from scipy.special import stdtrit
+
+    return stdtrit(df, q)
+
+
+@functools.lru_cache(maxsize=4096)
+def _stdtrit(df: float, q: float) -> float:
+    from scipy.special import stdtrit
+
+    return stdtrit(df, q)
+
+
 def banerjee_interval(value, parts, level: float):
     """value ± sqrt(sum of t_{df_i, (1+level)/2}^2 var_i) over independent variance estimates (var_i, df_i)
     (Banerjee 1961): each part scaled by its own t quantile, so the coverage is at least `level` whatever the
     parts' true sizes. A cell's interval: Satterthwaite's single df undercovers (87 % at two seeds, measured
     in tests/test_stats_seeds.py) where the seeds' variance comes out near zero by chance. Arrays too."""
-    from scipy.special import stdtrit
-
-    half = np.sqrt(sum(np.where(np.asarray(v, float) > 0, stdtrit(d, 0.5 + level / 2) ** 2 * np.maximum(v, 0), 0.0)
+    half = np.sqrt(sum(np.where(np.asarray(v, float) > 0, _t_quantile(d, 0.5 + level / 2) ** 2 * np.maximum(v, 0), 0.0)
                        for v, d in parts))
     if np.ndim(half) == 0:
         return float(value - half), float(value + half)
