@@ -432,3 +432,20 @@ def test_cd_diagram_same_inputs_same_bytes(tmp_path):
                               env={**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(ROOT)}).stdout
                for seed in ("1", "2")}
     assert len(digests) == 1, digests
+
+
+def test_improvement_matrix_is_probability_of_improvement_per_pair():
+    """The matrix (all pairs of a task counted at once) holds `probability_of_improvement`'s numbers exactly,
+    ties and unequal seed counts included."""
+    rng = np.random.default_rng(10)
+    rows = [{"status": "completed", "backbone": "b", "label": m, "dataset": t, "seed": s,
+             "test_top1": float(rng.integers(0, 4))}
+            for m in ("x", "y", "z") for t in ("t1", "t2", "t3") for s in range(2 + (m == "y") + (t == "t2"))]
+    recs = pd.DataFrame(rows)
+    got = stats.improvement_matrix(recs, "test_top1", "b", ["x", "y", "z"], ["t1", "t2", "t3"])
+    seeds = {k: g.sort_values("seed")["test_top1"].to_numpy() for k, g in recs.groupby(["label", "dataset"])}
+    for a in "xyz":
+        for b in "xyz":
+            want = np.nan if a == b else stats.probability_of_improvement([(seeds[(a, t)], seeds[(b, t)])
+                                                                           for t in ("t1", "t2", "t3")])
+            assert got.at[a, b] == want or (a == b and np.isnan(got.at[a, b])), (a, b)

@@ -935,10 +935,21 @@ def improvement_matrix(recs, metric: str, backbone: str, methods: list[str], tas
     seeds: dict = {}  # (label, dataset) -> its seeds' values, in seed order (a groupby per cell costs more)
     for (label, dataset, _), v in zip(per_seed.index, per_seed.to_numpy()):
         seeds.setdefault((label, dataset), []).append(v)
-    seeds = {k: np.array(v) for k, v in seeds.items()}
-    m = np.full((len(methods), len(methods)), math.nan)
-    for i, a in enumerate(methods):
-        for j, b in enumerate(methods):
-            if a != b:
-                m[i, j] = probability_of_improvement([(seeds[(a, t)], seeds[(b, t)]) for t in tasks])
+    k = len(methods)
+    # (k, k, tasks) each pair's share of seed pairs won per task, all pairs of a task at once: the wins and ties
+    # are counted as integers, so (wins + ties / 2) / pairs is exactly `probability_of_improvement`'s mean
+    per_task = np.empty((k, k, len(tasks)))
+    for n, t in enumerate(tasks):
+        cols = [np.asarray(seeds[(a, t)], float) for a in methods]
+        x = np.concatenate(cols)  # (N,) every method's seeds
+        sizes = np.array([len(c) for c in cols])
+        owner = (np.repeat(np.arange(k), sizes)[None, :] == np.arange(k)[:, None]).astype(np.int64)  # (k, N)
+        wins = owner @ (x[:, None] > x[None, :]).astype(np.int64) @ owner.T
+        ties = owner @ (x[:, None] == x[None, :]).astype(np.int64) @ owner.T
+        per_task[:, :, n] = (wins + 0.5 * ties) / np.outer(sizes, sizes)
+    m = np.full((k, k), math.nan)
+    for i in range(k):
+        for j in range(k):
+            if methods[i] != methods[j]:
+                m[i, j] = float(np.mean(per_task[i, j]))  # the mean over tasks, as probability_of_improvement's
     return pd.DataFrame(m, index=methods, columns=methods)
