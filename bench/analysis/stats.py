@@ -86,6 +86,7 @@ class Cell:
     fingerprint: str = ""
     reason: str = ""  # non-empty: no interval, and this says why
     _accuracies: list = field(default_factory=list, repr=False, compare=False)
+    _rows: list = field(default_factory=list, repr=False, compare=False)  # each seed's packed bits, None: not at hand
     _packed: np.ndarray | None = field(default=None, repr=False, compare=False)
     _both: np.ndarray | None = field(default=None, repr=False, compare=False)
 
@@ -96,7 +97,8 @@ class Cell:
     def packed(self) -> np.ndarray:
         """(S, ceil(n / 8)) the seeds' correctness as bits, packed once: a baseline meets every other method."""
         if self._packed is None or len(self._packed) != len(self.correct):
-            self._packed = _pack(self.correct)
+            have = len(self._rows) == len(self.correct) and all(r is not None for r in self._rows)
+            self._packed = np.stack(self._rows) if have else _pack(self.correct)  # the index's bits: not packed again
         return self._packed
 
     def both(self) -> np.ndarray:
@@ -123,6 +125,7 @@ class Predictions:
 
     def __init__(self, roots=(), jobs: int | None = None):
         self._cache: dict[tuple, np.ndarray] = {}
+        self._bits: dict[tuple, np.ndarray] = {}  # the same correctness packed (`np.packbits`), as the index keeps it
         self._fingerprints: dict[tuple, str] = {}
         self._errors: dict[tuple, Exception] = {}
         self.indexes = [PredictionIndex(r) for r in dict.fromkeys(os.path.abspath(r) for r in roots)]
@@ -165,6 +168,7 @@ class Predictions:
                 continue
             try:
                 self._cache[key], fp = entry.value()
+                self._bits[key] = entry.bits
                 if key[2]:
                     self._fingerprints[key] = fp
             except (ValueError, KeyError) as e:
@@ -187,6 +191,8 @@ class Predictions:
             ix, rel = self._locate(os.path.join(os.path.dirname(key[0]), key[1]))
             if ix is not None and st is not None:
                 ix.put(rel, key[2], st, correct, fp, error, relative=True)
+                if error is None:
+                    self._bits[key] = ix.get(None, key[2], st, rel).bits
 
     def correct(self, record_path: str, name: str, target: str = "") -> np.ndarray:
         """Bool array `pred == target` of one run (`target`: a robustness target's name, "" the test split).
@@ -200,6 +206,10 @@ class Predictions:
         if key in self._errors:
             raise self._errors[key]
         return self._cache[key]
+
+    def bits(self, record_path: str, name: str, target: str = "") -> np.ndarray | None:
+        """`correct`'s array packed 8 images a byte, where an index holds it (after `correct`); None where not."""
+        return self._bits.get((record_path, name, target))
 
     def fingerprint(self, record_path: str, name: str, target: str) -> str:
         """The listing fingerprint of a robustness or domain-shift target (after `correct` read it)."""
@@ -275,6 +285,7 @@ def cell_predictions(runs: list[dict], store: Predictions, metric: str = PREDICT
             return Cell(reason="seeds scored on different test listings")
         cell.correct.append(correct)
         cell._accuracies.append(accuracy)
+        cell._rows.append(store.bits(r["path"], str(name), target))
         cell.fingerprint = str(fp)
     return cell
 
