@@ -389,7 +389,8 @@ def test_pair_moments_are_the_moments_of_both_cells():
 
 
 def test_cd_diagram_bars_are_scikit_posthocs_crossbars():
-    """`plots.nemenyi_bars` joins what scikit-posthocs' own diagram joins (its crossbars' rank spans)."""
+    """`plots.nemenyi_bars` (ranks within the critical difference) joins what scikit-posthocs' own diagram joins
+    from its Nemenyi p-values (its crossbars' rank spans)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -399,8 +400,8 @@ def test_cd_diagram_bars_are_scikit_posthocs_crossbars():
     from bench.analysis import plots
 
     rng = np.random.default_rng(9)
-    for trial in range(6):
-        k = 4 + trial
+    for trial in range(12):
+        k = 4 + trial % 8
         scores = pd.DataFrame(rng.normal(0, 3, (12, 1)) + np.arange(k) * rng.uniform(0.2, 1.5)
                               + rng.normal(0, 2, (12, k)), columns=[f"m{i}" for i in range(k)])
         ranks = scores.rank(axis=1, ascending=False).mean()
@@ -410,9 +411,8 @@ def test_cd_diagram_bars_are_scikit_posthocs_crossbars():
         drawn = sp.critical_difference_diagram(ranks, sig, ax=ax)["crossbars"]
         plt.close(fig)
         theirs = sorted((min(line.get_xdata()), max(line.get_xdata())) for (line,) in drawn)
-        order = np.argsort(ranks.to_numpy(), kind="stable")
-        r = ranks.to_numpy()[order]
-        ours = sorted((r[i], r[j]) for i, j in plots.nemenyi_bars(r, sig.to_numpy()[np.ix_(order, order)], 0.05))
+        r = np.sort(ranks.to_numpy())
+        ours = sorted((r[i], r[j]) for i, j in plots.nemenyi_bars(r, stats.nemenyi_cd(k, len(scores), 0.05)))
         assert ours == theirs, trial
 
 

@@ -331,19 +331,21 @@ def manyshot_curve(long: pd.DataFrame, title: str):
     return _per_dataset(long, title, "train_images", "training images", 10)
 
 
-def nemenyi_bars(ranks, p_values, alpha: float) -> list[tuple[int, int]]:
-    """The bars of a critical-difference diagram: (first, last) positions in `ranks` (ascending) of each
-    maximal run of methods no pair of which the Nemenyi test tells apart (p >= `alpha`), two methods or more.
+def nemenyi_bars(ranks, cd: float) -> list[tuple[int, int]]:
+    """The bars of a critical-difference diagram: (first, last) positions in `ranks` (average ranks, ascending)
+    of each maximal run of two methods or more whose ranks lie within the Nemenyi critical difference `cd`.
 
-    The test's p-value falls as two average ranks move apart, so the methods it cannot tell apart
-    from one another are contiguous in rank order: each bar is such a run, not contained in another.
+    Two methods differ by the Nemenyi test exactly where their average ranks differ by more than `cd`
+    (the studentized range quantile `stats.nemenyi_cd` scales; scikit-posthocs' `posthoc_nemenyi_friedman`
+    p-values say the same, tests/test_stats.py checks the bars against its diagram's), so the methods no
+    test tells apart are contiguous in rank order: each bar is such a run, not contained in another.
     """
-    k, bars, reach = len(ranks), [], -1
-    for i in range(k):
+    bars, reach = [], -1
+    for i in range(len(ranks)):
         j = i
-        while j + 1 < k and all(p_values[m][j + 1] >= alpha for m in range(i, j + 1)):
+        while j + 1 < len(ranks) and ranks[j + 1] - ranks[i] <= cd:
             j += 1
-        if j > reach and j > i:
+        if j > i and j > reach:  # ranks ascending: a run ending where the last one did lies inside it
             bars.append((i, j))
         reach = max(reach, j)
     return bars
@@ -352,16 +354,16 @@ def nemenyi_bars(ranks, p_values, alpha: float) -> list[tuple[int, int]]:
 def cd_diagram(scores: pd.DataFrame, title: str, cd: float, alpha: float = 0.05):
     """Critical-difference diagram (Demšar 2006) of (tasks x methods) accuracies.
 
-    Average ranks on the axis (1 = best); a bar joins methods the Nemenyi test
-    (`scikit_posthocs.posthoc_nemenyi_friedman`) cannot tell apart at `alpha` (`nemenyi_bars`). Drawn
-    here rather than by scikit-posthocs' `critical_difference_diagram`, with the same layout (the
-    better half named on the left, the rest on the right, bars stacked below the axis), in a handful
-    of artists: one line collection and one scatter instead of a line and a scatter per method, the
-    title placed rather than fitted above the ticks. It was 40 % of the time of each of the score of
-    diagrams a first analysis draws, and its bars followed the order of a set (PYTHONHASHSEED), so two
-    runs drew different PNGs. Here every position follows from the ranks: the same inputs, the same bytes.
+    Average ranks on the axis (1 = best); a bar joins methods the Nemenyi test cannot tell apart at
+    `alpha`: average ranks within `cd` (`nemenyi_bars`). Drawn here rather than by scikit-posthocs'
+    `critical_difference_diagram`, with its layout (the better half named on the left, the rest on the
+    right, bars stacked below the axis) and the same bars, in a handful of artists: one line collection
+    and one scatter instead of a line and a scatter per method, the title placed rather than fitted
+    above the ticks, and no scikit-posthocs (seaborn) import in the figure workers. scikit-posthocs' own
+    diagram was 40 % of the time of each of the score of diagrams a first analysis draws, and stacked
+    its bars in the order of a set (PYTHONHASHSEED), so two runs drew different PNGs. Here every position
+    follows from the ranks: the same inputs, the same bytes.
     """
-    import scikit_posthocs as sp
     from matplotlib.collections import LineCollection
 
     plt = _plt()
@@ -369,7 +371,6 @@ def cd_diagram(scores: pd.DataFrame, title: str, cd: float, alpha: float = 0.05)
     order = np.argsort(mean_ranks.to_numpy(), kind="stable")
     names = [str(scores.columns[i]) for i in order]
     ranks = mean_ranks.to_numpy()[order]
-    p = sp.posthoc_nemenyi_friedman(scores.to_numpy()).to_numpy()[np.ix_(order, order)]
     k = len(names)
     h = 1.6 + 0.25 * k
     label_in = (max(map(len, names)) + 8) * MIN_FONT_PT * _CHAR_IN  # "name (rank)" beside the axis
@@ -384,7 +385,7 @@ def cd_diagram(scores: pd.DataFrame, title: str, cd: float, alpha: float = 0.05)
 
     levels: list[list[tuple[float, float]]] = []  # each level's bars, (low, high) in ranks
     bars = []
-    for i, j in nemenyi_bars(ranks, p, alpha):
+    for i, j in nemenyi_bars(ranks, cd):
         low, high = ranks[i], ranks[j]
         level = next((n for n, taken in enumerate(levels) if not any(low <= b and a <= high for a, b in taken)),
                      len(levels))
