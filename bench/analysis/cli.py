@@ -182,10 +182,9 @@ def _warm_up() -> None:
 class Workers:
     """`jobs` figure-drawing processes, started at the first figure to draw rather than at start-up.
 
-    A run whose figures are all unchanged starts none. A first run's workers fork after the first
-    table's statistics, so they inherit what this process imported for them (scipy.stats, for the
-    ranks): the critical-difference diagrams' scikit-posthocs needs it, and importing it in each
-    worker cost about a second of CPU apiece on a 2-core machine. Quacks like the executor.
+    A run whose figures are all unchanged starts none. The workers fork with this process's objects
+    frozen (`gc.freeze`), so their garbage collector never walks the records and tables they inherit.
+    Quacks like the executor.
     """
 
     def __init__(self, jobs: int):
