@@ -2,6 +2,7 @@
 (record.json + predictions.npz, the predictions contract), and analyze.py's uncertainty outputs."""
 import hashlib
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -11,7 +12,7 @@ from scipy.stats import binomtest
 from bench import records
 from bench.analysis import stats
 from bench.analysis.benchmarks import BENCHMARK_TASKS
-from conftest import run_cli
+from conftest import ROOT, run_cli
 from test_analyze import rec, write
 
 OPTS = stats.CIOptions()
@@ -367,3 +368,84 @@ def test_domain_generalisation_table_has_intervals_and_comparisons(tmp_path):
     assert set(sig.index) == {"source", *domain} and (sig["seeds"] == "3 vs 3").all()
     assert (sig["verdict"] == "better").all() and (sig["compares"] == "methods").all()
     assert "▲" in (out / "domain_generalization_paper.md").read_text()
+
+
+def test_sign_test_rejects_is_sign_test_p_below_alpha():
+    """The power simulations' critical values decide as the p-values do, draw for draw (no discordant pair: never)."""
+    rng = np.random.default_rng(7)
+    for n in (0, 1, 6, 40, 700, 30_000):
+        disc = rng.binomial(n, rng.uniform(0, 1, (30, 200)))
+        only_a = rng.binomial(disc, rng.uniform(0.2, 0.8, disc.shape))
+        for alpha in (0.001, 0.05, 0.5):
+            assert np.array_equal(stats.sign_test_rejects(only_a, disc, alpha), stats.sign_test_p(only_a, disc) < alpha)
+
+
+def test_pair_moments_are_the_moments_of_both_cells():
+    rng = np.random.default_rng(8)
+    a = stats.Cell([rng.random(1001) < p for p in (0.6, 0.7, 0.65)], "fp")
+    b = stats.Cell([rng.random(1001) < p for p in (0.5, 0.55)], "fp")
+    for got, want in zip(stats.pair_moments(a, b), stats.moments(a.correct + b.correct)):
+        assert np.array_equal(got, want)
+
+
+def test_cd_diagram_bars_are_scikit_posthocs_crossbars():
+    """`plots.nemenyi_bars` (ranks within the critical difference) joins what scikit-posthocs' own diagram joins
+    from its Nemenyi p-values (its crossbars' rank spans)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import scikit_posthocs as sp
+
+    from bench.analysis import plots
+
+    rng = np.random.default_rng(9)
+    for trial in range(12):
+        k = 4 + trial % 8
+        scores = pd.DataFrame(rng.normal(0, 3, (12, 1)) + np.arange(k) * rng.uniform(0.2, 1.5)
+                              + rng.normal(0, 2, (12, k)), columns=[f"m{i}" for i in range(k)])
+        ranks = scores.rank(axis=1, ascending=False).mean()
+        sig = sp.posthoc_nemenyi_friedman(scores.to_numpy())
+        sig.index = sig.columns = list(scores.columns)
+        fig, ax = plt.subplots()
+        drawn = sp.critical_difference_diagram(ranks, sig, ax=ax)["crossbars"]
+        plt.close(fig)
+        theirs = sorted((min(line.get_xdata()), max(line.get_xdata())) for (line,) in drawn)
+        r = np.sort(ranks.to_numpy())
+        ours = sorted((r[i], r[j]) for i, j in plots.nemenyi_bars(r, stats.nemenyi_cd(k, len(scores), 0.05)))
+        assert ours == theirs, trial
+
+
+@pytest.mark.process
+def test_cd_diagram_same_inputs_same_bytes(tmp_path):
+    """Two processes (other PYTHONHASHSEEDs) draw the same critical-difference diagram, byte for byte (PNG and SVG)."""
+    import subprocess
+    import sys
+
+    script = ("import sys, hashlib, numpy as np, pandas as pd\n"
+              "from bench.analysis import plots\n"
+              "rng = np.random.default_rng(0)\n"
+              "s = pd.DataFrame(rng.normal(0, 4, (19, 8)) + np.arange(8), columns=[f'method{i}' for i in range(8)])\n"
+              "out = plots.render('cd_diagram', (s, 't', 2.5, 0.05), None, ('png', 'svg'), ())\n"
+              "print(hashlib.sha256(out['png']).hexdigest(), hashlib.sha256(out['svg']).hexdigest())\n")
+    digests = {subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True,
+                              env={**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(ROOT)}).stdout
+               for seed in ("1", "2")}
+    assert len(digests) == 1, digests
+
+
+def test_improvement_matrix_is_probability_of_improvement_per_pair():
+    """The matrix (all pairs of a task counted at once) holds `probability_of_improvement`'s numbers exactly,
+    ties and unequal seed counts included."""
+    rng = np.random.default_rng(10)
+    rows = [{"status": "completed", "backbone": "b", "label": m, "dataset": t, "seed": s,
+             "test_top1": float(rng.integers(0, 4))}
+            for m in ("x", "y", "z") for t in ("t1", "t2", "t3") for s in range(2 + (m == "y") + (t == "t2"))]
+    recs = pd.DataFrame(rows)
+    got = stats.improvement_matrix(recs, "test_top1", "b", ["x", "y", "z"], ["t1", "t2", "t3"])
+    seeds = {k: g.sort_values("seed")["test_top1"].to_numpy() for k, g in recs.groupby(["label", "dataset"])}
+    for a in "xyz":
+        for b in "xyz":
+            want = np.nan if a == b else stats.probability_of_improvement([(seeds[(a, t)], seeds[(b, t)])
+                                                                           for t in ("t1", "t2", "t3")])
+            assert got.at[a, b] == want or (a == b and np.isnan(got.at[a, b])), (a, b)

@@ -35,6 +35,7 @@ that side's seed variance unknown: no test (`MIN_SEEDS`, docs/statistics.md says
 Determinism: every cell and comparison gets its own generator seeded from `--ci-seed` and the
 cell's names, so a table does not depend on which other cells were selected or their order.
 """
+import functools
 import math
 import os
 import zlib
@@ -85,10 +86,26 @@ class Cell:
     fingerprint: str = ""
     reason: str = ""  # non-empty: no interval, and this says why
     _accuracies: list = field(default_factory=list, repr=False, compare=False)
+    _rows: list = field(default_factory=list, repr=False, compare=False)  # each seed's packed bits, None: not at hand
+    _packed: np.ndarray | None = field(default=None, repr=False, compare=False)
+    _both: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def n(self) -> int:
         return len(self.correct[0]) if self.correct else 0
+
+    def packed(self) -> np.ndarray:
+        """(S, ceil(n / 8)) the seeds' correctness as bits, packed once: a baseline meets every other method."""
+        if self._packed is None or len(self._packed) != len(self.correct):
+            have = len(self._rows) == len(self.correct) and all(r is not None for r in self._rows)
+            self._packed = np.stack(self._rows) if have else _pack(self.correct)  # the index's bits: not packed again
+        return self._packed
+
+    def both(self) -> np.ndarray:
+        """(S, S) images both seeds got right (`moments`' counts), computed once per cell."""
+        if self._both is None or len(self._both) != len(self.correct):
+            self._both = _both(self.packed(), self.packed())
+        return self._both
 
     def accuracies(self) -> list:
         """Each seed's accuracy (fraction), computed once: every comparison asks for the baseline's again."""
@@ -108,6 +125,7 @@ class Predictions:
 
     def __init__(self, roots=(), jobs: int | None = None):
         self._cache: dict[tuple, np.ndarray] = {}
+        self._bits: dict[tuple, np.ndarray] = {}  # the same correctness packed (`np.packbits`), as the index keeps it
         self._fingerprints: dict[tuple, str] = {}
         self._errors: dict[tuple, Exception] = {}
         self.indexes = [PredictionIndex(r) for r in dict.fromkeys(os.path.abspath(r) for r in roots)]
@@ -150,6 +168,7 @@ class Predictions:
                 continue
             try:
                 self._cache[key], fp = entry.value()
+                self._bits[key] = entry.bits
                 if key[2]:
                     self._fingerprints[key] = fp
             except (ValueError, KeyError) as e:
@@ -172,6 +191,8 @@ class Predictions:
             ix, rel = self._locate(os.path.join(os.path.dirname(key[0]), key[1]))
             if ix is not None and st is not None:
                 ix.put(rel, key[2], st, correct, fp, error, relative=True)
+                if error is None:
+                    self._bits[key] = ix.get(None, key[2], st, rel).bits
 
     def correct(self, record_path: str, name: str, target: str = "") -> np.ndarray:
         """Bool array `pred == target` of one run (`target`: a robustness target's name, "" the test split).
@@ -185,6 +206,10 @@ class Predictions:
         if key in self._errors:
             raise self._errors[key]
         return self._cache[key]
+
+    def bits(self, record_path: str, name: str, target: str = "") -> np.ndarray | None:
+        """`correct`'s array packed 8 images a byte, where an index holds it (after `correct`); None where not."""
+        return self._bits.get((record_path, name, target))
 
     def fingerprint(self, record_path: str, name: str, target: str) -> str:
         """The listing fingerprint of a robustness or domain-shift target (after `correct` read it)."""
@@ -260,6 +285,7 @@ def cell_predictions(runs: list[dict], store: Predictions, metric: str = PREDICT
             return Cell(reason="seeds scored on different test listings")
         cell.correct.append(correct)
         cell._accuracies.append(accuracy)
+        cell._rows.append(store.bits(r["path"], str(name), target))
         cell.fingerprint = str(fp)
     return cell
 
@@ -328,10 +354,29 @@ def moments(columns: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     Counted on bits (each run's correctness packed 8 images a byte, `np.bitwise_count` of the ANDs):
     exact integers, the same numbers as a float matmul of the 0/1 columns, a tenth of its time.
     """
-    n = len(columns[0])
-    packed = np.stack([np.packbits(np.asarray(c, dtype=bool)) for c in columns])  # (R, ceil(n / 8))
-    both = np.bitwise_count(packed[:, None, :] & packed[None, :, :]).sum(axis=-1, dtype=np.int64)  # (R, R) both right
+    packed = _pack(columns)
+    return _moments(_both(packed, packed), len(columns[0]))
+
+
+def _pack(columns: list[np.ndarray]) -> np.ndarray:
+    return np.stack([np.packbits(np.asarray(c, dtype=bool)) for c in columns])  # (R, ceil(n / 8))
+
+
+def _both(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(Ra, Rb) images both runs got right, from packed bits (Ra, m) and (Rb, m)."""
+    return np.bitwise_count(a[:, None, :] & b[None, :, :]).sum(axis=-1, dtype=np.int64)
+
+
+def _moments(both: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     return np.diagonal(both) / n, both / n
+
+
+def pair_moments(a: "Cell", b: "Cell") -> tuple[np.ndarray, np.ndarray]:
+    """`moments(a.correct + b.correct)` from each cell's own counts (`Cell.both`, kept) and the cross counts:
+    the same integers, a quarter of the bit counting where both sides have as many seeds."""
+    cross = _both(a.packed(), b.packed())
+    both = np.block([[a.both(), cross], [cross.T, b.both()]])
+    return _moments(both, a.n)
 
 
 def _side(mean, cov, n, idx):
@@ -406,14 +451,29 @@ def t_interval(value, var, df, level: float):
     return value - half, value + half
 
 
+def _t_quantile(df, q):
+    """`scipy.special.stdtrit(df, q)`; a scalar's remembered (`_stdtrit`): the cells' and averages' intervals
+    ask for a handful of degrees of freedom (seeds - 1, images - 1) thousands of times."""
+    if np.ndim(df) == 0 and np.ndim(q) == 0:
+        return _stdtrit(float(df), float(q))
+    from scipy.special import stdtrit
+
+    return stdtrit(df, q)
+
+
+@functools.lru_cache(maxsize=4096)
+def _stdtrit(df: float, q: float) -> float:
+    from scipy.special import stdtrit
+
+    return stdtrit(df, q)
+
+
 def banerjee_interval(value, parts, level: float):
     """value ± sqrt(sum of t_{df_i, (1+level)/2}^2 var_i) over independent variance estimates (var_i, df_i)
     (Banerjee 1961): each part scaled by its own t quantile, so the coverage is at least `level` whatever the
     parts' true sizes. A cell's interval: Satterthwaite's single df undercovers (87 % at two seeds, measured
     in tests/test_stats_seeds.py) where the seeds' variance comes out near zero by chance. Arrays too."""
-    from scipy.special import stdtrit
-
-    half = np.sqrt(sum(np.where(np.asarray(v, float) > 0, stdtrit(d, 0.5 + level / 2) ** 2 * np.maximum(v, 0), 0.0)
+    half = np.sqrt(sum(np.where(np.asarray(v, float) > 0, _t_quantile(d, 0.5 + level / 2) ** 2 * np.maximum(v, 0), 0.0)
                        for v, d in parts))
     if np.ndim(half) == 0:
         return float(value - half), float(value + half)
@@ -450,7 +510,7 @@ def cell_estimate(cell: Cell, opts: CIOptions, *names: str) -> Estimate:
     if len(cell.correct) == 1:
         draws = cell_draws(cell, opts, *names)
         return Estimate(float(100.0 * cell.accuracies()[0]), draws)
-    mean, second = moments(cell.correct)
+    mean, second = _moments(cell.both(), cell.n)
     s = len(cell.correct)
     r = {k: float(v) for k, v in seed_aware(mean, second, cell.n, s).items()}
     return Estimate(r["value"], None, ((r["seed_a"], s - 1), (r["image"], cell.n - 1)))
@@ -502,6 +562,27 @@ def sign_test_p(only_a, discordant):
     only_a, discordant = np.asarray(only_a), np.asarray(discordant)
     p = np.minimum(1.0, 2 * bdtr(np.minimum(only_a, discordant - only_a), discordant, 0.5))
     return np.where(discordant == 0, 1.0, p)
+
+
+def sign_test_rejects(only_a, discordant, alpha: float) -> np.ndarray:
+    """`sign_test_p(only_a, discordant) < alpha`, elementwise, for many draws (the power simulations).
+
+    The p-value grows with min(only_a, discordant - only_a), so each distinct discordant count D has a
+    critical value: the largest m with 2 bdtr(m, D, 1/2) < alpha, found by bisection on the same `bdtr`
+    values `sign_test_p` computes. The draws share a few hundred distinct D among tens of thousands, so
+    this evaluates `bdtr` a quarter as often, with the same decisions.
+    """
+    from scipy.special import bdtr
+
+    only_a, discordant = np.asarray(only_a), np.asarray(discordant)
+    counts, which = np.unique(discordant, return_inverse=True)
+    lo = np.full(counts.shape, -1, dtype=np.int64)  # p(lo) < alpha (-1: none is)
+    hi = counts // 2  # p(hi) >= alpha: 2 bdtr(D // 2, D, 1/2) >= 1
+    while np.any(hi - lo > 1):
+        mid = (lo + hi) // 2
+        below = 2 * bdtr(np.maximum(mid, 0), counts, 0.5) < alpha
+        lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+    return np.minimum(only_a, discordant - only_a) <= lo[which.reshape(discordant.shape)]
 
 
 def mcnemar(a: np.ndarray, b: np.ndarray) -> float:
@@ -556,7 +637,7 @@ def compare_cells(a: Cell, b: Cell, opts: CIOptions, *names: str) -> Comparison:
         lo, hi = interval(draws, opts.level)
         return Comparison(diff, lo, hi, mcnemar(a.correct[0], b.correct[0]), draws, "yes", a.n, seeds,
                           "exact McNemar", QUESTIONS[0], float(np.var(draws)))
-    mean, second = moments(a.correct + b.correct)
+    mean, second = pair_moments(a, b)
     r = {k: float(v) for k, v in seed_aware(mean, second, a.n, sa).items()}
     lo, hi = t_interval(diff, r["var"], r["df"], opts.level)
     return Comparison(diff, lo, hi, float(t_p(diff, r["var"], r["df"])), None, "yes", a.n, seeds,
@@ -658,7 +739,7 @@ def detectable_difference(n: int, discordance: float, alpha: float = 0.05, power
         q = np.maximum(discordance, d)  # a difference d needs at least d of the pairs to disagree
         disc = rng.binomial(n, np.broadcast_to(q[:, None], (len(d), sims)))  # (G, sims) discordant pairs
         only_a = rng.binomial(disc, np.broadcast_to(((1 + d / q) / 2)[:, None], disc.shape))
-        reached = np.flatnonzero((sign_test_p(only_a, disc) < alpha).mean(axis=1) >= power)
+        reached = np.flatnonzero(sign_test_rejects(only_a, disc, alpha).mean(axis=1) >= power)
         if reached.size:
             return float(d[reached[0]] * 100)
     return math.nan
@@ -865,10 +946,21 @@ def improvement_matrix(recs, metric: str, backbone: str, methods: list[str], tas
     seeds: dict = {}  # (label, dataset) -> its seeds' values, in seed order (a groupby per cell costs more)
     for (label, dataset, _), v in zip(per_seed.index, per_seed.to_numpy()):
         seeds.setdefault((label, dataset), []).append(v)
-    seeds = {k: np.array(v) for k, v in seeds.items()}
-    m = np.full((len(methods), len(methods)), math.nan)
-    for i, a in enumerate(methods):
-        for j, b in enumerate(methods):
-            if a != b:
-                m[i, j] = probability_of_improvement([(seeds[(a, t)], seeds[(b, t)]) for t in tasks])
+    k = len(methods)
+    # (k, k, tasks) each pair's share of seed pairs won per task, all pairs of a task at once: the wins and ties
+    # are counted as integers, so (wins + ties / 2) / pairs is exactly `probability_of_improvement`'s mean
+    per_task = np.empty((k, k, len(tasks)))
+    for n, t in enumerate(tasks):
+        cols = [np.asarray(seeds[(a, t)], float) for a in methods]
+        x = np.concatenate(cols)  # (N,) every method's seeds
+        sizes = np.array([len(c) for c in cols])
+        owner = (np.repeat(np.arange(k), sizes)[None, :] == np.arange(k)[:, None]).astype(np.int64)  # (k, N)
+        wins = owner @ (x[:, None] > x[None, :]).astype(np.int64) @ owner.T
+        ties = owner @ (x[:, None] == x[None, :]).astype(np.int64) @ owner.T
+        per_task[:, :, n] = (wins + 0.5 * ties) / np.outer(sizes, sizes)
+    m = np.full((k, k), math.nan)
+    for i in range(k):
+        for j in range(k):
+            if methods[i] != methods[j]:
+                m[i, j] = float(np.mean(per_task[i, j]))  # the mean over tasks, as probability_of_improvement's
     return pd.DataFrame(m, index=methods, columns=methods)
