@@ -7,6 +7,7 @@ starts, computes on one torch thread (the workers already share the cores), and 
 processes are handed out first, so the longest ones do not finish last.
 """
 import contextlib
+import dataclasses
 import os
 import subprocess
 import sys
@@ -135,6 +136,32 @@ def run_cli(*args: str, timeout: int = 600):
     """Run `python <args>` from the project root; returns the CompletedProcess."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
     return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+# The one sweep of every method config through launch.py, shared by tests/test_families.py (every family: what
+# completes, what is unsupported, exact deployment, export) and tests/test_end_to_end.py (the default backbone's
+# records, analyze.py): one epoch each.
+SWEEP_BACKBONES = ("vit_tiny_mini", "tiny_swin", "tiny_convnext", "tiny_mixer")
+SWEEP_TASK = "mini/count"
+SWEEP_ARGS = ("train.epochs=1", "train.progress=false", "deploy_iters=1", "deploy_score=full", "hydra.launcher.n_jobs=1")
+SWEEP_VARIANT = "epochs1"  # what train.epochs=1 adds to each run's method label
+
+
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+    results: Path  # the results folder
+    stdout: str  # launch.py's (one summary line a run)
+
+
+@pytest.fixture(scope="session")
+def family_sweep(tmp_path_factory) -> Sweep:
+    """`method=*` x SWEEP_BACKBONES on SWEEP_TASK, run once per session: its tests share the xdist_group
+    `family_sweep`, so under xdist one worker runs it."""
+    results = tmp_path_factory.mktemp("families")
+    proc = run_cli("launch.py", "-m", "method=*", f"backbone={','.join(SWEEP_BACKBONES)}", f"dataset={SWEEP_TASK}",
+                   *SWEEP_ARGS, f"results_dir={results}", timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return Sweep(results, proc.stdout)
 
 
 @pytest.fixture(scope="module")
