@@ -17,7 +17,8 @@ command that no rule covers fails, naming itself:
 - `scripts/select_and_retrain.py`: run with `--dry-run` on an empty results folder; it must get as far
   as finding no grid runs.
 - `scripts/search.py`: run with `--status` on an empty results folder: stage one's status composes every
-  drawn trial (launch.py --status), stage two's finds none of them completed.
+  drawn trial (launch.py --status), stage two's finds none of them completed. Its globs are checked and
+  narrowed as launch.py's, each grid point counting `search.trials` runs.
 - `python -m bench.data prepare`, `bench.export`, `bench.pretrain` and the benchmark scripts (hours,
   GPUs or sources not here): `--help` must succeed and list every option the command uses.
 - The commands above other than `launch.py` run one after another in one interpreter (tests/one_interpreter.py):
