@@ -143,7 +143,8 @@ def run_cli(*args: str, timeout: int = 600):
 # records, analyze.py): one epoch each.
 SWEEP_BACKBONES = ("vit_tiny_mini", "tiny_swin", "tiny_convnext", "tiny_mixer")
 SWEEP_TASK = "mini/count"
-SWEEP_ARGS = ("train.epochs=1", "train.progress=false", "deploy_iters=1", "deploy_score=full", "hydra.launcher.n_jobs=1")
+SWEEP_ARGS = ("train.epochs=1", "train.progress=false", "deploy_iters=1", "deploy_score=full",
+              "hydra.launcher.n_jobs=1")
 SWEEP_VARIANT = "epochs1"  # what train.epochs=1 adds to each run's method label
 
 

@@ -301,9 +301,22 @@ def fixture_results(tmp_path_factory):
     return root
 
 
+@pytest.fixture(scope="module")
+def first_analysis(fixture_results, tmp_path_factory):
+    """analyze.py's first run over a copy of fixture_results, every table and figure drawn: (the results, its
+    output folder, the process). Read by the two tests below (one xdist_group), which draw nothing twice."""
+    import shutil
+
+    base = tmp_path_factory.mktemp("analysis")
+    results, out = base / "results", base / "out"
+    shutil.copytree(fixture_results, results)
+    return results, out, run_cli("analyze.py", str(results), "--out", str(out))
+
+
 @pytest.mark.process
-def test_cli_writes_every_table_figure_and_the_report(fixture_results, tmp_path):
-    proc = run_cli("analyze.py", str(fixture_results), "--out", str(tmp_path))
+@pytest.mark.xdist_group("analyze_cli")
+def test_cli_writes_every_table_figure_and_the_report(first_analysis):
+    _, tmp_path, proc = first_analysis
     assert proc.returncode == 0, proc.stderr
     assert "1 unreadable skipped" in proc.stdout and "skipped record" in proc.stderr
     names = {p.name for p in tmp_path.iterdir()}
@@ -325,17 +338,18 @@ def test_cli_writes_every_table_figure_and_the_report(fixture_results, tmp_path)
 
 
 @pytest.mark.process
-def test_unchanged_figures_are_read_back_changed_ones_redrawn(fixture_results, tmp_path):
+@pytest.mark.xdist_group("analyze_cli")
+def test_unchanged_figures_are_read_back_changed_ones_redrawn(first_analysis, tmp_path):
     import shutil
 
-    results = tmp_path / "results"
-    shutil.copytree(fixture_results, results)
-    out = tmp_path / "out"
-    assert run_cli("analyze.py", str(results), "--out", str(out), "--quiet").returncode == 0
+    # a copy of the first run's results and output (file times kept): later runs read its figures back
+    results, out = tmp_path / "results", tmp_path / "out"
+    shutil.copytree(first_analysis[0], results)
+    shutil.copytree(first_analysis[1], out)
     digests = json.loads((out / ".figures.json").read_text())
     assert {"cost", "accuracy_vs_params_vtab_paper", "accuracy_vs_params_mini_val"} <= set(digests)
     before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")}
-    html_before = (out / "report.html").read_text()
+    html_before = (out / "report.html").read_text().replace(str(first_analysis[0]), str(results))  # it names the folder
     assert run_cli("analyze.py", str(results), "--out", str(out), "--quiet").returncode == 0
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")} == before  # nothing redrawn
     assert (out / "report.html").read_text() == html_before  # the same figures embedded

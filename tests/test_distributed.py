@@ -181,6 +181,6 @@ def test_a_killed_rank_fails_the_run_and_a_relaunch_resumes_to_the_same_metrics(
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-6)
     assert rec["test_top1"] == reference["test_top1"]
     ref_pred, pred = (predictions.load(records.run_dir(r["config"]["results_dir"], r["backbone"], r["dataset"],
-                                                       r["method"], r["variant"], r["protocol"], r["seed"]))["test"]["pred"]
-                      for r in (reference, rec))
+                                                       r["method"], r["variant"], r["protocol"],
+                                                       r["seed"]))["test"]["pred"] for r in (reference, rec))
     assert np.array_equal(pred, ref_pred)  # the resumed run writes its predictions at its end, as an uninterrupted one

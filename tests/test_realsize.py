@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from bench import CONF, recipes
+from bench import recipes
 from bench.launch.cli import group_options
 from bench.launch.identity import to_run_config
 from fixtures_data import (CIFAR_SIZE, REAL_SIZES, cifar_tree, class_folders_tree, fgvc_json_tree, noah_domain_tree,
