@@ -404,6 +404,14 @@ def test_every_table_spec_has_known_tasks():
         assert spec.tasks and all(g in spec.tasks for members in spec.groups.values() for g in members)
 
 
+def test_cli_rejects_a_missing_or_empty_folder(tmp_path, capsys):
+    """In this process: analyze.py is `sys.exit(bench.analysis.cli.main())`."""
+    from bench.analysis.cli import main
+
+    assert main([str(tmp_path / "nope")]) == 2 and "does not exist" in capsys.readouterr().err
+    assert main([str(tmp_path)]) == 2 and "no readable record.json" in capsys.readouterr().err
+
+
 @pytest.mark.process
 def test_cli_reads_several_sweep_folders_together(tmp_path):
     write(tmp_path / "sweep1", rec("ssf", "fgvc/cub", 50.0))

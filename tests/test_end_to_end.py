@@ -63,10 +63,3 @@ def test_failed_run_records_its_failure(tmp_path):
     assert rec["status"] == "failed" and rec["error"]["type"] == "FileNotFoundError"
     assert "/nonexistent/w.safetensors" in rec["error"]["message"]
     assert "test_top1" not in rec and "history" not in rec  # nothing it did not measure
-
-
-def test_analyze_rejects_missing_or_empty_folder(tmp_path):
-    proc = run_cli("analyze.py", str(tmp_path / "nope"))
-    assert proc.returncode == 2 and "does not exist" in proc.stderr
-    proc = run_cli("analyze.py", str(tmp_path))
-    assert proc.returncode == 2 and "no readable record.json" in proc.stderr

@@ -219,7 +219,7 @@ def test_cli_end_to_end_intervals_significance_ranks_and_report(tmp_path):
 
 
 @pytest.mark.process
-def test_cli_ci_none_baseline_choice_and_bad_inputs(tmp_path):
+def test_cli_ci_none_baseline_choice_and_bad_inputs(tmp_path, capsys):
     results = tmp_path / "results"
     sweep(results, seeds=(0,))
     out = tmp_path / "out"
@@ -231,10 +231,15 @@ def test_cli_ci_none_baseline_choice_and_bad_inputs(tmp_path):
     assert proc.returncode == 0, proc.stderr
     sig = pd.read_csv(out / "significance_mini_val.csv")
     assert set(sig["baseline"]) == {"linear"} and (sig[sig["dataset"].isin(MINI)]["test"] == "exact McNemar").all()
-    proc = run_cli("analyze.py", str(results), "--out", str(out), "--baseline", "nope")
-    assert proc.returncode == 2 and "--baseline nope" in proc.stderr and "full, linear, ssf" in proc.stderr
-    proc = run_cli("analyze.py", str(results), "--ci-level", "1.5")
-    assert proc.returncode == 2 and "--ci-level" in proc.stderr
+    # bad inputs, in this process (analyze.py is `sys.exit(bench.analysis.cli.main())`)
+    from bench.analysis.cli import main
+
+    assert main([str(results), "--out", str(out), "--baseline", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "--baseline nope" in err and "full, linear, ssf" in err
+    with pytest.raises(SystemExit) as exit_:
+        main([str(results), "--ci-level", "1.5"])
+    assert exit_.value.code == 2 and "--ci-level" in capsys.readouterr().err
 
 
 @pytest.mark.process
