@@ -138,6 +138,19 @@ def run_cli(*args: str, timeout: int = 600):
     return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.fixture(scope="session")
+def analyze_py():
+    """`analyze.py <args>`, answered as run_cli answers it, every call on this worker in one interpreter
+    (tests/one_interpreter.py): analyze.py over records a test wrote, where a fresh process is not the point.
+    What only a fresh process shows (caches and figures read back from disk, a changed file seen, analyze.py
+    as a user runs it on files others wrote) keeps run_cli."""
+    from one_interpreter import OneInterpreter
+
+    one = OneInterpreter()
+    yield lambda *args, timeout=600: one.run(["analyze.py", *args], timeout=timeout)
+    one.close()
+
+
 # The one sweep of every method config through launch.py, shared by tests/test_families.py (every family: what
 # completes, what is unsupported, exact deployment, export) and tests/test_end_to_end.py (the default backbone's
 # records, analyze.py): one epoch each, on 200 of the task's 800 training images (4 steps; no assertion needs

@@ -148,11 +148,11 @@ def test_loaded_dtypes_are_declared(tmp_path):
 # --- protocols --------------------------------------------------------------------------------------
 
 @pytest.mark.process
-def test_protocols_are_never_averaged_together(tmp_path):
+def test_protocols_are_never_averaged_together(tmp_path, analyze_py):
     for r in [rec("ssf", "fgvc/cub", 50.0, protocol="val"), rec("ssf", "fgvc/cub", 90.0, protocol="paper")]:
         write(tmp_path, r)
     out = tmp_path / "out"
-    proc = run_cli("analyze.py", str(tmp_path), "--out", str(out), "--formats", "csv", "--quiet")
+    proc = analyze_py(str(tmp_path), "--out", str(out), "--formats", "csv", "--quiet")
     assert proc.returncode == 0, proc.stderr
     val = pd.read_csv(out / "leaderboard_fgvc_val.csv")
     paper = pd.read_csv(out / "leaderboard_fgvc_paper.csv")
@@ -366,8 +366,8 @@ def test_unchanged_figures_are_read_back_changed_ones_redrawn(first_analysis, tm
 
 
 @pytest.mark.process
-def test_cli_filters_average_and_formats(fixture_results, tmp_path, capsys):
-    proc = run_cli("analyze.py", str(fixture_results), "--out", str(tmp_path), "--benchmark", "vtab",
+def test_cli_filters_average_and_formats(fixture_results, tmp_path, capsys, analyze_py):
+    proc = analyze_py(str(fixture_results), "--out", str(tmp_path), "--benchmark", "vtab",
                    "--method", "ssf,full*", "--average", "groups", "--formats", "md", "--quiet")
     assert proc.returncode == 0, proc.stderr
     names = {p.name for p in tmp_path.iterdir()}
@@ -383,8 +383,8 @@ def test_cli_filters_average_and_formats(fixture_results, tmp_path, capsys):
 
 
 @pytest.mark.process
-def test_cli_help_explains_each_option():
-    proc = run_cli("analyze.py", "--help")
+def test_cli_help_explains_each_option(analyze_py):
+    proc = analyze_py("--help")
     assert proc.returncode == 0
     for option in ("--out", "--benchmark", "--backbone", "--method", "--protocol", "--average", "--metric",
                    "--formats", "--reference", "--no-published", "--jobs", "--quiet", "--ci", "--ci-level", "--ci-seed",
@@ -415,10 +415,10 @@ def test_cli_rejects_a_missing_or_empty_folder(tmp_path, capsys):
 
 
 @pytest.mark.process
-def test_cli_reads_several_sweep_folders_together(tmp_path, capsys):
+def test_cli_reads_several_sweep_folders_together(tmp_path, capsys, analyze_py):
     write(tmp_path / "sweep1", rec("ssf", "fgvc/cub", 50.0))
     write(tmp_path / "sweep2", rec("full", "fgvc/cub", 60.0))
-    proc = run_cli("analyze.py", str(tmp_path / "sweep1"), str(tmp_path / "sweep2"), "--formats", "csv", "--quiet")
+    proc = analyze_py(str(tmp_path / "sweep1"), str(tmp_path / "sweep2"), "--formats", "csv", "--quiet")
     assert proc.returncode == 0, proc.stderr
     table = pd.read_csv(tmp_path / "sweep1" / "leaderboard" / "leaderboard_fgvc_paper.csv")
     assert dict(zip(table["method"], table["fgvc/cub"])) == {"full": 60.0, "ssf": 50.0}
