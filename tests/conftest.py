@@ -7,6 +7,7 @@ starts, computes on one torch thread (the workers already share the cores), and 
 processes are handed out first, so the longest ones do not finish last.
 """
 import contextlib
+import dataclasses
 import os
 import subprocess
 import sys
@@ -137,10 +138,52 @@ def run_cli(*args: str, timeout: int = 600):
     return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.fixture(scope="module")
-def hydra_sweeper():
-    """(Hydra's config loader, the master config, a BenchSweeper as Hydra hands it a sweep): for the tests of the
-    sweeper's composition and expansion (test_compose.py, test_search.py)."""
+@pytest.fixture(scope="session")
+def analyze_py():
+    """`analyze.py <args>`, answered as run_cli answers it, every call on this worker in one interpreter
+    (tests/one_interpreter.py): analyze.py over records a test wrote, where a fresh process is not the point.
+    What only a fresh process shows (caches and figures read back from disk, a changed file seen, analyze.py
+    as a user runs it on files others wrote) keeps run_cli."""
+    from one_interpreter import OneInterpreter
+
+    one = OneInterpreter()
+    yield lambda *args, timeout=600: one.run(["analyze.py", *args], timeout=timeout)
+    one.close()
+
+
+# The one sweep of every method config through launch.py, shared by tests/test_families.py (every family: what
+# completes, what is unsupported, exact deployment, export) and tests/test_end_to_end.py (the default backbone's
+# records, analyze.py): one epoch each, on 200 of the task's 800 training images (4 steps; no assertion needs
+# more), scored on the whole test split.
+SWEEP_BACKBONES = ("vit_tiny_mini", "tiny_swin", "tiny_convnext", "tiny_mixer")
+SWEEP_TASK = "mini/count"
+SWEEP_ARGS = ("train.epochs=1", "dataset.train_subset=200", "train.progress=false", "deploy_iters=1",
+              "deploy_score=full", "hydra.launcher.n_jobs=1")
+SWEEP_VARIANT = "train_subset200_epochs1"  # what the subset and train.epochs=1 add to each run's method label
+
+
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+    results: Path  # the results folder
+    stdout: str  # launch.py's (one summary line a run)
+
+
+@pytest.fixture(scope="session")
+def family_sweep(tmp_path_factory) -> Sweep:
+    """`method=*` x SWEEP_BACKBONES on SWEEP_TASK, run once per session: its tests share the xdist_group
+    `family_sweep`, so under xdist one worker runs it."""
+    results = tmp_path_factory.mktemp("families")
+    proc = run_cli("launch.py", "-m", "method=*", f"backbone={','.join(SWEEP_BACKBONES)}", f"dataset={SWEEP_TASK}",
+                   *SWEEP_ARGS, f"results_dir={results}", timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return Sweep(results, proc.stdout)
+
+
+@contextlib.contextmanager
+def sweeper_context():
+    """(Hydra's config loader, the master config, a BenchSweeper as Hydra hands it a sweep), within Hydra's
+    initialisation: the sweeper's shortcut composes a job's config in milliseconds where Hydra takes ~0.1 s
+    (tests/test_compose.py checks that the two agree)."""
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.core.plugins import Plugins
@@ -156,3 +199,11 @@ def hydra_sweeper():
         sweeper = next(c for c in Plugins.instance().discover(Sweeper) if c.__name__ == "BenchSweeper")()
         sweeper.hydra_context, sweeper.config = HydraContext(config_loader=loader, callbacks=None), config
         yield loader, config, sweeper
+
+
+@pytest.fixture(scope="module")
+def hydra_sweeper():
+    """sweeper_context() for the tests of the sweeper's composition and expansion (test_compose.py,
+    test_search.py)."""
+    with sweeper_context() as context:
+        yield context

@@ -148,11 +148,11 @@ def test_loaded_dtypes_are_declared(tmp_path):
 # --- protocols --------------------------------------------------------------------------------------
 
 @pytest.mark.process
-def test_protocols_are_never_averaged_together(tmp_path):
+def test_protocols_are_never_averaged_together(tmp_path, analyze_py):
     for r in [rec("ssf", "fgvc/cub", 50.0, protocol="val"), rec("ssf", "fgvc/cub", 90.0, protocol="paper")]:
         write(tmp_path, r)
     out = tmp_path / "out"
-    proc = run_cli("analyze.py", str(tmp_path), "--out", str(out), "--formats", "csv", "--quiet")
+    proc = analyze_py(str(tmp_path), "--out", str(out), "--formats", "csv", "--quiet")
     assert proc.returncode == 0, proc.stderr
     val = pd.read_csv(out / "leaderboard_fgvc_val.csv")
     paper = pd.read_csv(out / "leaderboard_fgvc_paper.csv")
@@ -301,9 +301,22 @@ def fixture_results(tmp_path_factory):
     return root
 
 
+@pytest.fixture(scope="module")
+def first_analysis(fixture_results, tmp_path_factory):
+    """analyze.py's first run over a copy of fixture_results, every table and figure drawn: (the results, its
+    output folder, the process). Read by the two tests below (one xdist_group), which draw nothing twice."""
+    import shutil
+
+    base = tmp_path_factory.mktemp("analysis")
+    results, out = base / "results", base / "out"
+    shutil.copytree(fixture_results, results)
+    return results, out, run_cli("analyze.py", str(results), "--out", str(out))
+
+
 @pytest.mark.process
-def test_cli_writes_every_table_figure_and_the_report(fixture_results, tmp_path):
-    proc = run_cli("analyze.py", str(fixture_results), "--out", str(tmp_path))
+@pytest.mark.xdist_group("analyze_cli")
+def test_cli_writes_every_table_figure_and_the_report(first_analysis):
+    _, tmp_path, proc = first_analysis
     assert proc.returncode == 0, proc.stderr
     assert "1 unreadable skipped" in proc.stdout and "skipped record" in proc.stderr
     names = {p.name for p in tmp_path.iterdir()}
@@ -325,17 +338,18 @@ def test_cli_writes_every_table_figure_and_the_report(fixture_results, tmp_path)
 
 
 @pytest.mark.process
-def test_unchanged_figures_are_read_back_changed_ones_redrawn(fixture_results, tmp_path):
+@pytest.mark.xdist_group("analyze_cli")
+def test_unchanged_figures_are_read_back_changed_ones_redrawn(first_analysis, tmp_path):
     import shutil
 
-    results = tmp_path / "results"
-    shutil.copytree(fixture_results, results)
-    out = tmp_path / "out"
-    assert run_cli("analyze.py", str(results), "--out", str(out), "--quiet").returncode == 0
+    # a copy of the first run's results and output (file times kept): later runs read its figures back
+    results, out = tmp_path / "results", tmp_path / "out"
+    shutil.copytree(first_analysis[0], results)
+    shutil.copytree(first_analysis[1], out)
     digests = json.loads((out / ".figures.json").read_text())
     assert {"cost", "accuracy_vs_params_vtab_paper", "accuracy_vs_params_mini_val"} <= set(digests)
     before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")}
-    html_before = (out / "report.html").read_text()
+    html_before = (out / "report.html").read_text().replace(str(first_analysis[0]), str(results))  # it names the folder
     assert run_cli("analyze.py", str(results), "--out", str(out), "--quiet").returncode == 0
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("*.png")} == before  # nothing redrawn
     assert (out / "report.html").read_text() == html_before  # the same figures embedded
@@ -352,8 +366,8 @@ def test_unchanged_figures_are_read_back_changed_ones_redrawn(fixture_results, t
 
 
 @pytest.mark.process
-def test_cli_filters_average_and_formats(fixture_results, tmp_path):
-    proc = run_cli("analyze.py", str(fixture_results), "--out", str(tmp_path), "--benchmark", "vtab",
+def test_cli_filters_average_and_formats(fixture_results, tmp_path, capsys, analyze_py):
+    proc = analyze_py(str(fixture_results), "--out", str(tmp_path), "--benchmark", "vtab",
                    "--method", "ssf,full*", "--average", "groups", "--formats", "md", "--quiet")
     assert proc.returncode == 0, proc.stderr
     names = {p.name for p in tmp_path.iterdir()}
@@ -362,13 +376,15 @@ def test_cli_filters_average_and_formats(fixture_results, tmp_path):
     md = (tmp_path / "leaderboard_vtab_paper.md").read_text()
     assert "| vit_b_augreg | full |" in md and "| vit_b_augreg | ssf |" in md and "| linear |" not in md
     assert "mean of 3 group means" in md and "mean of 19 tasks |" not in md
-    proc = run_cli("analyze.py", str(fixture_results), "--out", str(tmp_path), "--backbone", "nope*")
-    assert proc.returncode == 2 and "matches the filters" in proc.stderr
+    from bench.analysis.cli import main  # a refusal: in this process (analyze.py is `sys.exit(main())`)
+
+    assert main([str(fixture_results), "--out", str(tmp_path), "--backbone", "nope*"]) == 2
+    assert "matches the filters" in capsys.readouterr().err
 
 
 @pytest.mark.process
-def test_cli_help_explains_each_option():
-    proc = run_cli("analyze.py", "--help")
+def test_cli_help_explains_each_option(analyze_py):
+    proc = analyze_py("--help")
     assert proc.returncode == 0
     for option in ("--out", "--benchmark", "--backbone", "--method", "--protocol", "--average", "--metric",
                    "--formats", "--reference", "--no-published", "--jobs", "--quiet", "--ci", "--ci-level", "--ci-seed",
@@ -390,16 +406,25 @@ def test_every_table_spec_has_known_tasks():
         assert spec.tasks and all(g in spec.tasks for members in spec.groups.values() for g in members)
 
 
+def test_cli_rejects_a_missing_or_empty_folder(tmp_path, capsys):
+    """In this process: analyze.py is `sys.exit(bench.analysis.cli.main())`."""
+    from bench.analysis.cli import main
+
+    assert main([str(tmp_path / "nope")]) == 2 and "does not exist" in capsys.readouterr().err
+    assert main([str(tmp_path)]) == 2 and "no readable record.json" in capsys.readouterr().err
+
+
 @pytest.mark.process
-def test_cli_reads_several_sweep_folders_together(tmp_path):
+def test_cli_reads_several_sweep_folders_together(tmp_path, capsys, analyze_py):
     write(tmp_path / "sweep1", rec("ssf", "fgvc/cub", 50.0))
     write(tmp_path / "sweep2", rec("full", "fgvc/cub", 60.0))
-    proc = run_cli("analyze.py", str(tmp_path / "sweep1"), str(tmp_path / "sweep2"), "--formats", "csv", "--quiet")
+    proc = analyze_py(str(tmp_path / "sweep1"), str(tmp_path / "sweep2"), "--formats", "csv", "--quiet")
     assert proc.returncode == 0, proc.stderr
     table = pd.read_csv(tmp_path / "sweep1" / "leaderboard" / "leaderboard_fgvc_paper.csv")
     assert dict(zip(table["method"], table["fgvc/cub"])) == {"full": 60.0, "ssf": 50.0}
-    proc = run_cli("analyze.py", str(tmp_path / "sweep1"), str(tmp_path / "nope"))
-    assert proc.returncode == 2 and "does not exist" in proc.stderr
+    from bench.analysis.cli import main  # a refusal: in this process (analyze.py is `sys.exit(main())`)
+
+    assert main([str(tmp_path / "sweep1"), str(tmp_path / "nope")]) == 2 and "does not exist" in capsys.readouterr().err
 
 
 def test_published_comparison_flags_a_data_mismatch():

@@ -23,39 +23,80 @@ def options(group: str) -> list[str]:
     return sorted(str(p.relative_to(CONF / group).with_suffix("")) for p in (CONF / group).rglob("*.yaml"))
 
 
-def layer_jobs() -> list[list[str]]:
-    """A job for each file of each recipe's layers (conf/recipe/<layer>/<recipe>/<benchmark>/...)."""
-    first = {b: options(f"dataset/{b}")[0] for b in ("vtab", "fgvc", "fewshot", "mini", "cifar100", "imagenet", "dg")}
-    jobs = []
+BENCHMARKS = ("vtab", "fgvc", "fewshot", "mini", "cifar100", "imagenet", "dg")
+
+
+def default_recipe(benchmark: str) -> str:
+    """The recipe a dataset of `benchmark` runs under unless `recipe=` names another (its layers file)."""
+    import yaml
+
+    layers = yaml.safe_load((CONF / "recipe" / "layers" / f"{benchmark}.yaml").read_text())
+    return next(d["/recipe"] for d in layers["defaults"] if isinstance(d, dict) and "/recipe" in d)
+
+
+def layer_needs() -> list[dict]:
+    """What reads each file of each recipe's layers (conf/recipe/<layer>/<recipe>/<benchmark>/...): the recipe
+    (None: the benchmark's default, not named), the dataset (`<benchmark>/*`: any of the benchmark's), the
+    method and backbone where the layer names them."""
+    needs = []
     for path in sorted((CONF / "recipe").glob("*/*/**/*.yaml")):
         layer, recipe, benchmark, *rest = path.relative_to(CONF / "recipe").with_suffix("").parts
-        job = {"recipe": recipe, "dataset": f"{benchmark}/{first[benchmark]}"}
+        need = {"recipe": None if recipe == default_recipe(benchmark) else recipe, "dataset": f"{benchmark}/*"}
         if layer == "task":
-            job["dataset"] = f"{benchmark}/{rest[0]}"
+            need["dataset"] = f"{benchmark}/{rest[0]}"
         elif layer == "method":
-            job["method"] = rest[0]
+            need["method"] = rest[0]
         elif layer == "backbone":
-            job["backbone"] = rest[0]
+            need["backbone"] = rest[0]
         elif layer == "backbone_method":
-            job["backbone"], job["method"] = rest
+            need["backbone"], need["method"] = rest
         elif layer == "task_method":
-            job["dataset"], job["method"] = f"{benchmark}/{rest[0]}", rest[1]
-        jobs.append([f"{k}={v}" for k, v in job.items()])
-    return jobs
+            need["dataset"], need["method"] = f"{benchmark}/{rest[0]}", rest[1]
+        needs.append(need)
+    return needs
+
+
+def _fits(value, wanted) -> bool:
+    """A job's value meets a need's: equal, or a dataset of the benchmark a `<benchmark>/*` asks for."""
+    if value == wanted:
+        return True
+    wild = [v for v in (value, wanted) if isinstance(v, str) and v.endswith("/*")]
+    return len(wild) == 1 and (wanted if wild[0] == value else value).startswith(wild[0][:-1])
+
+
+def pack(needs: list[dict]) -> list[list[str]]:
+    """The needs packed into as few jobs as fit (first fit, in order): a need joins the first job whose
+    values meet its own, so one composition reads a dataset's file, its recipe's task, method and backbone
+    layers, a backbone, a logger at once (Hydra takes ~0.1 s a composition, the test's cost)."""
+    jobs: list[dict] = []
+    for need in needs:
+        for job in jobs:
+            if all(_fits(job[k], v) for k, v in need.items() if k in job):
+                for k, v in need.items():
+                    if k not in job or str(job[k]).endswith("/*"):
+                        job[k] = v
+                break
+        else:
+            jobs.append(dict(need))
+    first = {b: options(f"dataset/{b}")[0] for b in BENCHMARKS}
+    out = []
+    for job in jobs:
+        dataset = job.get("dataset", "mini/*")
+        job["dataset"] = dataset.replace("*", first[dataset[:-2]]) if dataset.endswith("/*") else dataset
+        out.append([f"{k}={v}" for k, v in job.items() if v is not None])
+    return out
 
 
 def sample() -> list[list[str]]:
     """Jobs that together read every config file of the task config, each group's options in turn."""
-    jobs = layer_jobs()
-    methods, backbones = options("method"), options("backbone")
-    for i, dataset in enumerate(options("dataset")):  # every dataset, under its benchmark's default recipe
-        jobs.append([f"dataset={dataset}", f"method={methods[i % len(methods)]}"])
-    for i, backbone in enumerate(backbones):  # named on the command line: the recipe's checkpoint is not used
-        jobs.append([f"backbone={backbone}", f"method={methods[i % len(methods)]}", "dataset=vtab/dtd"])
-    jobs += [["dataset=mini/count", f"logger={x}"] for x in options("logger")]
-    jobs += [[f"grid={g}", f"method={g.split('/')[1]}", "dataset=vtab/cifar", f"recipe={g.split('/')[0]}"]
-             for g in options("grid")]
-    return jobs
+    needs = layer_needs()
+    needs += [{"grid": g, "method": g.split("/")[1], "dataset": "vtab/cifar", "recipe": g.split("/")[0]}
+              for g in options("grid")]
+    needs += [{"dataset": d, "recipe": None} for d in options("dataset")]  # under its benchmark's default recipe
+    needs += [{"method": m} for m in options("method")]
+    needs += [{"backbone": b, "recipe": None} for b in options("backbone")]  # named: the recipe's checkpoint unused
+    needs += [{"logger": x} for x in options("logger")]
+    return pack(needs)
 
 
 def test_merge_is_omegaconfs_merge_or_unproven():

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from conftest import ROOT
@@ -58,8 +59,6 @@ def test_two_processes_train_as_one(one_and_two):
 @pytest.mark.xdist_group("one_and_two")
 def test_two_processes_write_the_predictions_of_one(one_and_two):
     """Rank 0 writes every test image's prediction once, in the split's order, as one process does."""
-    import numpy as np
-
     from bench import predictions, records
 
     one, two, _ = one_and_two
@@ -137,21 +136,20 @@ def test_torchrun_refuses_a_sweep(tmp_path):
     assert proc.returncode != 0 and "under torchrun launch.py runs one configuration" in proc.stderr
 
 
-def test_a_killed_rank_fails_the_run_and_a_relaunch_resumes_to_the_same_metrics(tmp_path):
+@pytest.mark.xdist_group("one_and_two")
+def test_a_killed_rank_fails_the_run_and_a_relaunch_resumes_to_the_same_metrics(one_and_two, tmp_path):
     """kill -9 rank 1 after the first checkpoint: the run ends (no hang) with a failed record; the same
-    torchrun command again resumes every rank from rank 0's checkpoint to the uninterrupted run's metrics."""
+    torchrun command again resumes every rank from rank 0's checkpoint to the uninterrupted run's metrics
+    (one_and_two's two-process run: the same settings but the checkpoints' timing, which changes no number)."""
     import signal
     import time
 
-    import numpy as np
+    from bench import predictions, records
     from test_resume_kill import wait_until
 
-    args = ["method=ssf", "dataset=mini/count", "train.epochs=4", "train.progress=false", "deploy_iters=0",
-            "save_weights=false", "train.num_threads=1", "train.checkpoint_interval_s=0", "train.dist_timeout_s=60"]
+    _, reference, _ = one_and_two
+    args = [*MINI, "save_weights=false", "train.checkpoint_interval_s=0", "train.dist_timeout_s=60"]
     cmd = [*TORCHRUN, "--nproc-per-node", "2", "launch.py", *args]
-    ref = run([*cmd, f"results_dir={tmp_path / 'ref'}"], timeout=600)
-    assert ref.returncode == 0, ref.stderr[-3000:]
-    reference = record(tmp_path / "ref")
 
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     env.pop("WORLD_SIZE", None)
@@ -159,7 +157,7 @@ def test_a_killed_rank_fails_the_run_and_a_relaunch_resumes_to_the_same_metrics(
                              stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         ckpts = lambda: list((tmp_path / "run").rglob("last.pt"))
-        wait_until(lambda: ckpts(), "the first checkpoint", 300, agent)
+        wait_until(lambda: ckpts(), "the first checkpoint", 300, agent)  # epoch 1 of 2 done
         ranks = subprocess.run(["pgrep", "-f", "-P", str(agent.pid), "launch.py"], capture_output=True, text=True)
         pids = [int(p) for p in ranks.stdout.split()]
         assert len(pids) == 2, ranks.stdout
@@ -182,6 +180,7 @@ def test_a_killed_rank_fails_the_run_and_a_relaunch_resumes_to_the_same_metrics(
     for a, b in zip(reference["history"], rec["history"]):
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-6)
     assert rec["test_top1"] == reference["test_top1"]
-    (ref_pred,), (pred,) = ([np.load(p)["pred"] for p in (tmp_path / d).rglob("predictions.npz")]
-                            for d in ("ref", "run"))
+    ref_pred, pred = (predictions.load(records.run_dir(r["config"]["results_dir"], r["backbone"], r["dataset"],
+                                                       r["method"], r["variant"], r["protocol"],
+                                                       r["seed"]))["test"]["pred"] for r in (reference, rec))
     assert np.array_equal(pred, ref_pred)  # the resumed run writes its predictions at its end, as an uninterrupted one

@@ -17,7 +17,8 @@ command that no rule covers fails, naming itself:
 - `scripts/select_and_retrain.py`: run with `--dry-run` on an empty results folder; it must get as far
   as finding no grid runs.
 - `scripts/search.py`: run with `--status` on an empty results folder: stage one's status composes every
-  drawn trial (launch.py --status), stage two's finds none of them completed.
+  drawn trial (launch.py --status), stage two's finds none of them completed. Its globs are checked and
+  narrowed as launch.py's, each grid point counting `search.trials` runs.
 - `python -m bench.data prepare`, `bench.export`, `bench.pretrain` and the benchmark scripts (hours,
   GPUs or sources not here): `--help` must succeed and list every option the command uses.
 - The commands above other than `launch.py` run one after another in one interpreter (tests/one_interpreter.py):
@@ -144,14 +145,15 @@ def _launch():
 
 def narrowed(args: list[str]) -> list[str]:
     """The launch.py arguments with each glob expanded and checked over all its options (SystemExit(2)
-    on a pattern that matches nothing) and, for a grid above MAX_COMPOSITIONS, narrowed to its first
-    and last match."""
+    on a pattern that matches nothing) and, for a grid above MAX_COMPOSITIONS (a search's: each point
+    `search.trials` runs), narrowed to its first and last match."""
     launch = _launch()
     expanded = launch.expand_group_args(args)
     launch.check_recipes(expanded)  # every method x dataset x recipe of the whole grid
     sizes = [len(a.partition("=")[2].split(",")) for a in expanded
              if "=" in a and not a.startswith(("-", "hydra")) and (launch.CONF / a.partition("=")[0]).is_dir()]
-    if math.prod(sizes) <= MAX_COMPOSITIONS:
+    trials = [int(a.partition("=")[2]) for a in expanded if a.startswith("search.trials=")]
+    if math.prod(sizes) * max(trials, default=1) <= MAX_COMPOSITIONS:
         return expanded
     out = []
     for orig, exp in zip(args, expanded):
@@ -251,6 +253,10 @@ def job(cmd: Command, tmp: Path):
     if name == "search.py":
         def check():
             keep = [a for a in args if a != "--status" and not a.startswith("results_dir=")]
+            try:
+                keep = narrowed(keep)
+            except SystemExit as e:
+                return False, f"search.py's overrides were refused before composing (exit {e.code})"
             p = run([str(ROOT / prog), f"results_dir={work / 'results'}", *keep, "--status"], work, cmd.env)
             out = p.stdout + p.stderr
             return p.returncode == 0 and "runs in the grid" in out and "trials completed" in out, out[-1500:]

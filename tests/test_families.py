@@ -12,11 +12,12 @@ import methods
 from bench.config import BackboneConfig, backbone_config
 from bench.models import build_backbone
 from bench.run.deploy import deployable, n_params
-from conftest import run_cli
+from conftest import SWEEP_BACKBONES, SWEEP_TASK
 from methods import METHODS, method_config
 from one_interpreter import OneInterpreter
 
 FAMILIES = ["tiny_vit", "tiny_swin", "tiny_convnext", "tiny_mixer"]
+VIT = SWEEP_BACKBONES[0]  # the sweep's ViT: the mini backbone, tiny_vit's shape with pretrained weights
 HEAD = 490  # 48 features x 10 classes + 10 (Swin, ConvNeXt, Mixer tiny variants)
 # the methods of the newer benchmarks: transformer blocks only (no attention in ConvNeXt or Mixer blocks)
 NEW = ("adaptformer", "adapter_houlsby", "convpass", "repadapter", "fact_tt", "fact_tk", "difffit", "adapter_plus")
@@ -157,38 +158,29 @@ def test_unknown_peft_tuner_and_missing_targets():
         METHODS["lora"].apply(make("tiny_vit"), method_config("lora", {"target_modules": ["q_proj"]}))
 
 
-@pytest.fixture(scope="module")
-def family_sweep(tmp_path_factory):
-    """Every method config x every tiny family through launch.py: one epoch, then analyze.py. On mini/dspr_ori,
-    8 classes like mini/count, but drawn in half the time (the sweep draws the data in each of its runs)."""
-    results = tmp_path_factory.mktemp("families")
-    proc = run_cli("launch.py", "-m", "method=*", f"backbone={','.join(FAMILIES)}", "dataset=mini/dspr_ori", "train.epochs=1",
-                   "train.progress=false", "deploy_iters=1", "deploy_score=full", "hydra.launcher.n_jobs=1",
-                   f"results_dir={results}", timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return results
-
-
 @pytest.mark.xdist_group("family_sweep")
 @pytest.mark.process
 def test_sweep_finishes_with_unsupported_records(family_sweep):
-    recs = [json.loads(p.read_text()) for p in family_sweep.rglob("record.json")]
+    """conftest.family_sweep: every method config x every family (the ViT as the mini backbone, which is
+    tiny_vit's shape with pretrained weights) through launch.py, one epoch."""
+    recs = [json.loads(p.read_text()) for p in family_sweep.results.rglob("record.json")]
     n_methods = len(METHODS)
-    assert len(recs) == n_methods * len(FAMILIES)
+    assert len(recs) == n_methods * len(SWEEP_BACKBONES)
+    assert {r["backbone"] for r in recs} == set(SWEEP_BACKBONES) and {r["dataset"] for r in recs} == {SWEEP_TASK}
     status = {(r["backbone"], r["method"]): r["status"] for r in recs}
     for fam in ("tiny_convnext", "tiny_mixer"):
         assert status[(fam, "vpt")] == status[(fam, "vpt_shallow")] == "unsupported"
     assert status[("tiny_swin", "vpt")] == status[("tiny_swin", "vpt_shallow")] == "completed"
-    assert [status[(f, "vqt")] for f in FAMILIES] == ["completed", "unsupported", "unsupported", "unsupported"]
-    assert all(status[(f, m)] == "completed" for f in FAMILIES for m in ("ln", "partial"))
-    for (fam, method), want in {**{("tiny_vit", m): "completed" for m in NEW},
+    assert [status[(f, "vqt")] for f in SWEEP_BACKBONES] == ["completed", "unsupported", "unsupported", "unsupported"]
+    assert all(status[(f, m)] == "completed" for f in SWEEP_BACKBONES for m in ("ln", "partial"))
+    for (fam, method), want in {**{(VIT, m): "completed" for m in NEW},
                                 **{("tiny_swin", m): "completed" for m in ("adaptformer", "adapter_houlsby", "repadapter",
                                                                           "difffit", "adapter_plus")},
                                 **{("tiny_swin", m): "unsupported" for m in ("convpass", "fact_tt", "fact_tk")}}.items():
         assert status[(fam, method)] == want, (fam, method)
     unsupported = {k for k, v in status.items() if v == "unsupported"}
     assert all(v == "completed" for k, v in status.items() if k not in unsupported)
-    assert status[("tiny_vit", "peft")] == "completed"
+    assert status[(VIT, "peft")] == "completed"
     for r in recs:
         if r["status"] == "completed":
             assert abs(r["deployed_test_top1"] - r["test_top1"]) <= 0.2, r["method"]  # one image of 1,000 may flip
@@ -210,9 +202,9 @@ def exporter():
 @pytest.mark.xdist_group("family_sweep")
 @pytest.mark.process
 def test_export_loads_in_plain_timm(family_sweep, exporter, tmp_path):
-    for family in ("tiny_vit", "tiny_swin"):
+    for family in (VIT, "tiny_swin"):
         for method in ("ssf", "lora"):
-            run_dir = next(family_sweep.rglob(f"runs/{family}/mini/dspr_ori/{method}-*/val-seed0"))
+            run_dir = next(family_sweep.results.rglob(f"runs/{family}/{SWEEP_TASK}/{method}-*/val-seed0"))
             out = tmp_path / f"{family}_{method}.safetensors"
             proc = exporter(str(run_dir), "--out", str(out))
             assert proc.returncode == 0, proc.stderr
@@ -234,7 +226,7 @@ def test_export_loads_in_plain_timm(family_sweep, exporter, tmp_path):
 def test_export_of_unmergeable_methods_round_trips(family_sweep, exporter, tmp_path):
     from bench.run.export import load_deployed
     for method in ("vpt", "adapter"):
-        run_dir = next(family_sweep.rglob(f"runs/tiny_vit/mini/dspr_ori/{method}-*/val-seed0"))
+        run_dir = next(family_sweep.results.rglob(f"runs/{VIT}/{SWEEP_TASK}/{method}-*/val-seed0"))
         out = tmp_path / f"{method}.safetensors"
         proc = exporter(str(run_dir), "--out", str(out))
         assert proc.returncode == 0 and "keeps extra modules" in proc.stdout, proc.stderr

@@ -261,3 +261,29 @@ def test_bytes_that_do_not_unpickle_fail_that_run_only():
     child.close()
     run.receive()
     assert run.conn is None
+
+
+def test_the_runs_start_with_torch_timm_and_peft_loaded(monkeypatch):
+    """The launcher imports them before its first fork (a LoRA or peft run would spend about 1.5 s of CPU
+    importing peft); `launch.py --status` imports none of them (tests/test_layout.py)."""
+    import builtins
+
+    from hydra_plugins.bench_launcher import bench_launcher as bl
+
+    imported, real_import = [], builtins.__import__
+
+    class Forking(Exception):
+        pass
+
+    def recording(name, *args, **kwargs):
+        imported.append(name)
+        return real_import(name, *args, **kwargs)
+
+    def first_fork_step():
+        raise Forking
+
+    monkeypatch.setattr(builtins, "__import__", recording)
+    monkeypatch.setattr(bl, "setup_globals", first_fork_step)  # the step before the sweep's first fork
+    with pytest.raises(Forking):
+        bl.BenchLauncher()._parallel([["method=lora"]], 0, n_jobs=1, threads=1)
+    assert {"peft", "timm"} <= set(imported)

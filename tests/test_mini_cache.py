@@ -1,5 +1,6 @@
 """The mini tasks are drawn once per sweep: the first run writes each split to the cache folder and the
 others, in any process, read the same arrays back (bench/data/generated.py)."""
+import dataclasses
 import hashlib
 import warnings
 
@@ -85,3 +86,51 @@ def test_the_file_name_follows_the_generator(tmp_path, monkeypatch):
         assert generated.cache_file(str(tmp_path), "count", "test", 0) != before
     finally:
         generated.generator_hash.cache_clear()
+
+
+# --- dataset.train_subset on a mini task: the listed splits' rule (bench/data/subset.py) -------------
+def test_a_mini_run_with_a_train_subset_trains_on_the_subset(tmp_path):
+    """train_subset=200 of mini/count's 800 training images: 4 steps at batch 64 (13 for the whole split),
+    the record's split entry and data version those of the subset, the same images as the listed splits'
+    stratified rule picks; evaluation splits whole."""
+    from bench.config import BackboneConfig, RunConfig, TrainConfig
+    from bench.data.fingerprint import fingerprint, generated_ids
+    from bench.data.splits import current_version
+    from bench.data.subset import stratified
+    from bench.run.runner import run
+    from conftest import TINY_VIT
+
+    ds = dataclasses.replace(task(tmp_path), train_subset=200, subset_seed=3)
+    backbone = BackboneConfig(name="tiny_vit_mini", arch="vit_tiny_patch16_224", pretrained=False, kwargs=TINY_VIT,
+                              pretrained_cfg={"input_size": [3, 32, 32], "mean": [0.5] * 3, "std": [0.5] * 3})
+    cfg = RunConfig(method="linear", dataset=ds, backbone=backbone, protocol="val", results_dir=str(tmp_path / "out"),
+                    deploy_iters=0, save_weights=False, train=TrainConfig(epochs=1, batch_size=64, progress=False))
+    rec = run(cfg)
+    assert rec["status"] == "completed", rec.get("error")
+    assert (rec["train_subset"], rec["subset_seed"], rec["optimizer_steps"]) == (200, 3, 4)
+    splits = rec["data"]["splits"]
+    labels = generated.split_arrays(ds, "train")[1]  # the val protocol trains on train
+    keep = stratified(labels, 200, 3)
+    ids = generated_ids("count", "train", 0, 800)
+    assert splits["train"]["images"] == 200
+    assert splits["train"]["fingerprint"] == fingerprint([ids[i] for i in keep], labels[keep].tolist())
+    assert splits["test"]["images"] == 1000
+    assert rec["data"]["version"] == current_version(ds, list(splits))  # the sweeper sees the run as current
+
+
+def test_without_a_subset_a_mini_run_reads_the_whole_split(tmp_path):
+    """The demo's runs (no train_subset): the same tensors and fingerprints as before the subset applied."""
+    import torch
+
+    from bench.data.fingerprint import fingerprint, generated_ids
+    from bench.data.splits import load_splits
+
+    ds = task(tmp_path)
+    out = load_splits(ds, ["train", "trainval", "test"], (0.5,) * 3, (0.5,) * 3)
+    for s, split in out.items():
+        images, labels = generated.split_arrays(ds, s)
+        parts = ("train", "val") if s == "trainval" else (s,)
+        ids = [i for p in parts for i in generated_ids("count", p, 0, len(generated.split_arrays(ds, p)[1]))]
+        assert torch.equal(split.dataset.tensors[0], torch.from_numpy(images).float().div(255).sub(0.5).div(0.5))
+        assert torch.equal(split.dataset.tensors[1], torch.from_numpy(labels))
+        assert split.info == {"images": len(labels), "fingerprint": fingerprint(ids, labels.tolist())}

@@ -1,7 +1,8 @@
 """kill -9 a run started by launch.py mid-epoch, run the same command again: it resumes from its
 checkpoint and ends with exactly the metrics of an uninterrupted run (CPU, same seed, one thread).
 
-`reference_record` is shared with tests/test_slurm.py: the uninterrupted run is computed once per session.
+`reference_record` is shared with tests/test_slurm.py: the uninterrupted run is computed once per process, and this
+test runs in the Slurm tests' xdist_group, so under xdist one worker computes it for both.
 """
 import json
 import os
@@ -65,6 +66,7 @@ def wait_until(condition, what: str, timeout: float, proc=None, poll: float = 0.
         time.sleep(poll)
 
 
+@pytest.mark.xdist_group("slurm")  # on the Slurm tests' worker: reference_record runs once per process
 def test_kill_9_mid_epoch_then_relaunch_resumes_to_identical_metrics(tmp_path, tmp_path_factory):
     ref = reference_record(tmp_path_factory)
     args = launch_cmd(*RESUME_RUN, f"results_dir={tmp_path}")

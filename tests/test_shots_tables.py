@@ -5,7 +5,6 @@ import pandas as pd
 import pytest
 
 from bench.analysis import shots
-from conftest import run_cli
 from test_analyze import rec, write
 
 
@@ -63,7 +62,7 @@ def test_manyshot_curve_includes_the_whole_split():
 
 
 @pytest.mark.process
-def test_analyze_writes_the_three_tables_and_figures(tmp_path):
+def test_analyze_writes_the_three_tables_and_figures(tmp_path, analyze_py):
     rob = {"imagenet_v2_top1": 60.0, "imagenet_sketch_top1": 20.0, "imagenet_a_top1": 10.0, "imagenet_r_top1": 30.0}
     recs = [fs("lora", "fewshot/oxford_pets", k, s, 10.0 * k + s) for k in (1, 2, 4) for s in (0, 1)]
     recs += [rec("lora", "dg/imagenet", 70.0, robustness=rob, shots=16, fewshot_seed=0, variant="shots16")]
@@ -72,8 +71,7 @@ def test_analyze_writes_the_three_tables_and_figures(tmp_path):
     for r in recs:
         write(tmp_path / "results", r)
     out = tmp_path / "out"
-    proc = run_cli("analyze.py", str(tmp_path / "results"), "--out", str(out), "--formats", "csv,md,html,png",
-                   "--jobs", "1")
+    proc = analyze_py(str(tmp_path / "results"), "--out", str(out), "--formats", "csv,md,html,png", "--jobs", "1")
     assert proc.returncode == 0, proc.stderr[-2000:]
     for stem in ("fewshot_paper", "domain_generalization_paper", "manyshot_paper"):
         assert (out / f"{stem}.csv").is_file() and (out / f"{stem}.md").is_file(), stem

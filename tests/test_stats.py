@@ -169,12 +169,12 @@ def test_cell_without_predictions_or_with_incomplete_ones_has_a_reason(tmp_path)
 
 
 @pytest.mark.process
-def test_cli_end_to_end_intervals_significance_ranks_and_report(tmp_path):
+def test_cli_end_to_end_intervals_significance_ranks_and_report(tmp_path, analyze_py):
     results = tmp_path / "results"
     sweep(results)
     write(results, rec("bias", "mini/digits", 40.0, backbone="vit_tiny_mini", protocol="val"))  # an old record
     out = tmp_path / "out"
-    proc = run_cli("analyze.py", str(results), "--out", str(out), "--jobs", "1")
+    proc = analyze_py(str(results), "--out", str(out), "--jobs", "1")
     assert proc.returncode == 0, proc.stderr
     names = {p.name for p in out.iterdir()}
     for stem in ("significance_mini_val", "noise_mini_val", "ranks_mini_val", "improvement_mini_val"):
@@ -220,26 +220,31 @@ def test_cli_end_to_end_intervals_significance_ranks_and_report(tmp_path):
 
 
 @pytest.mark.process
-def test_cli_ci_none_baseline_choice_and_bad_inputs(tmp_path):
+def test_cli_ci_none_baseline_choice_and_bad_inputs(tmp_path, capsys, analyze_py):
     results = tmp_path / "results"
     sweep(results, seeds=(0,))
     out = tmp_path / "out"
-    proc = run_cli("analyze.py", str(results), "--out", str(out), "--formats", "csv,md", "--quiet", "--ci", "none")
+    proc = analyze_py(str(results), "--out", str(out), "--formats", "csv,md", "--quiet", "--ci", "none")
     assert proc.returncode == 0, proc.stderr
     assert not (out / "significance_mini_val.csv").exists()
     assert "mini/digits_ci_low" not in pd.read_csv(out / "leaderboard_mini_val.csv").columns
-    proc = run_cli("analyze.py", str(results), "--out", str(out), "--formats", "csv", "--quiet", "--baseline", "linear")
+    proc = analyze_py(str(results), "--out", str(out), "--formats", "csv", "--quiet", "--baseline", "linear")
     assert proc.returncode == 0, proc.stderr
     sig = pd.read_csv(out / "significance_mini_val.csv")
     assert set(sig["baseline"]) == {"linear"} and (sig[sig["dataset"].isin(MINI)]["test"] == "exact McNemar").all()
-    proc = run_cli("analyze.py", str(results), "--out", str(out), "--baseline", "nope")
-    assert proc.returncode == 2 and "--baseline nope" in proc.stderr and "full, linear, ssf" in proc.stderr
-    proc = run_cli("analyze.py", str(results), "--ci-level", "1.5")
-    assert proc.returncode == 2 and "--ci-level" in proc.stderr
+    # bad inputs, in this process (analyze.py is `sys.exit(bench.analysis.cli.main())`)
+    from bench.analysis.cli import main
+
+    assert main([str(results), "--out", str(out), "--baseline", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "--baseline nope" in err and "full, linear, ssf" in err
+    with pytest.raises(SystemExit) as exit_:
+        main([str(results), "--ci-level", "1.5"])
+    assert exit_.value.code == 2 and "--ci-level" in capsys.readouterr().err
 
 
 @pytest.mark.process
-def test_runs_on_different_test_images_get_no_verdict_end_to_end(tmp_path):
+def test_runs_on_different_test_images_get_no_verdict_end_to_end(tmp_path, analyze_py):
     """Issue 31: linear's digits run was scored on other test images (another fingerprint): it would be far below
     full, but the row says "not comparable", has no p-value, stays out of linear's Holm family, and the
     leaderboard cell carries the mark instead of a ▼."""
@@ -251,7 +256,7 @@ def test_runs_on_different_test_images_get_no_verdict_end_to_end(tmp_path):
     r = json.loads(digits[0].read_text())
     records.write_json_atomic(digits[0], r | {"test_fingerprint": "sha256:0123456789abcdef"})
     out = tmp_path / "out"
-    proc = run_cli("analyze.py", str(results), "--out", str(out), "--formats", "csv,md", "--quiet")
+    proc = analyze_py(str(results), "--out", str(out), "--formats", "csv,md", "--quiet")
     assert proc.returncode == 0, proc.stderr
     sig = pd.read_csv(out / "significance_mini_val.csv")
     lin = sig[sig["method"] == "linear"].set_index("dataset")
@@ -297,7 +302,7 @@ def test_published_value_within_or_outside_our_interval():
 
 
 @pytest.mark.process
-def test_robustness_table_has_intervals_and_comparisons_from_the_targets_arrays(tmp_path):
+def test_robustness_table_has_intervals_and_comparisons_from_the_targets_arrays(tmp_path, analyze_py):
     """Issue 31: ImageNet-A and -R get intervals and paired tests from pred__<target> in predictions.npz; mCE
     (a ratio over corruption sets) says why it has none."""
     rng = np.random.default_rng(7)
@@ -313,7 +318,7 @@ def test_robustness_table_has_intervals_and_comparisons_from_the_targets_arrays(
             path = write_run(tmp_path, rec(method, "imagenet/imagenet", 0, seed=seed, robustness=rob), test)
             add_targets(path.parent / "predictions.npz", extra)
     out = tmp_path / "out"
-    proc = run_cli("analyze.py", str(tmp_path), "--out", str(out), "--formats", "csv,md", "--quiet")
+    proc = analyze_py(str(tmp_path), "--out", str(out), "--formats", "csv,md", "--quiet")
     assert proc.returncode == 0, proc.stderr
     board = pd.read_csv(out / "robustness_paper.csv").set_index("method")
     for col in ("imagenet/imagenet", "imagenet_a_top1", "imagenet_r_top1"):
@@ -341,7 +346,7 @@ def predictions_arrays(correct: np.ndarray, target: str, classes: int = 200) -> 
 
 
 @pytest.mark.process
-def test_domain_generalisation_table_has_intervals_and_comparisons(tmp_path):
+def test_domain_generalisation_table_has_intervals_and_comparisons(tmp_path, analyze_py):
     """NOAH's domain shift: the source and each target get intervals and paired tests from their arrays; each run
     (list seed x run seed) counts as one training draw."""
     rng = np.random.default_rng(8)
@@ -358,7 +363,7 @@ def test_domain_generalisation_table_has_intervals_and_comparisons(tmp_path):
             path = write_run(tmp_path, r, rng.random(500) < 0.6 + gap)
             add_targets(path.parent / "predictions.npz", extra)
     out = tmp_path / "out"
-    proc = run_cli("analyze.py", str(tmp_path), "--out", str(out), "--formats", "csv,md", "--quiet")
+    proc = analyze_py(str(tmp_path), "--out", str(out), "--formats", "csv,md", "--quiet")
     assert proc.returncode == 0, proc.stderr
     dg = pd.read_csv(out / "domain_generalization_paper.csv").set_index("row")
     assert dg.loc["lora", "runs"] == 3

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench.data import cache, mini
+from bench.data import cache, mini, subset
 from bench.data.fingerprint import fingerprint, generated_ids
 from bench.data.torch_datasets import Tensors
 from bench.records import atomic_file
@@ -94,12 +94,19 @@ def split_fingerprint(cfg, split: str) -> str:
         y = split_arrays(cfg, s)[1]
         ids += generated_ids(cfg.task, s, cfg.data_seed, len(y))
         labels += y.tolist()
+    keep = subset.indices(cfg, split, np.asarray(labels, dtype=np.int64))
+    if keep is not None:
+        ids, labels = [ids[i] for i in keep], [labels[i] for i in keep]
     return fingerprint(ids, labels)
 
 
 def dataset(cfg, split: str, mean, std) -> Tensors:
-    """The split as normalised float images and int64 labels (no augmentation: the mini benchmark has none)."""
+    """The split as normalised float images and int64 labels (no augmentation: the mini benchmark has none),
+    cut to `dataset.train_subset` images as a listed split is (bench/data/subset.py)."""
     images, labels = split_arrays(cfg, split)
+    keep = subset.indices(cfg, split, labels)
+    if keep is not None:
+        images, labels = images[keep], labels[keep]
     if labels.max() >= cfg.num_classes:
         raise ValueError(f"dataset {cfg.name!r}: label {labels.max()} out of range for {cfg.num_classes} classes")
     x = torch.from_numpy(images).float().div_(255)

@@ -30,15 +30,26 @@ def stratified(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(keep)) if keep else np.zeros(0, dtype=np.int64)
 
 
-def apply(cfg, split: str, lst: Listing) -> Listing:
-    """`lst` cut to `cfg.train_subset` images (training splits only); larger than the split: an error."""
+def indices(cfg, split: str, labels: np.ndarray) -> np.ndarray | None:
+    """Sorted indices of the `cfg.train_subset` images a run keeps of a split with `labels`, or None
+    for the whole split (no subset, or not a training split); larger than the split: an error.
+
+    The one selection rule for listed splits (`apply`) and the generated mini tasks
+    (bench/data/generated.py)."""
     n = cfg.train_subset
     if not n or split not in TRAINING:
-        return lst
-    if n > len(lst):
+        return None
+    if n > len(labels):
         raise DataError(f"dataset {cfg.name!r}: dataset.train_subset={n} is larger than the {split!r} split "
-                        f"({len(lst)} images); use at most {len(lst)}, or 0 for the whole split; see {README}")
-    keep = stratified(lst.labels, n, cfg.subset_seed)
+                        f"({len(labels)} images); use at most {len(labels)}, or 0 for the whole split; see {README}")
+    return stratified(labels, n, cfg.subset_seed)
+
+
+def apply(cfg, split: str, lst: Listing) -> Listing:
+    """`lst` cut to `cfg.train_subset` images (`indices`)."""
+    keep = indices(cfg, split, lst.labels)
+    if keep is None:
+        return lst
     where = [lst.where[i] for i in keep] if lst.where is not None else None
     return dataclasses.replace(lst, paths=[lst.paths[i] for i in keep], labels=lst.labels[keep], where=where,
                                stats=[lst.stats[i] for i in keep] if lst.stats is not None else None)

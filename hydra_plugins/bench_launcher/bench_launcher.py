@@ -18,8 +18,9 @@ SIGINT, then SIGKILL after GRACE_S; a run's process also dies with this one (PR_
 left behind.
 
 The runs are forked, not spawned: the task function is a closure in launch.py, and a fork needs neither pickling
-nor a second import of the sweep's modules. torch and timm are imported here once, before the first fork, so each
-run starts with them loaded (shared, copy-on-write) instead of spending seconds importing them again. Forking is
+nor a second import of the sweep's modules. torch, timm and peft (the LoRA and peft methods' library) are imported
+here once, before the first fork, so each run starts with them loaded (shared, copy-on-write) instead of spending
+seconds importing them again; only here, where runs are launched (`launch.py --status` imports none). Forking is
 safe there: no thread is busy (numpy's BLAS pool is idle and handles a fork), and CUDA is only ever asked about
 (which initialises it in this process) when the answer decides against forking: a GPU found, the runs stay in this
 process; none, nothing to inherit.
@@ -255,6 +256,7 @@ class BenchLauncher(Launcher):
 
     def _parallel(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int, n_jobs: int,
                   threads: int) -> List[JobReturn]:
+        import peft  # noqa: F401  (about 1.5 s of CPU a LoRA or peft run would spend importing it)
         import timm  # noqa: F401  (and torch): loaded once for every run forked below
 
         setup_globals()
