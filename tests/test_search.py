@@ -343,7 +343,7 @@ def test_the_sweeper_gives_each_pruned_trial_its_study(hydra_sweeper, tmp_path):
     specs = [json.loads((d / prune.FILE).read_text()) for d, _, _ in runs]
     assert {s["storage"] for s in specs} == {f"sqlite:///{tmp_path.resolve() / 'search.db'}"}
     assert specs[0]["study"] == specs[1]["study"] != specs[2]["study"] == specs[3]["study"]  # one study per task
-    assert specs[0]["pruner"] == "hyperband" and specs[0]["epochs"] == 10 and "train.lr" in specs[0]["params"]
+    assert specs[0]["pruner"] == "hyperband" and specs[0]["epochs"] == 8 and "train.lr" in specs[0]["params"]
 
 
 def test_pruned_trials_are_finished_but_never_selected(monkeypatch):
