@@ -130,7 +130,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: bit-for-bit reproducible)")
     ap.add_argument("--check", action="store_true",
-                    help="retrain with the --out sidecar's settings and compare each epoch's weights hash; writes nothing")
+                    help="retrain with the --out sidecar's settings and compare each epoch's weights hash; "
+                         "writes nothing")
     ap.add_argument("--check-epochs", type=int, default=0,
                     help="--check: stop after this many epochs, the teacher's first (0: all)")
     ap.add_argument("--no-progress", action="store_true")
@@ -224,7 +225,8 @@ def main(argv=None) -> dict:
 
     for stage, hist in (("teacher", teacher_history), ("vit", history)):
         for h in hist:
-            print(f"{stage} epoch {h['epoch']}: train loss {h['train_loss']:.3f}  upstream val top-1 {h['val_top1']:.2f}%")
+            print(f"{stage} epoch {h['epoch']}: train loss {h['train_loss']:.3f}  "
+                  f"upstream val top-1 {h['val_top1']:.2f}%")
     with atomic_file(path) as tmp:
         save_file({k: v.contiguous() for k, v in vit.state_dict().items()}, str(tmp),
                   metadata={"arch": cfg.arch, "upstream_classes": str(num_classes)})
