@@ -139,8 +139,11 @@ def test_stopping_the_sweep_leaves_no_process(tmp_path, sig):
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
     args = ["launch.py", "-m", "method=linear,bias", "dataset=mini/count", "train.epochs=200", "deploy_iters=0",
             f"results_dir={tmp_path}"]
+    # SIGINT at its default, as a terminal starts the sweep: a suite run in the background (`make test &` in a
+    # script) ignores SIGINT, the sweep would inherit that, and Python installs no KeyboardInterrupt for it
     parent = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+                              stderr=subprocess.PIPE, text=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline, jobs = time.monotonic() + 300, []
         while time.monotonic() < deadline and parent.poll() is None:
