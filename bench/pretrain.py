@@ -62,6 +62,12 @@ def weights_sha256(model: nn.Module) -> str:
     return h.hexdigest()
 
 
+def mini_tensors(task: str, split: str, seed: int = 0, n: int | None = None) -> TensorDataset:
+    """One generated mini split as a TensorDataset: images normalised as the mini backbone's (x / 255 - 0.5) / 0.5."""
+    x, y = mini.generate(task, split, data_seed=seed, n=n)
+    return TensorDataset((torch.from_numpy(x).float() / 255 - 0.5) / 0.5, torch.from_numpy(y))
+
+
 def teacher_cnn(num_classes: int, width: int = 32) -> nn.Sequential:
     """Three conv-BN-ReLU-maxpool stages (32 -> 16 -> 8 -> 4 px), global average pool, linear head.
 
@@ -166,10 +172,8 @@ def main(argv=None) -> dict:
 
     num_classes = mini.TASKS["upstream"].num_classes
     t0 = time.perf_counter()
-    sets = {}
-    for split, n in (("train", args.images), ("val", args.val_images)):
-        x, y = mini.generate("upstream", split, data_seed=args.seed, n=n)
-        sets[split] = TensorDataset((torch.from_numpy(x).float() / 255 - 0.5) / 0.5, torch.from_numpy(y))
+    sets = {split: mini_tensors("upstream", split, args.seed, n)
+            for split, n in (("train", args.images), ("val", args.val_images))}
     gen_s = time.perf_counter() - t0
     x_train, y_train = sets["train"].tensors
 

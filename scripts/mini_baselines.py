@@ -32,10 +32,8 @@ def main(argv=None) -> dict:
         ap.error(f"unknown task(s) {', '.join(bad)}; valid: {', '.join(tasks)}")
 
     import torch
-    from torch.utils.data import TensorDataset
-
     from bench.config import TrainConfig
-    from bench.pretrain import teacher_cnn
+    from bench.pretrain import mini_tensors, teacher_cnn
     from bench.train.evaluate import top1
     from bench.train.loop import train
 
@@ -43,10 +41,7 @@ def main(argv=None) -> dict:
     device = torch.device("cpu")
     out = {}
     for task in chosen:
-        data = {}
-        for split in ("train", "test"):
-            x, y = mini.generate(task, split, data_seed=0)
-            data[split] = TensorDataset((torch.from_numpy(x).float() / 255 - 0.5) / 0.5, torch.from_numpy(y))
+        data = {split: mini_tensors(task, split) for split in ("train", "test")}
         torch.manual_seed(args.seed)
         model = teacher_cnn(mini.TASKS[task].num_classes)
         cfg = TrainConfig(epochs=args.epochs, batch_size=64, lr=3e-3, weight_decay=0.05, warmup_epochs=1.0,

@@ -5,12 +5,10 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
-from torch.utils.data import TensorDataset
 
 from bench.config import backbone_config
-from bench.data import mini
 from bench.models import build_backbone
-from bench.pretrain import SHIPPED, main as pretrain, weights_sha256
+from bench.pretrain import SHIPPED, main as pretrain, mini_tensors, weights_sha256
 from bench.train.evaluate import top1
 
 TINY = ["--images", "256", "--val-images", "64", "--teacher-epochs", "1", "--epochs", "1", "--no-progress"]
@@ -56,8 +54,7 @@ def test_shipped_weights_are_those_of_their_sidecar_and_score_its_upstream_accur
     sidecar = json.loads(SHIPPED.with_suffix(".json").read_text())
     model = build_backbone(backbone_config("vit_tiny_mini"), num_classes=sidecar["upstream_classes"])  # head kept
     assert weights_sha256(model) == sidecar["weights_sha256"] == sidecar["history"][-1]["sha256"]
-    x, y = mini.generate("upstream", "val", data_seed=sidecar["settings"]["seed"], n=sidecar["settings"]["val_images"])
-    val = TensorDataset((torch.from_numpy(x).float() / 255 - 0.5) / 0.5, torch.from_numpy(y))
+    val = mini_tensors("upstream", "val", sidecar["settings"]["seed"], sidecar["settings"]["val_images"])
     threads = torch.get_num_threads()
     torch.set_num_threads(sidecar["settings"]["threads"])  # as the run evaluated it
     try:
