@@ -4,13 +4,14 @@ Also the suite's tiers (markers in pyproject.toml; README: Quick start): a test 
 (launch.py, analyze.py, a script, torchrun, `python -c`) must carry the `process` marker, else it fails, so that
 `make test-fast` never starts one. Under pytest-xdist (`make test`) every worker, and every process a test
 starts, computes on one torch thread (the workers already share the cores), and the tests that start
-processes are handed out first, so the longest ones do not finish last.
+processes or are real-size are handed out first, so the longest ones do not finish last.
 """
 import contextlib
 import dataclasses
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # never reach the hub from tests
@@ -49,12 +50,34 @@ def shared_cache_dir(tmp_path_factory):
 
 @pytest.hookimpl(trylast=True)  # after pytest-xdist's own hook
 def pytest_collection_modifyitems(config, items):
-    """Under xdist, tests marked `process` first (in their order): with --dist loadgroup the groups go
-    out first, then single tests in this order, so the minutes-long ones start early."""
+    """Under xdist, tests marked `process` or `realsize` first (in their order): with --dist loadgroup the groups
+    go out first, then single tests in this order, so the minutes-long ones (tests/test_pretrain.py's real-size
+    reproduction, which starts no process, among them) start early and no worker is left with one at the end."""
     if PARALLEL:
-        items.sort(key=lambda item: item.get_closest_marker("process") is None)
+        items.sort(key=lambda item: not (item.get_closest_marker("process") or item.get_closest_marker("realsize")))
         if config.getvalue("loadgroup"):
             _tag_xdist_groups(items)
+
+
+_WORKERS: dict[str, list[float]] = {}  # xdist controller: worker id -> [seconds in tests, its last report's time]
+_T0 = time.monotonic()
+
+
+def pytest_runtest_logreport(report):
+    """In the xdist controller (`make test`), each worker's seconds in tests and when it reported last: the
+    summary line below says whether the work was shared evenly or one worker idled at the end."""
+    node = getattr(report, "node", None)  # set by xdist on the reports the controller receives
+    if node is not None:
+        seen = _WORKERS.setdefault(node.gateway.id, [0.0, 0.0])
+        seen[0] += report.duration
+        seen[1] = time.monotonic() - _T0
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _WORKERS:
+        terminalreporter.write_line("xdist workers: " + "; ".join(
+            f"{w} {busy:.0f} s in tests, last result {last:.0f} s after the start"
+            for w, (busy, last) in sorted(_WORKERS.items())))
 
 
 def _tag_xdist_groups(items):
@@ -151,11 +174,14 @@ def analyze_py():
     one.close()
 
 
-# The one sweep of every method config through launch.py, shared by tests/test_families.py (every family: what
-# completes, what is unsupported, exact deployment, export) and tests/test_end_to_end.py (the default backbone's
-# records, analyze.py): one epoch each, on 200 of the task's 800 training images (4 steps; no assertion needs
-# more), scored on the whole test split.
-SWEEP_BACKBONES = ("vit_tiny_mini", "tiny_swin", "tiny_convnext", "tiny_mixer")
+# The sweep of every method config through launch.py, in two halves by backbone, shared by tests/test_families.py
+# (every family: what completes, what is unsupported, exact deployment, export) and tests/test_end_to_end.py (the
+# default backbone's records, analyze.py): one epoch each, on 200 of the task's 800 training images (4 steps; no
+# assertion needs more), scored on the whole test split. Each half is a session fixture of its own, its tests one
+# xdist_group named as the fixture, so under xdist the two halves (about the same work: the ViT's 20 runs and
+# ConvNeXt's 9 beside Swin's 16 and the Mixer's 9) run on two workers at once, not one after the other.
+SWEEP_PARTS = {"family_sweep": ("vit_tiny_mini", "tiny_convnext"), "family_sweep_swin": ("tiny_swin", "tiny_mixer")}
+SWEEP_BACKBONES = ("vit_tiny_mini", "tiny_swin", "tiny_convnext", "tiny_mixer")  # the union of the parts
 SWEEP_TASK = "mini/count"
 SWEEP_ARGS = ("train.epochs=1", "dataset.train_subset=200", "train.progress=false", "deploy_iters=1",
               "deploy_score=full", "hydra.launcher.n_jobs=1")
@@ -166,17 +192,30 @@ SWEEP_VARIANT = "train_subset200_epochs1"  # what the subset and train.epochs=1 
 class Sweep:
     results: Path  # the results folder
     stdout: str  # launch.py's (one summary line a run)
+    backbones: tuple[str, ...]  # the backbones it swept
+
+
+def _family_sweep(tmp_path_factory, name: str) -> Sweep:
+    backbones = SWEEP_PARTS[name]
+    results = tmp_path_factory.mktemp(name)
+    proc = run_cli("launch.py", "-m", "method=*", f"backbone={','.join(backbones)}", f"dataset={SWEEP_TASK}",
+                   *SWEEP_ARGS, f"results_dir={results}", timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return Sweep(results, proc.stdout, backbones)
 
 
 @pytest.fixture(scope="session")
 def family_sweep(tmp_path_factory) -> Sweep:
-    """`method=*` x SWEEP_BACKBONES on SWEEP_TASK, run once per session: its tests share the xdist_group
-    `family_sweep`, so under xdist one worker runs it."""
-    results = tmp_path_factory.mktemp("families")
-    proc = run_cli("launch.py", "-m", "method=*", f"backbone={','.join(SWEEP_BACKBONES)}", f"dataset={SWEEP_TASK}",
-                   *SWEEP_ARGS, f"results_dir={results}", timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return Sweep(results, proc.stdout)
+    """`method=*` x SWEEP_PARTS["family_sweep"] (the mini ViT, ConvNeXt) on SWEEP_TASK, once per session; its tests
+    carry the xdist_group `family_sweep`."""
+    return _family_sweep(tmp_path_factory, "family_sweep")
+
+
+@pytest.fixture(scope="session")
+def family_sweep_swin(tmp_path_factory) -> Sweep:
+    """`method=*` x SWEEP_PARTS["family_sweep_swin"] (Swin, Mixer) on SWEEP_TASK, once per session; its tests carry
+    the xdist_group `family_sweep_swin`."""
+    return _family_sweep(tmp_path_factory, "family_sweep_swin")
 
 
 @contextlib.contextmanager
