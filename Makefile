@@ -32,8 +32,9 @@ demo: $(STAMP)
 	$(BIN)/python launch.py -m 'method=*' 'dataset=mini/*' results_dir=$(RESULTS)
 	$(BIN)/python analyze.py $(RESULTS) --out $(RESULTS)/leaderboard
 
+# ends with the 25 slowest test phases and each xdist worker's seconds (tests/conftest.py): where the time went
 test: $(STAMP)
-	$(PYTEST) tests
+	$(PYTEST) --durations=25 tests
 
 test-fast: $(STAMP)
 	$(PYTEST) -m '$(FAST)' tests
