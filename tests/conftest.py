@@ -181,7 +181,7 @@ def analyze_py():
 # xdist_group named as the fixture, so under xdist the two halves (about the same work: the ViT's 20 runs and
 # ConvNeXt's 9 beside Swin's 16 and the Mixer's 9) run on two workers at once, not one after the other.
 SWEEP_PARTS = {"family_sweep": ("vit_tiny_mini", "tiny_convnext"), "family_sweep_swin": ("tiny_swin", "tiny_mixer")}
-SWEEP_BACKBONES = ("vit_tiny_mini", "tiny_swin", "tiny_convnext", "tiny_mixer")  # the union of the parts
+SWEEP_BACKBONES = tuple(b for part in SWEEP_PARTS.values() for b in part)  # the mini ViT first
 SWEEP_TASK = "mini/count"
 SWEEP_ARGS = ("train.epochs=1", "dataset.train_subset=200", "train.progress=false", "deploy_iters=1",
               "deploy_score=full", "hydra.launcher.n_jobs=1")
