@@ -4,9 +4,9 @@
     python -m bench.pretrain --check [--check-epochs K]   # retrain and compare with the shipped weights' hashes
 
 With random weights every PEFT method looks broken, so the mini benchmark needs a backbone that has
-learned something transferable. The upstream task (bench/data/mini.py: 64 shape x fill-pattern classes
-and 64 pen-stroke glyph classes) shares low-level statistics with the downstream tasks but none of
-their labels.
+learned something transferable. The upstream task (bench/data/mini.py: 64 shape x fill classes, the
+fills structuring the object at its own scale, and 64 pen-stroke glyph classes) shares low-level
+statistics with the downstream tasks but none of their labels.
 
 Why a teacher: the tiny ViT learns this task slowly from its labels alone (no locality built in; the
 earlier shapes-only backbone reached 21.4 % upstream after 20 epochs, and on glyphs alone it stayed at

@@ -4,7 +4,7 @@ Each task mirrors VTAB-1k's protocol (800 train, 200 val, a separate test split)
 its three groups: Natural (real handwritten digits shipped with scikit-learn), Specialized
 (textures) and Structured (dSprites-style location and orientation, CLEVR-style counting).
 The upstream task used to pretrain the tiny backbone shares low-level statistics (edges,
-outlines, periodic fills, colour, noise) but none of the downstream labels.
+outlines, strokes, colour, noise, patterned backgrounds) but none of the downstream labels.
 
 Images are uint8 arrays of shape (N, 3, 32, 32); labels are int64 arrays of shape (N,).
 Generation is pure numpy and deterministic for a given data seed.
@@ -70,9 +70,11 @@ def _count(rng):
     return R.finish(canvas, rng, 0.02), n - 1
 
 
-# --- Upstream (pretraining) task: shape x fill pattern -----------------------------------
+# --- Upstream (pretraining) task: shape x fill ---------------------------------------------
 UP_SHAPES = ("circle", "star", "cross", "ring", "diamond", "crescent", "hexagon", "T")
-UP_FILLS = ("solid", "sine", "checks", "dots", "noise", "linear_gradient", "radial_gradient", "stripes")
+# Fills that structure the object at its own scale: none is a periodic texture, so the upstream labels teach
+# nothing of mini/textures' families (an earlier upstream's checks, dots, noise and stripes fills were four of them).
+UP_FILLS = ("solid", "linear_gradient", "radial_gradient", "half", "quarters", "outline", "bullseye", "spot")
 UP_BACKGROUNDS = ("solid", "sine", "noise", "blobs", "linear_gradient")
 
 
@@ -86,18 +88,24 @@ def _upstream(rng):
         canvas[R.shape_mask("circle", *rng.uniform(0, 32, 2), rng.uniform(1, 2))] = rng.uniform(size=3)
     r = rng.uniform(7, 11)
     cx, cy = rng.uniform(r * 0.8, 32 - r * 0.8, 2)
-    m = R.shape_mask(UP_SHAPES[s], cx, cy, r, rng.uniform(0, 2 * np.pi))
+    angle = rng.uniform(0, 2 * np.pi)
+    m = R.shape_mask(UP_SHAPES[s], cx, cy, r, angle)
     while True:  # fill colours that differ from each other and stand out from the background
         a, b = R.colour_pair(rng, 0.6)
         if min(np.linalg.norm(a - bg), np.linalg.norm(b - bg)) > 0.4:
             break
-    if UP_FILLS[f] == "linear_gradient":  # gradients span the object, not the canvas
-        t = rng.uniform(0, 2 * np.pi)
-        fill = np.clip(((R.X - cx) * np.cos(t) + (R.Y - cy) * np.sin(t)) / (2 * r) + 0.5, 0, 1)
-    elif UP_FILLS[f] == "radial_gradient":
-        fill = np.clip(np.hypot(R.X - cx, R.Y - cy) / r, 0, 1)
-    else:
-        fill = R.pattern(UP_FILLS[f], rng)
+    t = rng.uniform(0, 2 * np.pi)
+    u, v = (R.X - cx) * np.cos(t) + (R.Y - cy) * np.sin(t), -(R.X - cx) * np.sin(t) + (R.Y - cy) * np.cos(t)
+    fill = {  # (64, 64) in [0, 1], in the object's own frame (u, v: px from its centre, at a random angle)
+        "solid": lambda: np.zeros_like(u),
+        "linear_gradient": lambda: np.clip(u / (2 * r) + 0.5, 0, 1),
+        "radial_gradient": lambda: np.clip(np.hypot(u, v) / r, 0, 1),
+        "half": lambda: (u > 0).astype(float),
+        "quarters": lambda: ((u > 0) != (v > 0)).astype(float),
+        "outline": lambda: 1.0 - R.shape_mask(UP_SHAPES[s], cx, cy, r * 0.6, angle),
+        "bullseye": lambda: (np.hypot(u, v) < r * 0.45).astype(float),
+        "spot": lambda: (np.hypot(u - r * 0.35, v) < r * 0.3).astype(float),
+    }[UP_FILLS[f]]()
     canvas[m] = R.mix(fill, a, b)[m]
     return R.finish(canvas, rng, 0.02), s * len(UP_FILLS) + f
 
