@@ -238,6 +238,7 @@ class Outputs:
         self.figures = bool(self.image_formats) or "html" in formats
         self.report = Report("PEFT benchmark results")
         self.pending: list[tuple[str, object]] = []
+        self.started: dict[str, tuple[str, object]] = {}  # figures `early` queued: name -> (digest, future)
         self.images: dict[str, dict] = {}
         self.failed: list[str] = []
         self.digests: dict[str, str] = {}
@@ -267,18 +268,43 @@ class Outputs:
             self.report.note(n)
         self.report.table(header, rows, bold)
 
-    def figure(self, name: str, kind: str, args: tuple, caption: str) -> None:
-        """Draw `plots.<kind>(*args)` as OUT/name.<format>, now or in a worker; the report gets it either way."""
-        from bench.analysis.plots import render
-
+    def _job(self, name: str, kind: str, args: tuple) -> tuple[tuple, str | None, list[Path]]:
+        """(the `render` call, the digest of its inputs (None: not kept), the files it writes)."""
         # The report embeds a PNG, or an SVG when only that was asked for; render one for it if needed.
         extra = ("png",) if "html" in self.formats and not {"png", "svg"} & set(self.image_formats) else ()
         job = (kind, args, self.out / name, self.image_formats + extra, self.image_formats)
         digest = _digest(job[:2] + job[3:]) if not extra else None
-        files = [self.out / f"{name}.{f}" for f in self.image_formats]
-        if digest is not None and self.drawn.get(name) == digest and all(f.is_file() for f in files):
+        return job, digest, [self.out / f"{name}.{f}" for f in self.image_formats]
+
+    def _unchanged(self, name: str, digest: str | None, files: list[Path]) -> bool:
+        return digest is not None and self.drawn.get(name) == digest and all(f.is_file() for f in files)
+
+    def early(self, name: str, kind: str, args: tuple) -> None:
+        """Start drawing figure `name` in a worker now, before its place in the report: `figure` with the same
+        inputs takes it there. The workers draw while this process computes the statistics, not after."""
+        from bench.analysis.plots import render
+
+        if self.pool is None or not self.figures:
+            return
+        job, digest, files = self._job(name, kind, args)
+        if digest is not None and not self._unchanged(name, digest, files):
+            self.started[name] = (digest, self.pool.submit(render, *job))
+
+    def figure(self, name: str, kind: str, args: tuple, caption: str) -> None:
+        """Draw `plots.<kind>(*args)` as OUT/name.<format>, now or in a worker; the report gets it either way."""
+        from bench.analysis.plots import render
+
+        job, digest, files = self._job(name, kind, args)
+        started = self.started.pop(name, (None, None))
+        if started[0] is not None and started[0] != digest:  # other inputs since: let it end before redrawing
+            _settle(started[1])
+            started = (None, None)
+        if self._unchanged(name, digest, files):
             self.images[name] = {f.suffix[1:]: f.read_bytes() for f in files}  # unchanged: read back, not drawn
             self.digests[name] = digest
+        elif started[0] is not None and started[0] == digest:  # `early` started it
+            self.digests[name] = digest
+            self.pending.append((name, started[1]))
         elif self.pool is None:
             self.digests[name] = digest
             self.images[name] = self._result(name, lambda: render(*job))
@@ -296,6 +322,8 @@ class Outputs:
 
     def finish(self) -> None:
         """Collect the figures from the workers, write the report and the digests of what was drawn."""
+        for _, future in self.started.values():  # started early and never placed (none, as analyze.py runs)
+            _settle(future)
         for name, future in self.pending:
             self.images[name] = self._result(name, future.result)
         if self.pool is not None:
@@ -307,6 +335,12 @@ class Outputs:
             _write_text_atomic(self.out / FIGURE_CACHE, json.dumps(drawn, indent=0, sort_keys=True))
         for f in self.failed:
             print(f"warning: figure not drawn: {f}", file=sys.stderr)
+
+
+def _settle(future) -> None:
+    """Cancel a figure's job, or wait for it to end (its files written, whatever it raised)."""
+    if not future.cancel():
+        future.exception()
 
 
 @functools.lru_cache(maxsize=1)
@@ -357,6 +391,10 @@ def _cells_frame(cells, marks, ci: stats.TableStats):
     return pd.concat([done, missing], ignore_index=True) if len(missing) else done
 
 
+def _delta_args(table, title: str, args) -> tuple:
+    return table, f"{title}: minus full fine-tuning", "full", args.average
+
+
 def leaderboards(df, protocol: str, published: dict, archs: dict, args, out: Outputs,
                  store: stats.Predictions | None = None) -> None:
     """Every table of one protocol: leaderboards, cells, significance, published comparison, robustness, figures."""
@@ -372,6 +410,8 @@ def leaderboards(df, protocol: str, published: dict, archs: dict, args, out: Out
         title = f"{spec.name} ({protocol} protocol), {args.metric} %"
         cells, marks = cell_stats(recs, args.metric), status_cells(recs)
         table = leaderboard(recs, list(spec.tasks) or None, spec.groups, args.metric, spec.mean, cells)
+        if spec.mean and len(table.attrs["tasks"]) > 1:  # drawn from the table alone: while the statistics run
+            out.early(f"delta_to_full_{stem}", "delta_heatmap", _delta_args(table, title, args))
         ci = cached_table_stats(out.out, stem, table, with_labels(recs), spec.groups, args, store)
         out.frame(f"leaderboard_{stem}", with_intervals(table, ci.intervals) if args.ci != "none" else table)
         out.frame(f"cells_{stem}", _cells_frame(cells, marks, ci), index=False)
@@ -437,8 +477,7 @@ def leaderboards(df, protocol: str, published: dict, archs: dict, args, out: Out
                        "(symlog). Filled: ours; hollow: published; †: ours with another recipe, checkpoint "
                        "or data pipeline than the published row of its method.")
             if spec.mean and len(table.attrs["tasks"]) > 1:
-                out.figure(f"delta_to_full_{stem}", "delta_heatmap",
-                           (table, f"{title}: minus full fine-tuning", "full", args.average),
+                out.figure(f"delta_to_full_{stem}", "delta_heatmap", _delta_args(table, title, args),
                            f"{spec.name}, {protocol} protocol: difference to full fine-tuning of the same backbone, "
                            "per task and average (points).")
 
@@ -797,6 +836,9 @@ def run(args, pool) -> int:
     summary = (f"{len(df)} records ({', '.join(f'{v} {k}' for k, v in counts.items())}); "
                f"{len(problems)} unreadable skipped" + (f"; {n_all - len(df)} filtered out" if n_all > len(df) else ""))
     print(summary)
+    if out.figures:  # the cost figure needs the records alone: drawn while the statistics run
+        cost_figure = (cost_table(df, by=("protocol", "backbone")), "Cost per method and backbone")
+        out.early("cost", "cost_figure", cost_figure)
 
     published = {}
     if not args.no_published:
@@ -825,7 +867,7 @@ def run(args, pool) -> int:
                      "ratio medians. Extra parameters at inference and the inference ratio (deployed model vs the "
                      "untouched backbone) are shown only where the records hold them."], echo=True)
     if out.figures:
-        out.figure("cost", "cost_figure", (cost_table(df, by=("protocol", "backbone")), "Cost per method and backbone"),
+        out.figure("cost", "cost_figure", cost_figure,
                    "Training throughput, peak training memory and deployed inference speed per method and backbone: "
                    "medians over all benchmarks' runs of a backbone (which fixes the input size); "
                    "one bar per protocol.")
