@@ -134,3 +134,20 @@ def test_a_figure_started_early_is_drawn_once_with_the_inputs_it_is_placed_with(
     out.finish()
     assert out.images["same"]["png"] == b"('a',)" and out.images["changed"]["png"] == b"('c',)"
     assert set(out.digests) == {"same", "changed"}
+
+
+def test_tables_are_written_in_order_by_the_writer_and_a_failed_write_fails_finish(tmp_path):
+    import pandas as pd
+
+    out = cli.Outputs(tmp_path, ("csv", "md"), quiet=True)
+    for k in range(20):
+        out.frame("t", pd.DataFrame({"k": [k]}), index=False)  # the same file twenty times: the last one stays
+    out.table("t", "title", ["a"], [["1"]])
+    out.finish()
+    assert (tmp_path / "t.csv").read_text() == "k\n19\n" and (tmp_path / "t.md").is_file()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    (tmp_path / "file").write_text("")
+    out = cli.Outputs(tmp_path / "file", ("csv",), quiet=True)
+    out.frame("t", pd.DataFrame({"k": [1]}))
+    with pytest.raises(OSError):
+        out.finish()
