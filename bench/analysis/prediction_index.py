@@ -66,11 +66,15 @@ class Entry:
     error: str  # "" or "KeyError: ..." / "ValueError: ..."
     bits: np.ndarray  # uint8, np.packbits of the correctness ((n + 7) // 8 bytes)
 
-    def value(self) -> tuple[np.ndarray, str]:
-        """(correctness, fingerprint), or raises the error the file gave."""
+    def check(self) -> None:
+        """Raises the error the file gave, if it gave one."""
         if self.error:
             kind, _, message = self.error.partition(": ")
             raise STORED_ERRORS[kind](message)
+
+    def value(self) -> tuple[np.ndarray, str]:
+        """(correctness, fingerprint), or raises the error the file gave."""
+        self.check()
         return np.unpackbits(self.bits, count=self.n).view(bool), self.fingerprint
 
 

@@ -49,6 +49,7 @@ from bench.analysis.prediction_index import PredictionIndex, read_correct, stamp
 CI_METHODS = ("bootstrap", "none")
 VERDICTS = ("better", "worse", "not distinguishable")
 EXACT_MAX_PATTERNS = 16  # above this many correctness patterns: the normal draw (module docstring)
+PACKED_MAX_RUNS = 4  # `packed_draws` counts up to 2^4 patterns on bits; more runs are unpacked
 MIN_SEEDS = 2  # seeds per side a test of methods needs (one seed on both sides: the runs are compared instead)
 QUESTIONS = ("runs", "methods")  # what a comparison answers: these two trained models, or the two methods over seeds
 NOT_COMPARABLE = "‡"  # a leaderboard cell scored on other test images than its baseline: no verdict
@@ -79,38 +80,66 @@ class CIOptions:
 
 # --- per-run predictions -------------------------------------------------------------------------
 
-@dataclass
 class Cell:
-    """The usable per-image correctness of one leaderboard cell's seeds, or why there is none."""
-    correct: list = field(default_factory=list)  # one bool array per seed, all on the same listing
-    fingerprint: str = ""
-    reason: str = ""  # non-empty: no interval, and this says why
-    _accuracies: list = field(default_factory=list, repr=False, compare=False)
-    _rows: list = field(default_factory=list, repr=False, compare=False)  # each seed's packed bits, None: not at hand
-    _packed: np.ndarray | None = field(default=None, repr=False, compare=False)
-    _both: np.ndarray | None = field(default=None, repr=False, compare=False)
+    """The usable per-image correctness of one leaderboard cell's seeds, or why there is none.
+
+    Kept as bits (each seed's correctness packed 8 images a byte, `np.packbits`, as the index of
+    predictions holds it): every statistic here counts on them (`np.bitwise_count`), so the 200
+    million images of a large results folder are never unpacked to bytes. `cell_predictions` builds
+    a cell from the bits; `Cell(correct, fingerprint)` from one bool array per seed (tests, scripts).
+    """
+
+    def __init__(self, correct=(), fingerprint: str = "", reason: str = "", *, rows=(), n: int = 0,
+                 accuracies=()):
+        self._correct = list(correct)  # one bool array per seed (given, or unpacked on request)
+        self.fingerprint, self.reason = fingerprint, reason
+        self._rows = list(rows) or [np.packbits(np.asarray(c, dtype=bool)) for c in self._correct]  # (m,) per seed
+        self._n = n or (len(self._correct[0]) if self._correct else 0)
+        self._accuracies = list(accuracies)
+        self._packed: np.ndarray | None = None
+        self._both: np.ndarray | None = None
+
+    def __repr__(self) -> str:
+        return f"Cell(seeds={self.seeds}, n={self.n}, fingerprint={self.fingerprint!r}, reason={self.reason!r})"
+
+    @property
+    def seeds(self) -> int:
+        return len(self._rows)
 
     @property
     def n(self) -> int:
-        return len(self.correct[0]) if self.correct else 0
+        return self._n
+
+    @property
+    def correct(self) -> list:
+        """One bool array per seed (unpacked from the bits once, where the cell was built from them)."""
+        if len(self._correct) != self.seeds:
+            self._correct = [np.unpackbits(r, count=self.n).view(bool) for r in self._rows]
+        return self._correct
+
+    def add(self, bits: np.ndarray, n: int, accuracy: float, fingerprint: str) -> None:
+        """One more seed: its packed correctness over `n` images and its accuracy (fraction)."""
+        self._rows.append(bits)
+        self._accuracies.append(accuracy)
+        self._n, self.fingerprint = n, fingerprint
+        self._packed = self._both = None
 
     def packed(self) -> np.ndarray:
-        """(S, ceil(n / 8)) the seeds' correctness as bits, packed once: a baseline meets every other method."""
-        if self._packed is None or len(self._packed) != len(self.correct):
-            have = len(self._rows) == len(self.correct) and all(r is not None for r in self._rows)
-            self._packed = np.stack(self._rows) if have else _pack(self.correct)  # the index's bits: not packed again
+        """(S, ceil(n / 8)) the seeds' correctness as bits, stacked once: a baseline meets every other method."""
+        if self._packed is None:
+            self._packed = np.stack(self._rows)
         return self._packed
 
     def both(self) -> np.ndarray:
-        """(S, S) images both seeds got right (`moments`' counts), computed once per cell."""
-        if self._both is None or len(self._both) != len(self.correct):
+        """(S, S) images both seeds got right (`moments`' counts; the diagonal: each seed's), computed once."""
+        if self._both is None:
             self._both = _both(self.packed(), self.packed())
         return self._both
 
     def accuracies(self) -> list:
         """Each seed's accuracy (fraction), computed once: every comparison asks for the baseline's again."""
-        if len(self._accuracies) != len(self.correct):
-            self._accuracies = [c.mean() for c in self.correct]
+        if len(self._accuracies) != self.seeds:
+            self._accuracies = [int(k) / self.n for k in np.diagonal(self.both())]  # = the bool array's mean
         return self._accuracies
 
 
@@ -120,12 +149,13 @@ class Predictions:
     Where a results folder's index (bench/analysis/prediction_index.py) holds a file as it is now,
     its correctness comes from there, not from the file; files it lacks are read several at once
     (`prefetch`: threads, since inflating releases the GIL) and added to it, and `save` writes the
-    indexes back. `reads` counts the files read (tests check that a second analysis reads none).
+    indexes back. The correctness is kept packed (`packed`), as the index holds it: `correct`
+    unpacks one run's on request. `reads` counts the files read (tests check that a second analysis
+    reads none).
     """
 
     def __init__(self, roots=(), jobs: int | None = None):
-        self._cache: dict[tuple, np.ndarray] = {}
-        self._bits: dict[tuple, np.ndarray] = {}  # the same correctness packed (`np.packbits`), as the index keeps it
+        self._packed: dict[tuple, tuple[np.ndarray, int]] = {}  # key -> (`np.packbits` of the correctness, images)
         self._fingerprints: dict[tuple, str] = {}
         self._errors: dict[tuple, Exception] = {}
         self.indexes = [PredictionIndex(r) for r in dict.fromkeys(os.path.abspath(r) for r in roots)]
@@ -142,20 +172,22 @@ class Predictions:
 
     @staticmethod
     def _read(key: tuple) -> tuple:
-        """(stamp, correct, fingerprint, error) of one (record_path, name, target); the stamp taken first."""
+        """(stamp, correct, fingerprint, error) of one (record_path, name, target); the stamp taken first, and
+        kept with an error the file's content gave (a missing target), which the index then remembers."""
         path = os.path.join(os.path.dirname(key[0]), key[1])
+        st = None
         try:
             st = stamp(path)
             return (st, *read_correct(path, key[2]), None)
         except (OSError, ValueError, KeyError) as e:
-            return (None, None, "", e)
+            return (st, None, "", e)
 
     def prefetch(self, keys) -> None:
         """Make the (record_path, name, target) `keys` available: from an index where the file is unchanged,
         else read (in threads) and added to its folder's index."""
         todo = []
         for key in dict.fromkeys(keys):
-            if key in self._cache or key in self._errors:
+            if key in self._packed or key in self._errors:
                 continue
             path = os.path.join(os.path.dirname(key[0]), key[1])
             ix, rel = self._locate(path)
@@ -167,12 +199,13 @@ class Predictions:
                 todo.append(key)
                 continue
             try:
-                self._cache[key], fp = entry.value()
-                self._bits[key] = entry.bits
-                if key[2]:
-                    self._fingerprints[key] = fp
+                entry.check()
             except (ValueError, KeyError) as e:
                 self._errors[key] = e
+                continue
+            self._packed[key] = entry.bits, entry.n
+            if key[2]:
+                self._fingerprints[key] = entry.fingerprint
         if not todo:
             return
         if len(todo) > 1 and self.jobs > 1:
@@ -183,7 +216,6 @@ class Predictions:
         for key, (st, correct, fp, error) in zip(todo, results):
             self.reads += 1
             if error is None:
-                self._cache[key] = correct
                 if key[2]:  # a target's listing is named only here (the record's test_fingerprint is the test split's)
                     self._fingerprints[key] = fp
             else:
@@ -191,28 +223,33 @@ class Predictions:
             ix, rel = self._locate(os.path.join(os.path.dirname(key[0]), key[1]))
             if ix is not None and st is not None:
                 ix.put(rel, key[2], st, correct, fp, error, relative=True)
-                if error is None:
-                    self._bits[key] = ix.get(None, key[2], st, rel).bits
+                if error is None:  # the bits the index now holds: packed once
+                    self._packed[key] = ix.get(None, key[2], st, rel).bits, len(correct)
+            if error is None and key not in self._packed:
+                self._packed[key] = np.packbits(correct), len(correct)
+
+    def packed(self, record_path: str, name: str, target: str = "") -> tuple[np.ndarray, int]:
+        """(`np.packbits` of `correct`'s array, its length): what the statistics count on.
+
+        Raises OSError, ValueError or KeyError on a bad file (`prediction_index.read_correct`).
+        """
+        key = (record_path, name, target)
+        if key not in self._packed:
+            self.prefetch([key])
+            if key in self._errors:
+                raise self._errors[key]
+        return self._packed[key]
 
     def correct(self, record_path: str, name: str, target: str = "") -> np.ndarray:
         """Bool array `pred == target` of one run (`target`: a robustness target's name, "" the test split).
 
         Raises OSError, ValueError or KeyError on a bad file (`prediction_index.read_correct`).
         """
-        key = (record_path, name, target)
-        if key in self._cache:
-            return self._cache[key]
-        self.prefetch([key])
-        if key in self._errors:
-            raise self._errors[key]
-        return self._cache[key]
-
-    def bits(self, record_path: str, name: str, target: str = "") -> np.ndarray | None:
-        """`correct`'s array packed 8 images a byte, where an index holds it (after `correct`); None where not."""
-        return self._bits.get((record_path, name, target))
+        bits, n = self.packed(record_path, name, target)
+        return np.unpackbits(bits, count=n).view(bool)
 
     def fingerprint(self, record_path: str, name: str, target: str) -> str:
-        """The listing fingerprint of a robustness or domain-shift target (after `correct` read it)."""
+        """The listing fingerprint of a robustness or domain-shift target (after `packed` read it)."""
         return self._fingerprints[(record_path, name, target)]
 
     def save(self) -> list[str]:
@@ -271,22 +308,20 @@ def cell_predictions(runs: list[dict], store: Predictions, metric: str = PREDICT
         if r.get("predictions_complete") is False:
             return Cell(reason="predictions incomplete (unreadable test images skipped)")
         try:
-            correct = store.correct(r["path"], str(name), target)
+            bits, n = store.packed(r["path"], str(name), target)
             if target:
                 fp = store.fingerprint(r["path"], str(name), target)
         except (OSError, ValueError, KeyError) as e:
             if isinstance(e, KeyError) and target:
                 return Cell(reason=f"no predictions for {target} (older record)")
             return Cell(reason=f"predictions unreadable ({type(e).__name__})")
-        value, accuracy = r.get(metric), correct.mean()
+        # the share of images right, counted on the bits: the bool array's mean, the same float
+        value, accuracy = r.get(metric), int(np.bitwise_count(bits).sum(dtype=np.int64)) / n if n else math.nan
         if _present(value) and abs(100.0 * accuracy - float(value)) > 0.01:
             return Cell(reason=f"predictions disagree with the record's {metric}")
-        if cell.correct and (fp != cell.fingerprint or len(correct) != cell.n):
+        if cell.seeds and (fp != cell.fingerprint or n != cell.n):
             return Cell(reason="seeds scored on different test listings")
-        cell.correct.append(correct)
-        cell._accuracies.append(accuracy)
-        cell._rows.append(store.bits(r["path"], str(name), target))
-        cell.fingerprint = str(fp)
+        cell.add(bits, n, accuracy, str(fp))
     return cell
 
 
@@ -307,19 +342,45 @@ def image_draws(columns: list[np.ndarray], resamples: int, rng: np.random.Genera
         codes = np.zeros(n, np.uint16)  # (n,) each image's pattern: bit j set where run j is right
         for j, col in enumerate(columns):
             codes |= col.astype(np.uint16) << np.uint16(j)
-        counts = np.bincount(codes)
-        patterns = np.flatnonzero(counts)
-        counts = counts[patterns]
-        bits = ((patterns[:, None] >> np.arange(r)) & 1).astype(np.float64)  # (P, R)
-        if len(patterns) <= EXACT_MAX_PATTERNS:
-            k = rng.multinomial(n, counts / n, size=resamples)  # (B, P): how often each pattern is drawn
-            return 100.0 * (k @ bits) / n
-        mean = counts @ bits / n
-        second = bits.T @ (bits * counts[:, None]) / n
-    else:
-        x = np.column_stack(columns).astype(np.float32)  # (n, R)
-        mean = x.mean(axis=0, dtype=np.float64)
-        second = (x.T @ x).astype(np.float64) / n  # sums of 0/1 below 2^24: exact in float32
+        return _pattern_draws(np.bincount(codes), r, n, resamples, rng)
+    x = np.column_stack(columns).astype(np.float32)  # (n, R)
+    mean = x.mean(axis=0, dtype=np.float64)
+    second = (x.T @ x).astype(np.float64) / n  # sums of 0/1 below 2^24: exact in float32
+    return _normal_draws(mean, second, n, resamples, rng)
+
+
+def packed_draws(packed: np.ndarray, n: int, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """`image_draws` of the runs whose correctness over `n` images is `packed` (R, ceil(n / 8)), the same
+    numbers: with up to `PACKED_MAX_RUNS` runs the pattern counts come from the bits (`pattern_counts`)."""
+    if len(packed) > PACKED_MAX_RUNS:
+        return image_draws([np.unpackbits(row, count=n).view(bool) for row in packed], resamples, rng)
+    return _pattern_draws(pattern_counts(packed, n), len(packed), n, resamples, rng)
+
+
+def pattern_counts(packed: np.ndarray, n: int) -> np.ndarray:
+    """(2^R,) how many of the `n` images show each correctness pattern (bit j: run j right), from the runs'
+    packed bits (R, ceil(n / 8)): `np.bincount` of the patterns, trailing zeros kept."""
+    r = len(packed)
+    counts = np.zeros(1 << r, np.int64)
+    for code in range(1, 1 << r):  # code 0 (every run wrong) is the rest: the padding bits of ~bits are set
+        sel = np.bitwise_and.reduce([packed[j] if code >> j & 1 else ~packed[j] for j in range(r)])
+        counts[code] = np.bitwise_count(sel).sum(dtype=np.int64)
+    counts[0] = n - counts[1:].sum()
+    return counts
+
+
+def _pattern_draws(counts: np.ndarray, r: int, n: int, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """`image_draws` from the images' pattern counts (`np.bincount` of the patterns of `r` runs)."""
+    patterns = np.flatnonzero(counts)
+    counts = counts[patterns]
+    bits = ((patterns[:, None] >> np.arange(r)) & 1).astype(np.float64)  # (P, R)
+    if len(patterns) <= EXACT_MAX_PATTERNS:
+        k = rng.multinomial(n, counts / n, size=resamples)  # (B, P): how often each pattern is drawn
+        return 100.0 * (k @ bits) / n
+    return _normal_draws(counts @ bits / n, bits.T @ (bits * counts[:, None]) / n, n, resamples, rng)
+
+
+def _normal_draws(mean, second, n: int, resamples: int, rng: np.random.Generator) -> np.ndarray:
     cov = (second - np.outer(mean, mean)) / n  # the covariance of the bootstrap means
     return 100.0 * rng.multivariate_normal(mean, cov, size=resamples, method="eigh")
 
@@ -336,7 +397,7 @@ def seed_means(acc: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def cell_draws(cell: Cell, opts: CIOptions, *names: str) -> np.ndarray:
     """(B,) bootstrap accuracies of one cell (mean over its seeds)."""
     rng = generator(opts.seed, "cell", *names)
-    return seed_means(image_draws(cell.correct, opts.resamples, rng), rng)
+    return seed_means(packed_draws(cell.packed(), cell.n, opts.resamples, rng), rng)
 
 
 def interval(draws: np.ndarray, level: float) -> tuple[float, float]:
@@ -507,11 +568,11 @@ class Estimate:
 
 def cell_estimate(cell: Cell, opts: CIOptions, *names: str) -> Estimate:
     """One cell: one seed, the bootstrap over its images; several, the seed-aware mean (`seed_aware`)."""
-    if len(cell.correct) == 1:
+    if cell.seeds == 1:
         draws = cell_draws(cell, opts, *names)
         return Estimate(float(100.0 * cell.accuracies()[0]), draws)
     mean, second = _moments(cell.both(), cell.n)
-    s = len(cell.correct)
+    s = cell.seeds
     r = {k: float(v) for k, v in seed_aware(mean, second, cell.n, s).items()}
     return Estimate(r["value"], None, ((r["seed_a"], s - 1), (r["image"], cell.n - 1)))
 
@@ -568,27 +629,38 @@ def sign_test_rejects(only_a, discordant, alpha: float) -> np.ndarray:
     """`sign_test_p(only_a, discordant) < alpha`, elementwise, for many draws (the power simulations).
 
     The p-value grows with min(only_a, discordant - only_a), so each distinct discordant count D has a
-    critical value: the largest m with 2 bdtr(m, D, 1/2) < alpha, found by bisection on the same `bdtr`
-    values `sign_test_p` computes. The draws share a few hundred distinct D among tens of thousands, so
-    this evaluates `bdtr` a quarter as often, with the same decisions.
+    critical value: the largest m with 2 bdtr(m, D, 1/2) < alpha (-1: none), decided on the same `bdtr`
+    values `sign_test_p` computes. The draws share a few hundred distinct D among tens of thousands, and
+    each D's search starts at the normal approximation's critical value and steps to the exact one (two
+    or three `bdtr` per D, where a bisection over [0, D/2] took a dozen): the same decisions.
     """
-    from scipy.special import bdtr
+    from scipy.special import bdtr, ndtri
 
     only_a, discordant = np.asarray(only_a), np.asarray(discordant)
     counts, which = np.unique(discordant, return_inverse=True)
-    lo = np.full(counts.shape, -1, dtype=np.int64)  # p(lo) < alpha (-1: none is)
-    hi = counts // 2  # p(hi) >= alpha: 2 bdtr(D // 2, D, 1/2) >= 1
-    while np.any(hi - lo > 1):
-        mid = (lo + hi) // 2
-        below = 2 * bdtr(np.maximum(mid, 0), counts, 0.5) < alpha
-        lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
-    return np.minimum(only_a, discordant - only_a) <= lo[which.reshape(discordant.shape)]
+    top = counts // 2 - 1  # the largest m that can reject: 2 bdtr(D // 2, D, 1/2) >= 1
+
+    def rejects(m):  # 2 bdtr(m, D, 1/2) < alpha, and true for m = -1 (no count rejects)
+        return (m < 0) | (2 * bdtr(np.maximum(m, 0), counts, 0.5) < alpha)
+
+    guess = np.floor((counts + ndtri(alpha / 2) * np.sqrt(counts)) / 2 - 0.5)  # continuity-corrected normal
+    crit = np.clip(guess, -1, top).astype(np.int64)
+    while not (ok := rejects(crit)).all():  # above the exact value: step down
+        crit = np.where(ok, crit, crit - 1)
+    while (up := (crit < top) & rejects(crit + 1)).any():  # below it: step up
+        crit = crit + up
+    return np.minimum(only_a, discordant - only_a) <= crit[which.reshape(discordant.shape)]
 
 
 def mcnemar(a: np.ndarray, b: np.ndarray) -> float:
     """Exact McNemar p-value: a two-sided binomial test on the discordant pairs (1.0 without any)."""
     only_a, only_b = int(np.sum(a & ~b)), int(np.sum(~a & b))
     return float(sign_test_p(only_a, only_a + only_b))
+
+
+def discordance(a: Cell, b: Cell) -> float:
+    """Share of the images that the first seeds of `a` and `b` score differently (`np.mean(a != b)`'s number)."""
+    return int(np.bitwise_count(a.packed()[0] ^ b.packed()[0]).sum(dtype=np.int64)) / a.n
 
 
 def normal_p(diff: float, draws: np.ndarray) -> float:
@@ -618,7 +690,7 @@ def too_few_seeds(sa: int, sb: int) -> str:
 def compare_cells(a: Cell, b: Cell, opts: CIOptions, *names: str) -> Comparison:
     """`a` minus `b` on one task, on the same test images: the runs (one seed each, exact McNemar and the
     paired bootstrap) or the methods (seeds on both sides, `seed_aware`); else blocked, with the reason."""
-    sa, sb = len(a.correct), len(b.correct)
+    sa, sb = a.seeds, b.seeds
     diff = round(float(np.mean(a.accuracies()) - np.mean(b.accuracies())) * 100.0, 9)
     seeds = f"{sa} vs {sb}"
     nan = math.nan
@@ -632,10 +704,12 @@ def compare_cells(a: Cell, b: Cell, opts: CIOptions, *names: str) -> Comparison:
         return Comparison(diff, nan, nan, nan, None, "yes", a.n, seeds, "", blocked=few)
     if sa == sb == 1:
         rng = generator(opts.seed, "pair", *names)
-        acc = image_draws(a.correct + b.correct, opts.resamples, rng)  # (B, 2), the same images
+        counts = pattern_counts(np.concatenate([a.packed(), b.packed()]), a.n)  # (4,) bit 0: a right, bit 1: b
+        acc = _pattern_draws(counts, 2, a.n, opts.resamples, rng)  # (B, 2), the same images
         draws = np.round(acc[:, 0] - acc[:, 1], 9)  # identical predictions give exactly 0, not a rounding residue
         lo, hi = interval(draws, opts.level)
-        return Comparison(diff, lo, hi, mcnemar(a.correct[0], b.correct[0]), draws, "yes", a.n, seeds,
+        p = float(sign_test_p(counts[1], counts[1] + counts[2]))  # `mcnemar`'s, from the discordant counts
+        return Comparison(diff, lo, hi, p, draws, "yes", a.n, seeds,
                           "exact McNemar", QUESTIONS[0], float(np.var(draws)))
     mean, second = pair_moments(a, b)
     r = {k: float(v) for k, v in seed_aware(mean, second, a.n, sa).items()}
@@ -866,7 +940,7 @@ def _compare_row(out: TableStats, backbone, label, base, tasks, groups, table, v
             else:
                 found[t] = c
             if c.paired == "yes":
-                row["discordance"] = float(np.mean(a.correct[0] != b.correct[0]))
+                row["discordance"] = discordance(a, b)
         rows.append(row)
     tested = [r for r in rows if r["p_value"] == r["p_value"]]
     for r, p in zip(tested, holm([r["p_value"] for r in tested])):
@@ -900,7 +974,7 @@ def _noise_rows(out: TableStats, tasks, opts: CIOptions) -> list[dict]:
         disc = [r["discordance"] for r in out.significance if r["dataset"] == t and "discordance" in r]
         n = int(np.median([c.n for c in cells]))
         q = float(np.median(disc)) if disc else math.nan
-        rows.append({"dataset": t, "n_images": n, "seeds": int(np.median([len(c.correct) for c in cells])),
+        rows.append({"dataset": t, "n_images": n, "seeds": int(np.median([c.seeds for c in cells])),
                      "half_width": float(np.median(widths)), "discordance": q,
                      "detectable_diff": detectable_difference(n, q, opts.alpha, seed=opts.seed) if q == q else math.nan})
     return rows
