@@ -155,14 +155,14 @@ def test_relaunch_after_a_recipe_edit_runs_again_and_keeps_the_old_run(tmp_path)
     (path,) = results.rglob(records.RECORD)
     before = json.loads(path.read_text())
     recipe = project / "conf/recipe/method/mini/mini/lora.yaml"  # the mini recipe's LoRA learning rate
-    assert "lr: 3.0e-3" in recipe.read_text()
-    recipe.write_text(recipe.read_text().replace("lr: 3.0e-3", "lr: 1.0e-2"))
+    assert "lr: 3.0e-2" in recipe.read_text()
+    recipe.write_text(recipe.read_text().replace("lr: 3.0e-2", "lr: 1.0e-2"))
 
     status = launch("--status", *grid)
-    assert status.splitlines()[1].split()[-1] == "stale" and "train.lr: 0.003 -> 0.01" in status
+    assert status.splitlines()[1].split()[-1] == "stale" and "train.lr: 0.03 -> 0.01" in status
     again = launch(*grid)
     kept = path.parent.with_name(f"{path.parent.name}~config-{before['config_hash'][:8]}")
-    assert "1 stale" in again and f"[stale] {path.parent}: run with another configuration (train.lr: 0.003 -> 0.01); " \
+    assert "1 stale" in again and f"[stale] {path.parent}: run with another configuration (train.lr: 0.03 -> 0.01); " \
         f"kept as {kept}" in again and "[completed]" in again
     assert json.loads((kept / records.RECORD).read_text()) == before
     after = json.loads(path.read_text())
@@ -172,7 +172,7 @@ def test_relaunch_after_a_recipe_edit_runs_again_and_keeps_the_old_run(tmp_path)
     df, _ = load_summaries(results)  # both records, one cell: two rows, the note names the change
     assert sorted(cell_stats(df).index.get_level_values("method")) == sorted(
         f"lora-epochs1[config {h[:8]}]" for h in (before["config_hash"], after["config_hash"]))
-    assert "train.lr: 0.003 -> 0.01" in config_notes(with_labels(df))[0]
+    assert "train.lr: 0.03 -> 0.01" in config_notes(with_labels(df))[0]
 
     spelt = launch("--status", "-m", "method=lora", "train.lr=1e-3,0.001")  # one value, two spellings: one run
     assert "1 runs in the grid" in spelt and "1 job(s) name a run another job names" in spelt
@@ -199,7 +199,7 @@ def test_a_single_run_of_another_configuration_runs_again(tmp_path, monkeypatch,
 
     job.start(copy.deepcopy(edited), overrides, multirun=False, output_dir=str(tmp_path / "out"))
     kept = folder.with_name(f"{folder.name}~config-{config_hash(old)[:8]}")
-    assert f"[stale] {folder}: run with another configuration (train.lr: 0.003 -> 0.01); kept as {kept}" \
+    assert f"[stale] {folder}: run with another configuration (train.lr: {old.train.lr} -> 0.01); kept as {kept}" \
         in capsys.readouterr().out
     assert json.loads((kept / records.RECORD).read_text()) == record_of(old) and len(ran) == 1
     assert json.loads((folder / sweep.JOB).read_text())["config_hash"] == config_hash(new)
