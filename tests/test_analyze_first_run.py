@@ -104,9 +104,8 @@ def test_main_leaves_the_collector_as_it_found_it(tmp_path):
 def test_a_figure_started_early_is_drawn_once_with_the_inputs_it_is_placed_with(tmp_path, monkeypatch):
     """`Outputs.early` queues a figure before its place in the report; `figure` with the same inputs takes that
     job, with other inputs waits for it and draws again (the last files are the placed inputs')."""
-    from concurrent.futures import Future
-
     from bench.analysis import plots
+    from test_prediction_index import InlinePool
 
     drawn = []
 
@@ -114,17 +113,8 @@ def test_a_figure_started_early_is_drawn_once_with_the_inputs_it_is_placed_with(
         drawn.append(args)
         return {"png": repr(args).encode()}
 
-    class Inline:
-        def submit(self, fn, *args):
-            f = Future()
-            f.set_result(fn(*args))
-            return f
-
-        def shutdown(self, **kwargs):
-            pass
-
     monkeypatch.setattr(plots, "render", render)
-    out = cli.Outputs(tmp_path, ("csv", "png"), quiet=True, pool=Inline())
+    out = cli.Outputs(tmp_path, ("csv", "png"), quiet=True, pool=InlinePool())
     out.early("same", "cost_figure", ("a",))
     out.figure("same", "cost_figure", ("a",), "caption")
     assert drawn == [("a",)]

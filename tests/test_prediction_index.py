@@ -150,26 +150,33 @@ def test_a_malformed_predictions_file_gives_a_reason_not_a_crash(tmp_path):
         store.correct(str(tmp_path / "record.json"), "predictions.npz")
 
 
+class InlinePool:
+    """An executor that runs each job in this process when it is submitted: stands in for analyze.py's pool."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def submit(self, fn, *args):
+        from concurrent.futures import Future
+
+        f = Future()
+        f.set_result(fn(*args))
+        return f
+
+    def shutdown(self, **kwargs):
+        pass
+
+
 def test_figure_workers_start_only_when_a_figure_is_drawn(results, tmp_path, monkeypatch):
     """analyze.py's workers fork at the first figure to draw (cli.Workers): none on a run whose figures are
     all unchanged (here an executor that draws in this process stands in for the pool, and counts)."""
-    from concurrent.futures import Future
-
     started = []
 
-    class Inline:
+    class Counting(InlinePool):
         def __init__(self, *args, **kwargs):
             started.append(1)
 
-        def submit(self, fn, *args):
-            f = Future()
-            f.set_result(fn(*args))
-            return f
-
-        def shutdown(self, **kwargs):
-            pass
-
-    monkeypatch.setattr(cli, "ProcessPoolExecutor", Inline)
+    monkeypatch.setattr(cli, "ProcessPoolExecutor", Counting)
     argv = [str(results), "--out", str(tmp_path), "--quiet", "--formats", "csv,png", "--jobs", "2", "--no-published"]
     assert cli.main(argv) == 0 and len(started) == 1
     assert any(p.suffix == ".png" for p in tmp_path.iterdir())
