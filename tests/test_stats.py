@@ -3,6 +3,8 @@
 import hashlib
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -132,6 +134,49 @@ def test_friedman_and_average_ranks_on_a_hand_made_table():
     assert 0 < p < 0.1
     assert stats.nemenyi_cd(3, 5) == pytest.approx(2.343 * np.sqrt(3 * 4 / 30), abs=2e-3)  # Demšar's q_0.05 table
 
+
+
+def test_friedman_is_scipys_bit_for_bit_and_refuses_what_it_refuses():
+    """Computed without scipy.stats (its import cost analyze.py half a second), the same numbers as
+    `scipy.stats.friedmanchisquare`: continuous scores, heavily tied ones, one task, every task tied."""
+    from scipy.stats import friedmanchisquare
+
+    rng = np.random.default_rng(0)
+    tables = [rng.random((n, k)) for n, k in [(1, 3), (5, 3), (19, 20), (26, 7)]]
+    tables += [rng.integers(0, 4, (n, k)).astype(float) for n, k in [(2, 3), (5, 9), (26, 20)]]
+    for scores in tables:
+        res = friedmanchisquare(*scores.T)
+        assert stats.friedman(scores) == (float(res.statistic), float(res.pvalue))
+    with np.errstate(all="ignore"):
+        assert all(np.isnan(stats.friedman(np.ones((4, 5)))))  # no ranking at all: scipy's nan, not an error
+        assert all(np.isnan(stats.friedman(np.ones((0, 4)))))  # no task: scipy's nan too
+    with pytest.raises(ValueError):
+        friedmanchisquare(*np.ones((5, 2)).T)
+    with pytest.raises(ValueError, match="at least 3 methods"):
+        stats.friedman(np.ones((5, 2)))
+
+
+def test_studentized_range_quantile_is_scipys():
+    from scipy.stats import studentized_range
+
+    for k in [2, 3, 4, 7, 10, 20, 41, 100]:
+        for alpha in (0.01, 0.05, 0.1, 0.5):
+            expected = studentized_range.ppf(1 - alpha, k, np.inf)
+            assert stats.studentized_range_quantile(1 - alpha, k) == pytest.approx(expected, rel=1e-12), (k, alpha)
+    for p, k in [(0.0, 3), (1.0, 3), (0.95, 1)]:
+        with pytest.raises(ValueError, match="studentized range"):
+            stats.studentized_range_quantile(p, k)
+
+
+@pytest.mark.process
+def test_rank_statistics_do_not_import_scipy_stats():
+    """A fresh interpreter: the Friedman test and the Nemenyi difference leave scipy.stats unimported."""
+    code = ("import sys, numpy as np; from bench.analysis import stats; "
+            "stats.friedman(np.random.default_rng(0).random((5, 4))); stats.nemenyi_cd(4, 5); "
+            "print('scipy.stats' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
 
 def test_probability_of_improvement():
     assert stats.probability_of_improvement([([2.0], [1.0]), ([1.0], [1.0]), ([0.0], [1.0])]) == pytest.approx(0.5)

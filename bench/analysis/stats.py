@@ -772,19 +772,83 @@ def average_ranks(scores: np.ndarray) -> np.ndarray:
 
 
 def friedman(scores: np.ndarray) -> tuple[float, float]:
-    """Friedman chi-square statistic and p-value over (tasks, methods) accuracies (scipy.stats)."""
-    from scipy.stats import friedmanchisquare
+    """Friedman chi-square statistic (ties corrected) and p-value over (tasks, methods) accuracies.
 
-    res = friedmanchisquare(*np.asarray(scores, dtype=float).T)
-    return float(res.statistic), float(res.pvalue)
+    `scipy.stats.friedmanchisquare`'s statistic, in its order of operations (average ranks within each
+    task, so the rank sums are exact), and its chi-square p-value from `scipy.special.chdtrc`: importing
+    scipy.stats, about half a second of CPU here, was the largest single cost left in analyze.py's first
+    run, and this is its only user with `nemenyi_cd`. tests/test_stats.py checks the two agree bit for bit.
+    Raises ValueError where scipy does (fewer than 3 methods); no task gives nan, nan as scipy's does.
+    """
+    from scipy.special import chdtrc
+
+    x = np.asarray(scores, dtype=float)
+    n, k = x.shape
+    if k < 3:
+        raise ValueError(f"at least 3 methods are needed for the Friedman test, got {k}")
+    if n == 0:
+        return math.nan, math.nan
+    ranks = average_ranks_per_task(x)  # (n, k)
+    tied = [np.unique(row, return_counts=True)[1] for row in x]
+    ties = float(sum(np.sum(t * (t * t - 1.0)) for t in tied))
+    c = 1 - ties / (k * (k * k - 1) * n)
+    ssbn = np.sum(np.sum(ranks, axis=0) ** 2)
+    with np.errstate(divide="ignore", invalid="ignore"):  # every task tied throughout: c = 0, nan as scipy gives
+        statistic = (12.0 / (k * n * (k + 1)) * ssbn - 3 * n * (k + 1)) / c
+    return float(statistic), float(chdtrc(k - 1, statistic))
+
+
+def average_ranks_per_task(scores: np.ndarray) -> np.ndarray:
+    """(tasks, methods) accuracies -> (tasks, methods) ranks within each task, 1 = lowest, ties averaged."""
+    import pandas as pd
+
+    return pd.DataFrame(scores).rank(axis=1, method="average").to_numpy()
+
+
+@functools.lru_cache(maxsize=64)
+def studentized_range_quantile(p: float, k: int) -> float:
+    """The `p` quantile of the range of `k` independent standard normals (the studentized range with infinite
+    degrees of freedom): `scipy.stats.studentized_range.ppf(p, k, np.inf)` to about 1e-13, without importing
+    scipy.stats (see `friedman`). Its distribution function is k * integral of phi(z) (Phi(z + q) - Phi(z))^(k-1)
+    dz (Hartley 1942): a smooth integrand, negligible beyond |z| = 12, on which the trapezoid rule converges
+    exponentially, so a step of 0.1 is exact to rounding. The quantile is found by Newton's method inside a
+    shrinking bracket (bisection where a step would leave it).
+    """
+    from scipy.special import ndtr
+
+    if not (0 < p < 1) or k < 2:
+        raise ValueError(f"studentized range quantile: p={p} must lie in (0, 1) and k={k} must be >= 2")
+    step = 0.1
+    z = np.arange(-120, 121) * step
+    phi = np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+    below = ndtr(z)
+
+    def cdf_and_density(q: float) -> tuple[float, float]:
+        inside = ndtr(z + q) - below  # P(one draw in (z, z + q])
+        w = phi * inside ** (k - 2)
+        density = k * (k - 1) * np.sum(w * np.exp(-0.5 * (z + q) ** 2)) * step / math.sqrt(2 * math.pi)
+        return float(k * np.sum(w * inside) * step), float(density)
+
+    lo, hi = 0.0, 1.0
+    while cdf_and_density(hi)[0] < p:
+        lo, hi = hi, 2 * hi
+    q = hi
+    for _ in range(200):
+        cdf, density = cdf_and_density(q)
+        lo, hi = (q, hi) if cdf < p else (lo, q)
+        nxt = q - (cdf - p) / density if density > 0 else math.nan
+        if not lo < nxt < hi:
+            nxt = 0.5 * (lo + hi)
+        if abs(nxt - q) <= 4e-16 * q:
+            return nxt
+        q = nxt
+    return q
 
 
 def nemenyi_cd(k: int, n_tasks: int, alpha: float = 0.05) -> float:
     """Nemenyi critical difference of average ranks (Demšar 2006): q_alpha sqrt(k (k + 1) / (6 N)),
     q_alpha the studentized range quantile over sqrt(2)."""
-    from scipy.stats import studentized_range
-
-    q = studentized_range.ppf(1 - alpha, k, np.inf) / math.sqrt(2)
+    q = studentized_range_quantile(1 - alpha, k) / math.sqrt(2)
     return float(q * math.sqrt(k * (k + 1) / (6.0 * n_tasks)))
 
 
