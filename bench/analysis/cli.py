@@ -304,16 +304,16 @@ class Outputs:
         from bench.analysis.plots import render
 
         job, digest, files = self._job(name, kind, args)
-        started = self.started.pop(name, (None, None))
-        if started[0] is not None and started[0] != digest:  # other inputs since: let it end before redrawing
-            _settle(started[1])
-            started = (None, None)
+        early_digest, early_future = self.started.pop(name, (None, None))
+        if early_digest is not None and early_digest != digest:  # other inputs since: let it end before redrawing
+            _settle(early_future)
+            early_future = None
         if self._unchanged(name, digest, files):
             self.images[name] = {f.suffix[1:]: f.read_bytes() for f in files}  # unchanged: read back, not drawn
             self.digests[name] = digest
-        elif started[0] is not None and started[0] == digest:  # `early` started it
+        elif early_future is not None:  # `early` started it from these inputs
             self.digests[name] = digest
-            self.pending.append((name, started[1]))
+            self.pending.append((name, early_future))
         elif self.pool is None:
             self.digests[name] = digest
             self.images[name] = self._result(name, lambda: render(*job))
