@@ -114,7 +114,7 @@ def test_a_mini_run_with_a_train_subset_trains_on_the_subset(tmp_path):
     ids = generated_ids("count", "train", 0, 800)
     assert splits["train"]["images"] == 200
     assert splits["train"]["fingerprint"] == fingerprint([ids[i] for i in keep], labels[keep].tolist())
-    assert splits["test"]["images"] == 1000
+    assert splits["test"]["images"] == 3000
     assert rec["data"]["version"] == current_version(ds, list(splits))  # the sweeper sees the run as current
 
 
