@@ -60,13 +60,14 @@ def test_two_processes_train_as_one(one_and_two):
 def test_two_processes_write_the_predictions_of_one(one_and_two):
     """Rank 0 writes every test image's prediction once, in the split's order, as one process does."""
     from bench import predictions, records
+    from bench.data.mini import SPLIT_SIZES
 
     one, two, _ = one_and_two
     a, b = (predictions.load(records.run_dir(r["config"]["results_dir"], r["backbone"], r["dataset"], r["method"],
                                              r["variant"], r["protocol"], r["seed"]))["test"] for r in (one, two))
     assert a["target"].tobytes() == b["target"].tobytes() and a["target"].dtype == b["target"].dtype  # bit-equal
     assert a["fingerprint"] == b["fingerprint"] == one["test_fingerprint"] == two["test_fingerprint"]
-    assert two["predictions_images"] == len(b["pred"]) == 1000 and two["predictions_complete"] is True
+    assert two["predictions_images"] == len(b["pred"]) == SPLIT_SIZES["test"] and two["predictions_complete"] is True
     assert two["test_top1"] == 100 * np.mean(b["pred"] == b["target"])
     # as the scores above: a logit that close may flip one prediction of the 1,000
     assert np.sum(a["pred"] != b["pred"]) <= 1
