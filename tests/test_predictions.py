@@ -41,7 +41,8 @@ def check_test_split(rec: dict, arrays: dict, cfg: RunConfig) -> None:
     assert test["fingerprint"] == rec["test_fingerprint"] == rec["data"]["splits"]["test"]["fingerprint"]
     labels = load_split(cfg.dataset, "test", (0.5,) * 3, (0.5,) * 3).tensors[1].numpy()
     assert np.array_equal(test["target"], labels)  # the split's labels, in its order
-    assert rec["predictions_images"] == len(labels) == SPLIT_SIZES["test"] and rec["predictions_complete"] is True
+    assert rec["predictions_images"] == len(labels) == SPLIT_SIZES["test"]
+    assert rec["predictions_complete"] is True
     assert len(np.unique(test["pred"])) > 1  # trained predictions, not a constant
 
 
@@ -52,7 +53,8 @@ def test_paper_protocol_saves_the_final_epochs_test_predictions(tmp_path, monkey
     cfg = config(tmp_path, "linear", linear_fast_path=False)  # the epoch loop: the whole model scored every epoch
     rec = run(cfg)
     assert rec["status"] == "completed" and rec["test_top1"] == rec["history"][-1]["test_top1"]
-    assert evaluated == [SPLIT_SIZES["test"]] * 2  # once per epoch, the last of them saved: no extra pass over the test split
+    # once per epoch, the last of them saved: no extra pass over the test split
+    assert evaluated == [SPLIT_SIZES["test"]] * 2
     arrays, folder = saved(rec, tmp_path)
     check_test_split(rec, arrays, cfg)
     assert set(np.load(folder / records.PREDICTIONS).files) == {"pred", "target", "fingerprint"}

@@ -135,7 +135,6 @@ def test_friedman_and_average_ranks_on_a_hand_made_table():
     assert stats.nemenyi_cd(3, 5) == pytest.approx(2.343 * np.sqrt(3 * 4 / 30), abs=2e-3)  # Demšar's q_0.05 table
 
 
-
 def test_friedman_is_scipys_bit_for_bit_and_refuses_what_it_refuses():
     """Computed without scipy.stats (its import cost analyze.py half a second), the same numbers as
     `scipy.stats.friedmanchisquare`: continuous scores, heavily tied ones, one task, every task tied."""

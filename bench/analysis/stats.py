@@ -764,11 +764,17 @@ def verdict(diff: float, p_adjusted: float, alpha: float) -> str:
 
 # --- across tasks -------------------------------------------------------------------------------------------
 
-def average_ranks(scores: np.ndarray) -> np.ndarray:
-    """(tasks, methods) accuracies -> each method's mean rank over tasks (1 = best; ties share the mean rank)."""
+def task_ranks(scores: np.ndarray, best_first: bool = True) -> np.ndarray:
+    """(tasks, methods) accuracies -> (tasks, methods) ranks within each task (1 = best, or the lowest with
+    `best_first=False`); ties share the mean of their ranks."""
     import pandas as pd
 
-    return pd.DataFrame(scores).rank(axis=1, ascending=False).to_numpy().mean(axis=0)
+    return pd.DataFrame(scores).rank(axis=1, ascending=not best_first).to_numpy()
+
+
+def average_ranks(scores: np.ndarray) -> np.ndarray:
+    """(tasks, methods) accuracies -> each method's mean rank over tasks (1 = best; ties share the mean rank)."""
+    return task_ranks(scores).mean(axis=0)
 
 
 def friedman(scores: np.ndarray) -> tuple[float, float]:
@@ -788,7 +794,7 @@ def friedman(scores: np.ndarray) -> tuple[float, float]:
         raise ValueError(f"at least 3 methods are needed for the Friedman test, got {k}")
     if n == 0:
         return math.nan, math.nan
-    ranks = average_ranks_per_task(x)  # (n, k)
+    ranks = task_ranks(x, best_first=False)  # (n, k), as scipy ranks
     tied = [np.unique(row, return_counts=True)[1] for row in x]
     ties = float(sum(np.sum(t * (t * t - 1.0)) for t in tied))
     c = 1 - ties / (k * (k * k - 1) * n)
@@ -796,13 +802,6 @@ def friedman(scores: np.ndarray) -> tuple[float, float]:
     with np.errstate(divide="ignore", invalid="ignore"):  # every task tied throughout: c = 0, nan as scipy gives
         statistic = (12.0 / (k * n * (k + 1)) * ssbn - 3 * n * (k + 1)) / c
     return float(statistic), float(chdtrc(k - 1, statistic))
-
-
-def average_ranks_per_task(scores: np.ndarray) -> np.ndarray:
-    """(tasks, methods) accuracies -> (tasks, methods) ranks within each task, 1 = lowest, ties averaged."""
-    import pandas as pd
-
-    return pd.DataFrame(scores).rank(axis=1, method="average").to_numpy()
 
 
 @functools.lru_cache(maxsize=64)
