@@ -104,8 +104,8 @@ def test_command_line_wins_over_every_recipe_layer():
     assert rc.train.lr == 0.123 and rc.train.drop_path == 0.1
 
 
-@pytest.mark.parametrize("method, lr", [("full", 2e-3), ("linear", 1.0), ("bias", 3e-2), ("adapter", 3e-2),
-                                        ("vpt", 3e-2), ("vpt_shallow", 3e-2), ("lora", 3e-2), ("ssf", 3e-2)])
+@pytest.mark.parametrize("method, lr", [("full", 2e-3), ("linear", 1e-1), ("bias", 3e-2), ("adapter", 3e-2),
+                                        ("vpt", 3e-2), ("vpt_shallow", 1e-1), ("lora", 1e-2), ("ssf", 3e-2)])
 def test_mini_learning_rates_are_unchanged(method, lr):
     for task in ("mini/digits", "mini/count"):
         t = run_config(f"dataset={task}", f"method={method}").train
