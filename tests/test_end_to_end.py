@@ -47,7 +47,7 @@ def test_analyze_writes_leaderboard_and_plot(family_sweep, tmp_path):
     table = table[table["backbone"] == BACKBONE]
     assert sorted(table["method"]) == sorted(f"{m}-{SWEEP_VARIANT}" for m in group_options("method"))
     assert len(table) >= 8 and set(EIGHT) <= {m.split("-")[0] for m in table["method"]}
-    assert table["mini/count"].notna().all() and table["tasks"].eq("1/5").all()
+    assert table[SWEEP_TASK].notna().all() and table["tasks"].eq("1/5").all()
     assert table["mean"].isna().all()  # four tasks missing: no mean over what exists
     png = tmp_path / "accuracy_vs_params_mini_val.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

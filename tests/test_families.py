@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 import methods
 from bench.config import BackboneConfig, backbone_config
+from bench.data import mini
 from bench.models import build_backbone
 from bench.run.deploy import deployable, n_params
 from conftest import SWEEP_BACKBONES, SWEEP_PARTS, SWEEP_TASK
@@ -217,8 +218,9 @@ def test_export_loads_in_plain_timm(part, family, exporter, tmp_path, request):
         assert proc.returncode == 0, proc.stderr
         assert "plain timm state_dict" in proc.stdout
         cfg = backbone_cfg(family)
-        plain = timm.create_model(cfg.arch, pretrained=True, num_classes=8, **cfg.kwargs,
-                                  pretrained_cfg_overlay=dict(file=str(out), num_classes=8)).eval()
+        classes = mini.TASKS[SWEEP_TASK.split("/")[1]].num_classes
+        plain = timm.create_model(cfg.arch, pretrained=True, num_classes=classes, **cfg.kwargs,
+                                  pretrained_cfg_overlay=dict(file=str(out), num_classes=classes)).eval()
         from bench.run.export import rebuild, run_config
         from safetensors.torch import load_file
         rec_cfg = run_config(json.loads((run_dir / "record.json").read_text()))
