@@ -19,6 +19,7 @@ from one_interpreter import OneInterpreter
 
 FAMILIES = ["tiny_vit", "tiny_swin", "tiny_convnext", "tiny_mixer"]
 VIT = SWEEP_BACKBONES[0]  # the sweep's ViT: the mini backbone, tiny_vit's shape with pretrained weights
+SWEEP_CLASSES = mini.TASKS[SWEEP_TASK.split("/")[1]].num_classes  # the swept task's head
 HEAD = 490  # 48 features x 10 classes + 10 (Swin, ConvNeXt, Mixer tiny variants)
 # the methods of the newer benchmarks: transformer blocks only (no attention in ConvNeXt or Mixer blocks)
 NEW = ("adaptformer", "adapter_houlsby", "convpass", "repadapter", "fact_tt", "fact_tk", "difffit", "adapter_plus")
@@ -218,9 +219,8 @@ def test_export_loads_in_plain_timm(part, family, exporter, tmp_path, request):
         assert proc.returncode == 0, proc.stderr
         assert "plain timm state_dict" in proc.stdout
         cfg = backbone_cfg(family)
-        classes = mini.TASKS[SWEEP_TASK.split("/")[1]].num_classes
-        plain = timm.create_model(cfg.arch, pretrained=True, num_classes=classes, **cfg.kwargs,
-                                  pretrained_cfg_overlay=dict(file=str(out), num_classes=classes)).eval()
+        plain = timm.create_model(cfg.arch, pretrained=True, num_classes=SWEEP_CLASSES, **cfg.kwargs,
+                                  pretrained_cfg_overlay=dict(file=str(out), num_classes=SWEEP_CLASSES)).eval()
         from bench.run.export import rebuild, run_config
         from safetensors.torch import load_file
         rec_cfg = run_config(json.loads((run_dir / "record.json").read_text()))
@@ -242,7 +242,7 @@ def test_export_of_unmergeable_methods_round_trips(family_sweep, exporter, tmp_p
         model = load_deployed(out)
         assert dataclasses.is_dataclass(method_config(method, {}))
         assert n_params(model) > n_params(make("tiny_vit"))
-        assert model(torch.randn(2, 3, 32, 32)).shape == (2, 8)
+        assert model(torch.randn(2, 3, 32, 32)).shape == (2, SWEEP_CLASSES)
 
 
 def test_lora_on_a_convnext_whose_mlp_is_1x1_convolutions():
