@@ -65,9 +65,9 @@ def test_configuration_compares_what_changes_a_result():
     rec = record_of(rc)
     del rec["config"]["train"]["ema_decay"]  # a record written before a setting existed (at its default): the same
     assert config_hash(rec["config"]) == h
-    other = dataclasses.replace(rc, train=dataclasses.replace(rc.train, lr=0.01))
+    other = dataclasses.replace(rc, train=dataclasses.replace(rc.train, lr=0.005))
     assert config_hash(other) != h
-    assert config_changes(config_key(rc), config_key(other)) == [f"train.lr: {rc.train.lr} -> 0.01"]
+    assert config_changes(config_key(rc), config_key(other)) == [f"train.lr: {rc.train.lr} -> 0.005"]
     mixup = dataclasses.replace(rc, train=dataclasses.replace(rc.train, mixup=0.8))
     assert config_changes(config_key(rc), config_key(mixup)) == ["train.mixup: default -> 0.8"]
 
@@ -86,7 +86,7 @@ def write_run(root, rc, rec=None, checkpoint=False, job=None):
 
 def test_a_finished_run_of_another_configuration_is_stale(tmp_path):
     old = composed()
-    new = dataclasses.replace(old, train=dataclasses.replace(old.train, lr=0.01))
+    new = dataclasses.replace(old, train=dataclasses.replace(old.train, lr=0.005))
     dead = {"state": "running", "host": os.uname().nodename, "pid": 2**22 + 12345, "pid_start": "1"}
     runs = {"done": write_run(tmp_path, old, record_of(old)),
             "unchanged": write_run(tmp_path, dataclasses.replace(old, seed=1), record_of(new, seed=1)),
@@ -98,7 +98,7 @@ def test_a_finished_run_of_another_configuration_is_stale(tmp_path):
     states = {k: inspector.inspect(d, sweep.identity_from_path(d, tmp_path), None, lambda: new) for k, d in runs.items()}
     assert {k: s.state for k, s in states.items()} == {"done": "stale", "unchanged": "completed", "unknown": "completed",
                                                       "cut": "stale", "failed": "failed"}
-    assert states["done"].detail == f"train.lr: {old.train.lr} -> 0.01" and states["done"].other_config == config_hash(old)
+    assert states["done"].detail == f"train.lr: {old.train.lr} -> 0.005" and states["done"].other_config == config_hash(old)
     assert states["cut"].detail.startswith("a checkpoint of another configuration")
     # nothing compared (config=None), or the same configuration: as before, no stale column
     same = inspector.inspect(runs["done"], sweep.identity_from_path(runs["done"], tmp_path), None, lambda: old)
@@ -110,7 +110,7 @@ def test_a_finished_run_of_another_configuration_is_stale(tmp_path):
     report = sweep.report(list(states.values()))
     total = next(line for line in report.splitlines() if line.startswith("total")).split()
     assert report.splitlines()[1].split()[-1] == "stale" and total[1:] == ["2", "1", "0", "0", "0", "2"]
-    assert f"1 run(s): train.lr: {old.train.lr} -> 0.01" in report
+    assert f"1 run(s): train.lr: {old.train.lr} -> 0.005" in report
     moved = sweep.archive(states["done"])
     assert moved.name == f"{runs['done'].name}~config-{config_hash(old)[:8]}" and not runs["done"].exists()
     assert json.loads((moved / records.RECORD).read_text()) == record_of(old)
@@ -119,7 +119,7 @@ def test_a_finished_run_of_another_configuration_is_stale(tmp_path):
 
 def test_analysis_never_pools_two_configurations_of_one_cell():
     old = composed()
-    new = dataclasses.replace(old, train=dataclasses.replace(old.train, lr=0.01))
+    new = dataclasses.replace(old, train=dataclasses.replace(old.train, lr=0.005))
     recs = [record_of(old, seed=0, test_top1=50.0, started_at="2026-01-01"),
             record_of(old, seed=1, test_top1=52.0, started_at="2026-01-02"),
             record_of(new, seed=0, test_top1=70.0, started_at="2026-02-01", config_hash=config_hash(new))]
@@ -129,7 +129,7 @@ def test_analysis_never_pools_two_configurations_of_one_cell():
     assert dict(zip(cells.index.get_level_values("method"), cells["mean"])) == {
         f"{label}[config {config_hash(old)[:8]}]": 51.0, f"{label}[config {config_hash(new)[:8]}]": 70.0}
     (note,) = config_notes(with_labels(df))
-    assert f"[config {config_hash(old)[:8]}] -> " in note and f"train.lr: {old.train.lr} -> 0.01" in note
+    assert f"[config {config_hash(old)[:8]}] -> " in note and f"train.lr: {old.train.lr} -> 0.005" in note
     one = pd.DataFrame(recs[:2])  # one configuration: one row, as before
     assert list(cell_stats(one).index.get_level_values("method")) == [label] and config_notes(with_labels(one)) == []
 
@@ -155,24 +155,24 @@ def test_relaunch_after_a_recipe_edit_runs_again_and_keeps_the_old_run(tmp_path)
     (path,) = results.rglob(records.RECORD)
     before = json.loads(path.read_text())
     recipe = project / "conf/recipe/method/mini/mini/lora.yaml"  # the mini recipe's LoRA learning rate
-    assert "lr: 3.0e-2" in recipe.read_text()
-    recipe.write_text(recipe.read_text().replace("lr: 3.0e-2", "lr: 1.0e-2"))
+    assert "lr: 1.0e-2" in recipe.read_text()
+    recipe.write_text(recipe.read_text().replace("lr: 1.0e-2", "lr: 5.0e-3"))
 
     status = launch("--status", *grid)
-    assert status.splitlines()[1].split()[-1] == "stale" and "train.lr: 0.03 -> 0.01" in status
+    assert status.splitlines()[1].split()[-1] == "stale" and "train.lr: 0.01 -> 0.005" in status
     again = launch(*grid)
     kept = path.parent.with_name(f"{path.parent.name}~config-{before['config_hash'][:8]}")
-    assert "1 stale" in again and f"[stale] {path.parent}: run with another configuration (train.lr: 0.03 -> 0.01); " \
+    assert "1 stale" in again and f"[stale] {path.parent}: run with another configuration (train.lr: 0.01 -> 0.005); " \
         f"kept as {kept}" in again and "[completed]" in again
     assert json.loads((kept / records.RECORD).read_text()) == before
     after = json.loads(path.read_text())
-    assert after["config"]["train"]["lr"] == 0.01 and after["config_hash"] != before["config_hash"]
+    assert after["config"]["train"]["lr"] == 0.005 and after["config_hash"] != before["config_hash"]
     assert "submitting 0: nothing to do" in launch(*grid)  # the new run is the configuration: done
 
     df, _ = load_summaries(results)  # both records, one cell: two rows, the note names the change
     assert sorted(cell_stats(df).index.get_level_values("method")) == sorted(
         f"lora-epochs1[config {h[:8]}]" for h in (before["config_hash"], after["config_hash"]))
-    assert "train.lr: 0.03 -> 0.01" in config_notes(with_labels(df))[0]
+    assert "train.lr: 0.01 -> 0.005" in config_notes(with_labels(df))[0]
 
     spelt = launch("--status", "-m", "method=lora", "train.lr=1e-3,0.001")  # one value, two spellings: one run
     assert "1 runs in the grid" in spelt and "1 job(s) name a run another job names" in spelt
@@ -189,7 +189,7 @@ def test_a_single_run_of_another_configuration_runs_again(tmp_path, monkeypatch,
     with initialize_config_dir(config_dir=str(CONF), version_base=None):
         cfg = OmegaConf.to_container(compose("config", overrides=overrides), resolve=True)
     edited = copy.deepcopy(cfg)
-    edited["train"]["lr"] = 0.01  # as a recipe edit would compose it: the same run folder, another configuration
+    edited["train"]["lr"] = 0.005  # as a recipe edit would compose it: the same run folder, another configuration
     old, new = to_run_config(copy.deepcopy(cfg), overrides), to_run_config(copy.deepcopy(edited), overrides)
     folder = run_path(old)
     folder.mkdir(parents=True)
@@ -199,7 +199,7 @@ def test_a_single_run_of_another_configuration_runs_again(tmp_path, monkeypatch,
 
     job.start(copy.deepcopy(edited), overrides, multirun=False, output_dir=str(tmp_path / "out"))
     kept = folder.with_name(f"{folder.name}~config-{config_hash(old)[:8]}")
-    assert f"[stale] {folder}: run with another configuration (train.lr: {old.train.lr} -> 0.01); kept as {kept}" \
+    assert f"[stale] {folder}: run with another configuration (train.lr: {old.train.lr} -> 0.005); kept as {kept}" \
         in capsys.readouterr().out
     assert json.loads((kept / records.RECORD).read_text()) == record_of(old) and len(ran) == 1
     assert json.loads((folder / sweep.JOB).read_text())["config_hash"] == config_hash(new)
