@@ -178,9 +178,10 @@ def analyze_py():
 # (every family: what completes, what is unsupported, exact deployment, export) and tests/test_end_to_end.py (the
 # default backbone's records, analyze.py): one epoch each, on 200 of the task's 800 training images (4 steps; no
 # assertion needs more), scored on the whole test split: mini/digits, whose 797 test images cost each run about a
-# quarter of a generated task's 3,000 (every run scores them twice, the deployed model too). Each half is a session fixture of its own, its tests one
-# xdist_group named as the fixture, so under xdist the two halves (about the same work: the ViT's 20 runs and
-# ConvNeXt's 9 beside Swin's 16 and the Mixer's 9) run on two workers at once, not one after the other.
+# quarter of a generated task's 3,000 (every run scores them twice, the deployed model too). Each half is a session
+# fixture of its own, its tests one xdist_group named as the fixture, so under xdist the two halves (about the same
+# work: the ViT's 20 runs and ConvNeXt's 9 beside Swin's 16 and the Mixer's 9) run on two workers at once, not one
+# after the other.
 SWEEP_PARTS = {"family_sweep": ("vit_tiny_mini", "tiny_convnext"), "family_sweep_swin": ("tiny_swin", "tiny_mixer")}
 SWEEP_BACKBONES = tuple(b for part in SWEEP_PARTS.values() for b in part)  # the mini ViT first
 SWEEP_TASK = "mini/digits"
