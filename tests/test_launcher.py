@@ -266,27 +266,78 @@ def test_bytes_that_do_not_unpickle_fail_that_run_only():
     assert run.conn is None
 
 
-def test_the_runs_start_with_torch_timm_and_peft_loaded(monkeypatch):
-    """The launcher imports them before its first fork (a LoRA or peft run would spend about 1.5 s of CPU
-    importing peft); `launch.py --status` imports none of them (tests/test_layout.py)."""
+def test_the_runs_start_with_torch_timm_the_runner_and_peft_loaded(monkeypatch, tmp_path):
+    """The launcher imports torch, timm and the runner before its first fork, and peft (1-2 s of CPU a LoRA or
+    peft run would spend importing it) while the first runs train, before the next fork; `launch.py --status`
+    imports none of them (tests/test_layout.py)."""
     import builtins
+
+    from hydra.core.utils import JobReturn, JobStatus
+    from omegaconf import OmegaConf
 
     from hydra_plugins.bench_launcher import bench_launcher as bl
 
-    imported, real_import = [], builtins.__import__
+    imported, real_import, forks = [], builtins.__import__, []
+    done_r, done_w = os.pipe()  # a process sentinel that reads as ended
+    os.close(done_w)
 
     class Forking(Exception):
         pass
+
+    class Run:  # the first run "ends" at once; the second fork is where the test stops
+        def __init__(self, ctx, launcher, overrides, num, threads):
+            forks.append(set(imported))
+            if len(forks) == 2:
+                raise Forking
+            self.process, self.conn = type("P", (), {"sentinel": done_r})(), None
+
+        def receive(self):
+            pass
+
+        def finish(self):
+            return JobReturn(status=JobStatus.COMPLETED, _return_value=None)
+
+        def summary(self, done, total):
+            return "[done]"
 
     def recording(name, *args, **kwargs):
         imported.append(name)
         return real_import(name, *args, **kwargs)
 
-    def first_fork_step():
-        raise Forking
-
     monkeypatch.setattr(builtins, "__import__", recording)
-    monkeypatch.setattr(bl, "setup_globals", first_fork_step)  # the step before the sweep's first fork
-    with pytest.raises(Forking):
-        bl.BenchLauncher()._parallel([["method=lora"]], 0, n_jobs=1, threads=1)
-    assert {"peft", "timm"} <= set(imported)
+    monkeypatch.setattr(bl, "_Run", Run)
+    monkeypatch.delitem(sys.modules, "peft", raising=False)  # as in a fresh sweep's process
+    launcher = bl.BenchLauncher()
+    launcher.config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}})
+    try:
+        with pytest.raises(Forking):
+            launcher._parallel([["method=linear"], ["method=lora"]], 0, n_jobs=1, threads=1)
+    finally:
+        os.close(done_r)
+    first, second = forks
+    assert {"timm", "bench.run.runner"} <= first and "peft" not in first
+    assert "peft" in second
+
+
+def test_a_run_freezes_what_it_inherits_for_the_garbage_collector():
+    """A run's process never collects the sweep's objects: a collection would walk ~500,000 of them (0.3 s)."""
+    import gc
+    import multiprocessing
+    from types import SimpleNamespace
+
+    from hydra.core.utils import JobStatus
+
+    from hydra_plugins.bench_launcher import bench_launcher as bl
+
+    def load_sweep_config(config, overrides):  # the child's first step after freezing: report, then stop
+        raise RuntimeError(f"frozen {gc.get_freeze_count()}")
+
+    launcher = SimpleNamespace(hydra_context=SimpleNamespace(config_loader=SimpleNamespace(
+        load_sweep_config=load_sweep_config)), config=None)
+    assert gc.get_freeze_count() == 0
+    run = bl._Run(multiprocessing.get_context("fork"), launcher, ["method=linear"], 0, 1)
+    run.process.join(timeout=60)
+    outcome = run.finish()
+    assert outcome.status == JobStatus.FAILED
+    assert int(str(outcome._return_value).split()[-1]) > 1000  # the objects this test process holds
+    assert gc.get_freeze_count() == 0  # this process untouched
