@@ -22,14 +22,13 @@ nor a second import of the sweep's modules. torch, timm and the run's own module
 here once, before the first fork, and peft (the LoRA and peft methods' library, with transformers) right after the
 first runs are forked, while they train, so each run starts with them loaded (shared, copy-on-write) instead of
 spending seconds importing them again; only here, where runs are launched (`launch.py --status` imports none).
-Each run freezes what it inherits for Python's garbage collector (`gc.freeze`): those half a million objects are
-the sweep's, alive in this process, and a collection walking them (0.3 s in every run, a copy of every page it
-touches) finds nothing. Forking is safe: no thread is busy (numpy's BLAS pool is idle and handles a fork), and CUDA
+Each run freezes what it inherits for Python's garbage collector before it starts (bench.launch.job.start): half a
+million objects alive here, which a collection would walk in every run (0.3 s, and a copy of every page it
+touches) to find nothing. Forking is safe: no thread is busy (numpy's BLAS pool is idle and handles a fork), and CUDA
 is only ever asked about (which initialises it in this process) when the answer decides against forking: a GPU
 found, the runs stay in this process; none, nothing to inherit.
 """
 import ctypes
-import gc
 import io
 import multiprocessing
 import os
@@ -163,7 +162,6 @@ class _Run:
 
 def _child(launcher: "BenchLauncher", overrides: List[str], num: int, threads: int, conn, parent: int) -> None:
     """One run, in its own process: compose its config, send its log, run it as Hydra's basic launcher does."""
-    gc.freeze()  # the sweep's objects: never this run's garbage (the module's docstring)
     try:
         os.setpgid(0, 0)  # Ctrl-C reaches the sweep alone, which stops the runs; they get it from there
     except OSError:
