@@ -196,6 +196,7 @@ def test_a_single_run_of_another_configuration_runs_again(tmp_path, monkeypatch,
     records.write_json_atomic(folder / records.RECORD, record_of(old))
     ran = []
     monkeypatch.setattr(runner, "run", lambda rc: ran.append(rc) or {"test_top1": None})
+    monkeypatch.setattr(job, "_freeze_once", lambda: None)  # this test's process is not a run's to freeze
 
     job.start(copy.deepcopy(edited), overrides, multirun=False, output_dir=str(tmp_path / "out"))
     kept = folder.with_name(f"{folder.name}~config-{config_hash(old)[:8]}")
