@@ -185,12 +185,12 @@ class Workers:
     A run whose figures are all unchanged starts none. This process imports matplotlib and loads its
     fonts (`plots.warm_up`) just before the workers fork, so they inherit both rather than each doing
     it (0.6 s of CPU apiece); and they fork with this process's objects frozen (`gc.freeze`, undone by
-    `main` at the end), so neither their garbage collector nor this one walks the records, tables and
-    matplotlib's objects again. Quacks like the executor.
+    `main` at the end; not where `freeze` is False: a caller's own frozen objects), so neither their garbage
+    collector nor this one walks the records, tables and matplotlib's objects again. Quacks like the executor.
     """
 
-    def __init__(self, jobs: int):
-        self.jobs, self._pool = jobs, None
+    def __init__(self, jobs: int, freeze: bool = True):
+        self.jobs, self.freeze, self._pool = jobs, freeze, None
 
     def submit(self, fn, *args):
         if self._pool is not None:
@@ -205,7 +205,8 @@ class Workers:
         # The first submit forks every worker. Frozen, this process's objects (records, tables, the index)
         # are never traversed by the workers' garbage collector, which would otherwise walk them all in
         # each worker's full collections (and copy the pages it touches): a few tenths of a second each.
-        gc.freeze()
+        if self.freeze:
+            gc.freeze()
         return self._pool.submit(fn, *args)
 
     def shutdown(self, **kwargs) -> None:
@@ -213,9 +214,9 @@ class Workers:
             self._pool.shutdown(**kwargs)
 
 
-def start_workers(jobs: int) -> Workers | None:
+def start_workers(jobs: int, freeze: bool = True) -> Workers | None:
     """`jobs` figure-drawing processes (`Workers`; None for 1: draw in this one)."""
-    return Workers(jobs) if jobs >= 2 else None
+    return Workers(jobs, freeze) if jobs >= 2 else None
 
 
 FIGURE_CACHE = ".figures.json"  # in OUT: figure name -> digest of what it was drawn from
@@ -803,29 +804,36 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: results folder {', '.join(map(str, missing))} does not exist", file=sys.stderr)
         return 2
     draws = any(f in args.formats for f in ("png", "svg", "pdf", "html"))
-    pool = start_workers(args.jobs) if draws else None
+    # Freezing is this function's only where nothing is frozen yet (analyze.py's own process): `gc.unfreeze` cannot
+    # tell its objects from a caller's, so a caller that froze its own (the test workers) keeps them frozen, and
+    # the analysis's objects stay collectable there.
+    freeze = gc.get_freeze_count() == 0
+    pool = start_workers(args.jobs, freeze) if draws else None
     # The statistics make hundreds of thousands of short-lived containers: young collections every 50,000
     # allocations rather than 700 (a tenth of a second less on 10,000 records); restored on the way out.
     threshold = gc.get_threshold()
     gc.set_threshold(50_000, *threshold[1:])
     try:
-        return run(args, pool)
+        return run(args, pool, freeze)
     finally:
         if pool is not None:
             pool.shutdown(cancel_futures=True)
         gc.set_threshold(*threshold)
-        gc.unfreeze()  # what `run` and the workers froze: collectable again by a caller that goes on (tests)
+        if freeze:
+            gc.unfreeze()  # what `run` and the workers froze: collectable again by a caller that goes on
 
 
-def run(args, pool) -> int:
-    """Load, select, tabulate, draw and report (main() handles the workers' lifetime)."""
+def run(args, pool, freeze: bool = True) -> int:
+    """Load, select, tabulate, draw and report (main() handles the workers' lifetime and the collector: `freeze`
+    says whether this process's objects may be frozen)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         loaded = [load_summaries(d) for d in args.results_dirs]
     df = pd.concat([f for f, _ in loaded], ignore_index=True) if len(loaded) > 1 else loaded[0][0]
     # The records live to the end: frozen, the collector's full passes no longer walk their objects
     # (10,000 records: about 0.2 s of the statistics' CPU). `main` unfreezes them.
-    gc.freeze()
+    if freeze:
+        gc.freeze()
     problems = [p for _, ps in loaded for p in ps]
     where = ", ".join(map(str, args.results_dirs))
     for w in caught[:20]:
