@@ -50,6 +50,29 @@ def test_step_over_full_is_full_images_per_s_over_the_method_s_on_the_same_backb
     assert [r.get("step_over_full") for r in rows] == [1.0, 1.5, None, None]
 
 
+def test_demo_benchmark_sums_the_runs_own_seconds_from_their_records(tmp_path):
+    """bench_demo's second line: what the records measured, summed by phase, and the lanes' share of the wall."""
+    import json
+
+    sys.path.insert(0, str(PROJECT_ROOT / "scripts"))
+    from bench_demo import runs_summary
+
+    times = [(4.0, 3.0, 0.5, 0.25, 0.25), (6.0, 4.5, 1.0, 0.25, 0.25)]
+    for i, (wall, train, ev, setup, deploy) in enumerate(times):
+        run = tmp_path / "runs" / "mini" / f"m{i}" / "s0"
+        run.mkdir(parents=True)
+        (run / "record.json").write_text(json.dumps({"status": "completed", "wall_time_s": wall, "train_time_s": train,
+                                                     "eval_time_s": ev, "setup_time_s": setup, "deploy_time_s": deploy}))
+    failed = tmp_path / "runs" / "mini" / "m2" / "s0"
+    failed.mkdir(parents=True)
+    (failed / "record.json").write_text(json.dumps({"status": "failed", "wall_time_s": 1.0, "train_time_s": None}))
+    (tmp_path / "runs" / "mini" / "m3").mkdir()
+    (tmp_path / "runs" / "mini" / "m3" / "record.json").write_text("{not json")
+    assert runs_summary(tmp_path, wall=11.0, lanes=2) == (
+        "runs: 3 (2 completed, 1 unreadable); their own seconds summed 11.0 (training 7.5, evaluation 1.5, "
+        "set-up 0.5, deployment 0.5); 2 lane(s) busy 50 % of the demo's wall")
+
+
 @pytest.mark.process
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU: --gpu-check would run")
 def test_gpu_check_refuses_without_a_gpu():
