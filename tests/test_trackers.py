@@ -10,6 +10,7 @@ import os
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -221,6 +222,11 @@ def test_a_resumed_run_continues_its_tracker_runs(tmp_path, monkeypatch):
         run(cfg)
     first = json.loads((run_dir(tmp_path) / trackers.STATE).read_text())
     monkeypatch.setattr(bench.train.loop.ckpt, "save", real_save)
+    if "wandb" in logger:
+        # W&B names an offline run's folder by the second it started (offline-run-<YYYYmmdd_HHMMSS>-<id>): a
+        # relaunch in the same second would write into the killed attempt's folder. A real relaunch is a new
+        # process, seconds later; here the linear probe's two epochs can take less than a second.
+        time.sleep(1.1)
     rec = run(cfg)
     assert rec["resumed_from_epoch"] == 2 and rec["status"] == "completed"
     assert json.loads((run_dir(tmp_path) / trackers.STATE).read_text()) == first  # the same runs, reopened
