@@ -1,13 +1,14 @@
 """Time the demo (a benchmark, not a test): `make demo`'s sweep and analysis, alone or beside a competitor.
 
-    python scripts/bench_demo.py [--compete N] [--results DIR]
+    .venv/bin/python scripts/bench_demo.py [--compete N] [--results DIR]
 
 Runs the Makefile's `demo` target (the README's main command, venv already set up) into a fresh results
 folder and prints its wall time, then the runs' own seconds summed from their records by phase and how busy
-the lanes were: this shared machine's speed moves by a fifth within the hour, and the summed training time
-of the same 100 runs shows how fast it ran while the wall time was taken. `--compete N` starts N CPU-bound busy loops for the whole run, the way a
-shared laptop or a second job competes for the cores; they are stopped when the demo ends. The leaderboard
-lands in <results>/leaderboard as with `make demo`, so two runs' tables can be compared cell for cell.
+the lanes were: this shared machine's speed moves by a fifth within a quarter of an hour, and the summed
+training time of the same 100 runs shows how fast it ran while the wall time was taken. `--compete N` starts
+N CPU-bound busy loops for the whole run, the way a shared laptop or a second job competes for the cores; they
+are stopped when the demo ends. The leaderboard lands in <results>/leaderboard as with `make demo`, so two
+runs' tables can be compared cell for cell.
 Run it with nothing else on the machine: a figure measured beside other work means nothing.
 """
 import argparse
@@ -66,9 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"demo wall: {wall:.1f} s ({wall / 60:.1f} min) with {args.compete} competing busy loop(s); "
           f"leaderboard: {results / 'leaderboard'}")
     sys.path.insert(0, str(ROOT))
-    from hydra_plugins.bench_launcher.bench_launcher import gpu_present, usable_cores
+    from hydra_plugins.bench_launcher.bench_launcher import one_at_a_time, usable_cores
 
-    print(runs_summary(results, wall, 1 if gpu_present() else usable_cores()))  # the default launcher's lanes
+    print(runs_summary(results, wall, 1 if one_at_a_time() else usable_cores()))  # the default launcher's lanes
     return 0
 
 

@@ -63,7 +63,7 @@ def pytest_collection_modifyitems(config, items):
 def pytest_collection_finish(session):
     """What is alive once the tests are collected (torch, timm, pandas, the test modules: about 800,000 objects)
     lives to the end: frozen, so the collector's full passes during the tests walk only what the tests made
-    (`make test-fast`: the two workers' collector 29 s of CPU before, 16 s after). analyze.py's `main`, which
+    (`make test-fast`: the two workers' collector 29.2 s of CPU before, 16.5 s after). analyze.py's `main`, which
     some tests run in-process, leaves a caller's frozen objects frozen (bench/analysis/cli.py)."""
     gc.collect()
     gc.freeze()

@@ -93,26 +93,32 @@ def test_a_missing_robustness_target_is_kept_in_the_index(tmp_path):
 
 
 def test_main_leaves_the_collector_as_it_found_it(tmp_path, monkeypatch):
-    """In a process with nothing frozen (analyze.py's own), main freezes the records and unfreezes them on the way
-    out; a caller's frozen objects (the test workers freeze theirs, tests/conftest.py) stay frozen, and main freezes
-    nothing more there."""
+    """In a process with nothing frozen (analyze.py's own), main freezes the records, and what the figure workers
+    inherit, and unfreezes them on the way out; where the caller froze its own objects (these test workers do,
+    tests/conftest.py), those stay frozen and main freezes nothing. The workers draw in this process here."""
+    from test_prediction_index import InlinePool
+
     write_run(tmp_path, rec("full", "vtab/cifar", 0.0), np.arange(40) % 2 == 0)
-    argv = [str(tmp_path), "--out", str(tmp_path / "out"), "--quiet", "--formats", "csv", "--no-published"]
+    argv = [str(tmp_path), "--out", str(tmp_path / "out"), "--quiet", "--formats", "csv,png", "--jobs", "2",
+            "--no-published"]
+    monkeypatch.setattr(cli, "ProcessPoolExecutor", InlinePool)
     froze, freeze = [], gc.freeze
     monkeypatch.setattr(gc, "freeze", lambda: (froze.append(1), freeze())[1])
     before = gc.get_threshold()
-    assert gc.get_freeze_count() > 0  # what tests/conftest.py froze after the collection
+    assert gc.get_freeze_count() > 0  # the conftest hook froze what the collection left
     gc.unfreeze()
     try:
         assert cli.main(argv) == 0
-        assert gc.get_threshold() == before and gc.get_freeze_count() == 0 and froze == [1]
+        # frozen twice (the records, then before the workers start), all of it undone
+        assert gc.get_threshold() == before and gc.get_freeze_count() == 0 and froze == [1, 1]
     finally:
-        freeze()  # as this process had it
+        gc.collect()
+        freeze()  # frozen again, with what the earlier tests left alive
     frozen = gc.get_freeze_count()
-    assert cli.main(argv) == 0
+    assert cli.main(["--redraw", *argv]) == 0
     # still frozen (less what died meanwhile: a frozen object freed by its reference count leaves the count), and
     # main froze nothing of its own
-    assert gc.get_threshold() == before and 0 < gc.get_freeze_count() <= frozen and froze == [1]
+    assert gc.get_threshold() == before and 0 < gc.get_freeze_count() <= frozen and froze == [1, 1]
 
 
 

@@ -1,5 +1,6 @@
 """The benchmark scripts run end to end on tiny settings and write what they print (their numbers go in docs/speed.md)."""
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -52,8 +53,6 @@ def test_step_over_full_is_full_images_per_s_over_the_method_s_on_the_same_backb
 
 def test_demo_benchmark_sums_the_runs_own_seconds_from_their_records(tmp_path):
     """bench_demo's second line: what the records measured, summed by phase, and the lanes' share of the wall."""
-    import json
-
     sys.path.insert(0, str(PROJECT_ROOT / "scripts"))
     from bench_demo import runs_summary
 
@@ -61,8 +60,9 @@ def test_demo_benchmark_sums_the_runs_own_seconds_from_their_records(tmp_path):
     for i, (wall, train, ev, setup, deploy) in enumerate(times):
         run = tmp_path / "runs" / "mini" / f"m{i}" / "s0"
         run.mkdir(parents=True)
-        (run / "record.json").write_text(json.dumps({"status": "completed", "wall_time_s": wall, "train_time_s": train,
-                                                     "eval_time_s": ev, "setup_time_s": setup, "deploy_time_s": deploy}))
+        (run / "record.json").write_text(json.dumps({"status": "completed", "wall_time_s": wall,
+                                                     "train_time_s": train, "eval_time_s": ev,
+                                                     "setup_time_s": setup, "deploy_time_s": deploy}))
     failed = tmp_path / "runs" / "mini" / "m2" / "s0"
     failed.mkdir(parents=True)
     (failed / "record.json").write_text(json.dumps({"status": "failed", "wall_time_s": 1.0, "train_time_s": None}))

@@ -347,4 +347,5 @@ def test_a_process_freezes_its_objects_once_before_its_first_run():
     first, second, _ = recv.recv()
     proc.join(timeout=60)
     assert first > 1000 and second == first
-    assert gc.get_freeze_count() == before
+    # nothing frozen here (a frozen object that died meanwhile leaves the count: at most what it was)
+    assert gc.get_freeze_count() <= before

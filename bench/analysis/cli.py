@@ -185,8 +185,9 @@ class Workers:
     A run whose figures are all unchanged starts none. This process imports matplotlib and loads its
     fonts (`plots.warm_up`) just before the workers fork, so they inherit both rather than each doing
     it (0.6 s of CPU apiece); and they fork with this process's objects frozen (`gc.freeze`, undone by
-    `main` at the end; not where `freeze` is False: a caller's own frozen objects), so neither their garbage
-    collector nor this one walks the records, tables and matplotlib's objects again. Quacks like the executor.
+    `main` at the end; skipped when `freeze` is False, where the caller froze objects of its own), so neither
+    their garbage collector nor this one walks the records, tables and matplotlib's objects again. Quacks like
+    the executor.
     """
 
     def __init__(self, jobs: int, freeze: bool = True):
@@ -804,9 +805,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: results folder {', '.join(map(str, missing))} does not exist", file=sys.stderr)
         return 2
     draws = any(f in args.formats for f in ("png", "svg", "pdf", "html"))
-    # Freezing is this function's only where nothing is frozen yet (analyze.py's own process): `gc.unfreeze` cannot
-    # tell its objects from a caller's, so a caller that froze its own (the test workers) keeps them frozen, and
-    # the analysis's objects stay collectable there.
+    # This function freezes objects only where nothing is frozen yet (analyze.py's own process): `gc.unfreeze`
+    # cannot tell its objects from a caller's, so a caller that froze its own (the test workers) keeps them
+    # frozen, and the analysis's objects stay collectable there.
     freeze = gc.get_freeze_count() == 0
     pool = start_workers(args.jobs, freeze) if draws else None
     # The statistics make hundreds of thousands of short-lived containers: young collections every 50,000

@@ -65,6 +65,12 @@ def gpu_present() -> bool:
     return torch.cuda.is_available() or torch.backends.mps.is_available()
 
 
+def one_at_a_time() -> bool:
+    """Whether runs go one after another in the sweep's process when `n_jobs` is unset: a GPU is there, or this
+    platform cannot fork."""
+    return "fork" not in multiprocessing.get_all_start_methods() or gpu_present()
+
+
 class _Tee:
     """sys.stdout of a run's process: its log (fd 1) and a copy for the sweep's terminal."""
 
@@ -249,7 +255,7 @@ class BenchLauncher(Launcher):
         n_jobs = self.n_jobs
         if n_jobs is None:
             if self._gpu is None:
-                self._gpu = "fork" not in multiprocessing.get_all_start_methods() or gpu_present()
+                self._gpu = one_at_a_time()
             if self._gpu:  # one run at a time on the GPU, in this process: Hydra's basic launcher
                 basic = BasicLauncher()
                 basic.setup(hydra_context=self.hydra_context, task_function=self.task_function, config=self.config)
