@@ -209,8 +209,10 @@ def test_cost_sums_equal_the_records_seconds_failed_trials_counted():
 
 @pytest.mark.process
 def test_search_killed_and_relaunched_then_selected_and_retrained(tmp_path):
-    """Kill the search mid-way, relaunch: finished trials are not repeated; a relaunch then submits nothing; the
-    selection is the argmax of val over the K trials and the retrain runs its values; the report shows the curves."""
+    """The issue's end-to-end search, two methods x K = 4 trials x two mini tasks: kill the search mid-way and
+    relaunch: finished trials are not repeated; a relaunch then submits nothing; each (method, task)'s selection
+    is the argmax of val over its K trials and its retrain runs those values; the report has both methods'
+    curves, the leaderboard at equal budget and the tuning cost per method and task."""
     import os
     import signal
     import subprocess
@@ -219,8 +221,11 @@ def test_search_killed_and_relaunched_then_selected_and_retrained(tmp_path):
 
     from conftest import ROOT
 
+    methods, tasks, k = ("linear", "bias"), ("mini/count", "mini/digits"), 4
+    total = len(methods) * len(tasks) * k
     results = tmp_path / "results"
-    args = ["method=linear", "dataset=mini/count", "search.trials=3", *MINI, f"results_dir={results}"]
+    args = [f"method={','.join(methods)}", f"dataset={','.join(tasks)}", f"search.trials={k}", *MINI,
+            f"results_dir={results}"]
     proc = subprocess.Popen([sys.executable, "launch.py", "-m", *args], cwd=ROOT, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             env=dict(os.environ, HF_HUB_OFFLINE="1"))
@@ -230,40 +235,62 @@ def test_search_killed_and_relaunched_then_selected_and_retrained(tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     first = {p: p.read_text() for p in results.rglob("record.json")}
-    assert 1 <= len(first) <= 3
+    assert 1 <= len(first) < total
     again = run_cli("scripts/search.py", *args, "--stage", "search", timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert f"{len(first)} completed" in again.stdout and f"submitting {3 - len(first)}" in again.stdout
+    assert f"{len(first)} completed" in again.stdout and f"submitting {total - len(first)}" in again.stdout
     assert all(p.read_text() == text for p, text in first.items())  # not repeated
-    assert len(list(results.rglob("record.json"))) == 3
+    assert len(list(results.rglob("record.json"))) == total
     status = run_cli("scripts/search.py", *args, "--status", timeout=300)
-    assert status.returncode == 0 and "all 3 trials completed; selected" in status.stdout, status.stderr[-2000:]
+    assert status.returncode == 0, status.stderr[-2000:]
+    assert status.stdout.count(f"all {k} trials completed; selected") == len(methods) * len(tasks), status.stdout
     assert "submitting" not in status.stdout
 
     both = run_cli("scripts/search.py", *args, "--seeds", "0", timeout=300)  # stage one submits nothing new
     assert both.returncode == 0, both.stderr[-3000:]
     assert "submitting 0: nothing to do" in both.stdout
-    trials = [json.loads(p.read_text()) for p in results.rglob("val-seed0/record.json")]
-    (path,) = results.glob("selection/*/mini/count/linear-*search3/val.json")
-    sel = json.loads(path.read_text())
-    drawn = search.trials_of(search.Search(trials=3), "linear")
-    order = [t["train.lr"] for t in drawn]
-    best = max(trials, key=lambda r: (r["val_top1"], -order.index(r["config"]["train"]["lr"])))
-    assert sel["selected"] == {"lr": best["config"]["train"]["lr"], "weight_decay": best["config"]["train"]["weight_decay"]}
-    assert [p["lr"] for p in sel["grid"]] == order and sel["search"]["trials"] == 3
-    (retrained,) = [json.loads(p.read_text()) for p in results.rglob("val_retrain-seed0/record.json")]
-    assert retrained["config"]["train"]["lr"] == sel["selected"]["lr"]
-    assert retrained["config"]["train"]["weight_decay"] == sel["selected"]["weight_decay"]
-    assert retrained["variant"].endswith("search3") and retrained["status"] == "completed"
+    records = [json.loads(p.read_text()) for p in results.rglob("record.json")]
+    for method, task in itertools.product(methods, tasks):
+        trials = [r for r in records if r["method"] == method and r["dataset"] == task and r["protocol"] == "val"]
+        assert len(trials) == k and all(r["status"] == "completed" for r in trials)
+        (path,) = results.glob(f"selection/*/{task}/{method}-*search{k}/val.json")
+        sel = json.loads(path.read_text())
+        order = [t["train.lr"] for t in search.trials_of(search.Search(trials=k), method)]
+        best = max(trials, key=lambda r: (r["val_top1"], -order.index(r["config"]["train"]["lr"])))
+        assert sel["selected"] == {"lr": best["config"]["train"]["lr"],
+                                   "weight_decay": best["config"]["train"]["weight_decay"]}, (method, task)
+        assert [p["lr"] for p in sel["grid"]] == order and sel["search"]["trials"] == k
+        (retrained,) = [r for r in records if r["method"] == method and r["dataset"] == task
+                        and r["protocol"] == "val_retrain"]
+        assert retrained["config"]["train"]["lr"] == sel["selected"]["lr"], (method, task)
+        assert retrained["config"]["train"]["weight_decay"] == sel["selected"]["weight_decay"]
+        assert retrained["variant"].endswith(f"search{k}") and retrained["status"] == "completed"
 
-    report = run_cli("analyze.py", str(results), "--quiet", "--formats", "csv,md,html", "--ci", "none", "--method", "linear*",
+    report = run_cli("analyze.py", str(results), "--quiet", "--formats", "csv,md,html", "--ci", "none",
                      "--benchmark", "mini", timeout=300)
     assert report.returncode == 0, report.stderr[-3000:]
-    cost = pd.read_csv(results / "leaderboard" / "tuning_cost.csv")
-    total = cost[cost["dataset"] == "all"].iloc[0]
-    assert total["device_s"] == pytest.approx(sum(r["fit_time_s"] for r in trials)) and total["trials"] == 3
-    html = (results / "leaderboard" / "report.html").read_text()
+    out = results / "leaderboard"
+    cost = pd.read_csv(out / "tuning_cost.csv")
+    for method in methods:
+        mine = cost[cost["label"].str.split("-").str[0] == method]
+        per_task = mine[mine["dataset"] != "all"]
+        assert sorted(per_task["dataset"]) == sorted(tasks) and set(per_task["trials"]) == {k}, method
+        for task in tasks:  # each task's cost is its K trials' own seconds
+            row = per_task[per_task["dataset"] == task].iloc[0]
+            assert row["device_s"] == pytest.approx(sum(r["fit_time_s"] for r in records if r["method"] == method
+                                                        and r["dataset"] == task and r["protocol"] == "val"))
+        (everything,) = mine[mine["dataset"] == "all"].to_dict("records")
+        assert everything["trials"] == k * len(tasks)
+        assert everything["device_s"] == pytest.approx(per_task["device_s"].sum())
+    curves = pd.read_csv(out / "budget_curves.csv")
+    for method in methods:  # a curve per method over n = 1..K, both tasks averaged
+        mine = curves[curves["label"].str.split("-").str[0] == method]
+        assert sorted(mine["n"]) == list(range(1, k + 1)) and set(mine["tasks"]) == {len(tasks)}, method
+        assert mine["val_best"].is_monotonic_increasing  # the expected best of more trials is never lower
+    assert len(pd.read_csv(out / "budget_at_n.csv")) == len(methods)
+    html = (out / "report.html").read_text()
     assert "Accuracy as a function of the number of trials" in html and "Leaderboard at equal budget" in html
+    assert "Tuning cost per method and task" in html
 
 
 def _study_with(tmp_path, finished: list[list[float]]):
