@@ -1,7 +1,9 @@
 """The run's fixed costs: the deployed model's timing bounded by a share of training time, and measured."""
 import dataclasses
 import time
+from datetime import datetime, timedelta
 
+import pytest
 import torch
 import torch.nn as nn
 
@@ -36,6 +38,11 @@ def test_a_run_records_its_setup_and_deploy_time_and_timing_spread(tmp_path):
     rec = run(cfg)
     assert rec["status"] == "completed"
     assert 0 < rec["setup_time_s"] < rec["wall_time_s"] and 0 < rec["deploy_time_s"] < rec["wall_time_s"]
+    # the run's start and end to the millisecond (UTC): runs shorter than a second are still ordered
+    start, end = (datetime.fromisoformat(rec[k]) for k in ("started_at", "finished_at"))
+    assert rec["started_at"][19] == "." and len(rec["started_at"]) == len("2026-12-08T00:00:00.000+00:00")
+    assert start.utcoffset() == timedelta(0) and start <= end
+    assert (end - start).total_seconds() == pytest.approx(rec["wall_time_s"], abs=0.5)
     assert rec["inference_batch_size"] == 32  # never above the training batch: timing does not set the memory peak
     assert 2 <= rec["inference_timing_rounds"] <= 20
     assert rec["inference_ratio_min"] <= rec["inference_images_per_s_ratio"] <= rec["inference_ratio_max"]

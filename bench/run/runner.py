@@ -29,7 +29,9 @@ from bench.train.optim import base_lr
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    """UTC, ISO 8601 to the millisecond: runs shorter than a second, a sweep's on the mini tasks, are still ordered
+    (records written before 2026-12-08 have whole seconds; the strings of both sort in time order)."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def with_method(model: nn.Module, method: methods.Method, method_cfg, train: TrainConfig) -> tuple[nn.Module, set[int]]:
