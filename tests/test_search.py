@@ -286,7 +286,8 @@ def test_search_killed_and_relaunched_then_selected_and_retrained(tmp_path):
     for method in methods:  # a curve per method over n = 1..K, both tasks averaged
         mine = curves[curves["label"].str.split("-").str[0] == method]
         assert sorted(mine["n"]) == list(range(1, k + 1)) and set(mine["tasks"]) == {len(tasks)}, method
-        assert mine["val_best"].is_monotonic_increasing  # the expected best of more trials is never lower
+        best = mine.sort_values("n")["val_best"].to_numpy()
+        assert (np.diff(best) >= -1e-9).all(), best  # the expected best of more trials is never lower
     assert len(pd.read_csv(out / "budget_at_n.csv")) == len(methods)
     html = (out / "report.html").read_text()
     assert "Accuracy as a function of the number of trials" in html and "Leaderboard at equal budget" in html
