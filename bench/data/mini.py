@@ -154,7 +154,7 @@ def _glyph(rng):
     fg, bg = R.colour_pair(rng, 0.5)
     canvas = R.mix(R.pattern(UP_BACKGROUNDS[rng.integers(len(UP_BACKGROUNDS))], rng) * rng.uniform(0, 0.25),
                    bg, rng.uniform(size=3))
-    canvas = canvas * (1 - ink[..., None]) + fg * ink[..., None]
+    canvas = R.mix(ink, canvas, fg)
     return R.finish(canvas, rng, rng.uniform(0, 0.05)), label
 
 

@@ -10,6 +10,7 @@ SIZE = 32  # output image side, pixels
 SS = 2  # supersampling factor
 _c = (np.arange(SIZE * SS) + 0.5) / SS
 Y, X = np.meshgrid(_c, _c, indexing="ij")  # (64, 64) pixel-centre coordinates
+_XC, _YC = X[0], Y[:, 0]  # (64,) each: the columns' and the rows' centres
 
 # Polygons in unit shape coordinates (u to the right, v down), radius about 1.
 _POLYGONS = {
@@ -64,13 +65,26 @@ def shape_mask(kind: str, cx: float, cy: float, r: float, angle: float = 0.0) ->
 
 def strokes(segments: np.ndarray, width: float) -> np.ndarray:
     """Coverage (64, 64) in [0, 1] of a pen of `width` px along segments (S, 2, 2) ([[x0, y0], [x1, y1]] px): 1 within
-    width / 2 of a segment, falling to 0 over the next output pixel (a soft edge, like an upscaled scan)."""
-    a, b = segments[:, 0, :, None, None], segments[:, 1, :, None, None]  # (S, 2, 1, 1)
-    d = b - a
-    px, py = X[None] - a[:, 0], Y[None] - a[:, 1]  # (S, 64, 64)
-    t = np.clip((px * d[:, 0] + py * d[:, 1]) / np.maximum(d[:, 0] ** 2 + d[:, 1] ** 2, 1e-9), 0, 1)
-    dist2 = (px - t * d[:, 0]) ** 2 + (py - t * d[:, 1]) ** 2
-    return np.clip(width / 2 + 0.5 - np.sqrt(dist2.min(0)), 0, 1)
+    width / 2 of a segment, falling to 0 over the next output pixel (a soft edge, like an upscaled scan).
+
+    Each segment is measured only over the canvas pixels its ink can reach (its endpoints' box widened by the pen's
+    reach, plus a pixel): a pixel outside every such window is beyond the reach of every segment, so its coverage is 0
+    either way, and a pixel inside gets the same arithmetic, element for element, as over the whole canvas. So the
+    images are the same bytes as measuring every segment over the whole canvas, in about a sixth of the time (the
+    glyphs were half the upstream task's drawing time)."""
+    start, d = segments[:, 0], segments[:, 1] - segments[:, 0]  # (S, 2) each: x, y
+    length2 = np.maximum(d[:, 0] ** 2 + d[:, 1] ** 2, 1e-9)  # (S,)
+    reach = width / 2 + 0.5  # px: no ink farther than this from a segment
+    first = np.floor((segments.min(1) - reach) * SS - 0.5).astype(int) - 1  # (S, 2): canvas column, row
+    stop = np.ceil((segments.max(1) + reach) * SS - 0.5).astype(int) + 2  # (S, 2): one past the last
+    first, stop = first.clip(0, SIZE * SS), stop.clip(0, SIZE * SS)
+    dist2 = np.full(X.shape, np.inf)  # (64, 64): squared distance to the nearest segment within reach
+    for (c0, r0), (c1, r1), (ax, ay), (dx, dy), l2 in zip(first, stop, start, d, length2):
+        px, py = _XC[c0:c1] - ax, (_YC[r0:r1] - ay)[:, None]  # (w,), (h, 1): px from the segment's start
+        t = np.clip((px * dx + py * dy) / l2, 0, 1)  # (h, w): the nearest point's place along the segment
+        window = dist2[r0:r1, c0:c1]
+        np.minimum(window, (px - t * dx) ** 2 + (py - t * dy) ** 2, out=window)
+    return np.clip(reach - np.sqrt(dist2), 0, 1)
 
 
 def bezier(points: np.ndarray, n: int = 8) -> np.ndarray:
@@ -134,13 +148,26 @@ def colour_pair(rng: np.random.Generator, min_dist: float = 0.45) -> tuple[np.nd
 
 
 def mix(p: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Blend colour a (where p=0) and colour b (where p=1) into a (64, 64, 3) canvas."""
-    return a * (1 - p[..., None]) + b * p[..., None]
+    """Blend a (where p=0) and b (where p=1), each a colour (3,) or a (64, 64, 3) canvas, into a (64, 64, 3) canvas:
+    a * (1 - p) + b * p. Channel by channel, where broadcasting over a last axis of 3 would run numpy's inner loop
+    three elements at a time (seven times slower here); the same arithmetic per element, so the same bytes."""
+    q = 1 - p
+    out = np.empty(p.shape + (3,))
+    for c in range(3):
+        out[..., c] = a[..., c] * q + b[..., c] * p
+    return out
 
 
 def finish(canvas: np.ndarray, rng: np.random.Generator, noise: float = 0.0) -> np.ndarray:
     """Box-filter the (64, 64, 3) canvas to (3, 32, 32) uint8, with optional pixel noise."""
-    img = canvas.reshape(SIZE, SS, SIZE, SS, 3).mean((1, 3))
+    sub = canvas.reshape(SIZE, SS, SIZE, SS, 3)
+    # the box's SS x SS samples summed one view at a time, row by row: the order numpy's mean over axes (1, 3) adds
+    # them in, so the same bytes, without its reduction's inner loop over the last axis's 3 elements (3x faster)
+    views = [sub[:, k, :, m] for k in range(SS) for m in range(SS)]  # (32, 32, 3) each
+    img = views[0] + views[1]
+    for v in views[2:]:
+        img += v
+    img /= SS * SS
     if noise:
         img = img + rng.normal(0, noise, img.shape)
     return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8).transpose(2, 0, 1)
