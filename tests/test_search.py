@@ -250,8 +250,15 @@ def test_search_killed_and_relaunched_then_selected_and_retrained(tmp_path):
     assert both.returncode == 0, both.stderr[-3000:]
     assert "submitting 0: nothing to do" in both.stdout
     records = [json.loads(p.read_text()) for p in results.rglob("record.json")]
+
+    def runs(method, task, protocol="val"):
+        return [r for r in records if (r["method"], r["dataset"], r["protocol"]) == (method, task, protocol)]
+
+    def rows_of(table, method):  # a table's rows of `method` (its label, variant included)
+        return table[table["label"].str.split("-").str[0] == method]
+
     for method, task in itertools.product(methods, tasks):
-        trials = [r for r in records if r["method"] == method and r["dataset"] == task and r["protocol"] == "val"]
+        trials = runs(method, task)
         assert len(trials) == k and all(r["status"] == "completed" for r in trials)
         (path,) = results.glob(f"selection/*/{task}/{method}-*search{k}/val.json")
         sel = json.loads(path.read_text())
@@ -260,8 +267,7 @@ def test_search_killed_and_relaunched_then_selected_and_retrained(tmp_path):
         assert sel["selected"] == {"lr": best["config"]["train"]["lr"],
                                    "weight_decay": best["config"]["train"]["weight_decay"]}, (method, task)
         assert [p["lr"] for p in sel["grid"]] == order and sel["search"]["trials"] == k
-        (retrained,) = [r for r in records if r["method"] == method and r["dataset"] == task
-                        and r["protocol"] == "val_retrain"]
+        (retrained,) = runs(method, task, "val_retrain")
         assert retrained["config"]["train"]["lr"] == sel["selected"]["lr"], (method, task)
         assert retrained["config"]["train"]["weight_decay"] == sel["selected"]["weight_decay"]
         assert retrained["variant"].endswith(f"search{k}") and retrained["status"] == "completed"
@@ -272,19 +278,18 @@ def test_search_killed_and_relaunched_then_selected_and_retrained(tmp_path):
     out = results / "leaderboard"
     cost = pd.read_csv(out / "tuning_cost.csv")
     for method in methods:
-        mine = cost[cost["label"].str.split("-").str[0] == method]
+        mine = rows_of(cost, method)
         per_task = mine[mine["dataset"] != "all"]
         assert sorted(per_task["dataset"]) == sorted(tasks) and set(per_task["trials"]) == {k}, method
         for task in tasks:  # each task's cost is its K trials' own seconds
             row = per_task[per_task["dataset"] == task].iloc[0]
-            assert row["device_s"] == pytest.approx(sum(r["fit_time_s"] for r in records if r["method"] == method
-                                                        and r["dataset"] == task and r["protocol"] == "val"))
+            assert row["device_s"] == pytest.approx(sum(r["fit_time_s"] for r in runs(method, task)))
         (everything,) = mine[mine["dataset"] == "all"].to_dict("records")
         assert everything["trials"] == k * len(tasks)
         assert everything["device_s"] == pytest.approx(per_task["device_s"].sum())
     curves = pd.read_csv(out / "budget_curves.csv")
     for method in methods:  # a curve per method over n = 1..K, both tasks averaged
-        mine = curves[curves["label"].str.split("-").str[0] == method]
+        mine = rows_of(curves, method)
         assert sorted(mine["n"]) == list(range(1, k + 1)) and set(mine["tasks"]) == {len(tasks)}, method
         best = mine.sort_values("n")["val_best"].to_numpy()
         assert (np.diff(best) >= -1e-9).all(), best  # the expected best of more trials is never lower
